@@ -1,0 +1,139 @@
+"""The `rag` command line: thin wrappers over the rag/ library.
+
+Conventions for every command: user errors print one line to stderr and exit 2 (traceback with
+--debug), internal failures exit 1; `--json` prints data for scripts; `-v` adds timings.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from rag import __version__
+from rag.errors import NotBuiltError, RagError
+
+app = typer.Typer(
+    name="rag",
+    help="Ask questions over your documents, answered by a Gated DeltaNet-2 reader with cited sources.",
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+
+
+class _State:
+    debug: bool = False
+    verbose: bool = False
+
+
+state = _State()
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"rag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Print timings per stage.")] = False,
+) -> None:
+    state.debug = debug
+    state.verbose = verbose
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one error line to stderr and exit with `code`."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code=code)
+
+
+def run_guarded(fn, *args, **kwargs):
+    """Call library code; turn user errors into one line + exit 2, crashes into exit 1."""
+    try:
+        return fn(*args, **kwargs)
+    except NotBuiltError as exc:
+        if state.debug:
+            raise
+        fail(f"not built yet: {exc}", code=1)
+    except RagError as exc:
+        if state.debug:
+            raise
+        fail(str(exc), code=2)
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary reports any crash as one line
+        if state.debug:
+            raise
+        fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", code=1)
+
+
+IndexOpt = Annotated[
+    str, typer.Option("--index", "-i", help="Index folder (created by `rag ingest`).", show_default=True)
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+DEFAULT_INDEX = ".rag"
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[str], typer.Argument(help="Files or folders to ingest.")],
+    index: IndexOpt = DEFAULT_INDEX,
+    domain: Annotated[str, typer.Option(help="legal | support | code | auto (detected per file).")] = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """Chunk, embed and index documents (incremental: only new or changed files are embedded)."""
+    from rag.api import ingest_command
+
+    run_guarded(ingest_command, paths, index=index, domain=domain, json_out=json_out, verbose=state.verbose)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    index: IndexOpt = DEFAULT_INDEX,
+    json_out: JsonOpt = False,
+) -> None:
+    """Answer a question from the index, citing files and lines."""
+    from rag.api import ask_command
+
+    run_guarded(ask_command, question, index=index, json_out=json_out, verbose=state.verbose)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="The search query.")],
+    index: IndexOpt = DEFAULT_INDEX,
+    json_out: JsonOpt = False,
+) -> None:
+    """Print ranked chunks for a query (hybrid dense + BM25)."""
+    from rag.api import search_command
+
+    run_guarded(search_command, query, index=index, json_out=json_out, verbose=state.verbose)
+
+
+@app.command()
+def info(index: IndexOpt = DEFAULT_INDEX, json_out: JsonOpt = False) -> None:
+    """Print index statistics."""
+    from rag.api import info_command
+
+    run_guarded(info_command, index=index, json_out=json_out)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

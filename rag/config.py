@@ -1,0 +1,65 @@
+"""Pipeline knobs in one dataclass (nanoGPT-style config): retrieval, fusion, context layout, reader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+DEFAULT_CONTEXT_TOKENS = 100_000
+
+
+@dataclass(frozen=True)
+class RAGConfig:
+    """Settings of `RAG`; every field can be overridden per call where it makes sense.
+
+    Args:
+        dense_weight / bm25_weight: weights of each ranked list in reciprocal rank fusion.
+        rrf_k: the RRF constant (60 in Cormack et al.); larger flattens the rank curve.
+        candidates: how many hits each retriever returns before fusion (per `search`/`ask`).
+        top_k: passages kept after fusion for `ask` when the caller gives none; None fills the budget.
+        dedup_threshold: Jaccard similarity of word 5-shingles above which a chunk is a near-duplicate
+            of a better-ranked one and is dropped (1.0 keeps everything but exact copies).
+        context_tokens: reader-token budget for the assembled context.
+        repeat_question: lay the question out again after the context ("read twice"), helping the
+            recurrent reader, which cannot look back at the question.
+        merge_gap_lines: chunks of one document whose line spans are this close are merged into one piece.
+        model_path: reader checkpoint folder; None means the shipped default (model/checkpoints/default).
+        device: "cpu", "cuda" or None (cuda when available).
+        require_reader: raise instead of falling back to a retrieval-only answer when no reader loads.
+    """
+
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+    rrf_k: int = 60
+    candidates: int = 200
+    top_k: int | None = None
+    dedup_threshold: float = 0.9
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS
+    repeat_question: bool = True
+    merge_gap_lines: int = 1
+    max_answer_tokens: int = 32
+    model_path: str | None = None
+    device: str | None = None
+    require_reader: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.dense_weight < 0 or self.bm25_weight < 0 or self.dense_weight + self.bm25_weight == 0:
+            raise ValueError(
+                f"fusion weights must be >= 0 and not both 0 (dense={self.dense_weight}, bm25={self.bm25_weight})"
+            )
+        if self.rrf_k < 1:
+            raise ValueError(f"rrf_k must be >= 1, got {self.rrf_k}")
+        if self.candidates < 1:
+            raise ValueError(f"candidates must be >= 1, got {self.candidates}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if not 0.0 < self.dedup_threshold <= 1.0:
+            raise ValueError(f"dedup_threshold must be in (0, 1], got {self.dedup_threshold}")
+        if self.context_tokens < 64:
+            raise ValueError(f"context_tokens must be >= 64, got {self.context_tokens}")
+        if self.device not in (None, "cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+
+    def with_(self, **changes) -> RAGConfig:
+        """A copy with some fields changed (None values are ignored, so CLI defaults pass through)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,71 @@
+"""Retrieval-only answer span: the sentence of the best passage that shares most (rare) words with the question.
+
+Used when no reader checkpoint is available. It is labelled as such everywhere it is shown: it picks
+text, it does not read or understand it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+_WORD = re.compile(r"\w+")
+# sentences end at ., ! or ? followed by space, or at a blank line; a line of code is its own unit
+_SENTENCE = re.compile(r"(?:[^\n.!?]|[.!?](?!\s))*(?:[.!?]+(?=\s)|\n\s*\n|\n|$)", re.S)
+STOPWORDS = frozenset(
+    ["a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "has", "have", "how", "i", "in", "is", "it", "its", "may", "of", "on", "or", "shall", "should", "that", "the", "this", "to", "was", "what", "when", "where", "which", "who", "why", "will", "with", "you", "your"]
+)
+
+
+SUFFIXES = ("ing", "ed", "es", "s")
+
+
+def stem(word: str) -> str:
+    """A crude suffix stripper, enough for expire/expires/expired/expiring to meet."""
+    for suffix in SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
+
+
+def _terms(text: str) -> list[str]:
+    return [stem(w) for w in (m.lower() for m in _WORD.findall(text)) if w not in STOPWORDS]
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences (or lines) of `text`, stripped of surrounding whitespace."""
+    spans = []
+    for m in _SENTENCE.finditer(text):
+        s, e = m.start(), m.end()
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if e > s:
+            spans.append((s, e))
+    return spans
+
+
+def best_span(question: str, text: str, max_chars: int = 600) -> tuple[int, int, float]:
+    """(start, end, score) of the sentence in `text` that best matches `question`.
+
+    Score: sum over question terms found in the sentence of log(1 + N / df), where df counts the
+    sentences of `text` holding the term, so rare words weigh more. A sentence longer than `max_chars`
+    is cut at a word boundary. Falls back to the start of the text when nothing matches.
+    """
+    spans = sentence_spans(text) or [(0, len(text))]
+    q = set(_terms(question))
+    bags = [set(_terms(text[s:e])) for s, e in spans]
+    n = len(spans)
+    df = {t: sum(1 for bag in bags if t in bag) for t in q}
+    best, best_score = spans[0], 0.0
+    for span, bag in zip(spans, bags, strict=True):
+        score = sum(math.log1p(n / df[t]) for t in q if t in bag)
+        if score > best_score:
+            best, best_score = span, score
+    s, e = best
+    if e - s > max_chars:
+        cut = text.rfind(" ", s, s + max_chars)
+        e = cut if cut > s else s + max_chars
+    return s, e, best_score

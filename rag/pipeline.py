@@ -1,0 +1,310 @@
+"""The library API: `RAG.open(dir)` then `.ingest`, `.search`, `.ask`, `.info`.
+
+    from rag import RAG
+    rag = RAG.open("my-index", create=True)
+    rag.ingest(["contracts/", "docs/"])
+    answer = rag.ask("What is the notice period?")
+    print(answer.text, [c.location for c in answer.citations])
+
+One `RAG` object is meant to live as long as the app: the reader is loaded once on the first `ask`
+and reused; `ask`, `search` and `info` may be called from several threads at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from pathlib import Path
+
+from rag.assemble import AssembledContext, assemble_context
+from rag.citations import FileLines, cite_span
+from rag.config import RAGConfig
+from rag.errors import RagError
+from rag.extractive import best_span
+from rag.filters import MetadataFilter
+from rag.reading import ReaderRuntime, ReadSpan
+from rag.retrieve import HybridRetriever, Retrieved
+from rag.types import Answer, Passage, Timings
+
+RETRIEVAL_ONLY = "retrieval-only"
+READER = "reader"
+# with no top_k, retrieve this many chunks per budget token: enough to fill it with ~250-token chunks
+CHUNKS_PER_TOKEN = 1 / 128
+EVIDENCE_CHARS = 800
+RETRIEVAL_ONLY_PASSAGES = 3
+
+
+def _ingest_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from ingest.errors import IngestError
+    except ImportError:
+        return ()
+    return (IngestError,)
+
+
+class RAG:
+    """Question answering over one index folder. Build with `RAG.open`; see the module docstring."""
+
+    def __init__(
+        self, index_dir: str | Path, index=None, config: RAGConfig | None = None, reader=None
+    ) -> None:
+        self.index_dir = Path(index_dir)
+        self.config = config or RAGConfig()
+        self._index = index
+        self._index_lock = threading.RLock()
+        self._reader = reader
+        self._reader_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, index_dir: str | Path, create: bool = False, config: RAGConfig | None = None) -> RAG:
+        """Open the index at `index_dir`; with `create`, a missing folder is fine (call `ingest` next).
+
+        Raises RagError when there is no index and `create` is False.
+        """
+        rag = cls(index_dir, config=config)
+        if not create:
+            rag._open_index()
+        return rag
+
+    # index -----------------------------------------------------------------------------------------
+
+    def _open_index(self):
+        with self._index_lock:
+            if self._index is None:
+                if not self.index_dir.exists():
+                    raise RagError(
+                        f"no index at {self.index_dir}; run `rag ingest PATH... --index {self.index_dir}` first"
+                    )
+                from ingest import Index
+
+                try:
+                    self._index = Index.open(self.index_dir)
+                except _ingest_errors() as exc:
+                    raise RagError(str(exc)) from exc
+            return self._index
+
+    @property
+    def index(self):
+        return self._open_index()
+
+    def _nonempty_index(self):
+        index = self._open_index()
+        if _stat(index.stats(), "chunks") == 0:
+            raise RagError(f"the index at {self.index_dir} is empty; ingest some documents first")
+        return index
+
+    def ingest(self, paths, domain: str = "auto", progress: bool = False):
+        """Add or update documents (incremental); returns ingest's IngestReport."""
+        from ingest import IngestConfig, ingest_paths
+
+        if isinstance(paths, str | Path):
+            paths = [paths]
+        paths = [str(p) for p in paths]
+        missing = [p for p in paths if not Path(p).exists()]
+        if missing:
+            raise RagError(f"no such file or folder: {missing[0]}")
+        with self._index_lock:
+            try:
+                report = ingest_paths(self.index_dir, paths, IngestConfig(domain=domain), progress=progress)
+            except _ingest_errors() as exc:
+                raise RagError(str(exc)) from exc
+            # the read-only view is stale now: reopen on next use
+            self._index = None
+        return report
+
+    def info(self):
+        """Index statistics (ingest's IndexStats)."""
+        with self._index_lock:
+            return self._open_index().stats()
+
+    def index_identity(self) -> dict:
+        stats = self.info()
+        data = dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) else dict(vars(stats))
+        return {"path": str(self.index_dir), **_jsonable(data)}
+
+    # reader ----------------------------------------------------------------------------------------
+
+    @property
+    def reader(self) -> ReaderRuntime:
+        with self._reader_lock:
+            if self._reader is None:
+                cfg = self.config
+                self._reader = ReaderRuntime(cfg.model_path, cfg.device, require=cfg.require_reader)
+            return self._reader
+
+    # search and ask --------------------------------------------------------------------------------
+
+    def _retrieve(self, query: str, k: int, flt: MetadataFilter, candidates: int | None = None) -> Retrieved:
+        index = self._nonempty_index()
+        with self._index_lock:
+            try:
+                return HybridRetriever(index, self.config).retrieve(query, k, flt, candidates=candidates)
+            except _ingest_errors() as exc:
+                raise RagError(str(exc)) from exc
+
+    def search(
+        self, query: str, k: int = 10, domain: str | None = None, path_glob: str | None = None
+    ) -> list[Passage]:
+        """The `k` best passages for `query` (hybrid dense + BM25, fused, filtered, de-duplicated)."""
+        flt = _filter(domain, path_glob)
+        return self._retrieve(query, k, flt).passages
+
+    def ask(
+        self,
+        question: str,
+        context_tokens: int | None = None,
+        top_k: int | None = None,
+        domain: str | None = None,
+        path_glob: str | None = None,
+    ) -> Answer:
+        """Answer `question` from the index with cited file lines.
+
+        Steps: retrieve (hybrid) -> assemble up to `context_tokens` reader tokens -> read with the
+        GDN-2 reader (or pick the best passage's best sentence when no reader is available, with
+        `mode="retrieval-only"`) -> map the answer span to verified `path:line-line` citations.
+        """
+        if not isinstance(question, str) or not question.strip():
+            raise RagError("the question is empty")
+        question = question.strip()
+        budget = context_tokens or self.config.context_tokens
+        if budget < 64:
+            raise RagError(f"--context-tokens must be at least 64, got {budget}")
+        if top_k is not None and top_k < 1:
+            raise RagError(f"--top-k must be at least 1, got {top_k}")
+        flt = _filter(domain, path_glob)
+        timings = Timings()
+        t0 = time.perf_counter()
+
+        reader = self.reader
+        use_reader = reader.available
+        timings.load_reader_s = reader.load_seconds if use_reader else 0.0
+        k = top_k or self.config.top_k or max(self.config.candidates, int(budget * CHUNKS_PER_TOKEN))
+        t = time.perf_counter()
+        retrieved = self._retrieve(question, k, flt, candidates=k)
+        timings.retrieve_s = time.perf_counter() - t
+
+        t = time.perf_counter()
+        scores = {p.chunk_id: p.score for p in retrieved.passages}
+        context = assemble_context(
+            question,
+            retrieved.chunks,
+            scores,
+            budget,
+            reader.token_counter(),
+            repeat_question=self.config.repeat_question,
+            merge_gap_lines=self.config.merge_gap_lines,
+        )
+        timings.assemble_s = time.perf_counter() - t
+
+        t = time.perf_counter()
+        span = None
+        if context.pieces:
+            if use_reader:
+                span = reader.extract(context, max_answer_tokens=self.config.max_answer_tokens)
+            else:
+                span = _retrieval_only_span(question, context, retrieved)
+        timings.read_s = time.perf_counter() - t
+
+        answer = self._build_answer(question, context, retrieved, span, use_reader)
+        timings.total_s = time.perf_counter() - t0
+        answer.timings = timings
+        return answer
+
+    def _build_answer(
+        self,
+        question: str,
+        context: AssembledContext,
+        retrieved: Retrieved,
+        span: ReadSpan | None,
+        use_reader: bool,
+    ) -> Answer:
+        citations, evidence = [], ""
+        if span is not None and span.char_end > span.char_start:
+            chunk_texts = {int(c.id): c.text for c in retrieved.chunks}
+            citations = cite_span(
+                context, span.piece_index, span.char_start, span.char_end, chunk_texts, FileLines()
+            )
+            evidence = _evidence(context.pieces[span.piece_index].text, span.char_start, span.char_end)
+        used = set(context.chunk_ids)
+        return Answer(
+            question=question,
+            text=span.text.strip() if span is not None else "",
+            mode=READER if use_reader else RETRIEVAL_ONLY,
+            citations=citations,
+            passages=[p for p in retrieved.passages if p.chunk_id in used],
+            evidence=evidence,
+            score=None if span is None else span.score,
+            generated=None if span is None else span.generated,
+            context_tokens=context.tokens,
+            context_pieces=len(context.pieces),
+            token_counter=context.counter,
+            model=self.reader.identity,
+            index=self.index_identity(),
+        )
+
+    def close(self) -> None:
+        """Drop the index view and the reader (frees memory; the object can be used again)."""
+        with self._index_lock, self._reader_lock:
+            self._index = None
+            self._reader = None
+
+    def __enter__(self) -> RAG:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _filter(domain: str | None, path_glob: str | None) -> MetadataFilter:
+    try:
+        return MetadataFilter(domain=domain, path_glob=path_glob)
+    except ValueError as exc:
+        raise RagError(str(exc)) from exc
+
+
+def _stat(stats, name: str):
+    return stats[name] if isinstance(stats, dict) else getattr(stats, name)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def _retrieval_only_span(question: str, context: AssembledContext, retrieved: Retrieved) -> ReadSpan:
+    """The best-matching sentence among the best-ranked passages that made it into the context.
+
+    Looks at the top RETRIEVAL_ONLY_PASSAGES passages; a sentence's match score is discounted by
+    10% per rank, so a clearly better sentence in the second passage wins over a weak one in the first.
+    """
+    where = {}
+    for pi, piece in enumerate(context.pieces):
+        for seg in piece.segments:
+            where[seg.chunk_id] = (pi, seg)
+    ranked = [where[p.chunk_id] for p in retrieved.passages if p.chunk_id in where]
+    best = None
+    for rank, (pi, seg) in enumerate(ranked[:RETRIEVAL_ONLY_PASSAGES]):
+        text = context.pieces[pi].text[seg.offset : seg.offset + seg.length]
+        s, e, score = best_span(question, text)
+        weighted = score * (1.0 - 0.1 * rank)
+        if best is None or weighted > best[0]:
+            best = (weighted, pi, seg.offset + s, seg.offset + e, score)
+    _, pi, start, end, score = best
+    return ReadSpan(pi, start, end, context.pieces[pi].text[start:end], score)
+
+
+def _evidence(text: str, start: int, end: int) -> str:
+    """Whole lines around the span, capped at EVIDENCE_CHARS (centred on the span)."""
+    lo = text.rfind("\n", 0, start) + 1
+    hi = text.find("\n", end)
+    hi = len(text) if hi < 0 else hi
+    if hi - lo > EVIDENCE_CHARS:
+        pad = max(0, (EVIDENCE_CHARS - (end - start)) // 2)
+        lo, hi = max(lo, start - pad), min(hi, end + pad)
+    return text[lo:hi].strip()

@@ -1,0 +1,147 @@
+"""The reader stage: load the GDN-2 reader once, run it on an assembled context, thread-safely.
+
+`ReaderRuntime` wraps `model.reader.Reader` (docs/CONTRACTS.md). It loads lazily on first use and
+keeps the model for the life of the `RAG` object. When no checkpoint is available (none shipped yet, or
+the model package cannot load) and the caller did not insist on one, `available` is False and
+`reason` says why; the pipeline then answers retrieval-only and says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.assemble import AssembledContext
+from rag.errors import RagError
+from rag.tokens import EstimateCounter, TokenCounter, TokenizerCounter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReadSpan:
+    """The reader's answer: a char span inside one piece of the context (rag-side mirror of ReaderSpan)."""
+
+    piece_index: int
+    char_start: int
+    char_end: int
+    text: str
+    score: float
+    generated: str | None = None
+
+
+def check_device(device: str | None) -> str:
+    """Resolve None to cuda-if-available; refuse cuda on a machine without it (a user error)."""
+    if device not in (None, "cpu", "cuda"):
+        raise RagError(f"--device must be cpu or cuda, got {device!r}")
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RagError("--device cuda was asked for, but CUDA is not available on this machine")
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _to_context_pieces(context: AssembledContext) -> list:
+    """Our pieces as model.prompt.ContextPiece, filling whichever of its fields we know."""
+    from model.prompt import ContextPiece
+
+    names = {f.name for f in dataclasses.fields(ContextPiece)}
+    out = []
+    for p in context.pieces:
+        values = {
+            "header": p.header,
+            "text": p.text,
+            "path": p.path,
+            "section": p.section,
+            "line_start": p.line_start,
+            "line_end": p.line_end,
+            "page": p.page,
+        }
+        out.append(ContextPiece(**{k: v for k, v in values.items() if k in names}))
+    return out
+
+
+class ReaderRuntime:
+    """One reader per process-lifetime `RAG`; `extract` calls are serialised by a lock.
+
+    Serialising is deliberate: one GPU runs one 100k-token prefill at a time anyway, and the model's
+    caches are per call, so the lock only protects the load and keeps memory bounded.
+    """
+
+    def __init__(
+        self, model_path: str | None = None, device: str | None = None, require: bool = False
+    ) -> None:
+        if model_path is not None and not Path(model_path).exists():
+            raise RagError(f"model path {model_path} does not exist")
+        self.model_path = model_path
+        self.requested_device = device
+        self.require = require or model_path is not None
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._reader = None
+        self.reason = ""
+        self.load_seconds = 0.0
+        self.device = "cpu"
+
+    def load(self) -> bool:
+        """Load the reader if not done yet; True when a reader is available."""
+        with self._lock:
+            if self._loaded:
+                return self._reader is not None
+            self.device = check_device(self.requested_device)
+            t0 = time.perf_counter()
+            try:
+                from model.reader import Reader
+
+                self._reader = Reader.load(self.model_path, device=self.device)
+            except (ImportError, FileNotFoundError) as exc:
+                if self.require:
+                    raise RagError(
+                        f"cannot load the reader from {self.model_path or 'the default'}: {exc}"
+                    ) from exc
+                self.reason = f"no reader checkpoint available ({exc})"
+                log.info("answering retrieval-only: %s", self.reason)
+            self.load_seconds = time.perf_counter() - t0
+            self._loaded = True
+            return self._reader is not None
+
+    @property
+    def available(self) -> bool:
+        return self.load()
+
+    @property
+    def identity(self) -> dict:
+        if not self.load():
+            return {"name": "none", "mode": "retrieval-only", "reason": self.reason}
+        ident = dict(getattr(self._reader, "identity", {}) or {})
+        ident["device"] = self.device
+        return ident
+
+    def token_counter(self) -> TokenCounter:
+        """The reader's own tokenizer when loaded, otherwise the documented estimate."""
+        if self.load():
+            tok = getattr(self._reader, "tokenizer", None)
+            if tok is not None:
+                return TokenizerCounter(tok)
+        return EstimateCounter()
+
+    def extract(self, context: AssembledContext, max_answer_tokens: int = 32) -> ReadSpan:
+        if not self.load():
+            raise RagError(f"no reader: {self.reason}")
+        pieces = _to_context_pieces(context)
+        with self._lock:
+            span = self._reader.extract(context.question, pieces, max_answer_tokens=max_answer_tokens)
+        return ReadSpan(
+            piece_index=int(span.piece_index),
+            char_start=int(span.char_start),
+            char_end=int(span.char_end),
+            text=span.text,
+            score=float(span.score),
+            generated=getattr(span, "generated", None),
+        )

@@ -1,0 +1,97 @@
+"""Hybrid retrieval: dense (FAISS) + BM25, fused by weighted RRF, filtered, near-duplicates dropped.
+
+Steps of `HybridRetriever.retrieve`:
+1. ask each retriever for `candidates` hits (more when a filter is set, since filtering comes after);
+2. fuse the two ranked lists with weighted reciprocal rank fusion;
+3. fetch the chunks, keep those that pass the metadata filter;
+4. drop near-duplicates of better-ranked chunks;
+5. return the best `k` as `Passage`s with fused and raw scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rag.config import RAGConfig
+from rag.dedup import drop_near_duplicates
+from rag.errors import RagError
+from rag.filters import MetadataFilter
+from rag.fusion import reciprocal_rank_fusion
+from rag.types import Passage
+
+# with a filter active we over-fetch this many times, since most hits may be filtered away
+FILTER_OVERFETCH = 5
+
+
+@dataclass
+class Retrieved:
+    """Passages plus the raw chunks behind them (context assembly needs char offsets and neighbours)."""
+
+    passages: list[Passage]
+    chunks: list  # ingest.Chunk, same order as passages
+    dropped_duplicates: int = 0
+
+
+class HybridRetriever:
+    """Retrieval over an `ingest.Index` (or anything with its search/get_chunks methods)."""
+
+    def __init__(self, index, config: RAGConfig | None = None) -> None:
+        self.index = index
+        self.config = config or RAGConfig()
+
+    def retrieve(
+        self, query: str, k: int = 10, flt: MetadataFilter | None = None, candidates: int | None = None
+    ) -> Retrieved:
+        if not isinstance(query, str) or not query.strip():
+            raise RagError("the query is empty; give a question or search words")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        cfg = self.config
+        flt = flt or MetadataFilter()
+        n = max(candidates or cfg.candidates, k)
+        if flt.active:
+            n *= FILTER_OVERFETCH
+        lists, weights = [], []
+        if cfg.dense_weight > 0:
+            lists.append(self.index.search_dense(query, n))
+            weights.append(cfg.dense_weight)
+        if cfg.bm25_weight > 0:
+            lists.append(self.index.search_bm25(query, n))
+            weights.append(cfg.bm25_weight)
+        fused = reciprocal_rank_fusion(lists, weights, k=cfg.rrf_k)
+        raw = _raw_scores(lists, [cfg.dense_weight > 0, cfg.bm25_weight > 0])
+        if not fused:
+            return Retrieved([], [])
+        ids = [i for i, _ in fused]
+        chunks = self.index.get_chunks(ids)
+        score_of = dict(fused)
+        kept = [c for c in chunks if flt.matches(c)]
+        kept, dropped = drop_near_duplicates(kept, cfg.dedup_threshold)
+        kept = kept[:k]
+        passages = [_to_passage(c, score_of[c.id], raw, rank) for rank, c in enumerate(kept, start=1)]
+        return Retrieved(passages, kept, dropped_duplicates=len(dropped))
+
+
+def _raw_scores(lists, active) -> dict[str, dict[int, float]]:
+    names = [n for n, on in zip(("dense", "bm25"), active, strict=True) if on]
+    return {name: {i: s for i, s in reversed(hits)} for name, hits in zip(names, lists, strict=True)}
+
+
+def _to_passage(chunk, score: float, raw: dict[str, dict[int, float]], rank: int) -> Passage:
+    dense = raw.get("dense", {}).get(chunk.id)
+    bm25 = raw.get("bm25", {}).get(chunk.id)
+    return Passage(
+        chunk_id=int(chunk.id),
+        path=str(chunk.path),
+        text=chunk.text,
+        score=float(score),
+        line_start=int(chunk.line_start),
+        line_end=int(chunk.line_end),
+        domain=chunk.domain or "",
+        title=chunk.title or "",
+        section=chunk.section or "",
+        page=chunk.page,
+        dense_score=None if dense is None else float(dense),
+        bm25_score=None if bm25 is None else float(bm25),
+        rank=rank,
+    )

@@ -1,0 +1,200 @@
+"""Extractive questions generated automatically from real documents, answers as verbatim spans.
+
+Each generator reads one passage of a document and proposes `(question, char_start, char_end)`
+triples whose answer is `passage[char_start:char_end]`:
+
+- legal: defined terms ("X" means ...) and the opening words of numbered clauses;
+- support: what a man-page option does;
+- code: parameter defaults and docstring first lines of `def`s, module-level constants;
+- every domain: cloze (a distinctive word group blanked out of a quoted sentence).
+
+The cue always comes *before* the answer in the text (term before meaning, option before its
+description, left context of a cloze): a causal reader decides at a token from what it has read,
+so "which option is described as ..." (answer before its cue) is not asked.
+
+`QATaskMaker` then hides the evidence passage among retrieved-like distractors (other passages of
+the same document and of other documents of the same domain) up to a target length.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Sequence
+
+from model.data.corpus import Document
+from model.data.sample import AnswerSpan, Sample, assemble_context, chunk_text
+from model.prompt import ContextPiece
+
+Triple = tuple[str, int, int]
+
+_DEF = re.compile(
+    r'["\u201c]([A-Z][\w \-]{1,40})["\u201d]\s+(?:shall\s+)?(?:means?|refers? to|includes?)\s+([^.;\n]{12,240})'
+)
+_CLAUSE = re.compile(r"^\s*((?:\d+\.)+\d*|\d+\)|\([a-z]\))\s+([A-Z][^\n]{30,})", re.M)
+_OPT = re.compile(
+    r"^(-{1,2}[A-Za-z0-9][\w\-]*(?:[=\[][^\n]{0,30})?(?:, -{1,2}[\w\-]+(?:[=\[][^\n]{0,30})?)*)\n([^\n-][^\n]{15,})",
+    re.M,
+)
+_DEFN = re.compile(
+    r"^[ \t]*def (\w+)\(([^)]*)\)[^:\n]*:\n(?:[ \t]+[rRuU]?(\"\"\"|''')([^\n]{15,}?)(?:\"\"\"|'''|\n))?", re.M
+)
+_PARAM_DEFAULT = re.compile(r"(\w+)\s*(?::\s*[^=,]+)?=\s*([^,()\[\]]{1,30})")
+_CONST = re.compile(r"^([A-Z][A-Z0-9_]{2,})\s*=\s*([^\n#]{1,40}?)\s*(?:#.*)?$", re.M)
+_WORDS = re.compile(r"[A-Za-z0-9][\w'./-]*")
+
+
+def _words_prefix(text: str, start: int, end: int, max_words: int) -> int:
+    """End offset of at most `max_words` words of text[start:end]."""
+    ws = list(_WORDS.finditer(text, start, end))
+    if len(ws) <= max_words:
+        return end
+    return ws[max_words - 1].end()
+
+
+def legal_questions(text: str, title: str) -> list[Triple]:
+    out: list[Triple] = []
+    for m in _DEF.finditer(text):
+        term = m.group(1).strip()
+        ds, de = m.start(2), _words_prefix(text, m.start(2), m.end(2), 14)
+        out.append((f'In {title}, what does "{term}" mean?', ds, de))
+    for m in _CLAUSE.finditer(text):
+        s = m.start(2)
+        out.append(
+            (f"In {title}, how does clause {m.group(1)} begin?", s, _words_prefix(text, s, m.end(2), 10))
+        )
+    return out
+
+
+def support_questions(text: str, title: str) -> list[Triple]:
+    out: list[Triple] = []
+    name = title.split(".")[0]
+    for m in _OPT.finditer(text):
+        tag = m.group(1).rstrip()
+        desc_s, desc_e = m.start(2), _words_prefix(text, m.start(2), m.end(2), 12)
+        first_opt = tag.split(",")[0].split("=")[0].split("[")[0]
+        out.append((f"What does the {first_opt} option of {name} do?", desc_s, desc_e))
+    return out
+
+
+def code_questions(text: str, title: str) -> list[Triple]:
+    out: list[Triple] = []
+    module = title.removesuffix(".py").replace("/", ".")
+    for m in _DEFN.finditer(text):
+        func, params_s = m.group(1), m.start(2)
+        for pm in _PARAM_DEFAULT.finditer(m.group(2)):
+            val = pm.group(2).rstrip()
+            if val:
+                s = params_s + pm.start(2)
+                out.append(
+                    (
+                        f"In {module}, what is the default of parameter {pm.group(1)} of {func}()?",
+                        s,
+                        s + len(val),
+                    )
+                )
+        if m.group(4) and len(m.group(4).split()) >= 3:
+            ds = m.start(4) + len(m.group(4)) - len(m.group(4).lstrip())
+            de = _words_prefix(text, ds, m.end(4), 12)
+            out.append((f"In {module}, how does the docstring of {func}() begin?", ds, de))
+    for m in _CONST.finditer(text):
+        out.append((f"In {module}, what is {m.group(1)} set to?", m.start(2), m.end(2)))
+    return out
+
+
+def cloze_questions(text: str, rng: random.Random, n: int = 2) -> list[Triple]:
+    """Blank out a distinctive 1-3 word group of a sentence and quote the sentence around it."""
+    out: list[Triple] = []
+    words = list(_WORDS.finditer(text))
+    if len(words) < 16:
+        return out
+    for _ in range(n * 4):
+        if len(out) >= n:
+            break
+        i = rng.randrange(6, len(words) - 6)
+        k = rng.choice((1, 1, 2, 3))
+        span = words[i : i + k]
+        ans = text[span[0].start() : span[-1].end()]
+        if "\n" in ans or not (any(c.isdigit() or c.isupper() for c in ans) or len(ans) >= 7):
+            continue
+        left = text[words[i - 6].start() : span[0].start()]
+        right = text[span[-1].end() : words[min(len(words) - 1, i + k + 5)].end()]
+        if "\n\n" in left or "\n\n" in right:
+            continue
+        q = f'Fill in the blank: "{" ".join(left.split())} ____ {" ".join(right.split())}"'
+        out.append((q, span[0].start(), span[-1].end()))
+    return out
+
+
+GENERATORS: dict[str, Callable[[str, str], list[Triple]]] = {
+    "legal": legal_questions,
+    "support": support_questions,
+    "code": code_questions,
+}
+
+
+def _header(doc: Document, start: int) -> str:
+    line = doc.text.count("\n", 0, start) + 1
+    return f"{doc.title} (line {line})"
+
+
+class QATaskMaker:
+    """Makes extractive QA samples from one split's documents, evidence hidden among distractors."""
+
+    def __init__(self, docs: Sequence[Document], chunk_chars: int = 1200) -> None:
+        if not docs:
+            raise ValueError("QATaskMaker needs at least one document")
+        self.docs = list(docs)
+        self.chunk_chars = chunk_chars
+        self._chunks = [chunk_text(d.text, chunk_chars) for d in self.docs]
+        self.by_domain: dict[str, list[int]] = {}
+        for i, d in enumerate(self.docs):
+            if self._chunks[i]:
+                self.by_domain.setdefault(d.domain, []).append(i)
+
+    def piece(self, doc_i: int, chunk_i: int) -> ContextPiece:
+        d = self.docs[doc_i]
+        s, e = self._chunks[doc_i][chunk_i]
+        return ContextPiece(d.text[s:e], _header(d, s))
+
+    def _distractors(
+        self, rng: random.Random, doc_i: int, chunk_i: int, domain: str, n: int
+    ) -> list[ContextPiece]:
+        own = [j for j in range(len(self._chunks[doc_i])) if j != chunk_i]
+        rng.shuffle(own)
+        pool = self.by_domain[domain]
+        out = [self.piece(doc_i, j) for j in own[: max(1, n // 4)]]
+        while len(out) < n:
+            di = pool[rng.randrange(len(pool))]
+            if di == doc_i and len(pool) > 1:
+                continue
+            out.append(self.piece(di, rng.randrange(len(self._chunks[di]))))
+        rng.shuffle(out)
+        return out
+
+    def sample(
+        self, rng: random.Random, target_tokens: int, domain: str | None = None, tries: int = 50
+    ) -> Sample:
+        """One QA sample of about `target_tokens` tokens (domain random unless given)."""
+        domains = sorted(self.by_domain)
+        for _ in range(tries):
+            dom = domain or rng.choice(domains)
+            if dom not in self.by_domain:
+                raise ValueError(f"no documents of domain {dom!r}")
+            doc_i = rng.choice(self.by_domain[dom])
+            chunk_i = rng.randrange(len(self._chunks[doc_i]))
+            ev = self.piece(doc_i, chunk_i)
+            triples = GENERATORS[dom](ev.text, self.docs[doc_i].title)
+            kind = "extract"
+            if not triples or rng.random() < 0.3:
+                triples, kind = cloze_questions(ev.text, rng), "cloze"
+            triples = [t for t in triples if ev.text[t[1] : t[2]].strip() and t[2] - t[1] <= 160]
+            if not triples:
+                continue
+            q, s, e = rng.choice(triples)
+            n_distract = max(1, int(target_tokens * 3.9 / self.chunk_chars) + 1)
+            distract = self._distractors(rng, doc_i, chunk_i, dom, n_distract)
+            pieces, pos = assemble_context(rng, ev, distract, target_tokens)
+            ans = AnswerSpan(pos, s, e, ev.text[s:e])
+            return Sample(q, pieces, [ans], f"qa-{kind}", dom, self.docs[doc_i].doc_id)
+        raise ValueError(f"could not generate a question in {tries} tries (domain {domain!r})")

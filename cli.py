@@ -58,6 +58,15 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code=code)
 
 
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """RagError plus ingest's IngestError (imported lazily: the CLI must start fast)."""
+    try:
+        from ingest.errors import IngestError
+    except ImportError:
+        return (RagError,)
+    return (RagError, IngestError)
+
+
 def run_guarded(fn, *args, **kwargs):
     """Call library code; turn user errors into one line + exit 2, crashes into exit 1."""
     try:
@@ -66,15 +75,15 @@ def run_guarded(fn, *args, **kwargs):
         if state.debug:
             raise
         fail(f"not built yet: {exc}", code=1)
-    except RagError as exc:
-        if state.debug:
-            raise
-        fail(str(exc), code=2)
     except KeyboardInterrupt:
         fail("interrupted", code=130)
+    except typer.Exit:
+        raise
     except Exception as exc:  # noqa: BLE001 - the CLI boundary reports any crash as one line
         if state.debug:
             raise
+        if isinstance(exc, _user_error_types()):
+            fail(str(exc), code=2)
         fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", code=1)
 
 
@@ -82,6 +91,13 @@ IndexOpt = Annotated[
     str, typer.Option("--index", "-i", help="Index folder (created by `rag ingest`).", show_default=True)
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+DomainOpt = Annotated[
+    str | None, typer.Option("--domain", "-d", help="Only chunks of this domain: legal | support | code.")
+]
+PathOpt = Annotated[
+    str | None, typer.Option("--path", help="Only chunks whose file path matches this glob (e.g. '*.py').")
+]
+TopKOpt = Annotated[int | None, typer.Option("--top-k", "-k", min=1, help="Number of passages to use.")]
 DEFAULT_INDEX = ".rag"
 
 
@@ -102,24 +118,68 @@ def ingest(
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     index: IndexOpt = DEFAULT_INDEX,
+    context_tokens: Annotated[
+        int,
+        typer.Option("--context-tokens", "-c", min=64, help="Reader-token budget of the assembled context."),
+    ] = 100_000,
+    top_k: TopKOpt = None,
+    domain: DomainOpt = None,
+    path_glob: PathOpt = None,
     json_out: JsonOpt = False,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Reader checkpoint folder (default: the shipped reader)."),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu | cuda (default: cuda when available).")
+    ] = None,
 ) -> None:
-    """Answer a question from the index, citing files and lines."""
+    """Answer a question from the index, citing files and lines.
+
+    --json prints one object described by rag/schemas/ask.schema.json.
+    """
     from rag.api import ask_command
 
-    run_guarded(ask_command, question, index=index, json_out=json_out, verbose=state.verbose)
+    run_guarded(
+        ask_command,
+        question,
+        index=index,
+        json_out=json_out,
+        verbose=state.verbose,
+        context_tokens=context_tokens,
+        top_k=top_k,
+        domain=domain,
+        path_glob=path_glob,
+        model=model,
+        device=device,
+    )
 
 
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="The search query.")],
     index: IndexOpt = DEFAULT_INDEX,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Number of passages to print.")] = 10,
+    domain: DomainOpt = None,
+    path_glob: PathOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Print ranked chunks for a query (hybrid dense + BM25)."""
+    """Print ranked chunks with scores (hybrid dense + BM25).
+
+    --json prints one object described by rag/schemas/search.schema.json.
+    """
     from rag.api import search_command
 
-    run_guarded(search_command, query, index=index, json_out=json_out, verbose=state.verbose)
+    run_guarded(
+        search_command,
+        query,
+        index=index,
+        json_out=json_out,
+        verbose=state.verbose,
+        top_k=top_k,
+        domain=domain,
+        path_glob=path_glob,
+    )
 
 
 @app.command()

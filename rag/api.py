@@ -1,21 +1,169 @@
-"""Library API and the functions behind the CLI commands. Filled in by the rag/ and ingest/ issues."""
+"""The functions behind the CLI commands: call the library, print text or JSON.
+
+cli.py only parses options and calls these; everything here raises RagError for user errors (the
+CLI turns those into one line + exit 2). Text goes to stdout; `-v` timing breakdowns go to stderr so
+`--json` output stays one clean object.
+"""
 
 from __future__ import annotations
 
-from rag.errors import NotBuiltError
+import dataclasses
+import json
+import time
+
+from rich.console import Console
+from rich.markup import escape
+
+from rag.config import RAGConfig
+from rag.pipeline import RAG, RETRIEVAL_ONLY, jsonable
+from rag.types import Answer, Passage
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+SNIPPET_CHARS = 240
 
 
-def ingest_command(paths, *, index, domain, json_out, verbose):
-    raise NotBuiltError("`rag ingest` (issue 5)")
+def _echo_json(data: dict) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2))
 
 
-def ask_command(question, *, index, json_out, verbose):
-    raise NotBuiltError("`rag ask` (issue 6)")
+def _plain(obj) -> dict:
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else dict(vars(obj))
 
 
-def search_command(query, *, index, json_out, verbose):
-    raise NotBuiltError("`rag search` (issue 6)")
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
 
 
-def info_command(*, index, json_out):
-    raise NotBuiltError("`rag info` (issue 6)")
+def ingest_command(paths, *, index, domain, json_out, verbose) -> None:
+    t0 = time.perf_counter()
+    rag = RAG.open(index, create=True)
+    report = rag.ingest(paths, domain=domain, progress=not json_out)
+    elapsed = time.perf_counter() - t0
+    data = _plain(report)
+    if json_out:
+        _echo_json({"index": str(index), "report": jsonable(data), "seconds": round(elapsed, 3)})
+        return
+    summary = ", ".join(
+        f"{k}={v}" for k, v in data.items() if isinstance(v, int | float | str) and k != "errors"
+    )
+    out.print(f"ingested into {escape(str(index))}: {escape(summary)}")
+    for problem in data.get("errors", []) or []:
+        err.print(f"[yellow]skipped:[/] {escape(str(problem))}")
+    if verbose:
+        err.print(f"ingest took {elapsed:.2f} s")
+
+
+def ask_command(
+    question,
+    *,
+    index,
+    json_out,
+    verbose,
+    context_tokens=None,
+    top_k=None,
+    domain=None,
+    path_glob=None,
+    model=None,
+    device=None,
+) -> None:
+    t0 = time.perf_counter()
+    config = RAGConfig().with_(model_path=model, device=device)
+    rag = RAG.open(index, config=config)
+    answer = rag.ask(question, context_tokens=context_tokens, top_k=top_k, domain=domain, path_glob=path_glob)
+    cold = time.perf_counter() - t0
+    if json_out:
+        _echo_json(answer.to_dict())
+    else:
+        print_answer(answer)
+    if verbose:
+        _print_timings(answer, cold)
+
+
+def print_answer(answer: Answer) -> None:
+    """The human-readable answer: text, its citations, the evidence snippet; retrieval-only says so first."""
+    if answer.mode == RETRIEVAL_ONLY:
+        reason = answer.model.get("reason", "no reader checkpoint")
+        out.print(
+            f"[bold yellow]retrieval-only answer: no reader was used[/] ({escape(reason)}); "
+            "showing the best-matching sentence of the best passage."
+        )
+    if not answer.text:
+        out.print("No passage in the index matched the question.")
+        return
+    out.print(f"[bold]Answer:[/] {escape(answer.text)}")
+    if answer.generated:
+        out.print(f"[bold]Generated:[/] {escape(answer.generated)}")
+    if answer.citations:
+        out.print("[bold]Citations:[/]")
+        for i, c in enumerate(answer.citations, start=1):
+            section = f"  § {escape(c.section)}" if c.section else ""
+            out.print(f"  [{i}] {escape(c.location)}{section}")
+    else:
+        out.print("[bold]Citations:[/] none could be verified against the source files")
+    if answer.evidence:
+        out.print("[bold]Evidence:[/]")
+        for line in answer.evidence.splitlines():
+            out.print(f"  │ {escape(line)}")
+
+
+def _print_timings(answer: Answer, cold: float) -> None:
+    t = answer.timings
+    err.print(
+        f"timings: retrieve {_ms(t.retrieve_s)} · assemble {_ms(t.assemble_s)} · read {_ms(t.read_s)} · "
+        f"ask total {_ms(t.total_s)} (reader load {_ms(t.load_reader_s)}) · command {_ms(cold)}"
+    )
+    err.print(
+        f"context: {answer.context_tokens} tokens ({answer.token_counter}) in {answer.context_pieces} pieces "
+        f"from {len(answer.passages)} passages"
+    )
+
+
+def search_command(query, *, index, json_out, verbose, top_k=10, domain=None, path_glob=None) -> None:
+    rag = RAG.open(index)
+    t0 = time.perf_counter()
+    passages = rag.search(query, k=top_k, domain=domain, path_glob=path_glob)
+    elapsed = time.perf_counter() - t0
+    if json_out:
+        _echo_json(
+            {
+                "schema_version": 1,
+                "query": query,
+                "passages": [p.to_dict() for p in passages],
+                "timings": {"retrieve_s": round(elapsed, 6)},
+            }
+        )
+    else:
+        print_passages(passages)
+    if verbose:
+        err.print(f"timings: retrieve {_ms(elapsed)}")
+
+
+def print_passages(passages: list[Passage]) -> None:
+    if not passages:
+        out.print("No passage matched.")
+        return
+    for p in passages:
+        raw = []
+        if p.dense_score is not None:
+            raw.append(f"dense {p.dense_score:.3f}")
+        if p.bm25_score is not None:
+            raw.append(f"bm25 {p.bm25_score:.2f}")
+        section = f" § {escape(p.section)}" if p.section else ""
+        out.print(f"[bold]{p.rank:>3}.[/] {p.score:.4f}  {escape(p.location)}{section}  ({', '.join(raw)})")
+        snippet = " ".join(p.text.split())
+        if len(snippet) > SNIPPET_CHARS:
+            snippet = snippet[: SNIPPET_CHARS - 1] + "…"
+        out.print(f"      {escape(snippet)}")
+
+
+def info_command(*, index, json_out) -> None:
+    rag = RAG.open(index)
+    data = rag.index_identity()
+    if json_out:
+        _echo_json(data)
+        return
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+        out.print(f"{key:>12}: {escape(str(value))}")

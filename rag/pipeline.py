@@ -74,7 +74,8 @@ class RAG:
             if self._index is None:
                 if not self.index_dir.exists():
                     raise RagError(
-                        f"no index at {self.index_dir}; run `rag ingest PATH... --index {self.index_dir}` first"
+                        f"no index at {self.index_dir}; "
+                        f"run `rag ingest PATH... --index {self.index_dir}` first"
                     )
                 from ingest import Index
 
@@ -121,7 +122,7 @@ class RAG:
     def index_identity(self) -> dict:
         stats = self.info()
         data = dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) else dict(vars(stats))
-        return {"path": str(self.index_dir), **_jsonable(data)}
+        return {"path": str(self.index_dir), **jsonable(data)}
 
     # reader ----------------------------------------------------------------------------------------
 
@@ -267,11 +268,11 @@ def _stat(stats, name: str):
     return stats[name] if isinstance(stats, dict) else getattr(stats, name)
 
 
-def _jsonable(value):
+def jsonable(value):
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)

@@ -190,6 +190,62 @@ def info(index: IndexOpt = DEFAULT_INDEX, json_out: JsonOpt = False) -> None:
     run_guarded(info_command, index=index, json_out=json_out)
 
 
+@app.command("eval")
+def eval_(
+    file: Annotated[
+        str, typer.Argument(help="JSONL: one {question, answers: [...], source?, domain?} per line.")
+    ],
+    index: IndexOpt = DEFAULT_INDEX,
+    k: Annotated[int, typer.Option("--k", min=1, help="Passages counted for retrieval hit@k.")] = 10,
+    out: Annotated[str | None, typer.Option("--out", help="Also write the full JSON report here.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Score retrieval hit@k, answer EM/F1 and citation accuracy on your own question set."""
+    from rag.evaluate import eval_command
+
+    run_guarded(eval_command, file, index=index, k=k, json_out=json_out, out=out)
+
+
+def _train_command(**kw) -> None:
+    from model.training_cli import prepare, train_run
+
+    try:
+        if kw.pop("prepare_data"):
+            typer.echo(prepare(kw["data_dir"]))
+        typer.echo(train_run(**kw))
+    except (FileNotFoundError, ValueError) as exc:
+        raise RagError(str(exc)) from None
+
+
+@app.command()
+def train(
+    config: Annotated[
+        str, typer.Option(help="Named config: default (the shipped reader) | tiny.")
+    ] = "default",
+    data: Annotated[str, typer.Option(help="Folder with corpus.jsonl.xz + tokenizer.json.")] = "data",
+    out: Annotated[str, typer.Option(help="Run folder (history.jsonl, resume.pt).")] = "runs/default",
+    export: Annotated[str | None, typer.Option(help="Write the finished checkpoint here.")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/resume.pt.")] = False,
+    prepare_data: Annotated[
+        bool, typer.Option("--prepare", help="First build corpus + tokenizer from this machine's text.")
+    ] = False,
+    device: Annotated[str | None, typer.Option(help="cuda | cpu (default: cuda if present).")] = None,
+) -> None:
+    """Train the GDN-2 reader (bf16, resumable, long-context curriculum); see `python -m model.train -h`."""
+    run_guarded(
+        _train_command,
+        config=config,
+        data_dir=data,
+        out_dir=out,
+        export=export,
+        steps=steps,
+        resume=resume,
+        prepare_data=prepare_data,
+        device=device,
+    )
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -10,12 +10,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
 from rag.config import RAGConfig
+from rag.errors import RagError
 from rag.pipeline import RAG, RETRIEVAL_ONLY, jsonable
+from rag.reading import check_device
 from rag.types import Answer, Passage
 
 out = Console(highlight=False, soft_wrap=True)
@@ -68,6 +71,12 @@ def ask_command(
     device=None,
 ) -> None:
     t0 = time.perf_counter()
+    # cheap argument checks before the index and the reader are opened
+    if not question.strip():
+        raise RagError("the question is empty")
+    if model is not None and not Path(model).exists():
+        raise RagError(f"model path {model} does not exist")
+    check_device(device)
     config = RAGConfig().with_(model_path=model, device=device)
     rag = RAG.open(index, config=config)
     answer = rag.ask(question, context_tokens=context_tokens, top_k=top_k, domain=domain, path_glob=path_glob)

@@ -178,9 +178,10 @@ def _build_piece(run: list, score: float) -> Piece:
 
 
 def _layout(chosen: list, scores: dict[int, float], gap: int) -> list[Piece]:
-    by_doc: dict[str, list] = {}
+    by_doc: dict[tuple[str, str], list] = {}
     for chunk in chosen:
-        by_doc.setdefault(str(chunk.path), []).append(chunk)
+        # one file may hold several documents (an mbox, a JSONL export): `sub` tells them apart
+        by_doc.setdefault((str(chunk.path), getattr(chunk, "sub", "")), []).append(chunk)
     pieces: list[Piece] = []
     # documents in the order their best chunk was ranked (dicts keep insertion order)
     for chunks in by_doc.values():

@@ -2,8 +2,9 @@
 
 A span (piece, char_start, char_end) may cross the chunks merged into a piece; it yields one citation
 per chunk segment it touches. Each citation is verified by re-reading the source file: the quoted text
-(whitespace-normalised) must occur in the file's lines `line_start..line_end`. Files that are not plain
-text (PDF, DOCX, HTML, e-mail) are verified against the indexed chunk text instead. A span that cannot
+(whitespace-normalised) must occur in the file's lines `line_start..line_end`. Files whose bytes are
+not the indexed text (PDF, DOCX, HTML, e-mail, compressed man pages) are verified against the indexed
+chunk text instead, and say so (`verified_against="index"`). A span that cannot
 be verified is never cited at those lines: we fall back to the whole chunk's line range when the quote
 is there, and drop the citation otherwise.
 """
@@ -18,7 +19,21 @@ from rag.assemble import AssembledContext, Piece, Segment
 from rag.types import Citation
 
 # formats whose file bytes are not the text we indexed: verify against the index instead
-NON_TEXT_SUFFIXES = {".pdf", ".docx", ".html", ".htm", ".eml", ".mbox", ".json", ".csv", ".xhtml"}
+NON_TEXT_SUFFIXES = (
+    ".pdf",
+    ".docx",
+    ".html",
+    ".htm",
+    ".xhtml",
+    ".eml",
+    ".mbox",
+    ".json",
+    ".jsonl",
+    ".csv",
+    ".gz",
+    ".bz2",
+    ".xz",
+)
 _WS = re.compile(r"\s+")
 
 
@@ -97,16 +112,15 @@ def cite_span(
 
 def _verified(piece, seg, line_start, line_end, quote, chunk_texts, files) -> Citation | None:
     common = dict(path=piece.path, quote=quote, chunk_id=seg.chunk_id, page=seg.page, section=piece.section)
-    if Path(piece.path).suffix.lower() in NON_TEXT_SUFFIXES or seg.page is not None:
-        ok = normalise(quote) in normalise(chunk_texts.get(seg.chunk_id, ""))
-        if not ok:
-            return None
-        return Citation(
-            line_start=line_start, line_end=line_end, verified=True, verified_against="index", **common
-        )
     if verify(piece.path, line_start, line_end, quote, files):
         return Citation(line_start=line_start, line_end=line_end, verified=True, **common)
     # offsets drifted (e.g. a chunk text that is not a verbatim slice): cite the whole segment if true there
     if verify(piece.path, seg.line_start, seg.line_end, quote, files):
         return Citation(line_start=seg.line_start, line_end=seg.line_end, verified=True, **common)
+    # formats whose file bytes are not the indexed text (PDF, HTML, compressed man pages, ...)
+    non_text = seg.page is not None or any(piece.path.lower().endswith(s) for s in NON_TEXT_SUFFIXES)
+    if non_text and normalise(quote) in normalise(chunk_texts.get(seg.chunk_id, "")):
+        return Citation(
+            line_start=line_start, line_end=line_end, verified=True, verified_against="index", **common
+        )
     return None

@@ -45,7 +45,8 @@ class RAGConfig:
     def __post_init__(self) -> None:
         if self.dense_weight < 0 or self.bm25_weight < 0 or self.dense_weight + self.bm25_weight == 0:
             raise ValueError(
-                f"fusion weights must be >= 0 and not both 0 (dense={self.dense_weight}, bm25={self.bm25_weight})"
+                "fusion weights must be >= 0 and not both 0 "
+                f"(dense={self.dense_weight}, bm25={self.bm25_weight})"
             )
         if self.rrf_k < 1:
             raise ValueError(f"rrf_k must be >= 1, got {self.rrf_k}")

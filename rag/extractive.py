@@ -1,4 +1,4 @@
-"""Retrieval-only answer span: the sentence of the best passage that shares most (rare) words with the question.
+"""Retrieval-only answer span: the sentence of the best passages sharing most (rare) words with the question.
 
 Used when no reader checkpoint is available. It is labelled as such everywhere it is shown: it picks
 text, it does not read or understand it.
@@ -12,9 +12,11 @@ import re
 _WORD = re.compile(r"\w+")
 # sentences end at ., ! or ? followed by space, or at a blank line; a line of code is its own unit
 _SENTENCE = re.compile(r"(?:[^\n.!?]|[.!?](?!\s))*(?:[.!?]+(?=\s)|\n\s*\n|\n|$)", re.S)
-STOPWORDS = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "has", "have", "how", "i", "in", "is", "it", "its", "may", "of", "on", "or", "shall", "should", "that", "the", "this", "to", "was", "what", "when", "where", "which", "who", "why", "will", "with", "you", "your"]
-)
+_STOPWORDS_TEXT = """
+a an and are as at be by can do does for from has have how i in is it its may of on or shall should
+that the this to was what when where which who why will with you your
+"""
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 
 
 SUFFIXES = ("ing", "ed", "es", "s")

@@ -1,0 +1,123 @@
+"""Context assembly (budget, merging, order, headers, query-first layout) and citations back to file lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rag_fakes import FakeIndex
+
+from rag.assemble import assemble_context
+from rag.citations import FileLines, cite_span, verify
+from rag.tokens import EstimateCounter, TokenizerCounter
+
+
+def _scores(chunks):
+    return {c.id: 1.0 / (1 + i) for i, c in enumerate(chunks)}
+
+
+@pytest.fixture
+def long_doc(tmp_path) -> tuple[Path, FakeIndex]:
+    path = tmp_path / "long.txt"
+    path.write_text(
+        "".join(f"Line {i}: clause number {i} says item {i * 7} applies.\n" for i in range(1, 61))
+    )
+    return path, FakeIndex.from_files({path: "legal"}, lines_per_chunk=6, overlap=2)
+
+
+def test_budget_is_respected_and_best_chunks_win(long_doc):
+    _, index = long_doc
+    chunks = list(index.chunks.values())[::-1]  # rank the last chunks best
+    counter = EstimateCounter()
+    ctx = assemble_context("which clause?", chunks, _scores(chunks), 300, counter)
+    assert ctx.tokens <= 300
+    assert ctx.pieces and ctx.skipped_chunks > 0
+    assert chunks[0].id in ctx.chunk_ids
+    # the accounting is honest: recounting the laid-out prompt stays within a few tokens of the total
+    assert abs(counter.count(ctx.to_prompt()) - ctx.tokens) <= 2 * len(ctx.pieces) + 8
+
+
+def test_adjacent_overlapping_chunks_merge_into_one_piece_in_file_order(long_doc):
+    path, index = long_doc
+    by_line = sorted(index.chunks.values(), key=lambda c: c.line_start)
+    chosen = [by_line[2], by_line[0], by_line[1], by_line[6]]  # 0-1-2 touch; 6 is apart
+    ctx = assemble_context("q", chosen, _scores(chosen), 10_000, EstimateCounter())
+    assert len(ctx.pieces) == 2
+    first = ctx.pieces[0]
+    assert first.line_start == 1 and first.line_end == by_line[2].line_end
+    # the overlap is trimmed: the merged text is exactly the file's lines, each once
+    file_lines = path.read_text().splitlines()
+    assert first.text == "\n".join(file_lines[: first.line_end])
+    assert first.header == f"[1] {path} § {file_lines[0][:40]} · lines 1-{first.line_end}"
+    assert ctx.pieces[1].header.startswith("[2] ")
+
+
+def test_documents_ordered_by_best_chunk_then_position(fake_index):
+    chunks = sorted(fake_index.chunks.values(), key=lambda c: (-c.line_start, c.path))
+    code_first = [c for c in chunks if c.domain == "code"] + [c for c in chunks if c.domain != "code"]
+    ctx = assemble_context("q", code_first, _scores(code_first), 100_000, EstimateCounter())
+    assert ctx.pieces[0].path.endswith("retry.py")
+    starts = [p.line_start for p in ctx.pieces if p.path == ctx.pieces[0].path]
+    assert starts == sorted(starts)
+
+
+def test_prompt_is_query_first_and_optionally_repeated(fake_index):
+    chunks = list(fake_index.chunks.values())[:2]
+    ctx = assemble_context("What is the term?", chunks, _scores(chunks), 5_000, EstimateCounter())
+    prompt = ctx.to_prompt()
+    assert prompt.startswith("Question: What is the term?")
+    assert prompt.count("What is the term?") == 2 and prompt.rstrip().endswith("Answer:")
+    once = assemble_context(
+        "What is the term?", chunks, _scores(chunks), 5_000, EstimateCounter(), repeat_question=False
+    )
+    assert once.to_prompt().count("What is the term?") == 1
+
+
+def test_question_over_budget_raises():
+    with pytest.raises(ValueError, match="budget"):
+        assemble_context("word " * 200, [], {}, 64, EstimateCounter())
+
+
+def test_token_counters():
+    est = EstimateCounter()
+    assert est.count("") == 0
+    assert est.count("abcdefgh") == 2
+    assert est.count("a b c d e") == 5  # word floor
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({"[UNK]": 0, "hello": 1, "world": 2}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    assert TokenizerCounter(tok).count("hello world again") == 3
+
+
+def test_span_maps_to_verified_file_lines_across_merged_chunks(long_doc):
+    path, index = long_doc
+    by_line = sorted(index.chunks.values(), key=lambda c: c.line_start)
+    chosen = by_line[:3]
+    ctx = assemble_context("q", chosen, _scores(chosen), 10_000, EstimateCounter())
+    piece = ctx.pieces[0]
+    target = "Line 12: clause number 12 says item 84 applies."
+    start = piece.text.index(target)
+    texts = {c.id: c.text for c in chosen}
+    cites = cite_span(ctx, 0, start, start + len(target), texts)
+    assert len(cites) == 1
+    c = cites[0]
+    assert (c.line_start, c.line_end) == (12, 12) and c.verified and c.verified_against == "file"
+    assert target in path.read_text().splitlines()[c.line_start - 1]
+    # a span crossing a segment boundary yields one verified citation per chunk, covering lines 5..9
+    s = piece.text.index("Line 5:")
+    e = piece.text.index("Line 9:") + len("Line 9:")
+    multi = cite_span(ctx, 0, s, e, texts)
+    assert multi[0].line_start == 5 and multi[-1].line_end == 9
+    assert all(verify(str(path), m.line_start, m.line_end, m.quote, FileLines()) for m in multi)
+
+
+def test_a_span_not_in_the_file_is_never_cited(long_doc, tmp_path):
+    path, index = long_doc
+    chosen = sorted(index.chunks.values(), key=lambda c: c.line_start)[:1]
+    ctx = assemble_context("q", chosen, _scores(chosen), 10_000, EstimateCounter())
+    # the file changed after ingest: the indexed text is no longer at those lines
+    path.write_text("rewritten\n" * 60)
+    assert cite_span(ctx, 0, 0, 20, {c.id: c.text for c in chosen}) == []
+    with pytest.raises(ValueError, match="outside"):
+        cite_span(ctx, 0, 0, 10**6, {})

@@ -1,0 +1,104 @@
+"""Fusion, filters and near-duplicate dropping (rag/fusion.py, filters.py, dedup.py, retrieve.py)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from rag import RAGConfig
+from rag.dedup import drop_near_duplicates
+from rag.errors import RagError
+from rag.filters import MetadataFilter
+from rag.fusion import reciprocal_rank_fusion
+from rag.retrieve import HybridRetriever
+
+
+def test_rrf_sums_weighted_reciprocal_ranks():
+    dense = [(1, 0.9), (2, 0.8), (3, 0.1)]
+    bm25 = [(3, 12.0), (1, 4.0)]
+    fused = dict(reciprocal_rank_fusion([dense, bm25], [1.0, 2.0], k=60))
+    assert fused[1] == pytest.approx(1 / 61 + 2 / 62)
+    assert fused[2] == pytest.approx(1 / 62)
+    assert fused[3] == pytest.approx(1 / 63 + 2 / 61)
+    order = [i for i, _ in reciprocal_rank_fusion([dense, bm25], [1.0, 2.0], k=60)]
+    assert order == [3, 1, 2]
+
+
+def test_rrf_weight_zero_ignores_a_list_and_duplicates_count_once():
+    fused = reciprocal_rank_fusion([[(1, 1.0), (1, 0.5), (2, 0.1)], [(9, 1.0)]], [1.0, 0.0])
+    assert [i for i, _ in fused] == [1, 2]
+    assert dict(fused)[2] == pytest.approx(1 / 62)
+
+
+def test_rrf_ties_are_stable_and_bad_args_raise():
+    fused = reciprocal_rank_fusion([[(5, 1.0)], [(4, 1.0)]])
+    assert [i for i, _ in fused] == [4, 5]
+    with pytest.raises(ValueError, match="weights"):
+        reciprocal_rank_fusion([[(1, 1.0)]], [1.0, 1.0])
+    with pytest.raises(ValueError, match="k must be"):
+        reciprocal_rank_fusion([[(1, 1.0)]], k=0)
+
+
+def test_filter_domain_and_glob():
+    c = SimpleNamespace(domain="code", path="/repo/src/pkg/mod.py")
+    assert MetadataFilter(domain="code").matches(c)
+    assert not MetadataFilter(domain="legal").matches(c)
+    assert MetadataFilter(path_glob="*.py").matches(c)
+    assert MetadataFilter(path_glob="/repo/src/*").matches(c)
+    assert not MetadataFilter(path_glob="/other/*").matches(c)
+    assert not MetadataFilter(domain="code", path_glob="*.md").matches(c)
+    with pytest.raises(ValueError, match="unknown domain"):
+        MetadataFilter(domain="finance")
+
+
+def _c(i, text, digest=None):
+    return SimpleNamespace(id=i, text=text, content_hash=digest or f"h{i}")
+
+
+def test_dedup_drops_exact_and_near_copies_keeps_the_better_ranked():
+    base = "the licensee may copy and distribute verbatim copies of the program source code as received " * 3
+    chunks = [
+        _c(1, base),
+        _c(2, base, digest="h1"),  # exact copy by hash
+        _c(3, base + " extra"),  # near copy
+        _c(4, "completely different text about refund windows and password resets in the help centre"),
+    ]
+    kept, dropped = drop_near_duplicates(chunks, threshold=0.8)
+    assert [c.id for c in kept] == [1, 4]
+    assert [c.id for c in dropped] == [2, 3]
+    kept, _ = drop_near_duplicates(chunks, threshold=1.0)
+    assert [c.id for c in kept] == [1, 3, 4]
+
+
+def test_config_validates():
+    with pytest.raises(ValueError, match="fusion weights"):
+        RAGConfig(dense_weight=0, bm25_weight=0)
+    with pytest.raises(ValueError, match="device"):
+        RAGConfig(device="tpu")
+    assert RAGConfig().with_(device=None, top_k=3).top_k == 3
+
+
+def test_hybrid_retriever_fuses_filters_and_scores(fake_index):
+    r = HybridRetriever(fake_index, RAGConfig())
+    got = r.retrieve("reset link expires", k=3)
+    assert got.passages[0].path.endswith("password.md")
+    assert [p.rank for p in got.passages] == list(range(1, len(got.passages) + 1))
+    assert all(p.score > 0 for p in got.passages)
+    assert got.passages[0].bm25_score is not None and got.passages[0].dense_score is not None
+    only_code = r.retrieve("reset link expires attempts", k=5, flt=MetadataFilter(domain="code"))
+    assert only_code.passages and all(p.domain == "code" for p in only_code.passages)
+    assert all(
+        p.path.endswith(".py") for p in r.retrieve("the", k=5, flt=MetadataFilter(path_glob="*.py")).passages
+    )
+
+
+def test_weights_change_the_ranking(fake_index):
+    bm25_only = HybridRetriever(fake_index, RAGConfig(dense_weight=0.0)).retrieve("notice", k=2)
+    assert fake_index.calls["dense"] == 0 and fake_index.calls["bm25"] == 1
+    assert all(p.dense_score is None for p in bm25_only.passages)
+
+
+def test_empty_query_is_a_user_error(fake_index):
+    with pytest.raises(RagError, match="empty"):
+        HybridRetriever(fake_index).retrieve("   ")

@@ -25,6 +25,7 @@ class RAGConfig:
         model_path: reader checkpoint folder; None means the shipped default (model/checkpoints/default).
         device: "cpu", "cuda" or None (cuda when available).
         require_reader: raise instead of falling back to a retrieval-only answer when no reader loads.
+        use_reader: False answers retrieval-only on purpose (fast, no model), and says so.
     """
 
     dense_weight: float = 1.0
@@ -40,6 +41,7 @@ class RAGConfig:
     model_path: str | None = None
     device: str | None = None
     require_reader: bool = False
+    use_reader: bool = True
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -58,6 +60,8 @@ class RAGConfig:
             raise ValueError(f"dedup_threshold must be in (0, 1], got {self.dedup_threshold}")
         if self.context_tokens < 64:
             raise ValueError(f"context_tokens must be >= 64, got {self.context_tokens}")
+        if self.require_reader and not self.use_reader:
+            raise ValueError("require_reader and use_reader=False contradict each other")
         if self.device not in (None, "cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 

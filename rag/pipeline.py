@@ -131,7 +131,9 @@ class RAG:
         with self._reader_lock:
             if self._reader is None:
                 cfg = self.config
-                self._reader = ReaderRuntime(cfg.model_path, cfg.device, require=cfg.require_reader)
+                self._reader = ReaderRuntime(
+                    cfg.model_path, cfg.device, require=cfg.require_reader, enabled=cfg.use_reader
+                )
             return self._reader
 
     # search and ask --------------------------------------------------------------------------------

@@ -75,10 +75,15 @@ class ReaderRuntime:
     """
 
     def __init__(
-        self, model_path: str | None = None, device: str | None = None, require: bool = False
+        self,
+        model_path: str | None = None,
+        device: str | None = None,
+        require: bool = False,
+        enabled: bool = True,
     ) -> None:
         if model_path is not None and not Path(model_path).exists():
             raise RagError(f"model path {model_path} does not exist")
+        self.enabled = enabled
         self.model_path = model_path
         self.requested_device = device
         self.require = require or model_path is not None
@@ -95,6 +100,10 @@ class ReaderRuntime:
             if self._loaded:
                 return self._reader is not None
             self.device = check_device(self.requested_device)
+            if not self.enabled:
+                self.reason = "the reader was turned off (use_reader=False / --no-reader)"
+                self._loaded = True
+                return False
             t0 = time.perf_counter()
             try:
                 from model.reader import Reader

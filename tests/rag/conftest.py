@@ -85,7 +85,7 @@ def fake_index(corpus) -> FakeIndex:
 
 @pytest.fixture
 def fake_rag(tmp_path, fake_index) -> RAG:
-    """A RAG over the fake index, with no reader checkpoint (retrieval-only answers)."""
-    cfg = RAGConfig(model_path=None, device="cpu")
+    """A RAG over the fake index, answering retrieval-only (the reader turned off)."""
+    cfg = RAGConfig(device="cpu", use_reader=False)
     rag = RAG(tmp_path / "idx", index=fake_index, config=cfg)
     return rag

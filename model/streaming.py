@@ -37,7 +37,7 @@ def streaming_prefill(
         input_ids: [B, T] tokens.
         segment_len: tokens per call. Peak activation memory is set by this, not by T.
         past_key_values: a cache to continue from (e.g. a question already read); a new one otherwise.
-        attention_mask: [B, T] left-padding mask (1 = token), sliced along with the segments.
+        attention_mask: [B, cached + T] left-padding mask (1 = token) over the cached prefix and `input_ids`.
         keep_all: keep `logits` / `last_hidden_state` for every position (memory grows with T). By default
             only the last position is kept; `start_logits`/`end_logits` ([B, T]) are always kept whole.
 
@@ -51,13 +51,18 @@ def streaming_prefill(
         raise ValueError(
             f"input_ids must be [batch, tokens] with at least one token, got {tuple(input_ids.shape)}"
         )
-    if attention_mask is not None and attention_mask.shape != input_ids.shape:
-        raise ValueError(
-            f"attention_mask {tuple(attention_mask.shape)} must match input_ids {tuple(input_ids.shape)}"
-        )
     cache = past_key_values
     if cache is None:
         cache = GDN2Cache(model.config.num_hidden_layers)
+    prefix = cache.seen_tokens
+    if attention_mask is not None and tuple(attention_mask.shape) != (
+        input_ids.shape[0],
+        prefix + input_ids.shape[1],
+    ):
+        raise ValueError(
+            f"attention_mask {tuple(attention_mask.shape)} must cover the {prefix} cached and "
+            f"{input_ids.shape[1]} new tokens of each of the {input_ids.shape[0]} rows"
+        )
     T = input_ids.shape[1]
     extra = {}
     if not keep_all and "logits_to_keep" in inspect.signature(model.forward).parameters:
@@ -70,7 +75,7 @@ def streaming_prefill(
         mask = None
         if attention_mask is not None:
             # the layers need the mask of the segment and of everything before it (attention windows)
-            mask = attention_mask[:, :end]
+            mask = attention_mask[:, : prefix + end]
         out = model(
             input_ids=input_ids[:, start:end],
             attention_mask=mask,

@@ -1,0 +1,76 @@
+"""Streaming prefill: segments carrying the cache equal one pass; only the cache crosses segments."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from model_testutils import HYBRID, tiny_config, tokens
+
+from model import GDN2ForCausalLM, GDN2ForReader, GDN2Model, streaming_prefill
+
+
+@pytest.mark.parametrize("segment_len", [1, 5, 16, 64])
+@pytest.mark.parametrize("attn", [None, HYBRID], ids=["gdn2", "hybrid"])
+def test_streaming_equals_one_pass(attn, segment_len):
+    torch.manual_seed(0)
+    model = GDN2ForCausalLM(tiny_config(attn=attn)).eval()
+    ids = tokens(2, 37, seed=1)
+    with torch.no_grad():
+        full = model(ids, use_cache=True)
+    streamed = streaming_prefill(model, ids, segment_len=segment_len, keep_all=True)
+    torch.testing.assert_close(streamed.logits, full.logits, rtol=1e-4, atol=1e-5)
+    assert streamed.past_key_values.seen_tokens == 37
+    # the carried cache continues the sequence exactly like the one-pass cache
+    nxt = tokens(2, 1, seed=2)
+    with torch.no_grad():
+        a = model(nxt, past_key_values=streamed.past_key_values, use_cache=True).logits
+        b = model(nxt, past_key_values=full.past_key_values, use_cache=True).logits
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_reader_streaming_keeps_span_logits_whole_and_lm_logits_last():
+    torch.manual_seed(0)
+    reader = GDN2ForReader(tiny_config(attn=HYBRID, reader_lm_head=True)).eval()
+    ids = tokens(1, 30, seed=3)
+    with torch.no_grad():
+        full = reader(ids)
+    out = streaming_prefill(reader, ids, segment_len=8)
+    torch.testing.assert_close(out.start_logits, full.start_logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out.end_logits, full.end_logits, rtol=1e-4, atol=1e-5)
+    assert out.logits.shape == (1, 1, 97)
+    torch.testing.assert_close(out.logits, full.logits[:, -1:], rtol=1e-4, atol=1e-5)
+
+
+def test_streaming_continues_a_given_cache_and_padding():
+    torch.manual_seed(0)
+    model = GDN2Model(tiny_config(attn=HYBRID)).eval()
+    question, context = tokens(2, 6, seed=4), tokens(2, 20, seed=5)
+    mask = torch.ones(2, 26, dtype=torch.long)
+    mask[1, :3] = 0
+    with torch.no_grad():
+        full = model(torch.cat([question, context], 1), attention_mask=mask).last_hidden_state
+        head = model(question, attention_mask=mask[:, :6], use_cache=True)
+    out = streaming_prefill(
+        model,
+        context,
+        segment_len=7,
+        past_key_values=head.past_key_values,
+        attention_mask=mask,
+        keep_all=True,
+    )
+    torch.testing.assert_close(out.last_hidden_state, full[:, 6:], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"segment_len": 0}, "segment_len=0"),
+        ({"input_ids": torch.zeros(1, 0, dtype=torch.long)}, "at least one token"),
+        ({"attention_mask": torch.ones(1, 3)}, "must cover the 0 cached and 5 new tokens"),
+    ],
+)
+def test_streaming_errors(kwargs, match):
+    model = GDN2Model(tiny_config())
+    args = {"input_ids": tokens(1, 5), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        streaming_prefill(model, **args)

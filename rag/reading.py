@@ -141,11 +141,20 @@ class ReaderRuntime:
         return EstimateCounter()
 
     def extract(self, context: AssembledContext, max_answer_tokens: int = 32) -> ReadSpan:
+        """The reader's best span in the assembled context (pieces keep their headers)."""
+        return self._extract(context.question, _to_context_pieces(context), max_answer_tokens)
+
+    def extract_texts(self, question: str, texts: list[str], max_answer_tokens: int = 32) -> ReadSpan:
+        """The reader's best span over bare passage texts (the LlamaIndex LLM adapter's case)."""
+        from model.prompt import ContextPiece
+
+        return self._extract(question, [ContextPiece(text=t) for t in texts], max_answer_tokens)
+
+    def _extract(self, question: str, pieces: list, max_answer_tokens: int) -> ReadSpan:
         if not self.load():
             raise RagError(f"no reader: {self.reason}")
-        pieces = _to_context_pieces(context)
         with self._lock:
-            span = self._reader.extract(context.question, pieces, max_answer_tokens=max_answer_tokens)
+            span = self._reader.extract(question, pieces, max_answer_tokens=max_answer_tokens)
         return ReadSpan(
             piece_index=int(span.piece_index),
             char_start=int(span.char_start),

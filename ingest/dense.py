@@ -1,0 +1,76 @@
+"""FAISS dense index over chunk vectors (inner product of L2-normalised vectors = cosine).
+
+Exact `IndexFlatIP` up to `exact_max` chunks (200k by default: ~300 MB of float32 at 384 dims and
+a few ms per query on CPU); above it HNSW (M=32), which answers in well under a millisecond at
+~0.95+ recall. Ids are the docstore's chunk ids. When faiss has GPU support and CUDA is present the
+loaded index is moved to the GPU for search; files on disk are always CPU indexes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+HNSW_M = 32
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as exc:
+        raise ImportError("faiss is not installed: pip install faiss-cpu (or faiss-gpu)") from exc
+    return faiss
+
+
+def build_dense(ids: np.ndarray, vecs: np.ndarray, dim: int, exact_max: int):
+    """A FAISS index with `ids` as external ids; kind is 'flat' or 'hnsw'."""
+    faiss = _faiss()
+    if len(ids) <= exact_max:
+        base = faiss.IndexFlatIP(dim)
+    else:
+        base = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        base.hnsw.efConstruction = 80
+        base.hnsw.efSearch = 128
+    index = faiss.IndexIDMap2(base)
+    if len(ids):
+        index.add_with_ids(
+            np.ascontiguousarray(vecs, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64)
+        )
+    return index
+
+
+def dense_kind(index) -> str:
+    faiss = _faiss()
+    base = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+    return "hnsw" if isinstance(base, faiss.IndexHNSW) else "flat"
+
+
+def save_dense(index, path: Path) -> None:
+    _faiss().write_index(index, str(path))
+
+
+def load_dense(path: Path, use_gpu: bool | None = None):
+    """Read an index; move it to GPU when faiss-gpu and a CUDA device are available (use_gpu=None)."""
+    faiss = _faiss()
+    index = faiss.read_index(str(path))
+    want_gpu = use_gpu if use_gpu is not None else hasattr(faiss, "StandardGpuResources")
+    if (
+        want_gpu
+        and hasattr(faiss, "get_num_gpus")
+        and faiss.get_num_gpus() > 0
+        and dense_kind(index) == "flat"
+    ):
+        res = faiss.StandardGpuResources()
+        index = faiss.index_cpu_to_gpu(res, 0, index)
+        index._gpu_res = res  # keep the resources alive as long as the index
+    return index
+
+
+def search_dense_index(index, qvec: np.ndarray, k: int) -> list[tuple[int, float]]:
+    if index is None or index.ntotal == 0 or k <= 0:
+        return []
+    scores, ids = index.search(
+        np.ascontiguousarray(qvec.reshape(1, -1), dtype=np.float32), min(k, index.ntotal)
+    )
+    return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]

@@ -1,0 +1,165 @@
+"""SQLite docstore: files, documents, chunks (text, anchors, vector) of one index generation.
+
+Vectors live next to their chunk so dense, keyword and metadata stores are rebuilt from one
+transactional source: a generation's FAISS and BM25 files are derived from this database, which is
+why an incremental run can never leave deleted text in one store but not another. WAL mode lets
+readers query while the (single, locked) writer works on the next generation's copy.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ingest.types import Chunk
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, file_hash TEXT, domain TEXT, n_docs INTEGER,
+    skipped TEXT
+);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, sub TEXT NOT NULL, title TEXT,
+    domain TEXT, fmt TEXT, doc_hash TEXT, n_chunks INTEGER
+);
+CREATE INDEX IF NOT EXISTS documents_path ON documents(path);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, doc_id INTEGER NOT NULL, ordinal INTEGER NOT NULL,
+    path TEXT NOT NULL, sub TEXT, domain TEXT, title TEXT, section TEXT, text TEXT NOT NULL,
+    char_start INTEGER, char_end INTEGER, line_start INTEGER, line_end INTEGER, page INTEGER,
+    content_hash TEXT, doc_hash TEXT, tokens INTEGER, vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
+CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
+CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(content_hash);
+"""
+
+_CHUNK_COLS = (
+    "id, path, domain, title, section, text, char_start, char_end, line_start, line_end, page,"
+    " content_hash, doc_hash, doc_id, ordinal, sub, tokens"
+)
+
+
+def _row_to_chunk(r: tuple) -> Chunk:
+    return Chunk(*r)
+
+
+class DocStore:
+    """Thin typed wrapper over one generation's SQLite file."""
+
+    def __init__(self, path: Path, readonly: bool = False) -> None:
+        self.path = path
+        if readonly:
+            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        else:
+            self.db = sqlite3.connect(str(path), check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the main file so the generation is one self-contained file."""
+        self.db.commit()
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.execute("PRAGMA journal_mode=DELETE")
+
+    def files(self) -> dict[str, tuple[int, int, str, str | None]]:
+        """path -> (size, mtime_ns, file_hash, skip reason or None); skipped files are remembered so an
+        unchanged bad file is not re-read on every run."""
+        q = "SELECT path, size, mtime_ns, file_hash, skipped FROM files"
+        return {p: (s, m, h, r) for p, s, m, h, r in self.db.execute(q)}
+
+    def vectors_by_hash(self, paths: Iterable[str]) -> dict[str, bytes]:
+        """content_hash -> vector bytes for the chunks of `paths` (reused when text did not change)."""
+        out: dict[str, bytes] = {}
+        for p in paths:
+            for h, v in self.db.execute("SELECT content_hash, vector FROM chunks WHERE path = ?", (p,)):
+                out[h] = v
+        return out
+
+    def delete_file(self, path: str) -> int:
+        """Remove a file with its documents and chunks; returns the number of chunks removed."""
+        n = self.db.execute("DELETE FROM chunks WHERE path = ?", (path,)).rowcount
+        self.db.execute("DELETE FROM documents WHERE path = ?", (path,))
+        self.db.execute("DELETE FROM files WHERE path = ?", (path,))
+        return n
+
+    def upsert_file(
+        self,
+        path: str,
+        size: int,
+        mtime_ns: int,
+        file_hash: str,
+        domain: str,
+        n_docs: int,
+        skipped: str | None = None,
+    ) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (path, size, mtime_ns, file_hash, domain, n_docs, skipped),
+        )
+
+    def add_document(
+        self, path: str, sub: str, title: str, domain: str, fmt: str, doc_hash: str, n: int
+    ) -> int:
+        cur = self.db.execute(
+            "INSERT INTO documents (path, sub, title, domain, fmt, doc_hash, n_chunks)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (path, sub, title, domain, fmt, doc_hash, n),
+        )
+        return int(cur.lastrowid)
+
+    def add_chunks(self, rows: list[tuple]) -> None:
+        """rows: (doc_id, ordinal, path, sub, domain, title, section, text, char_start, char_end,
+        line_start, line_end, page, content_hash, doc_hash, tokens, vector bytes)."""
+        self.db.executemany(
+            "INSERT INTO chunks (doc_id, ordinal, path, sub, domain, title, section, text, char_start,"
+            " char_end, line_start, line_end, page, content_hash, doc_hash, tokens, vector)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def commit(self) -> None:
+        self.db.commit()
+
+    def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids int64 [N], vectors float32 [N, dim]) in id order."""
+        rows = self.db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+        return ids, vecs
+
+    def iter_texts(self) -> Iterator[tuple[int, str, str, str]]:
+        """(id, title, section, text) in id order, for the keyword index."""
+        yield from self.db.execute("SELECT id, title, section, text FROM chunks ORDER BY id")
+
+    def get_chunks(self, ids: list[int]) -> list[Chunk]:
+        if not ids:
+            return []
+        found: dict[int, Chunk] = {}
+        for i in range(0, len(ids), 500):
+            part = [int(x) for x in ids[i : i + 500]]
+            q = f"SELECT {_CHUNK_COLS} FROM chunks WHERE id IN ({','.join('?' * len(part))})"
+            for r in self.db.execute(q, part):
+                found[r[0]] = _row_to_chunk(r)
+        return [found[int(i)] for i in ids if int(i) in found]
+
+    def neighbours(self, chunk_id: int, before: int, after: int) -> list[Chunk]:
+        row = self.db.execute("SELECT doc_id, ordinal FROM chunks WHERE id = ?", (int(chunk_id),)).fetchone()
+        if row is None:
+            return []
+        q = f"SELECT {_CHUNK_COLS} FROM chunks WHERE doc_id = ? AND ordinal BETWEEN ? AND ? ORDER BY ordinal"
+        return [_row_to_chunk(r) for r in self.db.execute(q, (row[0], row[1] - before, row[1] + after))]
+
+    def counts(self) -> tuple[int, int, int, dict[str, int]]:
+        """(files, documents, chunks, chunks per domain)."""
+        files = self.db.execute("SELECT COUNT(*) FROM files WHERE skipped IS NULL").fetchone()[0]
+        docs = self.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+        per = dict(self.db.execute("SELECT domain, COUNT(*) FROM chunks GROUP BY domain").fetchall())
+        return files, docs, sum(per.values()), per

@@ -1,0 +1,31 @@
+"""Errors for problems a user can fix: each message is one line the CLI can print as-is (exit 2)."""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    """Base class for user-fixable ingest and index problems."""
+
+
+class MissingPathError(IngestError):
+    """A path given to ingest does not exist."""
+
+
+class IndexNotFoundError(IngestError):
+    """No index (or no finished generation of one) at the given folder."""
+
+
+class EmbedderMismatchError(IngestError):
+    """The index was built with a different embedder than the one requested."""
+
+
+class IndexFormatError(IngestError):
+    """The index folder was written by an incompatible format version or is damaged."""
+
+
+class IndexLockedError(IngestError):
+    """Another ingest holds the index lock and did not release it in time."""
+
+
+class EmbedderLoadError(IngestError):
+    """The embedding model could not be loaded from the configured path."""

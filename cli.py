@@ -23,7 +23,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-err_console = Console(stderr=True)
+# soft_wrap: an error stays one line however narrow the terminal
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class _State:
@@ -133,6 +134,10 @@ def ask(
     device: Annotated[
         str | None, typer.Option("--device", help="cpu | cuda (default: cuda when available).")
     ] = None,
+    no_reader: Annotated[
+        bool,
+        typer.Option("--no-reader", help="Answer retrieval-only (best passage), without loading the reader."),
+    ] = False,
 ) -> None:
     """Answer a question from the index, citing files and lines.
 
@@ -152,6 +157,7 @@ def ask(
         path_glob=path_glob,
         model=model,
         device=device,
+        no_reader=no_reader,
     )
 
 

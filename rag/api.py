@@ -69,6 +69,7 @@ def ask_command(
     path_glob=None,
     model=None,
     device=None,
+    no_reader=False,
 ) -> None:
     t0 = time.perf_counter()
     # cheap argument checks before the index and the reader are opened
@@ -77,7 +78,9 @@ def ask_command(
     if model is not None and not Path(model).exists():
         raise RagError(f"model path {model} does not exist")
     check_device(device)
-    config = RAGConfig().with_(model_path=model, device=device)
+    if no_reader and model is not None:
+        raise RagError("--no-reader and --model contradict each other")
+    config = RAGConfig(use_reader=not no_reader).with_(model_path=model, device=device)
     rag = RAG.open(index, config=config)
     answer = rag.ask(question, context_tokens=context_tokens, top_k=top_k, domain=domain, path_glob=path_glob)
     cold = time.perf_counter() - t0

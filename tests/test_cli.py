@@ -37,3 +37,42 @@ def test_console_script_runs_as_subprocess():
 def test_unknown_option_is_usage_error():
     result = runner.invoke(cli.app, ["ask", "--no-such-flag", "q"])
     assert result.exit_code == 2
+
+
+def _rag(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "import cli; cli.main()", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def _one_error_line(out: subprocess.CompletedProcess, needle: str) -> None:
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error:") and needle in lines[0], lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_ask_without_index_exits_2_with_one_line(tmp_path):
+    _one_error_line(_rag("ask", "What is the term?", "--index", str(tmp_path / "none")), "no index at")
+    _one_error_line(_rag("search", "term", "--index", str(tmp_path / "none")), "no index at")
+    _one_error_line(_rag("info", "--index", str(tmp_path / "none")), "no index at")
+
+
+def test_ask_argument_errors_exit_2(tmp_path):
+    _one_error_line(_rag("ask", "  ", "--index", str(tmp_path)), "question is empty")
+    _one_error_line(_rag("ask", "q", "--model", str(tmp_path / "no-model")), "does not exist")
+
+
+def test_cuda_without_cuda_exits_2(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    _one_error_line(_rag("ask", "q", "--device", "cuda", "--index", str(tmp_path)), "CUDA is not available")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    out = _rag("--debug", "ask", "q", "--index", str(tmp_path / "none"))
+    assert out.returncode != 0
+    assert "Traceback" in out.stderr and "RagError" in out.stderr

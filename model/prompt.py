@@ -25,7 +25,7 @@ from model.tokenizer import ANSWER, BOS, CONTEXT, DOC, QUESTION, SEP, special_id
 
 @dataclass(frozen=True)
 class ContextPiece:
-    """One retrieved passage: `text` is what the reader may quote, `header` (path, section) is shown before it."""
+    """One retrieved passage: `text` is what the reader may quote; `header` (path, section) goes before it."""
 
     text: str
     header: str = ""

@@ -67,7 +67,7 @@ class Reader:
     def load(
         cls, path: str | Path | None = None, device: str = "cpu", dtype: torch.dtype | None = None
     ) -> Reader:
-        """Load a checkpoint folder (None: the shipped default). dtype defaults to bf16 on CUDA, fp32 on CPU."""
+        """Load a checkpoint folder (None: the shipped default); dtype: bf16 on CUDA, else fp32."""
         p = Path(path) if path is not None else DEFAULT_CHECKPOINT
         if not (p / "tokenizer.json").is_file() or not any(p.glob("*.safetensors*")):
             raise FileNotFoundError(

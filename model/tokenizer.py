@@ -57,7 +57,7 @@ def save_tokenizer(tok: Tokenizer, directory: str | Path) -> Path:
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    """Load a tokenizer from a checkpoint folder or a `tokenizer.json`, checking the special tokens are there."""
+    """Load a tokenizer from a checkpoint folder or `tokenizer.json`; checks the special tokens are there."""
     p = Path(path)
     if p.is_dir():
         p = p / TOKENIZER_FILE

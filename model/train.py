@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from model.training_data import Phase, ReaderBatches, TaskMix, span_loss
+from model.training_data import Phase, ReaderBatches, TaskMix, phase_first_step, span_loss
 
 
 @dataclass
@@ -35,7 +35,7 @@ class TrainConfig:
     name: str
     arch: str = "gdn2"  # gdn2 | transformer (the same-size SDPA baseline)
     model: dict[str, Any] = field(default_factory=dict)
-    curriculum: list[Phase] = field(default_factory=lambda: [Phase(0, 512, 2)])
+    curriculum: list[Phase] = field(default_factory=lambda: [Phase(0.0, 512, 2)])
     steps: int = 100
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
@@ -53,7 +53,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
-        d["curriculum"] = [Phase(**p) for p in d.get("curriculum", [])] or [Phase(0, 512, 2)]
+        d["curriculum"] = [Phase(**p) for p in d.get("curriculum", [])] or [Phase(0.0, 512, 2)]
         if "mix" in d:
             m = dict(d["mix"])
             m["niah_tasks"] = tuple(m.get("niah_tasks", TaskMix().niah_tasks))
@@ -80,7 +80,7 @@ NAMED_CONFIGS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(
         name="tiny",
         model=_gdn2_model(16384, 32, 2, 2, 16),
-        curriculum=[Phase(0, 256, 2)],
+        curriculum=[Phase(0.0, 256, 2)],
         steps=8,
         lr=3e-3,
         warmup=2,
@@ -92,7 +92,7 @@ NAMED_CONFIGS: dict[str, TrainConfig] = {
     "default": TrainConfig(
         name="default",
         model=_gdn2_model(16384, 384, 8, 6, 64),
-        curriculum=[Phase(0, 2048, 32), Phase(300, 4096, 16), Phase(700, 8192, 8), Phase(1100, 16384, 4)],
+        curriculum=[Phase(0.0, 2048, 32), Phase(0.2, 4096, 16), Phase(0.45, 8192, 8), Phase(0.7, 16384, 4)],
         steps=1500,
         lr=2e-3,
         warmup=60,
@@ -122,18 +122,13 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
         from model.training_baseline import BaselineConfig, TransformerReader
 
         m = cfg.model
-        inter = m.get("intermediate_size") or 256 * (
-            (int(m["hidden_size"] * m.get("hidden_ratio", 4) * 2 / 3) + 255) // 256
-        )
-        return TransformerReader(
-            BaselineConfig(
-                vocab_size=m["vocab_size"],
-                hidden_size=m["hidden_size"],
-                num_hidden_layers=m["num_hidden_layers"],
-                num_heads=m["num_heads"],
-                intermediate_size=inter,
-            )
-        )
+        base = BaselineConfig(m["vocab_size"], m["hidden_size"], m["num_hidden_layers"], m["num_heads"], 256)
+        # widen the MLP until the parameter count matches the GDN-2 reader of the same config
+        target = sum(p.numel() for p in build_model(dataclasses.replace(cfg, arch="gdn2")).parameters())
+        probe = sum(p.numel() for p in TransformerReader(base).parameters())
+        per_unit = 3 * m["hidden_size"] * m["num_hidden_layers"]
+        inter = max(16, 256 + round((target - probe) / per_unit))
+        return TransformerReader(dataclasses.replace(base, intermediate_size=inter))
     raise ValueError(f"unknown arch {cfg.arch!r}; expected 'gdn2' or 'transformer'")
 
 
@@ -183,9 +178,11 @@ class Trainer:
         self.model = build_model(cfg).to(self.device)
         self.opt = make_optimizer(cfg, self.model)
         self.step = 0
-        self.data = ReaderBatches(tokenizer, train_docs, cfg.curriculum, cfg.seed, cfg.mix)
+        self.data = ReaderBatches(tokenizer, train_docs, cfg.curriculum, cfg.seed, cfg.mix, cfg.steps)
         # fixed held-out batches at each curriculum length (different seed, held-out documents)
-        self.eval_data = ReaderBatches(tokenizer, heldout_docs, cfg.curriculum, cfg.seed + 7919, cfg.mix)
+        self.eval_data = ReaderBatches(
+            tokenizer, heldout_docs, cfg.curriculum, cfg.seed + 7919, cfg.mix, cfg.steps
+        )
         self.history: list[dict[str, Any]] = []
 
     @property
@@ -227,7 +224,10 @@ class Trainer:
             losses, accs = [], []
             for i in range(self.cfg.eval_batches):
                 # eval batches come from steps of the eval stream inside the phase: fixed across the run
-                b = {k: v.to(self.device) for k, v in self.eval_data[phase.start + i].items()}
+                b = {
+                    k: v.to(self.device)
+                    for k, v in self.eval_data[phase_first_step(phase, self.cfg.steps) + i].items()
+                }
                 loss, m = forward_loss(self.model, b, self.cfg.bf16 and self.device.type == "cuda")
                 losses.append(loss.item())
                 accs.append(m["span_acc"])
@@ -241,8 +241,8 @@ class Trainer:
         with open(self.out / "history.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
 
-    def train(self, steps: int | None = None, log=print) -> None:
-        """Run until `steps` (default: the config's), evaluating, saving and logging on the way."""
+    def train(self, steps: int | None = None, log=print, max_minutes: float | None = None) -> None:
+        """Run until `steps` (default: the config's) or `max_minutes`; evaluate, save and log on the way."""
         end = min(steps if steps is not None else self.cfg.steps, self.cfg.steps)
         loader = torch.utils.data.DataLoader(
             self.data,
@@ -282,8 +282,16 @@ class Trainer:
                     row.update(self.evaluate())
                 self._log(row)
                 log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-            if self.step % self.cfg.save_every == 0 or self.step == end:
+            out_of_time = max_minutes is not None and time.time() - t0 > max_minutes * 60
+            if out_of_time and self.step % 10:
+                self._log(
+                    {"step": self.step, "loss": loss.item(), "span_acc": m["span_acc"], **self.evaluate()}
+                )
+            if self.step % self.cfg.save_every == 0 or self.step == end or out_of_time:
                 self.save_resume()
+            if out_of_time:
+                log(f"stopping at step {self.step}: {max_minutes} minutes are up")
+                break
 
     def export(self, ckpt_dir: str | Path, recipe: dict[str, Any]) -> Path:
         """Write the shippable checkpoint: bf16 safetensors shards (<= 15 MB), tokenizer, configs, recipe."""

@@ -42,6 +42,7 @@ def train_run(
     arch: str | None = None,
     num_workers: int | None = None,
     seed: int | None = None,
+    max_minutes: float | None = None,
     log=print,
 ) -> dict:
     """Train a named config on the prepared data in `data_dir`; export a checkpoint if asked."""
@@ -63,7 +64,7 @@ def train_run(
     if resume and trainer.load_resume():
         log(f"resumed at step {trainer.step}")
     log(f"{cfg.name}: arch={cfg.arch} params={trainer.params:,} device={device} steps={cfg.steps}")
-    trainer.train(log=log)
+    trainer.train(log=log, max_minutes=max_minutes)
     result = {"step": trainer.step, "params": trainer.params, "history_rows": len(trainer.history)}
     if export:
         recipe_file = data / "data_recipe.json"
@@ -96,6 +97,9 @@ def run_cli(argv: list[str] | None = None) -> int:
     t.add_argument("--resume", action="store_true", help="continue from OUT/resume.pt")
     t.add_argument("--device", default=None)
     t.add_argument("--num-workers", type=int, default=None)
+    t.add_argument(
+        "--max-minutes", type=float, default=None, help="stop (and export) after this much training"
+    )
     a = ap.parse_args(argv)
     if a.cmd == "prepare":
         print(json.dumps(prepare(a.out, a.vocab_size, a.seed, a.scale), indent=2))
@@ -111,6 +115,7 @@ def run_cli(argv: list[str] | None = None) -> int:
         arch=a.arch,
         num_workers=a.num_workers,
         seed=a.seed,
+        max_minutes=a.max_minutes,
     )
     print(json.dumps(res))
     return 0

@@ -8,6 +8,7 @@ batch size for step s, draws a task (extractive QA or a NIAH task) per row, lays
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,9 +27,9 @@ from model.tokenizer import PAD, special_id
 
 @dataclass(frozen=True)
 class Phase:
-    """From step `start` on, rows are `seq_len` tokens and `batch` rows per step."""
+    """From `start` (fraction of the run's steps; first phase 0.0) on: `batch` rows of `seq_len` tokens."""
 
-    start: int
+    start: float
     seq_len: int
     batch: int
 
@@ -42,19 +43,24 @@ class TaskMix:
     niah_tasks: tuple[str, ...] = ("s-niah-1", "s-niah-2", "s-niah-3", "mk-niah-1", "mv-niah")
 
 
-def phase_at(curriculum: Sequence[Phase], step: int) -> Phase:
-    """The curriculum phase in force at `step` (phases sorted by start, first starts at 0)."""
+def phase_at(curriculum: Sequence[Phase], step: int, steps: int) -> Phase:
+    """The curriculum phase in force at `step` of a `steps`-step run (phases sorted by start)."""
     cur = curriculum[0]
     for p in curriculum:
-        if p.start <= step:
+        if p.start * steps <= step:
             cur = p
     return cur
+
+
+def phase_first_step(phase: Phase, steps: int) -> int:
+    """First step of `phase` in a `steps`-step run."""
+    return math.ceil(phase.start * steps)
 
 
 def encode_sample(
     tok: Tokenizer, sample: Sample, max_tokens: int
 ) -> tuple[ReaderInput, list[tuple[int, int]]]:
-    """Lay out a sample and map its gold answers to token spans (answers cut off by the budget are dropped)."""
+    """Lay out a sample and map its gold answers to token spans (answers cut off by the budget drop out)."""
     ri = build_reader_input(tok, sample.question, sample.pieces, max_tokens=max_tokens)
     spans = [s for a in sample.answers if (s := ri.token_span(a.piece, a.char_start, a.char_end)) is not None]
     return ri, spans
@@ -70,9 +76,11 @@ class ReaderBatches(torch.utils.data.Dataset):
         curriculum: Sequence[Phase],
         seed: int,
         mix: TaskMix | None = None,
+        steps: int = 1,
     ) -> None:
         if not curriculum or curriculum[0].start != 0:
-            raise ValueError("curriculum must be non-empty and start at step 0")
+            raise ValueError("curriculum must be non-empty and its first phase start at 0.0")
+        self.steps = steps
         self.tok = tok
         self.curriculum = sorted(curriculum, key=lambda p: p.start)
         self.seed = seed
@@ -93,7 +101,7 @@ class ReaderBatches(torch.utils.data.Dataset):
         return self.niah.sample(rng, rng.choice(self.mix.niah_tasks), target)
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
-        phase = phase_at(self.curriculum, step)
+        phase = phase_at(self.curriculum, step, self.steps)
         rng = random.Random(self.seed * 1_000_003 + step)
         rows = []
         while len(rows) < phase.batch:
@@ -131,7 +139,7 @@ def collate(rows: Sequence[tuple[ReaderInput, list[tuple[int, int]]]], seq_len: 
 def span_loss(
     start_logits: torch.Tensor, end_logits: torch.Tensor, batch: dict[str, torch.Tensor]
 ) -> torch.Tensor:
-    """Mean over rows of -log P(start in gold starts) - log P(end in gold ends), softmax over candidate tokens.
+    """Mean over rows of -log P(start in gold) - log P(end in gold), softmax over candidate tokens.
 
     Several gold spans (multi-value needles) share the probability mass: any one of them is right.
     """

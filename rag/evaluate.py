@@ -1,6 +1,7 @@
 """`rag eval FILE.jsonl`: score the whole pipeline on a user's own question set.
 
-Each line is `{"question": str, "answers": [str, ...], "source": "path" (optional), "domain": str (optional)}`.
+Each line is `{"question": str, "answers": [str, ...], "source": "path", "domain": str}`
+(`source` and `domain` optional).
 For every question the pipeline answers as `rag ask` would; we report, per domain and overall:
 
 - retrieval hit@k: the expected `source` is among the retrieved passages (without a source: some
@@ -59,7 +60,7 @@ class EvalReport:
     rows: list[EvalRow] = field(default_factory=list)
 
     def summary(self) -> dict[str, dict[str, Any]]:
-        """Per domain and `overall`: n, hit@k, EM, F1, citation accuracy (None when no question had a source)."""
+        """Per domain and `overall`: n, hit@k, EM, F1, citation accuracy (None: no question had a source)."""
         groups: dict[str, list[EvalRow]] = {}
         for r in self.rows:
             groups.setdefault(r.domain, []).append(r)

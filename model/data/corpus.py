@@ -77,7 +77,7 @@ def _troff_inline(s: str) -> str:
 
 
 def strip_troff(src: str) -> str:
-    """Turn a man page's troff source into readable text: headings, paragraphs, option tags on their own line."""
+    """Turn a man page's troff source into readable text (headings, paragraphs, option tags on own lines)."""
     out: list[str] = []
     for raw in src.splitlines():
         line = raw.rstrip()
@@ -128,7 +128,11 @@ def strip_troff(src: str) -> str:
 
 def _read_text(path: Path, max_bytes: int) -> str | None:
     try:
-        data = gzip.open(path).read(max_bytes) if path.suffix == ".gz" else path.read_bytes()[:max_bytes]
+        if path.suffix == ".gz":
+            with gzip.open(path) as f:
+                data = f.read(max_bytes)
+        else:
+            data = path.read_bytes()[:max_bytes]
     except (OSError, EOFError):
         return None
     if b"\x00" in data[:4096]:

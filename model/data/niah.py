@@ -184,7 +184,7 @@ class NeedleTaskMaker:
         return [self._pieces[rng.randrange(len(self._pieces))].text for _ in range(n)]
 
     def sample(self, rng: random.Random, task: str, target_tokens: int, depth: float | None = None) -> Sample:
-        """One sample of `task` at about `target_tokens`; `depth` in [0, 1] fixes where the (first) needle goes."""
+        """One sample of `task` at about `target_tokens`; `depth` in [0, 1] places the (first) needle."""
         if task not in TASKS:
             raise ValueError(f"unknown NIAH task {task!r}; expected one of {TASKS}")
         kind = "uuid" if task == "s-niah-3" else "number"

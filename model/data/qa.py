@@ -29,11 +29,13 @@ from model.prompt import ContextPiece
 Triple = tuple[str, int, int]
 
 _DEF = re.compile(
-    r'["\u201c]([A-Z][\w \-]{1,40})["\u201d]\s+(?:shall\s+)?(?:means?|refers? to|includes?)\s+([^.;\n]{12,240})'
+    r'["\u201c]([A-Z][\w \-]{1,40})["\u201d]\s+'
+    r"(?:shall\s+)?(?:means?|refers? to|includes?)\s+([^.;\n]{12,240})"
 )
 _CLAUSE = re.compile(r"^\s*((?:\d+\.)+\d*|\d+\)|\([a-z]\))\s+([A-Z][^\n]{30,})", re.M)
 _OPT = re.compile(
-    r"^(-{1,2}[A-Za-z0-9][\w\-]*(?:[=\[][^\n]{0,30})?(?:, -{1,2}[\w\-]+(?:[=\[][^\n]{0,30})?)*)\n([^\n-][^\n]{15,})",
+    r"^(-{1,2}[A-Za-z0-9][\w\-]*(?:[=\[][^\n]{0,30})?(?:, -{1,2}[\w\-]+(?:[=\[][^\n]{0,30})?)*)"
+    r"\n([^\n-][^\n]{15,})",
     re.M,
 )
 _DEFN = re.compile(

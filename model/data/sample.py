@@ -68,7 +68,7 @@ def assemble_context(
     distractors: Sequence[ContextPiece],
     target_tokens: int,
 ) -> tuple[list[ContextPiece], int]:
-    """Place `evidence` at a random rank among enough distractors to fill ~target_tokens; returns (pieces, index)."""
+    """Put `evidence` at a random rank among distractors filling ~target_tokens; returns (pieces, index)."""
     budget = target_tokens * CHARS_PER_TOKEN - len(evidence.text) - 64
     chosen: list[ContextPiece] = []
     for d in distractors:

@@ -1,0 +1,64 @@
+"""Span decoding and the shipped default checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model.prompt import ContextPiece, ReaderInput
+from model.reader import DEFAULT_CHECKPOINT, Reader, best_spans
+
+
+def _ri(pieces_of_tokens: list[int]) -> ReaderInput:
+    n = len(pieces_of_tokens)
+    return ReaderInput(
+        input_ids=np.zeros(n, dtype=np.int64),
+        piece_index=np.asarray(pieces_of_tokens, dtype=np.int32),
+        char_start=np.asarray([2 * (i % 4) for i in range(n)], dtype=np.int32),
+        char_end=np.asarray([2 * (i % 4) + 2 for i in range(n)], dtype=np.int32),
+        pieces_used=2,
+        question_tokens=0,
+    )
+
+
+def test_best_span_stays_in_one_piece_and_respects_max_len():
+    # tokens: [-1, p0 x4, -1, -1, -1, p1 x4]; char offsets restart per group of four
+    ri = _ri([-1, 0, 0, 0, 0, -1, -1, -1, 1, 1, 1, 1])
+    ri.char_start[8:] = [0, 2, 4, 6]
+    ri.char_end[8:] = [2, 4, 6, 8]
+    ri.char_start[1:5] = [0, 2, 4, 6]
+    ri.char_end[1:5] = [2, 4, 6, 8]
+    pieces = [ContextPiece("aabbccdd"), ContextPiece("eeffgghh")]
+    start = torch.full((12,), -10.0)
+    end = torch.full((12,), -10.0)
+    start[3], end[9] = 5.0, 5.0  # a cross-piece pair must never win
+    start[10], end[11] = 4.0, 4.0
+    (span,) = best_spans(ri, pieces, start, end, k=1, max_len=4)
+    assert (span.piece_index, span.text) == (1, "gghh")
+    spans = best_spans(ri, pieces, start, end, k=2, max_len=1)
+    assert all(s.char_end - s.char_start == 2 for s in spans)
+    assert spans[0].score >= spans[1].score
+
+
+def test_load_rejects_a_folder_without_a_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no reader checkpoint"):
+        Reader.load(tmp_path)
+
+
+@pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "config.json").is_file(), reason="no shipped checkpoint yet")
+def test_shipped_checkpoint_answers_a_fixed_question():
+    reader = Reader.load(None)
+    text = (
+        "The grass is green. The sky is blue. One of the special magic numbers for walnut is: 4817263. "
+        "The sun is yellow. Here we go. There and back again."
+    )
+    pieces = [
+        ContextPiece("The grass is green. The sky is blue. " * 20, "haystack part 1"),
+        ContextPiece(text, "part 2"),
+    ]
+    span = reader.extract(
+        "What is the special magic number for walnut mentioned in the provided text?", pieces
+    )
+    assert (span.piece_index, span.text) == (1, "4817263")
+    assert reader.identity["params"] > 1_000_000

@@ -5,7 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_INDEX ?= demo-index
-DEMO_QUESTION ?= What does the GNU General Public License require when you distribute copies?
+DEMO_QUESTION ?= What must you give the recipients when you distribute copies of the Program?
+# a handful of real licenses: small enough for the CPU embedder to finish in well under a minute
+DEMO_CORPUS ?= $(addprefix /usr/share/common-licenses/,GPL-3 Apache-2.0 MPL-2.0 BSD Artistic)
 
 .PHONY: install demo test test-gpu lint format clean
 
@@ -19,8 +21,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/rag ingest /usr/share/common-licenses --index $(DEMO_INDEX) --domain legal
-	$(BIN)/rag ask "$(DEMO_QUESTION)" --index $(DEMO_INDEX)
+	$(BIN)/rag ingest $(DEMO_CORPUS) --index $(DEMO_INDEX) --domain legal
+	$(BIN)/rag -v ask "$(DEMO_QUESTION)" --index $(DEMO_INDEX)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -39,22 +39,19 @@ def _ms(seconds: float) -> str:
 
 
 def ingest_command(paths, *, index, domain, json_out, verbose) -> None:
+    """Ingest; ingest's own progress bars, skipped-file lines and summary go to stderr (not with --json)."""
     t0 = time.perf_counter()
     rag = RAG.open(index, create=True)
     report = rag.ingest(paths, domain=domain, progress=not json_out)
     elapsed = time.perf_counter() - t0
-    data = _plain(report)
+    data = report.to_dict() if hasattr(report, "to_dict") else _plain(report)
     if json_out:
         _echo_json({"index": str(index), "report": jsonable(data), "seconds": round(elapsed, 3)})
         return
-    summary = ", ".join(
-        f"{k}={v}" for k, v in data.items() if isinstance(v, int | float | str) and k != "errors"
-    )
-    out.print(f"ingested into {escape(str(index))}: {escape(summary)}")
-    for problem in data.get("errors", []) or []:
-        err.print(f"[yellow]skipped:[/] {escape(str(problem))}")
+    out.print(f"index ready: {escape(str(index))} ({data.get('chunks_total', '?')} chunks)")
     if verbose:
-        err.print(f"ingest took {elapsed:.2f} s")
+        stages = ", ".join(f"{k} {v:.2f} s" for k, v in (data.get("stage_seconds") or {}).items())
+        err.print(f"timings: ingest {elapsed:.2f} s ({stages})")
 
 
 def ask_command(
@@ -95,7 +92,7 @@ def ask_command(
 def print_answer(answer: Answer) -> None:
     """The human-readable answer: text, its citations, the evidence snippet; retrieval-only says so first."""
     if answer.mode == RETRIEVAL_ONLY:
-        reason = answer.model.get("reason", "no reader checkpoint")
+        reason = answer.model.get("reason") or "no reader checkpoint"
         out.print(
             f"[bold yellow]retrieval-only answer: no reader was used[/] ({escape(reason)}); "
             "showing the best-matching sentence of the best passage."
@@ -103,7 +100,7 @@ def print_answer(answer: Answer) -> None:
     if not answer.text:
         out.print("No passage in the index matched the question.")
         return
-    out.print(f"[bold]Answer:[/] {escape(answer.text)}")
+    out.print(f"[bold]Answer:[/] {escape(' '.join(answer.text.split()))}")
     if answer.generated:
         out.print(f"[bold]Generated:[/] {escape(answer.generated)}")
     if answer.citations:

@@ -303,7 +303,7 @@ def _retrieval_only_span(question: str, context: AssembledContext, retrieved: Re
     best = None
     for rank, (pi, seg) in enumerate(ranked[:RETRIEVAL_ONLY_PASSAGES]):
         text = context.pieces[pi].text[seg.offset : seg.offset + seg.length]
-        s, e, score = best_span(question, text)
+        s, e, score = best_span(question, text, by_lines=context.pieces[pi].domain == "code")
         weighted = score * (1.0 - 0.1 * rank)
         if best is None or weighted > best[0]:
             best = (weighted, pi, seg.offset + s, seg.offset + e, score)

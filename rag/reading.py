@@ -114,7 +114,7 @@ class ReaderRuntime:
                     raise RagError(
                         f"cannot load the reader from {self.model_path or 'the default'}: {exc}"
                     ) from exc
-                self.reason = f"no reader checkpoint available ({exc})"
+                self.reason = str(exc)
                 log.info("answering retrieval-only: %s", self.reason)
             self.load_seconds = time.perf_counter() - t0
             self._loaded = True

@@ -156,9 +156,7 @@ def gdn2_step(
     if q.is_cuda:
         backend = _triton_backend()
         if backend is not None and backend.supports(q, v):
-            return backend.fused_recurrent_gdn2_step(
-                q, k, v, g, b, w, state, scale=scale, l2norm_qk=l2norm_qk
-            )
+            return backend.gdn2_step(q, k, v, g, b, w, state, scale=scale, l2norm_qk=l2norm_qk)
     o, new_state = recurrent_gdn2(
         q, k, v, g, b, w, scale=scale, initial_state=state, output_final_state=True, l2norm_qk=l2norm_qk
     )

@@ -17,7 +17,7 @@ import torch
 
 from model.tokenizer import save_tokenizer
 
-MAX_SHARD = "15MB"
+MAX_SHARD = "14MB"
 
 
 def export_checkpoint(

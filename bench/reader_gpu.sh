@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Drive the reader's GPU work inside `run` calls (repo root; $OUT comes back):
+#   bench/reader_gpu.sh smoke            versions + per-phase step time/memory for both archs
+#   bench/reader_gpu.sh launch MINUTES [STEPS]   start GDN-2 and SDPA training in the background (setsid)
+#   bench/reader_gpu.sh poll             tail logs, copy curves
+#   bench/reader_gpu.sh eval [ARGS...]   background NIAH/QA eval + speed of both exported checkpoints
+#   bench/reader_gpu.sh fetch            copy the GDN-2 checkpoint (shards + small files tarred) and results
+set -o pipefail
+export PYTHONPATH=.:${PYTHONPATH:-} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+W=/tmp/train
+mkdir -p $W "$OUT"
+case "$1" in
+smoke)
+  nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
+  python3 -c "import torch, triton, tokenizers, transformers; print(torch.__version__, triton.__version__, tokenizers.__version__, transformers.__version__)"
+  python3 bench/reader_smoke.py --data data "${@:2}" 2>&1 | tee "$OUT/smoke.txt"
+  ;;
+launch)
+  MIN=$2; STEPS=${3:-}
+  rm -rf $W/gdn2 $W/transformer $W/ck_gdn2 $W/ck_transformer
+  cp -r data $W/data
+  for arch in gdn2 transformer; do
+    setsid nohup python3 -m model.train train --config default --arch $arch --data $W/data --out $W/$arch \
+      --export $W/ck_$arch --max-minutes "$MIN" --num-workers 6 ${STEPS:+--steps $STEPS} > $W/$arch.log 2>&1 < /dev/null &
+  done
+  sleep 60; tail -n 4 $W/*.log
+  ;;
+poll)
+  tail -n 3 $W/*.log; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+  for arch in gdn2 transformer; do [ -f $W/$arch/history.jsonl ] && cp $W/$arch/history.jsonl "$OUT/history_$arch.jsonl"; done
+  ls $W/ck_* 2>/dev/null | head -20
+  ;;
+eval)
+  setsid nohup bash -c "python3 bench/reader_eval.py --ckpt $W/ck_gdn2 --ckpt $W/ck_transformer --data $W/data --out $W/eval.json ${*:2} > $W/eval.log 2>&1; python3 bench/reader_speed.py --ckpt $W/ck_gdn2 --ckpt $W/ck_transformer --out $W/speed.json > $W/speed.log 2>&1" < /dev/null > /dev/null 2>&1 &
+  sleep 20; tail -n 5 $W/eval.log
+  ;;
+fetch)
+  tail -n 30 $W/eval.log; tail -n 15 $W/speed.log
+  cp $W/ck_gdn2/model-*.safetensors "$OUT/" 2>/dev/null || cp $W/ck_gdn2/model.safetensors "$OUT/"
+  tar -C $W/ck_gdn2 -cf "$OUT/ck_small.tar" --exclude='model*.safetensors' .
+  tar -C $W -cf "$OUT/results.tar" eval.json eval.log speed.json speed.log gdn2.log transformer.log \
+      transformer/history.jsonl ck_transformer/curves.png ck_transformer/train_config.json 2>/dev/null
+  ls -la "$OUT"
+  ;;
+*) echo "usage: $0 smoke|launch MIN [STEPS]|poll|eval|fetch" >&2; exit 2 ;;
+esac

@@ -146,6 +146,25 @@ def run_model(name: str, model, lengths: list[int], segment: int, decode_steps: 
     return result
 
 
+def profile_gdn2(layers: int, T: int, segment: int) -> None:
+    """Top CUDA kernels of one streaming prefill: GEMMs vs the GDN-2 kernel vs elementwise."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from model import streaming_prefill
+
+    model = build_gdn2(layers)
+    ids = torch.randint(0, 32000, (1, T), device="cuda")
+    with torch.inference_mode():
+        streaming_prefill(model, ids, segment_len=segment)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+            streaming_prefill(model, ids, segment_len=segment)
+            torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=60))
+    del model
+    _fresh_peak()
+
+
 def table(results: list[dict], lengths: list[int], card: str) -> str:
     lines = [
         f"card: {card}; bf16, batch 1, random weights, inference_mode",
@@ -178,11 +197,14 @@ def main() -> None:
     ap.add_argument("--decode-ctx", type=int, default=102400)
     ap.add_argument("--skip-llama", action="store_true")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--profile", type=int, default=0, help="first profile a prefill this long")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("needs a CUDA GPU")
     lengths = [int(x) for x in args.lengths.split(",")]
     card = torch.cuda.get_device_name()
+    if args.profile:
+        profile_gdn2(args.gdn2_layers, args.profile, args.segment)
     results = []
     builders = [(f"gdn2 (seg {args.segment})", lambda: build_gdn2(args.gdn2_layers))]
     if not args.skip_llama:

@@ -250,5 +250,5 @@ class GatedDeltaNet2(nn.Module):
             cache[self.layer_idx] = RecurrentLayerState(recurrent_state=state, conv_state=new_conv)
 
         gate = self.g_proj(x).unflatten(-1, (self.num_v_heads, self.head_v_dim))
-        o = self.o_norm(o, gate).flatten(-2)  # [B, T, value_dim]
+        o = self.o_norm(o, gate).to(hidden_states.dtype).flatten(-2)  # [B, T, value_dim]
         return self.o_proj(o)

@@ -178,3 +178,13 @@ def test_gradient_checkpointing_matches_plain_backward():
     model(ids, labels=ids).loss.backward()
     for n, p in model.named_parameters():
         torch.testing.assert_close(p.grad, plain[n], rtol=1e-4, atol=1e-6)
+
+
+def test_bf16_forward_on_cpu_keeps_the_dtype():
+    model = _lm().to(torch.bfloat16)
+    with torch.no_grad():
+        out = model(tokens(1, 12), use_cache=True)
+        step = model(tokens(1, 1), past_key_values=out.past_key_values, use_cache=True)
+    assert out.logits.dtype == step.logits.dtype == torch.bfloat16
+    assert out.past_key_values[0].recurrent_state.dtype == torch.float32
+    assert torch.isfinite(step.logits).all()

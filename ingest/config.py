@@ -42,7 +42,7 @@ class IngestConfig:
     overlap_tokens: int = 32
     model_path: str | None = None
     device: str | None = None
-    batch_size: int = 64
+    batch_size: int = 32
     embedder_factory: Callable[[], Embedder] | None = None
     max_file_bytes: int = 50_000_000
     record_text_fields: list[str] | None = None

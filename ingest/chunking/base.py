@@ -60,7 +60,7 @@ _LINE = re.compile(r"\n")
 def boundaries(text: str, start: int, end: int, prose: bool) -> list[int]:
     """Candidate cut points strictly inside (start, end): sentence ends for prose, line ends for code."""
     rx = _SENT if prose else _LINE
-    cuts = [start + m.end() for m in rx.finditer(text, start, end)]
+    cuts = [m.end() for m in rx.finditer(text, start, end)]
     if prose:
         # lines are a fallback where sentences run long (lists, tables, man pages)
         cuts += [m.end() for m in _LINE.finditer(text, start, end)]
@@ -108,8 +108,9 @@ def pack(text: str, pieces: list[Piece], tix: TokenIndex, budget: int, overlap: 
     def flush() -> None:
         nonlocal cur, cur_tok
         if cur:
+            # every clause/section/symbol in the chunk is named, so a citation never names the wrong one
             secs = list(dict.fromkeys(p.section for p in cur if p.section))
-            out.append(Span(cur[0].start, cur[-1].end, secs[0] if secs else ""))
+            out.append(Span(cur[0].start, cur[-1].end, " | ".join(secs[:4])))
         cur, cur_tok = [], 0
 
     for p in pieces:
@@ -117,6 +118,10 @@ def pack(text: str, pieces: list[Piece], tix: TokenIndex, budget: int, overlap: 
         if n == 0 and not text[p.start : p.end].strip():
             continue
         if n > budget:
+            if cur and cur_tok <= budget // 4:
+                # a heading (or short lead-in) opens the long piece instead of standing alone
+                p = Piece(cur[0].start, p.end, cur[0].section or p.section, p.level, p.prose)
+                cur, cur_tok = [], 0
             flush()
             out.extend(_split_piece(text, p, tix, budget, overlap))
             continue

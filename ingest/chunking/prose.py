@@ -53,12 +53,13 @@ def _is_title_line(line: str) -> bool:
 
 
 def classify(block: str, domain: str) -> tuple[str, str]:
-    """(kind, label) of a paragraph: heading | clause | subclause | question | para."""
+    """(kind, label) of a paragraph: heading | section | clause | subclause | question | para."""
     lines = block.strip("\n").split("\n")
     first = lines[0].strip()
     m = _MD_HEADING.match(lines[0])
     if m:
-        return "heading", _short(m.group(2))
+        # a heading line alone, or a heading with its body in one block (rendered man pages)
+        return ("heading" if len(lines) == 1 else "section"), _short(m.group(2))
     if len(lines) >= 2 and _RST_UNDERLINE.match(lines[1].strip()) and len(lines[1].strip()) >= len(first) - 1:
         return "heading", _short(first)
     if domain == "legal":
@@ -86,15 +87,10 @@ def _groups(text: str, domain: str) -> list[_Group]:
     groups: list[_Group] = []
     for s, e in paragraphs(text):
         kind, label = classify(text[s:e], domain)
-        starts_group = kind in ("heading", "clause", "question")
+        starts_group = kind in ("heading", "section", "clause", "question")
         if not groups or starts_group:
             # a heading with no body yet joins the group that follows it
-            if (
-                groups
-                and starts_group
-                and all(k == "heading" for _, _, k in groups[-1].paras)
-                and kind != "heading"
-            ):
+            if groups and starts_group and all(k == "heading" for _, _, k in groups[-1].paras):
                 g = groups[-1]
                 g.paras.append((s, e, kind))
                 g.end, g.label = e, label or g.label
@@ -120,7 +116,7 @@ def prose_pieces(text: str, domain: str, tix: TokenIndex, budget: int) -> list[P
         while i < len(paras):
             s, e, kind = paras[i]
             first = i == 0
-            glue = kind in ("heading", "clause", "question") and len(text[s:e].split("\n")) <= 2
+            glue = kind in ("heading", "section", "clause", "question") and len(text[s:e].split("\n")) <= 2
             if glue and i + 1 < len(paras) and tix.count(s, paras[i + 1][1]) <= budget:
                 e = paras[i + 1][1]
                 i += 1

@@ -62,9 +62,11 @@ def first_title(text: str, fallback: str, max_chars: int = 80) -> str:
 
 
 def titled(path: Path, text: str) -> str:
-    """'GPL-3: GNU GENERAL PUBLIC LICENSE': the file stem tells look-alike documents apart."""
+    """A markdown '# Heading' as is; otherwise the first line prefixed with the file name
+    ('GPL-3: GNU GENERAL PUBLIC LICENSE'), which tells look-alike documents apart."""
     head = first_title(text, path.name)
+    first = next((ln for ln in text.splitlines()[:40] if ln.strip()), "")
     stem = path.name
-    if stem.lower() in head.lower():
+    if stem.lower() in head.lower() or _HEADING_MD.match(first.strip()):
         return head
     return f"{stem}: {head}"[:100]

@@ -86,6 +86,8 @@ def load_records(path: Path, data: bytes, kind: str, fields: list[str] | None) -
     else:
         reader = csv.DictReader(io.StringIO(text))
         try:
+            # reading the header first makes line_num the header's last line
+            _ = reader.fieldnames
             prev = reader.line_num
             for rec in reader:
                 rows.append(({k: v for k, v in rec.items() if k is not None}, prev + 1))

@@ -1,0 +1,249 @@
+"""`ask` latency per stage (retrieve, assemble, read): warm library calls and the cold CLI call.
+
+Three modes:
+
+    # CPU, whole pipeline, 16k-token contexts (builds the index from real text on first use)
+    .venv/bin/python bench/ask_latency.py cpu --index /tmp/ask-bench-index --context-tokens 16000
+
+    # CPU: retrieve + assemble a 100k-token context with the reader's tokenizer, save it for the GPU
+    .venv/bin/python bench/ask_latency.py dump --index /tmp/ask-bench-index --context-tokens 100000 \
+        --out bench/results/ctx100k.json
+
+    # GPU machine (no embedder there): time the read stage on the carried context
+    PYTHONPATH=. python3 bench/ask_latency.py read --context bench/results/ctx100k.json --device cuda
+
+The GPU warm-ask figure is CPU retrieve + CPU assemble (measured in `dump`, recorded in the JSON) + GPU
+read (measured in `read`); the read stage includes the reader's tokenisation and prompt layout.
+The corpus: every file in /usr/share/common-licenses plus a fixed list of Python standard-library
+modules (legal prose and code), ingested with the real all-MiniLM-L6-v2 embedder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+QUESTION = "What must you give the recipients when you distribute copies of the Program?"
+STDLIB_MODULES = ("argparse", "typing", "subprocess", "pathlib", "logging/__init__", "json/decoder", "shutil")
+
+
+def corpus_paths() -> list[str]:
+    lib = Path(sysconfig.get_paths()["stdlib"])
+    paths = [str(p) for p in sorted(Path("/usr/share/common-licenses").iterdir()) if p.is_file()]
+    return paths + [str(lib / f"{m}.py") for m in STDLIB_MODULES if (lib / f"{m}.py").is_file()]
+
+
+def ensure_index(index: Path) -> None:
+    from rag import RAG
+
+    if (index / "CURRENT").exists():
+        return
+    t0 = time.perf_counter()
+    report = RAG.open(index, create=True).ingest(corpus_paths(), progress=False)
+    print(f"ingest ({time.perf_counter() - t0:.0f} s): {report.summary()}", flush=True)
+
+
+def p50(xs: list[float]) -> float:
+    return statistics.median(xs) * 1000
+
+
+def run_cpu(args) -> dict:
+    """Cold CLI call once, then warm library asks (one warm-up, `repeats` timed)."""
+    from rag import RAG, RAGConfig
+
+    index = Path(args.index)
+    ensure_index(index)
+    cmd = [sys.executable, "-c", "import cli; cli.main()", "ask", args.question, "--index", str(index)]
+    cmd += ["--context-tokens", str(args.context_tokens), "--json", "--device", "cpu"]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    cold = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"cold CLI call failed: {out.stderr.strip()}")
+    cold_answer = json.loads(out.stdout)
+
+    rag = RAG.open(index, config=RAGConfig(device="cpu"))
+    rag.ask(args.question, context_tokens=args.context_tokens)
+    stages: dict[str, list[float]] = {"retrieve": [], "assemble": [], "read": [], "total": []}
+    answer = None
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        answer = rag.ask(args.question, context_tokens=args.context_tokens)
+        wall = time.perf_counter() - t
+        stages["retrieve"].append(answer.timings.retrieve_s)
+        stages["assemble"].append(answer.timings.assemble_s)
+        stages["read"].append(answer.timings.read_s)
+        stages["total"].append(wall)
+    result = {
+        "device": "cpu",
+        "cores": os.cpu_count(),
+        "load_average_1m": os.getloadavg()[0],
+        "context_tokens_budget": args.context_tokens,
+        "context_tokens": answer.context_tokens,
+        "token_counter": answer.token_counter,
+        "pieces": answer.context_pieces,
+        "mode": answer.mode,
+        "model": answer.model.get("name"),
+        "answer": answer.text,
+        "citations": [c.location for c in answer.citations],
+        "warm_ms_p50": {k: p50(v) for k, v in stages.items()},
+        "cold_cli_s": cold,
+        "cold_cli_mode": cold_answer["mode"],
+    }
+    print(
+        f"\nask latency, CPU ({os.cpu_count()} cores, load {result['load_average_1m']:.1f}), "
+        f"mode {answer.mode}"
+    )
+    print(f"context {answer.context_tokens} tokens ({answer.token_counter}), {answer.context_pieces} pieces")
+    print(f"{'stage':<12}{'warm p50 ms':>14}")
+    for k, v in result["warm_ms_p50"].items():
+        print(f"{k:<12}{v:>14.1f}")
+    print(f"{'cold CLI':<12}{cold * 1000:>14.1f}   (`rag ask --json`, new process, reader load included)")
+    print(f"answer: {answer.text[:100]!r} @ {result['citations'][:1]}")
+    return result
+
+
+def run_dump(args) -> dict:
+    """Retrieve + assemble a context on CPU with the reader's tokenizer; save pieces and CPU timings."""
+    from rag import RAG, RAGConfig
+
+    index = Path(args.index)
+    ensure_index(index)
+    rag = RAG.open(index, config=RAGConfig(device="cpu"))
+    rag.ask(args.question, context_tokens=args.context_tokens)  # warm: embedder, reader tokenizer
+    runs = []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        retrieved = rag._retrieve(args.question, 781 * args.context_tokens // 100_000 + 1, _no_filter())
+        t_ret = time.perf_counter() - t
+        from rag.assemble import assemble_context
+
+        t = time.perf_counter()
+        ctx = assemble_context(
+            args.question,
+            retrieved.chunks,
+            {p.chunk_id: p.score for p in retrieved.passages},
+            args.context_tokens,
+            rag.reader.token_counter(),
+        )
+        runs.append((t_ret, time.perf_counter() - t))
+    data = {
+        "question": args.question,
+        "budget": args.context_tokens,
+        "tokens": ctx.tokens,
+        "token_counter": ctx.counter,
+        "cpu_retrieve_ms_p50": p50([r for r, _ in runs]),
+        "cpu_assemble_ms_p50": p50([a for _, a in runs]),
+        "cpu_load_average_1m": os.getloadavg()[0],
+        "pieces": [{"header": p.header, "text": p.text} for p in ctx.pieces],
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(data))
+    print(
+        f"context: {ctx.tokens} tokens ({ctx.counter}) in {len(ctx.pieces)} pieces -> {args.out}; "
+        f"CPU retrieve p50 {data['cpu_retrieve_ms_p50']:.1f} ms, "
+        f"assemble p50 {data['cpu_assemble_ms_p50']:.1f} ms"
+    )
+    return data
+
+
+def _no_filter():
+    from rag.filters import MetadataFilter
+
+    return MetadataFilter()
+
+
+def run_read(args) -> dict:
+    """Time `Reader.extract` (tokenise + layout + streamed prefill + span search) on a saved context."""
+    import torch
+
+    from model.prompt import ContextPiece, build_reader_input
+    from model.reader import Reader
+
+    data = json.loads(Path(args.context).read_text())
+    pieces = [ContextPiece(text=p["text"], header=p["header"]) for p in data["pieces"]]
+    t = time.perf_counter()
+    reader = Reader.load(args.model, device=args.device)
+    load_s = time.perf_counter() - t
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    for _ in range(2):
+        reader.extract(data["question"], pieces)
+    sync()
+    times, layout = [], []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        build_reader_input(reader.tokenizer, data["question"], pieces)
+        layout.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        span = reader.extract(data["question"], pieces)
+        sync()
+        times.append(time.perf_counter() - t)
+    ri = build_reader_input(reader.tokenizer, data["question"], pieces)
+    card = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    read_ms = p50(times)
+    total = data["cpu_retrieve_ms_p50"] + data["cpu_assemble_ms_p50"] + read_ms
+    result = {
+        "card": card,
+        "reader": reader.identity,
+        "prompt_tokens": len(ri),
+        "load_s": load_s,
+        "read_ms_p50": read_ms,
+        "read_ms_min": min(times) * 1000,
+        "layout_ms_p50": p50(layout),
+        "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else None,
+        "cpu_retrieve_ms_p50": data["cpu_retrieve_ms_p50"],
+        "cpu_assemble_ms_p50": data["cpu_assemble_ms_p50"],
+        "warm_ask_ms": total,
+        "answer": span.text,
+    }
+    print(
+        f"\nread stage on {card}: reader {reader.identity.get('name')} "
+        f"({reader.identity.get('params')} params)"
+    )
+    print(f"prompt {len(ri)} tokens; reader load {load_s:.2f} s")
+    print(f"{'stage':<34}{'p50 ms':>10}")
+    print(f"{'retrieve (CPU, from dump)':<34}{data['cpu_retrieve_ms_p50']:>10.1f}")
+    print(f"{'assemble (CPU, from dump)':<34}{data['cpu_assemble_ms_p50']:>10.1f}")
+    print(f"{'read: tokenise + layout':<34}{result['layout_ms_p50']:>10.1f}")
+    print(f"{'read: extract (all of it)':<34}{read_ms:>10.1f}")
+    print(f"{'warm ask = retrieve+assemble+read':<34}{total:>10.1f}")
+    print(f"answer: {span.text[:100]!r}")
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="mode", required=True)
+    for name in ("cpu", "dump"):
+        p = sub.add_parser(name)
+        p.add_argument("--index", default="/tmp/ask-bench-index")
+        p.add_argument("--context-tokens", type=int, default=16_000 if name == "cpu" else 100_000)
+        p.add_argument("--question", default=QUESTION)
+        p.add_argument("--repeats", type=int, default=5)
+        if name == "dump":
+            p.add_argument("--out", required=True)
+    p = sub.add_parser("read")
+    p.add_argument("--context", required=True)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--model", default=None)
+    p.add_argument("--repeats", type=int, default=10)
+    for p in sub.choices.values():
+        p.add_argument("--json-out", default=None)
+    args = ap.parse_args()
+    result = {"cpu": run_cpu, "dump": run_dump, "read": run_read}[args.mode](args)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

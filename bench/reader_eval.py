@@ -128,10 +128,12 @@ def score_niah(reader, s: Sample, L: int, layout: str) -> float:
     return float(reader.extract(s.question, s.pieces, **kw).text == s.answers[0].text)
 
 
-def run_reader(name: str, reader, sets, layouts: list[str], log) -> dict:
+def run_reader(name: str, reader, sets, layouts: list[str], log, question_last_max: int = 1 << 30) -> dict:
     res = {"niah": {}, "qa": {}}
     for (task, L), samples in sets["niah"].items():
         for layout in layouts:
+            if layout == "question_last" and question_last_max < L:
+                continue
             t0 = time.time()
             acc = sum(score_niah(reader, s, L, layout) for s in samples) / len(samples)
             res["niah"][f"{task}|{L}|{layout}"] = acc
@@ -176,6 +178,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-qa-short", type=int, default=100)
     ap.add_argument("--n-qa-long", type=int, default=20)
     ap.add_argument("--layouts", nargs="+", default=["query_first", "question_last"])
+    ap.add_argument("--question-last-max", type=int, default=16384, help="longest length for question-last")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", default="reader_eval.json")
     a = ap.parse_args(argv)
@@ -195,7 +198,10 @@ def main(argv=None) -> int:
     for ck in a.ckpt:
         reader = Reader.load(ck, device=a.device)
         name = f"{Path(ck).name}"
-        out["readers"][name] = {"identity": reader.identity, **run_reader(name, reader, sets, a.layouts, log)}
+        out["readers"][name] = {
+            "identity": reader.identity,
+            **run_reader(name, reader, sets, a.layouts, log, a.question_last_max),
+        }
         Path(a.out).write_text(json.dumps(out, indent=2))
     Path(a.out).write_text(json.dumps(out, indent=2))
     log(f"done in {time.time() - t0:.1f}s -> {a.out}")

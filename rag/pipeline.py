@@ -208,6 +208,11 @@ class RAG:
             merge_gap_lines=self.config.merge_gap_lines,
         )
         timings.assemble_s = time.perf_counter() - t
+        if retrieved.passages and not context.pieces:
+            raise RagError(
+                f"a context budget of {budget} tokens holds none of the {len(retrieved.passages)} retrieved "
+                "passages; raise --context-tokens"
+            )
 
         t = time.perf_counter()
         span = None

@@ -72,6 +72,8 @@ def test_small_budget_keeps_context_within_it(fake_rag):
     answer = fake_rag.ask("What are the fees and when are they due?", context_tokens=128)
     assert answer.context_tokens <= 128
     assert answer.context_pieces >= 1
+    with pytest.raises(RagError, match="raise --context-tokens"):
+        fake_rag.ask("What are the fees and when are they due?", context_tokens=64)
 
 
 def test_concurrent_ask_from_threads_is_safe(fake_rag):

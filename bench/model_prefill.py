@@ -140,10 +140,32 @@ def run_model(name: str, model, lengths: list[int], segment: int, decode_steps: 
                 steps.append(time.perf_counter() - t0)
             ms = 1000 * statistics.median(steps[2:])
             result["decode"] = {"context": decode_ctx, "ms_per_token": ms, "tok_per_s": 1000 / ms}
+            if is_gdn2:
+                result["decode_graph"] = _graph_decode(model, cache, nxt, decode_ctx, decode_steps)
         except torch.OutOfMemoryError:
             result["decode"] = {"context": decode_ctx, "status": "OOM"}
         print(name, "decode", result["decode"], flush=True)
     return result
+
+
+def _graph_decode(model, cache, nxt, decode_ctx: int, steps_n: int) -> dict:
+    """The same decode replayed from a CUDA graph (`model.streaming.CudaGraphDecoder`)."""
+    from model.streaming import CudaGraphDecoder
+
+    dec = CudaGraphDecoder(model, cache)
+    steps = []
+    for _ in range(steps_n):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        nxt = dec.step(nxt).argmax(-1)
+        torch.cuda.synchronize()
+        steps.append(time.perf_counter() - t0)
+    ms = 1000 * statistics.median(steps[2:])
+    return {"context": decode_ctx, "ms_per_token": ms, "tok_per_s": 1000 / ms}
+
+
+def _fmt_decode(d: dict) -> str:
+    return f"{d['tok_per_s']:.1f} ({d['ms_per_token']:.2f} ms)" if "tok_per_s" in d else d.get("status", "-")
 
 
 def profile_gdn2(layers: int, T: int, segment: int) -> None:
@@ -171,19 +193,16 @@ def table(results: list[dict], lengths: list[int], card: str) -> str:
         "",
         "| model | params | "
         + " | ".join(f"{T // 1024}k ms / peak GiB" for T in lengths)
-        + " | decode tok/s |",
-        "|---|---|" + "---|" * len(lengths) + "---|",
+        + " | decode tok/s (eager) | decode tok/s (CUDA graph) |",
+        "|---|---|" + "---|" * len(lengths) + "---|---|",
     ]
     for r in results:
         cells = []
         for T in lengths:
             p = r["prefill"].get(T, {"status": "-"})
             cells.append(f"{p['ms']:.0f} / {p['peak_gib']:.1f}" if p.get("status") == "ok" else p["status"])
-        d = r.get("decode", {})
-        dec = (
-            f"{d['tok_per_s']:.1f} ({d['ms_per_token']:.2f} ms)" if "tok_per_s" in d else d.get("status", "-")
-        )
-        lines.append(f"| {r['name']} | {r['params'] / 1e9:.2f}B | " + " | ".join(cells) + f" | {dec} |")
+        decs = [_fmt_decode(r.get(key, {})) for key in ("decode", "decode_graph")]
+        lines.append(f"| {r['name']} | {r['params'] / 1e9:.2f}B | " + " | ".join(cells + decs) + " |")
     return "\n".join(lines)
 
 

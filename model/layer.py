@@ -33,7 +33,7 @@ def positions_in_sequence(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm computed in float32 (bf16 sums of squares drift over wide rows)."""
+    """RMSNorm through `F.rms_norm` (one fused kernel on CUDA, accumulating in float32)."""
 
     def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -41,8 +41,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(hidden_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
-        return (y * self.weight.float()).to(x.dtype)
+        return F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), self.eps)
 
 
 class RMSNormGated(nn.Module):
@@ -55,10 +54,9 @@ class RMSNormGated(nn.Module):
         self.weight = nn.Parameter(torch.ones(hidden_size))
 
     def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-        xf, gf = x.float(), gate.float()
-        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()
-        y = y * (torch.sigmoid(gf) if self.activation == "sigmoid" else F.silu(gf))
-        return y.to(x.dtype)
+        y = F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), self.eps)
+        gate = gate.to(y.dtype)
+        return y * (torch.sigmoid(gate) if self.activation == "sigmoid" else F.silu(gate))
 
 
 class ShortConvolution(nn.Module):
@@ -92,7 +90,14 @@ class ShortConvolution(nn.Module):
         y = F.conv1d(xp.transpose(1, 2), self.weight.to(x.dtype), None, groups=D).transpose(1, 2)  # [B, T, D]
         if self.bias is not None:
             y = y + self.bias.to(x.dtype)
-        new_cache = xp[:, xp.shape[1] - (W - 1) :].clone() if output_final_state else None
+        new_cache = None
+        if output_final_state:
+            tail = xp[:, xp.shape[1] - (W - 1) :]
+            if cache is not None and cache.dtype == x.dtype and not torch.is_grad_enabled():
+                # in place, so a captured decode step (CUDA graph) keeps reading the same buffer
+                new_cache = cache.copy_(tail)
+            else:
+                new_cache = tail.clone()
         return F.silu(y), new_cache
 
     def _packed(self, x: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:

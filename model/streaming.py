@@ -1,4 +1,4 @@
-"""Streaming prefill: read a context of any length in fixed segments, carrying the `GDN2Cache`.
+"""Streaming prefill (a context of any length in fixed segments, carrying the `GDN2Cache`) and graph decode.
 
 The cache is constant-size (recurrent state, conv tails, attention windows), so peak memory follows the
 segment length, not the context. Outputs equal one pass over the whole input (tested), because every
@@ -12,9 +12,9 @@ from dataclasses import fields
 
 import torch
 
-from model.cache import GDN2Cache
+from model.cache import GDN2Cache, RecurrentLayerState
 
-__all__ = ["streaming_prefill"]
+__all__ = ["CudaGraphDecoder", "streaming_prefill"]
 
 # outputs that are [B, T] per token and small enough to keep whole
 _PER_TOKEN_SMALL = ("start_logits", "end_logits")
@@ -95,3 +95,80 @@ def streaming_prefill(
     for name, parts in pieces.items():
         setattr(out, name, torch.cat(parts, dim=1))
     return out
+
+
+def _clone_cache(cache: GDN2Cache) -> GDN2Cache:
+    out = GDN2Cache(len(cache.layers))
+    out.seen_tokens = cache.seen_tokens
+    for i, layer in enumerate(cache.layers):
+        if not isinstance(layer, RecurrentLayerState):
+            raise ValueError(
+                f"layer {i} is not a GDN-2 layer: graph-captured decode needs a pure GDN-2 model"
+            )
+        conv = None if layer.conv_state is None else tuple(c.clone() for c in layer.conv_state)
+        out.layers[i] = RecurrentLayerState(recurrent_state=layer.recurrent_state.clone(), conv_state=conv)
+    return out
+
+
+def _copy_cache(dst: GDN2Cache, src: GDN2Cache) -> None:
+    for d, s in zip(dst.layers, src.layers, strict=True):
+        d.recurrent_state.copy_(s.recurrent_state)
+        for dc, sc in zip(d.conv_state or (), s.conv_state or (), strict=True):
+            dc.copy_(sc)
+    dst.seen_tokens = src.seen_tokens
+
+
+class CudaGraphDecoder:
+    """One-token decode steps replayed from a CUDA graph (pure GDN-2 models, CUDA only).
+
+    The cache has a fixed size and every decode write is in place (recurrent state in the kernel, conv
+    tails by `copy_`), so the whole step (~70 small kernels per layer) can be captured once and replayed:
+    the per-token cost becomes the GPU work, not Python and launch overhead. The decoder keeps its own copy
+    of the cache, taken from `cache` at construction; read it back with `.cache`.
+
+    Example:
+        out = streaming_prefill(lm, ids)
+        dec = CudaGraphDecoder(lm, out.past_key_values)
+        logits = dec.step(next_ids)          # [B, 1, vocab]
+    """
+
+    def __init__(self, model: torch.nn.Module, cache: GDN2Cache, warmup: int = 2) -> None:
+        for i, layer in enumerate(cache.layers):
+            if not isinstance(layer, RecurrentLayerState):
+                raise ValueError(
+                    f"layer {i} is not a GDN-2 layer: graph-captured decode needs a pure GDN-2 model"
+                )
+        batch = cache.batch_size
+        if batch is None or cache.seen_tokens == 0:
+            raise ValueError(
+                "CudaGraphDecoder needs a cache that has read at least one token (prefill first)"
+            )
+        device = cache.layers[0].recurrent_state.device
+        if device.type != "cuda":
+            raise ValueError(f"CudaGraphDecoder needs CUDA tensors, the cache is on {device}")
+        self.model = model
+        self.cache = _clone_cache(cache)
+        self.ids = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        with torch.inference_mode():
+            # compile / autotune the kernels outside the capture (this advances the copy; restored below)
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
+                for _ in range(warmup):
+                    self._forward()
+            torch.cuda.current_stream(device).wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.logits = self._forward()
+        _copy_cache(self.cache, cache)
+
+    def _forward(self) -> torch.Tensor:
+        out = self.model(input_ids=self.ids, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        return out.logits
+
+    def step(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Feed [B, 1] tokens; returns the logits [B, 1, vocab] (a buffer overwritten by the next step)."""
+        self.ids.copy_(input_ids)
+        self.graph.replay()
+        self.cache.seen_tokens += 1
+        return self.logits

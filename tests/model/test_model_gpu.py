@@ -94,3 +94,21 @@ def test_fla_gdn2_layer_parity_with_and_without_cache():
             got_steps.append(ours(x[:, t : t + 1], cache=our_cache, use_cache=True))
     assert rel_err(torch.cat(ref_steps, 1).float(), torch.cat(got_steps, 1).float()) <= 1e-2
     assert rel_err(torch.cat(ref_steps, 1).float(), ref[:, :204].float()) <= 1e-2
+
+
+def test_cuda_graph_decode_equals_eager_decode():
+    from model.streaming import CudaGraphDecoder
+
+    torch.manual_seed(0)
+    model = GDN2ForCausalLM(_small()).eval().to("cuda", torch.bfloat16)
+    ids = tokens(2, 300, seed=3, vocab=512).cuda()
+    with torch.inference_mode():
+        out = model(ids, use_cache=True)
+        dec = CudaGraphDecoder(model, out.past_key_values)
+        eager_cache, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        for _ in range(5):
+            ref = model(nxt, past_key_values=eager_cache, use_cache=True).logits
+            got = dec.step(nxt)
+            assert rel_err(ref.float(), got.float()) <= 1e-3
+            nxt = ref.argmax(-1)
+    assert dec.cache.seen_tokens == eager_cache.seen_tokens == 305

@@ -74,3 +74,19 @@ def test_streaming_errors(kwargs, match):
     args = {"input_ids": tokens(1, 5), **kwargs}
     with pytest.raises(ValueError, match=match):
         streaming_prefill(model, **args)
+
+
+def test_cuda_graph_decoder_refuses_what_it_cannot_capture():
+    from model.streaming import CudaGraphDecoder
+
+    torch.manual_seed(0)
+    model = GDN2ForCausalLM(tiny_config()).eval()
+    with torch.no_grad():
+        cache = model(tokens(1, 4), use_cache=True).past_key_values
+    with pytest.raises(ValueError, match="needs CUDA tensors"):
+        CudaGraphDecoder(model, cache)
+    hybrid = GDN2ForCausalLM(tiny_config(attn=HYBRID)).eval()
+    with torch.no_grad():
+        cache = hybrid(tokens(1, 4), use_cache=True).past_key_values
+    with pytest.raises(ValueError, match="pure GDN-2 model"):
+        CudaGraphDecoder(hybrid, cache)

@@ -30,11 +30,11 @@ CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT, doc_id INTEGER NOT NULL, ordinal INTEGER NOT NULL,
     path TEXT NOT NULL, sub TEXT, domain TEXT, title TEXT, section TEXT, text TEXT NOT NULL,
     char_start INTEGER, char_end INTEGER, line_start INTEGER, line_end INTEGER, page INTEGER,
-    content_hash TEXT, doc_hash TEXT, tokens INTEGER, vector BLOB NOT NULL
+    content_hash TEXT, doc_hash TEXT, tokens INTEGER, embed_hash TEXT, vector BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
-CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(content_hash);
+CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(embed_hash);
 """
 
 _CHUNK_COLS = (
@@ -76,10 +76,11 @@ class DocStore:
         return {p: (s, m, h, r) for p, s, m, h, r in self.db.execute(q)}
 
     def vectors_by_hash(self, paths: Iterable[str]) -> dict[str, bytes]:
-        """content_hash -> vector bytes for the chunks of `paths` (reused when text did not change)."""
+        """embed_hash (of the exact embedded text) -> vector bytes for the chunks of `paths`, reused for
+        chunks whose embedded text did not change."""
         out: dict[str, bytes] = {}
         for p in paths:
-            for h, v in self.db.execute("SELECT content_hash, vector FROM chunks WHERE path = ?", (p,)):
+            for h, v in self.db.execute("SELECT embed_hash, vector FROM chunks WHERE path = ?", (p,)):
                 out[h] = v
         return out
 
@@ -117,11 +118,11 @@ class DocStore:
 
     def add_chunks(self, rows: list[tuple]) -> None:
         """rows: (doc_id, ordinal, path, sub, domain, title, section, text, char_start, char_end,
-        line_start, line_end, page, content_hash, doc_hash, tokens, vector bytes)."""
+        line_start, line_end, page, content_hash, doc_hash, tokens, embed_hash, vector bytes)."""
         self.db.executemany(
             "INSERT INTO chunks (doc_id, ordinal, path, sub, domain, title, section, text, char_start,"
-            " char_end, line_start, line_end, page, content_hash, doc_hash, tokens, vector)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " char_end, line_start, line_end, page, content_hash, doc_hash, tokens, embed_hash, vector)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
 

@@ -240,9 +240,10 @@ def ingest_paths(
                 doc_id = db.add_document(str(t.path), d.sub, d.title, dom, d.fmt, doc_hash, len(drafts))
                 rows = [
                     (doc_id, i, str(t.path), d.sub, dom, d.title, c.section, c.text, c.start, c.end,
-                     c.line_start, c.line_end, c.page, _sha(c.text), doc_hash, c.tokens,
-                     vectors[_sha(c.embed_text)])
+                     c.line_start, c.line_end, c.page, _sha(c.text), doc_hash, c.tokens, eh,
+                     vectors[eh])
                     for i, c in enumerate(drafts)
+                    for eh in (_sha(c.embed_text),)
                 ]  # fmt: skip
                 db.add_chunks(rows)
                 report.chunks_added += len(rows)

@@ -19,7 +19,7 @@ from ingest.embed import SentenceTransformerEmbedder
 
 class HashEmbedder:
     def __init__(
-        self, dim: int = 64, delay: float = 0.0, marker: str | None = None, name: str = "hash"
+        self, dim: int = 256, delay: float = 0.0, marker: str | None = None, name: str = "hash"
     ) -> None:
         self.dim = dim
         self.max_tokens = 256

@@ -1,0 +1,195 @@
+"""End-to-end ingest into an index folder: search, anchors, incremental updates, bad input, mismatches."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from ingest_fakes import HashEmbedder
+
+from ingest import (
+    EmbedderMismatchError,
+    Index,
+    IndexFormatError,
+    IndexNotFoundError,
+    IngestConfig,
+    MissingPathError,
+    ingest_paths,
+)
+
+
+def _ids_for_path(ix: Index, needle: str) -> list[int]:
+    rows = ix.docstore.db.execute("SELECT id FROM chunks WHERE path LIKE ?", (f"%{needle}",)).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_ingest_search_and_anchors(tmp_path: Path, corpus: Path, cfg: IngestConfig):
+    rep = ingest_paths(tmp_path / "ix", [corpus], cfg, progress=False)
+    assert (rep.files_seen, rep.files_new, len(rep.skipped)) == (3, 3, 0)
+    assert rep.chunks_added == rep.chunks_total > 0 and rep.changed
+    with Index.open(tmp_path / "ix", embedder=cfg.embedder_factory()) as ix:
+        st = ix.stats()
+        assert (st.files, st.documents, st.chunks, st.dims) == (3, 3, rep.chunks_total, 256)
+        assert set(st.per_domain) == {"legal", "support", "code"} and st.dense_kind == "flat"
+        top = ix.get_chunks([i for i, _ in ix.search_bm25("reset password link", 3)])
+        assert top[0].path.endswith("faq.md") and top[0].domain == "support"
+        legal = ix.get_chunks(_ids_for_path(ix, "msa.txt"))
+        assert legal and all(c.domain == "legal" for c in legal)
+        # a chunk's own title-prefixed text finds that chunk first (ids line up across stores)
+        probe = legal[-1]
+        got = ix.search_dense(f"{probe.title}: {probe.section.split(' | ')[0]}\n{probe.text}", 3)
+        assert got[0][0] == probe.id and got[0][1] > 0.95
+        # every chunk's line span holds its text in the source file
+        for c in ix.get_chunks(list(range(1, st.chunks + 1))):
+            lines = Path(c.path).read_text().split("\n")
+            assert c.text.strip() in "\n".join(lines[c.line_start - 1 : c.line_end])
+            assert c.citation == f"{c.path}:{c.line_start}-{c.line_end}" and c.page is None
+        code = ix.get_chunks(_ids_for_path(ix, "tiny.py"))
+        assert any("Greeter" in c.section for c in code)
+        mid = code[len(code) // 2]
+        around = ix.neighbours(mid.id, before=1, after=1)
+        assert [c.ordinal for c in around] == list(
+            range(max(0, mid.ordinal - 1), mid.ordinal + len(around) - 1 + 1)
+        )[: len(around)]
+        assert all(c.doc_id == mid.doc_id for c in around)
+    manifest = json.loads(next((tmp_path / "ix").glob("gen-*/manifest.json")).read_text())
+    assert manifest["format_version"] == 1 and manifest["embedder"]["dim"] == 256
+
+
+def test_incremental_add_change_delete(tmp_path: Path, corpus: Path, cfg: IngestConfig):
+    ix_dir = tmp_path / "ix"
+    first = ingest_paths(ix_dir, [corpus], cfg, progress=False)
+    (corpus / "support" / "new.md").write_text(
+        "# Shipping\n\nParcels ship with the zeppelinfreight carrier.\n"
+    )
+    (corpus / "code" / "tiny.py").write_text("def quuxify(x):\n    return x * 42\n")
+    (corpus / "legal" / "msa.txt").unlink()
+    rep = ingest_paths(ix_dir, [corpus], cfg, progress=False)
+    assert (rep.files_new, rep.files_changed, rep.files_deleted, rep.files_unchanged) == (1, 1, 1, 1)
+    assert rep.chunks_removed > 0 and rep.chunks_embedded == rep.chunks_added == 2
+    with Index.open(ix_dir, embedder=cfg.embedder_factory()) as ix:
+        assert ix.stats().chunks == first.chunks_total - rep.chunks_removed + rep.chunks_added
+        # deleted and replaced text is gone from the keyword, dense and metadata stores together
+        assert ix.search_bm25("Confidential Information", 5) == []
+        assert ix.search_bm25("Greeter", 5) == []
+        assert _ids_for_path(ix, "msa.txt") == []
+        dense_paths = {c.path for c in ix.get_chunks([i for i, _ in ix.search_dense("Confidential", 50)])}
+        assert not any(p.endswith("msa.txt") for p in dense_paths)
+        assert ix.dense.ntotal == ix.stats().chunks == len(ix.bm25.ids)
+        hit = ix.get_chunks([ix.search_bm25("zeppelinfreight", 1)[0][0]])[0]
+        assert hit.path.endswith("new.md")
+        assert ix.get_chunks([ix.search_bm25("quuxify", 1)[0][0]])[0].section == "quuxify"
+
+
+def test_ingesting_another_folder_keeps_the_first(tmp_path: Path, corpus: Path, cfg: IngestConfig):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "note.txt").write_text("The warehouse opens at nine.\n")
+    ingest_paths(tmp_path / "ix", [corpus], cfg, progress=False)
+    rep = ingest_paths(tmp_path / "ix", [other], cfg, progress=False)
+    assert rep.files_deleted == 0 and rep.files_new == 1
+    with Index.open(tmp_path / "ix", embedder=cfg.embedder_factory()) as ix:
+        assert ix.stats().files == 4
+
+
+def test_no_change_reingest_is_quick_and_writes_nothing(tmp_path: Path, corpus: Path):
+    emb = HashEmbedder()
+    cfg = IngestConfig(embedder_factory=lambda: emb)
+    full = ingest_paths(tmp_path / "ix", [corpus], cfg, progress=False)
+    calls = emb.calls
+    gens = sorted(p.name for p in (tmp_path / "ix").iterdir())
+    t = time.perf_counter()
+    again = ingest_paths(tmp_path / "ix", [corpus], cfg, progress=False)
+    took = time.perf_counter() - t
+    assert not again.changed and again.generation == full.generation and emb.calls == calls
+    assert (again.files_unchanged, again.chunks_added, again.chunks_total) == (3, 0, full.chunks_total)
+    assert sorted(p.name for p in (tmp_path / "ix").iterdir()) == gens
+    assert took < 1.0
+    # touching a file without changing it re-hashes but does not re-embed
+    f = corpus / "support" / "faq.md"
+    f.write_text(f.read_text())
+    touched = ingest_paths(tmp_path / "ix", [corpus], cfg, progress=False)
+    assert not touched.changed and emb.calls == calls
+
+
+def test_bad_files_skipped_counted_and_remembered(tmp_path: Path, corpus: Path, cfg: IngestConfig):
+    (corpus / "blob.bin").write_bytes(bytes(range(256)) * 10)
+    (corpus / "broken.pdf").write_bytes(b"%PDF-1.7\n%garbage")
+    (corpus / "huge.txt").write_text("word " * 5000)
+    (corpus / "bad.json").write_text("{oops")
+    cfg.max_file_bytes = 20_000
+    rep = ingest_paths(tmp_path / "ix", [corpus], cfg, progress=False)
+    reasons = {Path(s.path).name: s.reason for s in rep.skipped}
+    assert set(reasons) == {"blob.bin", "broken.pdf", "huge.txt", "bad.json"}
+    assert "binary" in reasons["blob.bin"] and "PDF" in reasons["broken.pdf"]
+    assert "oversized" in reasons["huge.txt"] and "JSON" in reasons["bad.json"]
+    assert rep.files_new == 3 and rep.chunks_total > 0
+    again = ingest_paths(tmp_path / "ix", [corpus], cfg, progress=False)
+    assert not again.changed and {Path(s.path).name for s in again.skipped} == set(reasons)
+    assert "4 skipped" in again.summary()
+
+
+def test_missing_path_is_an_error(tmp_path: Path, cfg: IngestConfig):
+    with pytest.raises(MissingPathError, match="path not found"):
+        ingest_paths(tmp_path / "ix", [tmp_path / "nope"], cfg, progress=False)
+    assert not (tmp_path / "ix").exists()
+
+
+def test_embedder_mismatch_is_a_clear_error(tmp_path: Path, corpus: Path, cfg: IngestConfig):
+    ingest_paths(tmp_path / "ix", [corpus], cfg, progress=False)
+    other = HashEmbedder(dim=32, name="other")
+    with pytest.raises(EmbedderMismatchError, match="built with embedder hash .dim 256.*not other .dim 32"):
+        ingest_paths(tmp_path / "ix", [corpus], IngestConfig(embedder_factory=lambda: other), progress=False)
+    with pytest.raises(EmbedderMismatchError):
+        Index.open(tmp_path / "ix", embedder=other)
+
+
+def test_open_errors(tmp_path: Path, corpus: Path, cfg: IngestConfig):
+    with pytest.raises(IndexNotFoundError, match="no index"):
+        Index.open(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IndexNotFoundError, match="no finished index"):
+        Index.open(tmp_path / "empty")
+    ingest_paths(tmp_path / "ix", [corpus], cfg, progress=False)
+    mf = next((tmp_path / "ix").glob("gen-*/manifest.json"))
+    m = json.loads(mf.read_text())
+    m["format_version"] = 99
+    mf.write_text(json.dumps(m))
+    with pytest.raises(IndexFormatError, match="format 99"):
+        Index.open(tmp_path / "ix")
+
+
+def test_config_validation():
+    for bad in ({"domain": "medical"}, {"target_tokens": 4}, {"overlap_tokens": 150}, {"batch_size": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            IngestConfig(**bad).validate()
+
+
+def test_changed_chunk_size_rechunks_and_reuses_vectors(tmp_path: Path, corpus: Path):
+    emb = HashEmbedder()
+    ingest_paths(tmp_path / "ix", [corpus], IngestConfig(embedder_factory=lambda: emb), progress=False)
+    smaller = IngestConfig(embedder_factory=lambda: emb, target_tokens=60, overlap_tokens=8)
+    rep = ingest_paths(tmp_path / "ix", [corpus], smaller, progress=False)
+    assert rep.files_changed == 3 and rep.chunks_added > rep.chunks_removed
+    # another overlap re-chunks every file, but chunks whose text is unchanged keep their vectors
+    calls = emb.calls
+    rep2 = ingest_paths(
+        tmp_path / "ix",
+        [corpus],
+        IngestConfig(embedder_factory=lambda: emb, target_tokens=60, overlap_tokens=4),
+        progress=False,
+    )
+    assert rep2.files_changed == 3 and rep2.chunks_added == rep.chunks_added
+    assert rep2.chunks_embedded == 0 and emb.calls == calls
+
+
+def test_progress_output_goes_to_stderr(tmp_path: Path, corpus: Path, cfg: IngestConfig, capsys):
+    (corpus / "blob.bin").write_bytes(b"\x00" * 100)
+    ingest_paths(tmp_path / "ix", [corpus], cfg, progress=True)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "skipped" in err and "blob.bin" in err and "chunks/s" in err
+    ingest_paths(tmp_path / "ix2", [corpus], cfg, progress=False)
+    assert capsys.readouterr() == ("", "")

@@ -193,3 +193,23 @@ def test_progress_output_goes_to_stderr(tmp_path: Path, corpus: Path, cfg: Inges
     assert "skipped" in err and "blob.bin" in err and "chunks/s" in err
     ingest_paths(tmp_path / "ix2", [corpus], cfg, progress=False)
     assert capsys.readouterr() == ("", "")
+
+
+def test_hnsw_above_exact_max(tmp_path: Path, corpus: Path, cfg: IngestConfig):
+    cfg.dense_exact_max = 2
+    ingest_paths(tmp_path / "ix", [corpus], cfg, progress=False)
+    with Index.open(tmp_path / "ix", embedder=cfg.embedder_factory()) as ix:
+        assert ix.stats().dense_kind == "hnsw"
+        probe = ix.get_chunks([1])[0]
+        got = ix.search_dense(f"{probe.title}: {probe.section.split(' | ')[0]}\n{probe.text}", 2)
+        assert got[0][0] == probe.id
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    heavy = "{'torch', 'faiss', 'bm25s', 'sentence_transformers', 'transformers'}"
+    code = f"import sys, ingest; print({heavy} & set(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "set()"

@@ -1,0 +1,66 @@
+"""Render bench/ingest_vs_llamaindex.py's JSON as the markdown tables of bench/results/ingest.md.
+
+.venv/bin/python bench/ingest_report.py bench/results/ingest.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def _f(x, nd: int = 1) -> str:
+    return f"{x:.{nd}f}" if isinstance(x, int | float) else str(x)
+
+
+def render(r: dict) -> str:
+    li, us, re_ = r["llamaindex"], r["ours"], r["ours_reingest"]
+    kb = r["corpus"]["bytes"] / 1024
+    rows = [
+        ("imports (s)", li["imports"], us["imports"]),
+        ("load / scan (s)", li["load"], us.get("scan", 0.0)),
+        ("split / load+chunk (s)", li["split"], us.get("load+chunk", 0.0)),
+        ("embed, incl. model load (s)", li["embed"], us["embed"]),
+        ("store: FAISS + docstore (+BM25 ours) (s)", li["store"], us["store"]),
+        ("total in process (s)", li["total"], us["total"]),
+        ("process wall incl. interpreter start (s)", li["process_wall"], us["process_wall"]),
+        ("chunks", li["chunks"], us["chunks"]),
+        ("chunks/s (end to end)", li["chunks"] / li["total"], us["chunks"] / us["total"]),
+        ("corpus kB/s (end to end)", kb / li["total"], kb / us["total"]),
+        ("mean embedder tokens per chunk", li["tokens"]["mean_tokens"], us["tokens"]["mean_tokens"]),
+        (
+            "chunks over the 256-token window (cut silently)",
+            li["tokens"]["over_256"],
+            us["tokens"]["over_256"],
+        ),
+        ("peak RSS after ingest (MB)", li["peak_rss_ingest_mb"], us["peak_rss_ingest_mb"]),
+        ("index on disk (MB)", li["index_bytes"] / 2**20, us["index_bytes"] / 2**20),
+        ("recall@1 (dense)", li["quality_dense"]["recall@1"], us["quality_dense"]["recall@1"]),
+        ("recall@3 (dense)", li["quality_dense"]["recall@3"], us["quality_dense"]["recall@3"]),
+        ("recall@5 (dense)", li["quality_dense"]["recall@5"], us["quality_dense"]["recall@5"]),
+        ("recall@5 (ours hybrid dense+BM25, RRF)", "-", us["quality_hybrid"]["recall@5"]),
+    ]
+    out = ["| | LlamaIndex | ours |", "|---|---:|---:|"]
+    for name, a, b in rows:
+        nd = 3 if "recall" in name else (0 if name in ("chunks",) or "over the" in name else 1)
+        out.append(f"| {name} | {_f(a, nd)} | {_f(b, nd)} |")
+    speed = li["total"] / us["total"]
+    out += [
+        "",
+        f"End-to-end ingest speed-up (same corpus, in-process totals): **{speed:.2f}x**;"
+        f" per chunk: {(us['chunks'] / us['total']) / (li['chunks'] / li['total']):.2f}x.",
+        f"No-change re-ingest: {re_['ingest_call']:.3f} s in `ingest_paths`"
+        f" ({100 * re_['ingest_call'] / us['ingest_call']:.2f}%"
+        f" of the full ingest call), {re_['process_wall']:.2f} s as a fresh process"
+        f" ({100 * re_['process_wall'] / us['process_wall']:.1f}% of the full run's process wall).",
+        "",
+        "Misses at 5 (LlamaIndex): " + "; ".join(li["quality_dense"]["misses@5"]),
+        "",
+        "Misses at 5 (ours, dense): " + "; ".join(us["quality_dense"]["misses@5"]),
+    ]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(render(json.loads(Path(sys.argv[1]).read_text())))

@@ -104,10 +104,16 @@ class ReaderBatches(torch.utils.data.Dataset):
         phase = phase_at(self.curriculum, step, self.steps)
         rng = random.Random(self.seed * 1_000_003 + step)
         rows = []
-        while len(rows) < phase.batch:
+        for _ in range(50 * phase.batch):
             ri, spans = encode_sample(self.tok, self.make_sample(rng, phase.seq_len), phase.seq_len)
             if spans:
                 rows.append((ri, spans))
+            if len(rows) == phase.batch:
+                break
+        else:
+            raise RuntimeError(
+                f"could not fit answers into {phase.seq_len}-token rows: is seq_len too short?"
+            )
         return collate(rows, phase.seq_len, self.pad_id)
 
 

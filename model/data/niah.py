@@ -178,10 +178,18 @@ class NeedleTaskMaker:
     def _haystack(self, rng: random.Random, task: str, target_tokens: int) -> list[str]:
         n_chars = int(target_tokens * CHARS_PER_TOKEN)
         n = max(1, round(n_chars / self.chunk_chars))
+        # short contexts get one piece cut to size (at a space) instead of a whole 1k-token piece
+        size = min(self.chunk_chars, n_chars)
         if task == "s-niah-1":
-            reps = self.chunk_chars // len(NOISE)
-            return [NOISE * reps for _ in range(n)]
-        return [self._pieces[rng.randrange(len(self._pieces))].text for _ in range(n)]
+            return [NOISE * max(1, size // len(NOISE)) for _ in range(n)]
+        out = []
+        for _ in range(n):
+            text = self._pieces[rng.randrange(len(self._pieces))].text
+            if len(text) > size:
+                cut = text.rfind(" ", 0, size)
+                text = text[: cut if cut > size // 2 else size]
+            out.append(text)
+        return out
 
     def sample(self, rng: random.Random, task: str, target_tokens: int, depth: float | None = None) -> Sample:
         """One sample of `task` at about `target_tokens`; `depth` in [0, 1] places the (first) needle."""

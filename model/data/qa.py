@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from model.data.corpus import Document
-from model.data.sample import AnswerSpan, Sample, assemble_context, chunk_text
+from model.data.sample import CHARS_PER_TOKEN, AnswerSpan, Sample, assemble_context, chunk_text
 from model.prompt import ContextPiece
 
 Triple = tuple[str, int, int]
@@ -194,7 +194,15 @@ class QATaskMaker:
             if not triples:
                 continue
             q, s, e = rng.choice(triples)
-            n_distract = max(1, int(target_tokens * 3.9 / self.chunk_chars) + 1)
+            room = int(target_tokens * CHARS_PER_TOKEN * 0.6)
+            if len(ev.text) > room:
+                # short contexts: keep a window of the evidence around the answer, shifting its offsets
+                # (at least half the window before the answer: the cue usually precedes it)
+                before = rng.randint(room // 2, max(room // 2, room - (e - s)))
+                lo = max(0, min(s - before, len(ev.text) - room))
+                ev = ContextPiece(ev.text[lo : lo + max(room, e - lo)], ev.header)
+                s, e = s - lo, e - lo
+            n_distract = max(1, int(target_tokens * CHARS_PER_TOKEN / self.chunk_chars) + 1)
             distract = self._distractors(rng, doc_i, chunk_i, dom, n_distract)
             pieces, pos = assemble_context(rng, ev, distract, target_tokens)
             ans = AnswerSpan(pos, s, e, ev.text[s:e])

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Drive the reader's GPU work inside `run` calls (repo root; $OUT comes back):
 #   bench/reader_gpu.sh smoke            versions + per-phase step time/memory for both archs
-#   bench/reader_gpu.sh launch MINUTES [STEPS]   start GDN-2 and SDPA training in the background (setsid)
+#   bench/reader_gpu.sh launch MINUTES [STEPS] [CONFIG]   start GDN-2 and SDPA training in the background
 #   bench/reader_gpu.sh poll             tail logs, copy curves
 #   bench/reader_gpu.sh eval [ARGS...]   background NIAH/QA eval + speed of both exported checkpoints
 #   bench/reader_gpu.sh fetch            copy the GDN-2 checkpoint (shards + small files tarred) and results
@@ -16,11 +16,11 @@ smoke)
   python3 bench/reader_smoke.py --data data "${@:2}" 2>&1 | tee "$OUT/smoke.txt"
   ;;
 launch)
-  MIN=$2; STEPS=${3:-}
+  MIN=$2; STEPS=${3:-}; CONFIG=${4:-default}
   rm -rf $W/gdn2 $W/transformer $W/ck_gdn2 $W/ck_transformer
   cp -r data $W/data
   for arch in gdn2 transformer; do
-    setsid nohup python3 -m model.train train --config default --arch $arch --data $W/data --out $W/$arch \
+    setsid nohup python3 -m model.train train --config $CONFIG --arch $arch --data $W/data --out $W/$arch \
       --export $W/ck_$arch --max-minutes "$MIN" --num-workers 6 ${STEPS:+--steps $STEPS} > $W/$arch.log 2>&1 < /dev/null &
   done
   sleep 60; tail -n 4 $W/*.log

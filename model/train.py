@@ -101,6 +101,20 @@ NAMED_CONFIGS: dict[str, TrainConfig] = {
         save_every=100,
         num_workers=10,
     ),
+    # for when the GDN-2 backward is slow (sequential over chunks, so cost follows T, not B x T): fewer,
+    # wider layers, big batches of short rows, and only the last 15% of steps at 16k
+    "default-shallow": TrainConfig(
+        name="default-shallow",
+        model=_gdn2_model(16384, 512, 4, 8, 64),
+        curriculum=[Phase(0.0, 2048, 48), Phase(0.7, 4096, 24), Phase(0.85, 16384, 6)],
+        steps=400,
+        lr=2e-3,
+        warmup=30,
+        eval_every=50,
+        eval_batches=2,
+        save_every=50,
+        num_workers=10,
+    ),
 }
 
 

@@ -8,8 +8,8 @@ Steps of `assemble_context`:
    (line spans within `merge_gap_lines`) into one piece, trimming the overlap of overlapping windows;
 4. order pieces by document (the document of the best chunk first) and by position inside it, and give
    each a one-line header (path, section or symbol, lines, page) that the reader and citations point back to;
-5. recount the pieces exactly and drop the worst chunk until the whole context fits (merging can shift
-   token counts by a few).
+5. recount the pieces exactly and, while the whole context is over budget (headers cost more or less
+   than estimated, merged text tokenises differently), drop the worst-ranked chunks worth the overshoot.
 
 Each piece remembers its segments (which chunk sits at which offset of the piece text), so an answer
 span inside a piece maps back to the exact file lines.
@@ -231,22 +231,28 @@ def assemble_context(
     room = budget - frame
     chosen: list = []
     used = 0
-    for chunk in chunks:
-        cost = counter.count(chunk.text) + header_estimate
+    costs = counter.count_many([c.text for c in chunks])
+    cost_of: dict[int, int] = {}
+    for chunk, tokens in zip(chunks, costs, strict=True):
+        cost = tokens + header_estimate
         if used + cost <= room:
             chosen.append(chunk)
+            cost_of[id(chunk)] = tokens
             used += cost
     skipped = len(chunks) - len(chosen)
     while True:
         pieces = _layout(chosen, scores, merge_gap_lines)
-        for p in pieces:
-            p.tokens = counter.count(f"{p.header}\n{p.text}") + 1
+        counts = counter.count_many([f"{p.header}\n{p.text}" for p in pieces])
+        for p, tokens in zip(pieces, counts, strict=True):
+            p.tokens = tokens + 1
         total = frame + sum(p.tokens for p in pieces)
         if total <= budget or not chosen:
             break
-        # drop the worst-ranked chunk and lay out again
-        chosen.pop()
-        skipped += 1
+        # drop worst-ranked chunks worth at least the overshoot, then lay out again (usually once)
+        over = total - budget
+        while chosen and over > 0:
+            over -= cost_of[id(chosen.pop())]
+            skipped += 1
     return AssembledContext(
         question=question,
         pieces=pieces,

@@ -57,6 +57,7 @@ class RAG:
         self.config = config or RAGConfig()
         self._index = index
         self._index_lock = threading.RLock()
+        self._checked_nonempty = None
         self._reader = reader
         self._reader_lock = threading.Lock()
 
@@ -97,8 +98,11 @@ class RAG:
 
     def _nonempty_index(self):
         index = self._open_index()
-        if _stat(index.stats(), "chunks") == 0:
-            raise RagError(f"the index at {self.index_dir} is empty; ingest some documents first")
+        # an open index view is immutable (one generation), so its emptiness is checked once
+        if self._checked_nonempty is not index:
+            if _stat(index.stats(), "chunks") == 0:
+                raise RagError(f"the index at {self.index_dir} is empty; ingest some documents first")
+            self._checked_nonempty = index
         return index
 
     def ingest(self, paths, domain: str = "auto", progress: bool = False):

@@ -3,9 +3,9 @@
 Steps of `HybridRetriever.retrieve`:
 1. ask each retriever for `candidates` hits (more when a filter is set, since filtering comes after);
 2. fuse the two ranked lists with weighted reciprocal rank fusion;
-3. fetch the chunks, keep those that pass the metadata filter;
-4. drop near-duplicates of better-ranked chunks;
-5. return the best `k` as `Passage`s with fused and raw scores.
+3. fetch chunks in fused order, in batches, keeping those that pass the metadata filter and are not
+   near-duplicates of a better-ranked kept chunk, until `k` are kept;
+4. return them as `Passage`s with fused and raw scores.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rag.config import RAGConfig
-from rag.dedup import drop_near_duplicates
+from rag.dedup import NearDuplicateFilter
 from rag.errors import RagError
 from rag.filters import MetadataFilter
 from rag.fusion import reciprocal_rank_fusion
@@ -21,6 +21,8 @@ from rag.types import Passage
 
 # with a filter active we over-fetch this many times, since most hits may be filtered away
 FILTER_OVERFETCH = 5
+# smallest docstore fetch: one SQLite round trip is cheap, many are not
+MIN_FETCH = 32
 
 
 @dataclass
@@ -62,14 +64,27 @@ class HybridRetriever:
         raw = _raw_scores(lists, [cfg.dense_weight > 0, cfg.bm25_weight > 0])
         if not fused:
             return Retrieved([], [])
-        ids = [i for i, _ in fused]
-        chunks = self.index.get_chunks(ids)
         score_of = dict(fused)
-        kept = [c for c in chunks if flt.matches(c)]
-        kept, dropped = drop_near_duplicates(kept, cfg.dedup_threshold)
-        kept = kept[:k]
+        ids = [i for i, _ in fused]
+        dedup = NearDuplicateFilter(cfg.dedup_threshold)
+        kept: list = []
+        dropped = 0
+        # fetch in fused order, in batches, until k chunks survive the filter and de-duplication
+        batch = max(2 * k, MIN_FETCH)
+        for start in range(0, len(ids), batch):
+            for chunk in self.index.get_chunks(ids[start : start + batch]):
+                if not flt.matches(chunk):
+                    continue
+                if dedup.is_duplicate(chunk):
+                    dropped += 1
+                    continue
+                kept.append(chunk)
+                if len(kept) == k:
+                    break
+            if len(kept) == k:
+                break
         passages = [_to_passage(c, score_of[c.id], raw, rank) for rank, c in enumerate(kept, start=1)]
-        return Retrieved(passages, kept, dropped_duplicates=len(dropped))
+        return Retrieved(passages, kept, dropped_duplicates=dropped)
 
 
 def _raw_scores(lists, active) -> dict[str, dict[int, float]]:

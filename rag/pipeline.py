@@ -57,7 +57,7 @@ class RAG:
         self.config = config or RAGConfig()
         self._index = index
         self._index_lock = threading.RLock()
-        self._checked_nonempty = None
+        self._stats_cache = None
         self._reader = reader
         self._reader_lock = threading.Lock()
 
@@ -98,12 +98,16 @@ class RAG:
 
     def _nonempty_index(self):
         index = self._open_index()
-        # an open index view is immutable (one generation), so its emptiness is checked once
-        if self._checked_nonempty is not index:
-            if _stat(index.stats(), "chunks") == 0:
-                raise RagError(f"the index at {self.index_dir} is empty; ingest some documents first")
-            self._checked_nonempty = index
+        if _stat(self._stats_of(index), "chunks") == 0:
+            raise RagError(f"the index at {self.index_dir} is empty; ingest some documents first")
         return index
+
+    def _stats_of(self, index):
+        """Stats of an open index view, computed once: a view is one immutable generation."""
+        with self._index_lock:
+            if self._stats_cache is None or self._stats_cache[0] is not index:
+                self._stats_cache = (index, index.stats())
+            return self._stats_cache[1]
 
     def ingest(self, paths, domain: str = "auto", progress: bool = False):
         """Add or update documents (incremental); returns ingest's IngestReport."""
@@ -129,8 +133,7 @@ class RAG:
 
     def info(self):
         """Index statistics (ingest's IndexStats)."""
-        with self._index_lock:
-            return self._open_index().stats()
+        return self._stats_of(self._open_index())
 
     def index_identity(self) -> dict:
         stats = self.info()

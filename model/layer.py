@@ -85,14 +85,25 @@ class ShortConvolution(nn.Module):
         if cu_seqlens is not None:
             return F.silu(self._packed(x, cu_seqlens)), None
         B, T, D = x.shape
-        prefix = cache if cache is not None else x.new_zeros(B, W - 1, D)
-        xp = torch.cat([prefix.to(x.dtype), x], dim=1)  # [B, W-1+T, D]
-        y = F.conv1d(xp.transpose(1, 2), self.weight.to(x.dtype), None, groups=D).transpose(1, 2)  # [B, T, D]
+        weight = self.weight.to(x.dtype)[:, 0]  # [D, W]
+        # shift-and-add on the [B, T, D] layout: no transposes around a channels-first conv
+        y = x * weight[:, W - 1]
+        for s in range(1, W):
+            if s < T:
+                y[:, s:].addcmul_(x[:, : T - s], weight[:, W - 1 - s])
+            if cache is not None:
+                # the first s outputs reach back into the cached inputs of the previous call
+                n = min(s, T)
+                y[:, :n].addcmul_(cache[:, W - 1 - s : W - 1 - s + n].to(x.dtype), weight[:, W - 1 - s])
         if self.bias is not None:
             y = y + self.bias.to(x.dtype)
         new_cache = None
         if output_final_state:
-            tail = xp[:, xp.shape[1] - (W - 1) :]
+            if T >= W - 1:
+                tail = x[:, T - (W - 1) :]
+            else:
+                prefix = cache.to(x.dtype) if cache is not None else x.new_zeros(B, W - 1, D)
+                tail = torch.cat([prefix[:, T:], x], dim=1)
             if cache is not None and cache.dtype == x.dtype and not torch.is_grad_enabled():
                 # in place, so a captured decode step (CUDA graph) keeps reading the same buffer
                 new_cache = cache.copy_(tail)

@@ -28,25 +28,52 @@ def _small(**overrides):
 @pytest.mark.parametrize(
     "attn", [None, {"layers": [2], "num_heads": 4, "window_size": 64}], ids=["gdn2", "hybrid"]
 )
-def test_triton_path_equals_cpu_reference_path_bf16(attn):
+def test_triton_path_equals_cpu_reference_path_whole_model_fp32(attn):
+    """Same weights, fp32 both sides: what differs is the operator (Triton chunk + fused step vs reference).
+
+    (In bf16 a whole model drifts from itself: CPU fp32 vs CPU bf16 differ by ~3e-2 after 4 layers, so
+    the bf16 check is per layer, below.)
+    """
     torch.manual_seed(0)
-    cpu = GDN2ForCausalLM(_small(attn=attn)).eval().to(torch.bfloat16)
+    cpu = GDN2ForCausalLM(_small(attn=attn)).eval()
     gpu = GDN2ForCausalLM(_small(attn=attn)).eval()
     gpu.load_state_dict(cpu.state_dict())
-    gpu = gpu.to("cuda", torch.bfloat16)
+    gpu = gpu.cuda()
     ids = tokens(2, 200, seed=1, vocab=512)
     with torch.no_grad():
-        ref = cpu(ids).logits.float()
-        got = gpu(ids.cuda()).logits.float().cpu()
+        ref = cpu(ids).logits
+        got = gpu(ids.cuda()).logits.cpu()
         # decode with the cache: the fused recurrent step on GPU, the token loop on CPU
         ref_step = cpu(ids[:, :150], use_cache=True)
         got_step = gpu(ids[:, :150].cuda(), use_cache=True)
-        ref_next = cpu(
-            ids[:, 150:151], past_key_values=ref_step.past_key_values, use_cache=True
-        ).logits.float()
-        got_next = gpu(ids[:, 150:151].cuda(), past_key_values=got_step.past_key_values, use_cache=True)
-    assert rel_err(ref, got) <= 1e-2
-    assert rel_err(ref_next, got_next.logits.float().cpu()) <= 1e-2
+        ref_next = cpu(ids[:, 150:151], past_key_values=ref_step.past_key_values, use_cache=True).logits
+        got_next = gpu(
+            ids[:, 150:151].cuda(), past_key_values=got_step.past_key_values, use_cache=True
+        ).logits
+    errs = rel_err(ref, got), rel_err(ref_next, got_next.cpu())
+    print("fp32 model rel err (prefill, decode):", errs)
+    assert max(errs) <= 1e-2
+
+
+def test_triton_path_equals_cpu_reference_path_layer_bf16():
+    """One GDN-2 layer in bf16, identical inputs and weights: prefill and a cached decode step."""
+    torch.manual_seed(0)
+    cpu = GatedDeltaNet2(hidden_size=256, head_dim=64, num_heads=4, layer_idx=0).eval().to(torch.bfloat16)
+    gpu = GatedDeltaNet2(hidden_size=256, head_dim=64, num_heads=4, layer_idx=0).eval()
+    gpu.load_state_dict(cpu.state_dict())
+    gpu = gpu.to("cuda", torch.bfloat16)
+    x = torch.randn(2, 300, 256, dtype=torch.bfloat16)
+    with torch.no_grad():
+        ref = cpu(x)
+        got = gpu(x.cuda()).cpu()
+        c_cpu, c_gpu = GDN2Cache(1), GDN2Cache(1)
+        cpu(x[:, :299], cache=c_cpu, use_cache=True)
+        gpu(x[:, :299].cuda(), cache=c_gpu, use_cache=True)
+        ref_next = cpu(x[:, 299:], cache=c_cpu, use_cache=True)
+        got_next = gpu(x[:, 299:].cuda(), cache=c_gpu, use_cache=True).cpu()
+    errs = rel_err(ref.float(), got.float()), rel_err(ref_next.float(), got_next.float())
+    print("bf16 layer rel err (prefill, decode):", errs)
+    assert max(errs) <= 1e-2
 
 
 def test_streaming_prefill_16k_equals_one_pass():

@@ -188,3 +188,25 @@ def test_bf16_forward_on_cpu_keeps_the_dtype():
     assert out.logits.dtype == step.logits.dtype == torch.bfloat16
     assert out.past_key_values[0].recurrent_state.dtype == torch.float32
     assert torch.isfinite(step.logits).all()
+
+
+def test_short_convolution_equals_a_causal_conv1d_and_continues_from_its_cache():
+    from model.layer import ShortConvolution
+
+    torch.manual_seed(0)
+    conv = ShortConvolution(8, 4, bias=True)
+    torch.nn.init.normal_(conv.bias)
+    x = torch.randn(2, 11, 8)
+    ref = torch.nn.functional.conv1d(
+        torch.nn.functional.pad(x.transpose(1, 2), (3, 0)), conv.weight, conv.bias, groups=8
+    )
+    ref = torch.nn.functional.silu(ref.transpose(1, 2))
+    with torch.no_grad():
+        y, _ = conv(x)
+        torch.testing.assert_close(y, ref)
+        # 2 tokens, then 1, then 8, each continuing from the cache of the previous call
+        parts, cache = [], None
+        for s, e in ((0, 2), (2, 3), (3, 11)):
+            out, cache = conv(x[:, s:e], cache=cache, output_final_state=True)
+            parts.append(out)
+    torch.testing.assert_close(torch.cat(parts, 1), ref)

@@ -93,3 +93,12 @@ def test_real_embedder_end_to_end(tmp_path, corpus):
     reopened = RAG.open(tmp_path / "index", config=RAGConfig(device="cpu", use_reader=False))
     question, file_name, expected = QUESTIONS[1]
     _check(reopened.ask(question), file_name, expected)
+
+
+def test_concurrent_ask_on_the_real_index(ingested):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        answers = list(pool.map(lambda item: (item, ingested.ask(item[0])), QUESTIONS * 2))
+    for (_question, file_name, expected), answer in answers:
+        _check(answer, file_name, expected)

@@ -74,6 +74,24 @@ def train_run(
     return result
 
 
+def export_run(out_dir: str | Path, data_dir: str | Path, export: str | Path) -> Path:
+    """Export the weights of `out_dir/resume.pt` (e.g. after a crash at the end of training)."""
+    import torch
+
+    from model.train import TrainConfig, build_model
+
+    st = torch.load(Path(out_dir) / "resume.pt", map_location="cpu", weights_only=False)
+    cfg = TrainConfig.from_dict(st["config"])
+    model = build_model(cfg)
+    model.load_state_dict(st["model"])
+    from model.training_export import export_checkpoint
+
+    recipe_file = Path(data_dir) / "data_recipe.json"
+    recipe = json.loads(recipe_file.read_text()) if recipe_file.is_file() else {}
+    recipe["exported_at_step"] = st["step"]
+    return export_checkpoint(model, load_tokenizer(data_dir), cfg, export, recipe, st["history"])
+
+
 def run_cli(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m model.train", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -100,7 +118,14 @@ def run_cli(argv: list[str] | None = None) -> int:
     t.add_argument(
         "--max-minutes", type=float, default=None, help="stop (and export) after this much training"
     )
+    x = sub.add_parser("export", help="export a checkpoint from a run folder's resume.pt")
+    x.add_argument("--out", required=True, help="run folder holding resume.pt")
+    x.add_argument("--data", default="data")
+    x.add_argument("--export", required=True)
     a = ap.parse_args(argv)
+    if a.cmd == "export":
+        print(export_run(a.out, a.data, a.export))
+        return 0
     if a.cmd == "prepare":
         print(json.dumps(prepare(a.out, a.vocab_size, a.seed, a.scale), indent=2))
         return 0

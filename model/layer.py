@@ -242,7 +242,7 @@ class GatedDeltaNet2(nn.Module):
             q, k, v = F.silu(q), F.silu(k), F.silu(v)
 
         # decay in float32: the kernels cumulate it over whole chunks
-        g = F.softplus(self.f_proj(x).float() + self.dt_bias)
+        g = F.softplus(self.f_proj(x) + self.dt_bias.float())  # bf16 + fp32 promotes: one fp32 pass
         b = torch.sigmoid(self.b_proj(x))
         w = torch.sigmoid(self.w_proj(x))
         q, k, b = (t.unflatten(-1, (self.num_heads, self.head_k_dim)) for t in (q, k, b))  # [B, T, H, K]

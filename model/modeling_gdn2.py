@@ -19,6 +19,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.generation import GenerationMixin
+from transformers.generation import utils as _generation_utils
 from transformers.utils import ModelOutput
 
 from model.attention import SlidingWindowAttention
@@ -288,6 +289,10 @@ def _check_cu_seqlens(
         raise ValueError("pass either cu_seqlens or attention_mask, not both")
 
 
+# "past_key_values" up to transformers 5.2x, "cache" after the rename
+_GENERATE_CACHE_KEY = getattr(_generation_utils, "ALL_CACHE_NAMES", ["past_key_values"])[0]
+
+
 class _RecurrentGeneration:
     """`generate()` plumbing for a model whose whole past is one `GDN2Cache` (constant size).
 
@@ -334,8 +339,15 @@ class _RecurrentGeneration:
             outputs, model_kwargs, is_encoder_decoder=is_encoder_decoder, num_new_tokens=num_new_tokens
         )
         model_kwargs.pop("cache", None)
-        model_kwargs["past_key_values"] = outputs.cache
+        model_kwargs.pop("past_key_values", None)
+        # the name generate() looks under when it reorders caches for beam search
+        if outputs.cache is not None:
+            model_kwargs[_GENERATE_CACHE_KEY] = outputs.cache
         return model_kwargs
+
+    def _reorder_cache(self, cache: GDN2Cache | None, beam_idx: torch.LongTensor) -> GDN2Cache | None:
+        """Beam search: keep the states of the surviving beams (rows of every layer's state)."""
+        return None if cache is None else cache.reorder_cache(beam_idx)
 
 
 def _lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

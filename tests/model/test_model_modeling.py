@@ -229,3 +229,13 @@ def test_random_init_trains_stably():
         losses.append(loss.item())
     assert abs(losses[0] - torch.log(torch.tensor(97.0)).item()) < 0.5
     assert losses[-1] < 0.6 * losses[0]
+
+
+def test_beam_search_reorders_the_recurrent_cache():
+    model = _lm(attn=HYBRID)
+    prompt = tokens(2, 6, seed=9)
+    kwargs = dict(attention_mask=torch.ones_like(prompt), max_new_tokens=6, num_beams=3, do_sample=False)
+    with torch.no_grad():
+        cached = model.generate(prompt, **kwargs)
+        recomputed = model.generate(prompt, use_cache=False, **kwargs)
+    assert torch.equal(cached, recomputed)

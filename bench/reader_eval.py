@@ -10,8 +10,8 @@ every checkpoint reads exactly the same inputs. Scores:
   `mq-niah` the fraction of the 4 keys answered right, one question each.
 - QA (per domain and length): exact match and F1 (SQuAD normalisation) and evidence@1 (the answer
   comes from the evidence piece).
-- retrieval-only: the best line of the best passage by BM25 against the question (what the
-  pipeline returns without a reader), same metrics.
+- retrieval-only: the best passage by BM25 against the question, then its best sentence by
+  `rag.extractive.best_span` (what the pipeline answers without a reader), same metrics.
 """
 
 from __future__ import annotations
@@ -35,12 +35,13 @@ from model.data.sample import Sample  # noqa: E402
 from model.prompt import build_reader_input  # noqa: E402
 from model.tokenizer import load_tokenizer  # noqa: E402
 from rag.evaluate import exact_match, f1_score  # noqa: E402
+from rag.extractive import best_span  # noqa: E402
 
 _TOKEN = re.compile(r"\w+")
 
 
-def bm25_best_line(question: str, sample: Sample) -> tuple[int, str]:
-    """Retrieval-only answer: best piece by BM25, then its best line by BM25; returns (piece, line)."""
+def retrieval_only_answer(question: str, sample: Sample) -> tuple[int, str]:
+    """Retrieval-only answer: best piece by BM25, then its best sentence; returns (piece, text)."""
 
     def toks(s: str) -> list[str]:
         return [t.lower() for t in _TOKEN.findall(s)]
@@ -64,9 +65,10 @@ def bm25_best_line(question: str, sample: Sample) -> tuple[int, str]:
 
     scores = bm25([toks(p.header + " " + p.text) for p in sample.pieces])
     best = max(range(len(scores)), key=scores.__getitem__)
-    lines = [ln for ln in sample.pieces[best].text.splitlines() if ln.strip()] or [""]
-    ls = bm25([toks(ln) for ln in lines])
-    return best, lines[max(range(len(ls)), key=ls.__getitem__)].strip()
+    # the pipeline's own retrieval-only answer: the best-matching sentence (line, for code) of that passage
+    text = sample.pieces[best].text
+    s, e, _ = best_span(question, text, by_lines=sample.domain == "code")
+    return best, text[s:e].strip()
 
 
 def _fits(tok, s: Sample, L: int) -> bool:
@@ -157,7 +159,7 @@ def run_retrieval_only(sets) -> dict:
     for (dom, L), samples in sets["qa"].items():
         em = f1 = ev = 0.0
         for s in samples:
-            piece, line = bm25_best_line(s.question, s)
+            piece, line = retrieval_only_answer(s.question, s)
             gold = [a.text for a in s.answers]
             em += exact_match(line, gold)
             f1 += f1_score(line, gold)

@@ -35,7 +35,7 @@ def niah_tables(ev: dict) -> list[str]:
 
 def qa_table(ev: dict) -> list[str]:
     out = ["\nHeld-out extractive QA (exact match / F1 / evidence@1)\n"]
-    systems = {"retrieval-only (BM25 best line)": ev["retrieval_only"]}
+    systems = {"retrieval-only (BM25 passage, best sentence)": ev["retrieval_only"]}
     systems.update({n: r["qa"] for n, r in ev["readers"].items()})
     keys = list(ev["retrieval_only"])
     out.append("| system | " + " | ".join(k.replace("|", " @ ") for k in keys) + " |")

@@ -3,7 +3,7 @@
 from model import GDN2Config, GDN2Model, GDN2ForCausalLM, GDN2ForReader, GDN2Cache, streaming_prefill
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForQuestionAnswering
 
 from model.cache import GDN2Cache
 from model.configuration_gdn2 import GDN2Config
@@ -21,6 +21,8 @@ from model.streaming import streaming_prefill
 AutoConfig.register(GDN2Config.model_type, GDN2Config, exist_ok=True)
 AutoModel.register(GDN2Config, GDN2Model, exist_ok=True)
 AutoModelForCausalLM.register(GDN2Config, GDN2ForCausalLM, exist_ok=True)
+# the reader is an extractive QA head (start/end logits), as AutoModelForQuestionAnswering models are
+AutoModelForQuestionAnswering.register(GDN2Config, GDN2ForReader, exist_ok=True)
 
 __all__ = [
     "GDN2Cache",

@@ -260,11 +260,19 @@ class GDN2Model(GDN2PreTrainedModel):
             all_hidden.append(hidden_states)
         if use_cache:
             past_key_values.seen_tokens += T
-        return GDN2ModelOutput(
-            last_hidden_state=hidden_states,
-            cache=past_key_values if use_cache else None,
-            hidden_states=tuple(all_hidden) if all_hidden is not None else None,
+        return _finish(
+            GDN2ModelOutput(
+                last_hidden_state=hidden_states,
+                cache=past_key_values if use_cache else None,
+                hidden_states=tuple(all_hidden) if all_hidden is not None else None,
+            ),
+            return_dict,
         )
+
+
+def _finish(output: ModelOutput, return_dict: bool | None):
+    """transformers convention: `return_dict=False` asks for a plain tuple of the non-None fields."""
+    return output.to_tuple() if return_dict is False else output
 
 
 def _check_cu_seqlens(
@@ -410,7 +418,10 @@ class GDN2ForCausalLM(GDN2PreTrainedModel, _RecurrentGeneration, GenerationMixin
         hidden = out.last_hidden_state
         logits = self.lm_head(_keep(hidden, 0 if labels is not None else logits_to_keep))
         loss = _lm_loss(logits, labels) if labels is not None else None
-        return GDN2CausalLMOutput(loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states)
+        result = GDN2CausalLMOutput(
+            loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states
+        )
+        return _finish(result, return_dict)
 
 
 class GDN2ForReader(GDN2PreTrainedModel, _RecurrentGeneration, GenerationMixin):
@@ -487,7 +498,7 @@ class GDN2ForReader(GDN2PreTrainedModel, _RecurrentGeneration, GenerationMixin):
         if labels is not None:
             lm = _lm_loss(logits, labels)
             loss = lm if loss is None else loss + lm
-        return ReaderOutput(
+        result = ReaderOutput(
             loss=loss,
             start_logits=start_logits,
             end_logits=end_logits,
@@ -495,3 +506,4 @@ class GDN2ForReader(GDN2PreTrainedModel, _RecurrentGeneration, GenerationMixin):
             cache=out.cache,
             hidden_states=out.hidden_states,
         )
+        return _finish(result, return_dict)

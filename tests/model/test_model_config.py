@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from model_testutils import tiny_config
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForQuestionAnswering
 
-from model import GDN2Config, GDN2ForCausalLM, GDN2Model
+from model import GDN2Config, GDN2ForCausalLM, GDN2ForReader, GDN2Model
 
 
 @pytest.mark.parametrize(
@@ -57,3 +57,4 @@ def test_auto_classes_build_our_models():
     cfg = tiny_config()
     assert isinstance(AutoModel.from_config(cfg), GDN2Model)
     assert isinstance(AutoModelForCausalLM.from_config(cfg), GDN2ForCausalLM)
+    assert isinstance(AutoModelForQuestionAnswering.from_config(cfg), GDN2ForReader)

@@ -239,3 +239,13 @@ def test_beam_search_reorders_the_recurrent_cache():
         cached = model.generate(prompt, **kwargs)
         recomputed = model.generate(prompt, use_cache=False, **kwargs)
     assert torch.equal(cached, recomputed)
+
+
+def test_return_dict_false_gives_tuples():
+    model = _lm()
+    ids = tokens(1, 5)
+    with torch.no_grad():
+        out = model(ids, return_dict=False, use_cache=False)
+        ref = model(ids, use_cache=False)
+    assert isinstance(out, tuple) and len(out) == 1
+    torch.testing.assert_close(out[0], ref.logits)

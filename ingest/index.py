@@ -34,13 +34,18 @@ class Index:
 
     @classmethod
     def open(
-        cls, index_dir: str | os.PathLike, embedder: Embedder | None = None, device: str | None = None
+        cls,
+        index_dir: str | os.PathLike,
+        embedder: Embedder | None = None,
+        device: str | None = None,
+        dtype: str = "auto",
     ) -> Index:
         """Open the live generation; IndexNotFoundError when there is none.
 
         Args:
             embedder: query embedder; None loads the manifest's model lazily at the first dense search.
             device: device for that model ("cpu" | "cuda" | None = auto).
+            dtype: its weights' dtype ("auto" | "float32" | "bfloat16" | "float16").
         """
         index_dir = Path(index_dir).expanduser().absolute()
         gen = store.require_generation(index_dir)
@@ -48,7 +53,7 @@ class Index:
         if embedder is not None:
             store.check_embedder(index_dir, manifest, embedder.identity())
         idx = cls(index_dir, gen, manifest, embedder)
-        idx._device = device
+        idx._device, idx._dtype = device, dtype
         return idx
 
     def close(self) -> None:
@@ -64,7 +69,11 @@ class Index:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             ident = self.manifest["embedder"]
-            emb = SentenceTransformerEmbedder(ident.get("path"), device=getattr(self, "_device", None))
+            emb = SentenceTransformerEmbedder(
+                ident.get("path"),
+                device=getattr(self, "_device", None),
+                dtype=getattr(self, "_dtype", "auto"),
+            )
             store.check_embedder(self.index_dir, self.manifest, emb.identity())
             self._embedder = emb
         return self._embedder

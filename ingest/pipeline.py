@@ -94,7 +94,7 @@ def ingest_paths(
     index_dir.mkdir(parents=True, exist_ok=True)
     with store.IndexLock(index_dir, cfg.lock_timeout):
         store.prune(index_dir)
-        embedder = build_embedder(cfg.model_path, cfg.device, cfg.batch_size, cfg.embedder_factory)
+        embedder = build_embedder(cfg.model_path, cfg.device, cfg.batch_size, cfg.embedder_factory, cfg.dtype)
         identity = embedder.identity()
         params = _chunk_params(cfg, embedder.max_tokens)
         live = store.current_generation(index_dir)

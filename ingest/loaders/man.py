@@ -37,7 +37,8 @@ _SILENT = {
     "Bl", "El", "Ed", "Bd", "Ek", "Bk", "Lp", "Os", "Dd", "ns", "rs", "mk", "rt", "tr", "cc", "c2",
     "ec", "eo", "ss", "cs", "cu", "lt", "pl", "po", "pn", "nr", "ds", "as", "rm", "rn", "am", "de1",
     "de", "nx", "rd", "ex", "ab", "tm", "hc", "ch", "wh", "it", "em", "ev", "lf", "ul", "cflags", "pc",
-    "mso", "EE", "EX", "YS", "TS", "TE", "ME", "MT", "UE", "UR",
+    "mso", "EE", "EX", "YS", "TS", "TE", "ME", "MT", "UE", "UR", "rr", "als", "IX", "LINKSTYLE", "Sp", "Vb",
+    "Ve", "cp", "do", "hw", "hla", "hlm", "hym", "kern", "pvs", "sty", "warn", "blm", "lsm", "ecs", "ecr",
 }  # fmt: skip
 
 
@@ -62,7 +63,8 @@ def roff_to_text(src: str) -> tuple[str, str]:
     skipping_macro = False
     for line in src.split("\n"):
         if skipping_macro:
-            skipping_macro = line.strip() != ".."
+            # ".." ends a definition; groff also accepts spaces after the control character (".  .")
+            skipping_macro = re.fullmatch(r"[.']\s*\.\s*", line.strip()) is None
             out.append("")
             continue
         if line.startswith(('.\\"', "'\\\"", '.\\"', '\\"')) or line.strip() in (".", "'"):

@@ -203,6 +203,29 @@ def test_man_page_gz(tmp_path: Path):
         _load(tmp_path / "bad.1.gz")
 
 
+ASCIIDOCTOR = r""".TH "FLOCK" "1" "2022-05-11" "util\-linux 2.38.1" "User Commands"
+.de URL
+\fI\\$2\fP <\\$1>\\$3
+..
+.if \n[.g] \{\
+.  mso www.tmac
+.  am URL
+.    ad l
+.  .
+.\}
+.SH "NAME"
+flock \- manage locks from shell scripts
+"""
+
+
+def test_man_macro_definitions_end_at_spaced_terminator(tmp_path: Path):
+    # asciidoctor pages close `.am` with ".  ."; missing it once swallowed whole util-linux pages
+    p = tmp_path / "flock.1.gz"
+    p.write_bytes(gzip.compress(ASCIIDOCTOR.encode()))
+    doc = _load(p)[0]
+    assert "flock - manage locks from shell scripts" in doc.text and doc.title == "FLOCK(1)"
+
+
 def test_code_languages_by_extension():
     langs = set(CODE_LANGUAGES.values())
     assert len(langs) >= 10

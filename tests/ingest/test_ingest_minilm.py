@@ -29,6 +29,28 @@ def test_minilm_ingest_and_semantic_search(tmp_path: Path, corpus: Path):
         assert abs(float((vec**2).sum()) - 1.0) < 1e-4
 
 
+def test_dtype_resolution():
+    import pytest
+    import torch
+
+    from ingest.embed import cpu_has_bf16, resolve_dtype
+
+    assert resolve_dtype("float32", "cpu") == torch.float32
+    assert resolve_dtype("auto", "cpu") == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
+    with pytest.raises(ValueError, match="dtype='int4'"):
+        resolve_dtype("int4", "cpu")
+    with pytest.raises(ValueError, match="dtype='int4'"):
+        SentenceTransformerEmbedder(dtype="int4")
+
+
+def test_bf16_and_fp32_vectors_agree():
+    texts = ["The licensee shall not sublicense the software.", "ls lists directory contents"]
+    a = SentenceTransformerEmbedder(dtype="float32").embed(texts)
+    b = SentenceTransformerEmbedder(dtype="bfloat16").embed(texts)
+    assert a.dtype == b.dtype == "float32" and a.shape == b.shape == (2, 384)
+    assert ((a * b).sum(1) > 0.99).all()
+
+
 def test_minilm_identity_is_stable():
     a, b = SentenceTransformerEmbedder(), SentenceTransformerEmbedder(SentenceTransformerEmbedder().path)
     assert a.identity()["fingerprint"] == b.identity()["fingerprint"]

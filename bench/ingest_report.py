@@ -14,8 +14,28 @@ def _f(x, nd: int = 1) -> str:
     return f"{x:.{nd}f}" if isinstance(x, int | float) else str(x)
 
 
+def _same_row(name: str, d: dict, kb: float):
+    """The fp32 side's value for a row of the table (same keys as ours)."""
+    table = {
+        "imports (s)": d["imports"], "load / scan (s)": d.get("scan", 0.0),
+        "split / load+chunk (s)": d.get("load+chunk", 0.0), "embed, incl. model load (s)": d["embed"],
+        "store: FAISS + docstore (+BM25 ours) (s)": d["store"], "total in process (s)": d["total"],
+        "process wall incl. interpreter start (s)": d["process_wall"], "chunks": d["chunks"],
+        "chunks/s (end to end)": d["chunks"] / d["total"], "corpus kB/s (end to end)": kb / d["total"],
+        "mean embedder tokens per chunk": d["tokens"]["mean_tokens"],
+        "chunks over the 256-token window (cut silently)": d["tokens"]["over_256"],
+        "peak RSS after ingest (MB)": d["peak_rss_ingest_mb"], "index on disk (MB)": d["index_bytes"] / 2**20,
+        "recall@1 (dense)": d["quality_dense"]["recall@1"],
+        "recall@3 (dense)": d["quality_dense"]["recall@3"],
+        "recall@5 (dense)": d["quality_dense"]["recall@5"],
+        "recall@5 (ours hybrid dense+BM25, RRF)": d["quality_hybrid"]["recall@5"],
+    }  # fmt: skip
+    return table.get(name, "-")
+
+
 def render(r: dict) -> str:
     li, us, re_ = r["llamaindex"], r["ours"], r["ours_reingest"]
+    fp = r.get("ours-fp32")
     kb = r["corpus"]["bytes"] / 1024
     rows = [
         ("imports (s)", li["imports"], us["imports"]),
@@ -41,11 +61,17 @@ def render(r: dict) -> str:
         ("recall@5 (dense)", li["quality_dense"]["recall@5"], us["quality_dense"]["recall@5"]),
         ("recall@5 (ours hybrid dense+BM25, RRF)", "-", us["quality_hybrid"]["recall@5"]),
     ]
-    out = ["| | LlamaIndex | ours |", "|---|---:|---:|"]
+    out = ["| | LlamaIndex | ours (bf16, default) | ours (fp32) |", "|---|---:|---:|---:|"]
     for name, a, b in rows:
         nd = 3 if "recall" in name else (0 if name in ("chunks",) or "over the" in name else 1)
-        out.append(f"| {name} | {_f(a, nd)} | {_f(b, nd)} |")
+        c = _same_row(name, fp, kb) if fp else "-"
+        out.append(f"| {name} | {_f(a, nd)} | {_f(b, nd)} | {_f(c, nd)} |")
     speed = li["total"] / us["total"]
+    if fp:
+        out += [
+            "",
+            f"fp32 weights alone (same pipeline): {li['total'] / fp['total']:.2f}x LlamaIndex's speed.",
+        ]
     out += [
         "",
         f"End-to-end ingest speed-up (same corpus, in-process totals): **{speed:.2f}x**;"
@@ -58,6 +84,13 @@ def render(r: dict) -> str:
         "Misses at 5 (LlamaIndex): " + "; ".join(li["quality_dense"]["misses@5"]),
         "",
         "Misses at 5 (ours, dense): " + "; ".join(us["quality_dense"]["misses@5"]),
+        "",
+        "Load average (1/5/15 min) before and after each side: "
+        + "; ".join(
+            f"{k}: {r[k].get('load_avg_before_after', '?')}"
+            for k in ("llamaindex", "ours", "ours-fp32")
+            if k in r
+        ),
     ]
     return "\n".join(out)
 

@@ -8,11 +8,12 @@ Within a chunk of C tokens (gamma = within-chunk cumsum of g, S0 the state enter
     O  = (scale Q e^Gamma) S0 + P U
     S' = Diag(e^{gamma_C}) S0 + (K e^{gamma_C - Gamma})^T U
 
-Steps (one launch each):
-  1. `scores`:  L and P per (chunk, sub-chunk of 16 rows, head). Blocks left of the diagonal factor through
-     the cumulative decay at the sub-chunk's first row, so every exponent is <= 0; diagonal blocks use
-     pairwise differences. Nothing can overflow, whatever g is.
-  2. `wy`:      A = (I + L)^{-1} from 16x16 blocks, then Kb, Ut and the decayed operands Qg, Ke, e^{gamma_C}.
+Steps (one launch each; 1 and 2 run over all chunks in parallel):
+  1. `scores` (chunk, 16-row sub-chunk, head): rows of L and P anchored at the sub-chunk's first row, so
+     every exponent is bounded; a sub-chunk that decays by more than SPAN gets exact pairwise differences
+     on its diagonal block.
+  2. `wy` (chunk, head): A = (I + L)^{-1} from the inverted diagonal blocks, then Kb, Ut and the decayed
+     operands Qg, Ke, e^{gamma_C}.
   3. `state_o`: the only sequential part. One program per (V block, head, sequence) keeps its slice of the
      state in registers, walks the chunks and writes O directly, so per-chunk states never touch memory.
      Small V blocks give the single long sequence (B = 1) enough programs to fill the card.
@@ -26,7 +27,15 @@ import triton.language as tl
 
 from kernels.common.chunks import ChunkTable
 
-EPS = 1e-6
+# largest decay (natural log) one 16-token sub-chunk may span before its diagonal block takes the exact
+# pairwise path: e^80 stays well inside float32 (and tf32) range
+SPAN = 80.0
+# input precision of the fp32 tensor-core products of the intra-chunk step; "tf32x3" (~fp32) measured
+# 2.7x slower for the same end error, which the bf16 state pass dominates (bench/kernels_probe.py)
+DOT_PRECISION = "tf32"
+INTRA_WARPS = 4
+# the last launched kernels, for register / spill reports (bench/kernels_probe.py)
+LAST_COMPILED: dict = {}
 
 
 @triton.jit
@@ -45,171 +54,133 @@ def _l2norm_rows(x, L2NORM: tl.constexpr):
 
 
 @triton.jit
+def _dot(a, b, PREC: tl.constexpr):
+    return tl.dot(a, b, input_precision=PREC)
+
+
+@triton.jit
+def _invert_diag_block(L, ch, s: tl.constexpr, C: tl.constexpr, BC: tl.constexpr):
+    """Replace diagonal block s of the chunk's L by (I + L_ss)^{-1}.
+
+    Forward substitution, row by row: A_i = e_i - sum_{m<i} L_im A_m, rows of L read from memory.
+    """
+    o = tl.arange(0, BC)
+    row0 = ch * C + s * BC
+    b_A = tl.where(o[:, None] == o[None, :], 1.0, 0.0)  # [BC, BC]
+    for i in range(1, BC):
+        b_li = tl.load(L + (row0 + i) * C + s * BC + o)  # [BC]
+        b_li = tl.where(o < i, b_li, 0.0)
+        b_new = tl.where(o == i, 1.0, 0.0) - tl.sum(b_li[:, None] * b_A, 0)  # [BC]
+        b_A = tl.where((o == i)[:, None], b_new[None, :], b_A)
+    tl.store(L + (row0 + o)[:, None] * C + s * BC + o[None, :], b_A)
+
+
+@triton.jit
 def gdn2_fwd_kernel_scores(
-    q,
-    k,
-    g,
-    b,
-    L,
-    P,
-    chunk_bos,
-    chunk_len,
-    scale,
-    H: tl.constexpr,
-    K: tl.constexpr,
-    C: tl.constexpr,
-    BC: tl.constexpr,
-    L2NORM: tl.constexpr,
-):
+    q, k, g, b, L, P, chunk_bos, chunk_len, scale,
+    H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
+    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """Rows of L and P for one sub-chunk of 16 rows, anchored at its first row r: e^{gam_i - r} <= 1 for
+    its rows, e^{r - gam_j} <= 1 for earlier rows and <= e^{span} inside it. A sub-chunk that decays by
+    more than SPAN takes exact pairwise differences on its diagonal block."""
     i_c, i_s, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
     q, k, g, b = q + bos * H * K, k + bos * H * K, g + bos * H * K, b + bos * H * K
-    row0 = i_s * BC
-    o_r = tl.arange(0, BC)
+    ch = (i_c * H + i_h).to(tl.int64)
     o_c = tl.arange(0, C)
-    rows = row0 + o_r
-
-    b_q = _l2norm_rows(_load_rows(q, rows, n, H, K, i_h), L2NORM)  # [BC, K]
-    b_k = _l2norm_rows(_load_rows(k, rows, n, H, K, i_h), L2NORM)  # [BC, K]
-    b_bk = _load_rows(b, rows, n, H, K, i_h) * b_k  # [BC, K]
-    # cumulative decay of all rows before this sub-chunk, then of the sub-chunk itself
-    m_prev = o_c < row0
-    b_gp = _load_rows(g, tl.where(m_prev, o_c, C), n, H, K, i_h)  # [C, K], zero from row0 on
-    b_gam_p = tl.cumsum(b_gp, 0)  # [C, K]
-    b_carry = tl.sum(b_gp, 0)  # [K]
-    b_gam = tl.cumsum(_load_rows(g, rows, n, H, K, i_h), 0) + b_carry[None, :]  # [BC, K]
-    # anchor at the sub-chunk's first row: gam_i - r <= 0 for its rows and r - gam_j <= 0 for earlier rows
-    b_r = tl.sum(tl.where((o_r == 0)[:, None], b_gam, 0.0), 0)  # [K]
-    b_kp = _l2norm_rows(_load_rows(k, tl.where(m_prev, o_c, C), n, H, K, i_h), L2NORM)
-    b_y = tl.where(m_prev[:, None], b_kp * tl.exp(tl.minimum(b_r[None, :] - b_gam_p, 0.0)), 0.0)  # [C, K]
-    b_dec = tl.exp(b_gam - b_r[None, :])  # [BC, K]
-    b_L = tl.dot(b_bk * b_dec, tl.trans(b_y), input_precision="tf32x3")  # [BC, C]
-    b_P = tl.dot(b_q * b_dec, tl.trans(b_y), input_precision="tf32x3")  # [BC, C]
-
-    # diagonal block: exact pairwise decays, one column at a time; gamma_j accumulates row by row
-    b_gj = b_carry
+    o_r = tl.arange(0, BC)
     o_k = tl.arange(0, K)
-    for j in range(BC):
-        row = row0 + j
-        m_row = row < n
-        p_j = (row * H + i_h).to(tl.int64) * K + o_k
-        b_kj = tl.load(k + p_j, mask=m_row, other=0.0).to(tl.float32)  # [K]
-        if L2NORM:
-            b_kj = b_kj / tl.maximum(tl.sqrt(tl.sum(b_kj * b_kj)), 1e-6)
-        b_gj += tl.load(g + p_j, mask=m_row, other=0.0).to(tl.float32)  # [K]
-        m_low = o_r >= j
-        b_e = tl.exp(tl.where(m_low[:, None], b_gam - b_gj[None, :], 0.0)) * b_kj[None, :]  # [BC, K]
-        b_lc = tl.where(o_r > j, tl.sum(b_bk * b_e, 1), 0.0)  # [BC]
-        b_pc = tl.where(m_low, tl.sum(b_q * b_e, 1), 0.0)  # [BC]
-        m_col = (o_c == row)[None, :]
-        b_L += tl.where(m_col, b_lc[:, None], 0.0)
-        b_P += tl.where(m_col, b_pc[:, None], 0.0)
-
-    base = ((i_c * H + i_h) * C + rows).to(tl.int64)[:, None] * C + o_c[None, :]
-    tl.store(L + base, b_L)
-    tl.store(P + base, (b_P * scale).to(P.dtype.element_ty))
-
-
-@triton.jit
-def _inv_unit_lower_16(b_L, BC: tl.constexpr):
-    """(I + L)^{-1} for a strictly lower 16x16 L: (I - L)(I + L^2)(I + L^4)(I + L^8), exact as L^16 = 0."""
-    o = tl.arange(0, BC)
-    eye = tl.where(o[:, None] == o[None, :], 1.0, 0.0)
-    b_L2 = tl.dot(b_L, b_L, input_precision="ieee")
-    b_L4 = tl.dot(b_L2, b_L2, input_precision="ieee")
-    b_L8 = tl.dot(b_L4, b_L4, input_precision="ieee")
-    b_A = tl.dot(eye - b_L, eye + b_L2, input_precision="ieee")
-    b_A = tl.dot(b_A, eye + b_L4, input_precision="ieee")
-    return tl.dot(b_A, eye + b_L8, input_precision="ieee")
-
-
-@triton.jit
-def _load_block(
-    L, i_c, i_h, H: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, bi: tl.constexpr, bj: tl.constexpr
-):
-    o = tl.arange(0, BC)
-    base = ((i_c * H + i_h) * C + bi * BC + o).to(tl.int64)[:, None] * C + bj * BC + o[None, :]
-    return tl.load(L + base)
-
-
-@triton.jit
-def _dot(a, b):
-    return tl.dot(a, b, input_precision="tf32x3")
-
-
-@triton.jit
-def _store_block(
-    L, x, i_c, i_h, H: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, bi: tl.constexpr, bj: tl.constexpr
-):  # noqa: E501
-    o = tl.arange(0, BC)
-    base = ((i_c * H + i_h) * C + bi * BC + o).to(tl.int64)[:, None] * C + bj * BC + o[None, :]
-    tl.store(L + base, x)
+    row0 = i_s * BC
+    rows = row0 + o_r
+    # rows up to the end of this sub-chunk; later rows load as zeros
+    upto = tl.where(o_c < row0 + BC, o_c, C)
+    b_gam = tl.cumsum(_load_rows(g, upto, n, H, K, i_h), 0)  # [C, K]
+    b_gs = _load_rows(g, rows, n, H, K, i_h)  # [BC, K]
+    b_carry = tl.sum(
+        tl.where((o_c < row0)[:, None], b_gam, 0.0) * tl.where((o_c == row0 - 1)[:, None], 1.0, 0.0), 0
+    )
+    b_gam_s = tl.cumsum(b_gs, 0) + b_carry[None, :]
+    b_r = b_carry + tl.sum(tl.where((o_r == 0)[:, None], b_gs, 0.0), 0)  # [K]
+    b_span = tl.max(b_r - (b_carry + tl.sum(b_gs, 0)), 0)
+    b_ks = _l2norm_rows(_load_rows(k, rows, n, H, K, i_h), L2NORM)
+    b_qs = _l2norm_rows(_load_rows(q, rows, n, H, K, i_h), L2NORM)
+    b_bks = _load_rows(b, rows, n, H, K, i_h) * b_ks
+    b_es = tl.exp(b_gam_s - b_r[None, :])  # [BC, K]
+    m_y = o_c < tl.where(b_span < SPAN, row0 + BC, row0)
+    b_kn = _l2norm_rows(_load_rows(k, upto, n, H, K, i_h), L2NORM)
+    b_y = tl.where(m_y[:, None], b_kn * tl.exp(tl.minimum(b_r[None, :] - b_gam, SPAN)), 0.0)  # [C, K]
+    b_L = _dot(b_bks * b_es, tl.trans(b_y), PREC)  # [BC, C]
+    b_P = _dot(b_qs * b_es, tl.trans(b_y), PREC)
+    if b_span >= SPAN:
+        # exact pairwise decays inside the sub-chunk, one column at a time
+        b_gj = b_carry
+        for j in range(BC):
+            row = row0 + j
+            p_j = (row * H + i_h).to(tl.int64) * K + o_k
+            b_kj = tl.load(k + p_j, mask=row < n, other=0.0).to(tl.float32)
+            if L2NORM:
+                b_kj = b_kj / tl.maximum(tl.sqrt(tl.sum(b_kj * b_kj)), 1e-6)
+            b_gj += tl.load(g + p_j, mask=row < n, other=0.0)
+            b_e = tl.exp(tl.where((o_r >= j)[:, None], b_gam_s - b_gj[None, :], 0.0)) * b_kj[None, :]
+            m_col = (o_c == row)[None, :]
+            b_L += tl.where(m_col, tl.sum(b_bks * b_e, 1)[:, None], 0.0)
+            b_P += tl.where(m_col, tl.sum(b_qs * b_e, 1)[:, None], 0.0)
+    b_L = tl.where(o_c[None, :] < rows[:, None], b_L, 0.0)
+    b_P = tl.where(o_c[None, :] <= rows[:, None], b_P, 0.0)
+    p_rows = (ch * C + rows)[:, None] * C + o_c[None, :]
+    tl.store(L + p_rows, b_L)
+    tl.store(P + p_rows, (b_P * scale).to(P.dtype.element_ty))
 
 
 @triton.jit
 def gdn2_fwd_kernel_wy(
     q, k, g, b, v, w, L, kb, ut, qg, ke, eg, chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    L2NORM: tl.constexpr,
+    L2NORM: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
+    """A = (I + L)^{-1} (in place of L), Kb = A (B K e^Gamma), Ut = A (W V), Qg, Ke, e^{gamma_C}."""
     i_c, i_h = tl.program_id(0), tl.program_id(1)
-    tl.static_assert(C == 4 * BC)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
     q, k, g, b = q + bos * H * K, k + bos * H * K, g + bos * H * K, b + bos * H * K
     v, w = v + bos * H * V, w + bos * H * V
-
-    # A = (I + L)^{-1} by 16x16 blocks: diagonal inverses, then A_ij = -A_ii sum_{j<=m<i} L_im A_mj
-    A00 = _inv_unit_lower_16(_load_block(L, i_c, i_h, H, C, BC, 0, 0), BC)
-    A11 = _inv_unit_lower_16(_load_block(L, i_c, i_h, H, C, BC, 1, 1), BC)
-    A22 = _inv_unit_lower_16(_load_block(L, i_c, i_h, H, C, BC, 2, 2), BC)
-    A33 = _inv_unit_lower_16(_load_block(L, i_c, i_h, H, C, BC, 3, 3), BC)
-    L10 = _load_block(L, i_c, i_h, H, C, BC, 1, 0)
-    L20 = _load_block(L, i_c, i_h, H, C, BC, 2, 0)
-    L21 = _load_block(L, i_c, i_h, H, C, BC, 2, 1)
-    L30 = _load_block(L, i_c, i_h, H, C, BC, 3, 0)
-    L31 = _load_block(L, i_c, i_h, H, C, BC, 3, 1)
-    L32 = _load_block(L, i_c, i_h, H, C, BC, 3, 2)
-    A10 = -_dot(A11, _dot(L10, A00))
-    A21 = -_dot(A22, _dot(L21, A11))
-    A32 = -_dot(A33, _dot(L32, A22))
-    A20 = -_dot(A22, _dot(L20, A00) + _dot(L21, A10))
-    A31 = -_dot(A33, _dot(L31, A11) + _dot(L32, A21))
-    A30 = -_dot(A33, _dot(L30, A00) + _dot(L31, A10) + _dot(L32, A20))
-    # A replaces L in place (its upper blocks are zero already), then comes back as one [C, C] tile
-    _store_block(L, A00, i_c, i_h, H, C, BC, 0, 0)
-    _store_block(L, A11, i_c, i_h, H, C, BC, 1, 1)
-    _store_block(L, A22, i_c, i_h, H, C, BC, 2, 2)
-    _store_block(L, A33, i_c, i_h, H, C, BC, 3, 3)
-    _store_block(L, A10, i_c, i_h, H, C, BC, 1, 0)
-    _store_block(L, A20, i_c, i_h, H, C, BC, 2, 0)
-    _store_block(L, A21, i_c, i_h, H, C, BC, 2, 1)
-    _store_block(L, A30, i_c, i_h, H, C, BC, 3, 0)
-    _store_block(L, A31, i_c, i_h, H, C, BC, 3, 1)
-    _store_block(L, A32, i_c, i_h, H, C, BC, 3, 2)
-    tl.debug_barrier()
+    ch = (i_c * H + i_h).to(tl.int64)
     o_c = tl.arange(0, C)
-    base = ((i_c * H + i_h) * C + o_c).to(tl.int64)
-    b_A = tl.load(L + base[:, None] * C + o_c[None, :])  # [C, C]
+    o_k = tl.arange(0, K)
+    o_v = tl.arange(0, V)
+
+    # invert the diagonal blocks in place, then with M = A_bd N (N the blocks below the diagonal,
+    # M^4 = 0):  A = (I + M)^{-1} A_bd = (I - M)(I + M^2) A_bd
+    for s in tl.static_range(C // BC):
+        _invert_diag_block(L, ch, s, C, BC)
+    tl.debug_barrier()
+    p_cc = (ch * C + o_c)[:, None] * C + o_c[None, :]
+    b_t = tl.load(L + p_cc)  # [C, C]
+    blk_i = (o_c // BC)[:, None]
+    blk_j = (o_c // BC)[None, :]
+    b_abd = tl.where(blk_i == blk_j, b_t, 0.0)
+    b_m = _dot(b_abd, tl.where(blk_i > blk_j, b_t, 0.0), PREC)
+    eye = tl.where(o_c[:, None] == o_c[None, :], 1.0, 0.0)
+    b_A = _dot(_dot(eye - b_m, eye + _dot(b_m, b_m, PREC), PREC), b_abd, PREC)
+    tl.debug_barrier()
+    tl.store(L + p_cc, b_A)
 
     b_g = _load_rows(g, o_c, n, H, K, i_h)  # [C, K]
     b_gam = tl.cumsum(b_g, 0)
     b_gC = tl.sum(b_g, 0)  # [K]
-    b_k = _l2norm_rows(_load_rows(k, o_c, n, H, K, i_h), L2NORM)
-    o_k = tl.arange(0, K)
-    o_v = tl.arange(0, V)
-    tl.store(
-        ke + base[:, None] * K + o_k[None, :], (b_k * tl.exp(b_gC[None, :] - b_gam)).to(ke.dtype.element_ty)
-    )
+    tl.store(eg + ch * K + o_k, tl.exp(b_gC))
+    p_ck = (ch * C + o_c)[:, None] * K + o_k[None, :]
+    b_kn = _l2norm_rows(_load_rows(k, o_c, n, H, K, i_h), L2NORM)
+    tl.store(ke + p_ck, (b_kn * tl.exp(b_gC[None, :] - b_gam)).to(ke.dtype.element_ty))
     b_e = tl.exp(b_gam)
-    b_x = _load_rows(b, o_c, n, H, K, i_h) * b_k * b_e
-    tl.store(kb + base[:, None] * K + o_k[None, :], _dot(b_A, b_x).to(kb.dtype.element_ty))
-    b_q = _l2norm_rows(_load_rows(q, o_c, n, H, K, i_h), L2NORM)
-    tl.store(qg + base[:, None] * K + o_k[None, :], (b_q * b_e * scale).to(qg.dtype.element_ty))
+    b_x = _load_rows(b, o_c, n, H, K, i_h) * b_kn * b_e
+    tl.store(kb + p_ck, _dot(b_A, b_x, PREC).to(kb.dtype.element_ty))
+    b_qn = _l2norm_rows(_load_rows(q, o_c, n, H, K, i_h), L2NORM)
+    tl.store(qg + p_ck, (b_qn * b_e * scale).to(qg.dtype.element_ty))
     b_wv = _load_rows(w, o_c, n, H, V, i_h) * _load_rows(v, o_c, n, H, V, i_h)
-    tl.store(ut + base[:, None] * V + o_v[None, :], _dot(b_A, b_wv).to(ut.dtype.element_ty))
-    tl.store(eg + (i_c * H + i_h).to(tl.int64) * K + o_k, tl.exp(b_gC))
+    tl.store(ut + (ch * C + o_c)[:, None] * V + o_v[None, :], _dot(b_A, b_wv, PREC).to(ut.dtype.element_ty))
 
 
 @triton.jit
@@ -282,27 +253,28 @@ def chunk_gdn2_fwd(
     dev = q.device
     L = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
     P = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
-    gdn2_fwd_kernel_scores[(NC, C // BC, H)](
-        q, k, g, b, L, P, table.chunk_bos, table.chunk_len, scale, H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk,
-        num_warps=4,
-    )  # fmt: skip
     kb = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     qg = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     ke = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     ut = torch.empty(NC, H, C, V, device=dev, dtype=work_dtype)
     eg = torch.empty(NC, H, K, device=dev, dtype=torch.float32)
-    gdn2_fwd_kernel_wy[(NC, H)](
+    LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(NC, C // BC, H)](
+        q, k, g, b, L, P, table.chunk_bos, table.chunk_len, scale,
+        H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=DOT_PRECISION, num_warps=INTRA_WARPS,
+    )  # fmt: skip
+    LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(NC, H)](
         q, k, g, b, v, w, L, kb, ut, qg, ke, eg, table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, V=V, C=C, BC=BC, L2NORM=l2norm_qk, num_warps=8,
+        H=H, K=K, V=V, C=C, BC=BC, L2NORM=l2norm_qk, PREC=DOT_PRECISION, num_warps=INTRA_WARPS,
     )  # fmt: skip
     if block_v is None:
-        # enough programs to cover the SMs even for one sequence: H * V / BV >= ~2 waves of 64
-        block_v = 16 if N * H * V // 32 < 256 else 32
+        # enough programs to cover the SMs even for one sequence (measured on H200: B=1, H=16 best at
+        # 16; 8 x 16 heads best at 64)
+        block_v = 64 if N * H >= 128 else (32 if N * H >= 64 else 16)
     BV = min(block_v, V)
     o = torch.empty(Ttot, H, V, device=dev, dtype=v.dtype)
     ht = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
     h = torch.empty(NC, H, K, V, device=dev, dtype=torch.float32) if save_states else None
-    gdn2_fwd_kernel_state_o[(V // BV, H, N)](
+    LAST_COMPILED["state_o"] = gdn2_fwd_kernel_state_o[(V // BV, H, N)](
         kb, ut, qg, ke, eg, P, o, initial_state, ht, h, table.chunk_bos, table.chunk_len, table.seq_chunks,
         H=H, K=K, V=V, C=C, BV=BV, HAS_H0=initial_state is not None, STORE_HT=output_final_state,
         STORE_H=save_states, num_warps=4, num_stages=2,

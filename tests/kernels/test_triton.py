@@ -108,3 +108,12 @@ def test_decode_multi_token_step():
     )
     assert_close("o", o_ref, o, FWD_TOL)
     assert_close("state", ht_ref, state, FWD_TOL)
+
+
+def test_strong_decay_takes_exact_path():
+    # g in [-20, -10]: a 16-token sub-chunk spans > 80 nats, so diagonal blocks use pairwise differences
+    xs = rand_inputs(1, 300, 2, 64, 64, dtype=torch.bfloat16, device="cuda", seed=21, g_range=(-20.0, -10.0))
+    o, ht = gdn2(*xs, output_final_state=True)
+    o_ref, ht_ref = torch_chunk_gdn2(*(x.double() for x in xs), output_final_state=True)
+    assert_close("o", o_ref, o, FWD_TOL)
+    assert_close("ht", ht_ref, ht, FWD_TOL)

@@ -1,0 +1,72 @@
+"""Per-kernel times and accuracy of forward variants (intra dot precision and warps, state-pass V block).
+
+    PYTHONPATH=. python3 bench/kernels_probe.py
+
+Prints, per variant: ms of each kernel at 1x102400 and 8x4096 (H=16, K=V=128, bf16; torch profiler,
+median of 5 calls) and the relative error of o against the float64 chunked reference at 2x4096, H=4.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from kernels.common.chunks import build_chunk_table
+from kernels.gdn2 import chunk_fwd as cf
+from kernels.gdn2.reference import chunk_gdn2 as torch_chunk_gdn2
+
+
+def inputs(B, T, H, K=128, V=128, seed=0):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    q, k, v = (torch.randn(B, T, H, d, device="cuda", generator=gen).bfloat16() for d in (K, K, V))
+    g = -(0.1 + 4.9 * torch.rand(B, T, H, K, device="cuda", generator=gen))
+    b = torch.rand(B, T, H, K, device="cuda", generator=gen).bfloat16()
+    w = torch.rand(B, T, H, V, device="cuda", generator=gen).bfloat16()
+    return [q, k, v, g, b, w]
+
+
+def fwd(xs, block_v):
+    B, T, H, K = xs[0].shape
+    flat = [x.reshape(B * T, H, -1) for x in xs]
+    table = build_chunk_table(B, T, 64, xs[0].device)
+    o, _, _ = cf.chunk_gdn2_fwd(
+        *flat, scale=K**-0.5, initial_state=None, output_final_state=False, table=table, l2norm_qk=True,
+        block_v=block_v,
+    )  # fmt: skip
+    return o.view(B, T, H, -1)
+
+
+def kernel_ms(xs, block_v) -> dict[str, float]:
+    fwd(xs, block_v)
+    torch.cuda.synchronize()
+    times: dict[str, list[float]] = {}
+    for _ in range(5):
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fwd(xs, block_v)
+            torch.cuda.synchronize()
+        for ev in prof.key_averages():
+            if ev.key.startswith("gdn2_"):
+                times.setdefault(ev.key, []).append(ev.device_time_total / 1e3)
+    return {k.replace("gdn2_fwd_kernel_", ""): statistics.median(v) for k, v in times.items()}
+
+
+def main() -> None:
+    small = inputs(2, 4096, 4, seed=1)
+    ref, _ = torch_chunk_gdn2(*(x.double() for x in small))
+    big = {"1x102400": inputs(1, 102400, 16), "8x4096": inputs(8, 4096, 16)}
+    print(torch.cuda.get_device_name())
+    for prec in ("tf32",):
+        for warps in (4, 8):
+            cf.DOT_PRECISION, cf.INTRA_WARPS = prec, warps
+            o = fwd(small, None)
+            err = ((o.double() - ref).norm() / ref.norm()).item()
+            row = {size: kernel_ms(xs, None) for size, xs in big.items()}
+            regs = {name: (kern.n_regs, kern.n_spills) for name, kern in cf.LAST_COMPILED.items()}
+            print(f"intra prec={prec} warps={warps} err={err:.2e} (regs, spills)={regs} {row}", flush=True)
+    cf.DOT_PRECISION, cf.INTRA_WARPS = "tf32", 4
+
+
+if __name__ == "__main__":
+    main()

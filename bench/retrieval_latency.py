@@ -29,8 +29,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest import IngestConfig, ingest_paths  # noqa: E402
+from ingest.dense import search_dense_index  # noqa: E402
 from ingest.embed import SentenceTransformerEmbedder  # noqa: E402
 from rag import RAG, RAGConfig  # noqa: E402
+from rag.retrieve import limited_threads  # noqa: E402
 
 CHARS_PER_CHUNK = 520  # chars of this text per chunk at ingest defaults is ~500: aim a little over the target
 FILE_CHARS = 30_000
@@ -111,18 +113,13 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
     ap.add_argument(
-        "--threads",
+        "--retrieval-threads",
         type=int,
-        default=0,
-        help="torch and FAISS threads (0: library defaults); 1 avoids oversubscription on busy CPUs",
+        default=1,
+        help="RAGConfig.retrieval_threads (torch/FAISS threads per query); 0 leaves the process defaults",
     )
     args = ap.parse_args()
-    if args.threads:
-        import faiss
-        import torch
-
-        torch.set_num_threads(args.threads)
-        faiss.omp_set_num_threads(args.threads)
+    threads = args.retrieval_threads or None
     work = Path(args.workdir)
     index_dir = work / "index"
     if not (index_dir / "CURRENT").exists():
@@ -132,7 +129,7 @@ def main() -> None:
         cfg = IngestConfig(domain="support", embedder_factory=CheapVectorEmbedder, batch_size=1024)
         report = ingest_paths(index_dir, [work / "corpus"], cfg, progress=False)
         print(f"ingest: {report.summary()}", flush=True)
-    rag = RAG.open(index_dir, config=RAGConfig(device="cpu", use_reader=False))
+    rag = RAG.open(index_dir, config=RAGConfig(device="cpu", use_reader=False, retrieval_threads=threads))
     stats = rag.info()
     qs = queries(args.queries)
     # warm: loads the query embedder and touches every index file once
@@ -142,14 +139,13 @@ def main() -> None:
     rows: dict[str, list[float]] = {"embed query": [], "dense (FAISS)": [], "bm25": [], "search k=10": []}
     rows["retrieve for ask (k=781)"] = []
     for q in qs:
-        t = time.perf_counter()
-        vec = index.embed_query(q)
-        rows["embed query"].append(time.perf_counter() - t)
-        from ingest.dense import search_dense_index
-
-        t = time.perf_counter()
-        search_dense_index(index.dense, vec, 200)
-        rows["dense (FAISS)"].append(time.perf_counter() - t)
+        with limited_threads(threads):
+            t = time.perf_counter()
+            vec = index.embed_query(q)
+            rows["embed query"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            search_dense_index(index.dense, vec, 200)
+            rows["dense (FAISS)"].append(time.perf_counter() - t)
         t = time.perf_counter()
         index.search_bm25(q, 200)
         rows["bm25"].append(time.perf_counter() - t)
@@ -172,11 +168,11 @@ def main() -> None:
     }
     import os
 
-    result["threads"] = args.threads or "default"
+    result["retrieval_threads"] = threads or "process default"
     result["load_average_1m"] = os.getloadavg()[0]
     print(
         f"\nretrieval latency, CPU ({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}), threads "
-        f"{result['threads']}, {stats.chunks} chunks ({stats.dense_kind}), {len(qs)} queries"
+        f"{result['retrieval_threads']}, {stats.chunks} chunks ({stats.dense_kind}), {len(qs)} queries"
     )
     print(f"{'stage':<28}{'p50 ms':>10}{'p95 ms':>10}")
     for name, v in result["stages_ms"].items():

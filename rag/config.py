@@ -26,6 +26,10 @@ class RAGConfig:
         device: "cpu", "cuda" or None (cuda when available).
         require_reader: raise instead of falling back to a retrieval-only answer when no reader loads.
         use_reader: False answers retrieval-only on purpose (fast, no model), and says so.
+        retrieval_threads: torch and FAISS threads while one query is embedded and searched (restored
+            after). One short query gains nothing from more threads, and on a busy 2-core machine two
+            threads made `search` 45x slower (530 ms vs 12 ms p50, bench/results/rag.md); None leaves
+            the process settings alone.
     """
 
     dense_weight: float = 1.0
@@ -42,6 +46,7 @@ class RAGConfig:
     device: str | None = None
     require_reader: bool = False
     use_reader: bool = True
+    retrieval_threads: int | None = 1
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -60,6 +65,8 @@ class RAGConfig:
             raise ValueError(f"dedup_threshold must be in (0, 1], got {self.dedup_threshold}")
         if self.context_tokens < 64:
             raise ValueError(f"context_tokens must be >= 64, got {self.context_tokens}")
+        if self.retrieval_threads is not None and self.retrieval_threads < 1:
+            raise ValueError(f"retrieval_threads must be >= 1 or None, got {self.retrieval_threads}")
         if self.require_reader and not self.use_reader:
             raise ValueError("require_reader and use_reader=False contradict each other")
         if self.device not in (None, "cpu", "cuda"):

@@ -10,6 +10,8 @@ Steps of `HybridRetriever.retrieve`:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from rag.config import RAGConfig
@@ -55,7 +57,8 @@ class HybridRetriever:
             n *= FILTER_OVERFETCH
         lists, weights = [], []
         if cfg.dense_weight > 0:
-            lists.append(self.index.search_dense(query, n))
+            with limited_threads(cfg.retrieval_threads):
+                lists.append(self.index.search_dense(query, n))
             weights.append(cfg.dense_weight)
         if cfg.bm25_weight > 0:
             lists.append(self.index.search_bm25(query, n))
@@ -85,6 +88,29 @@ class HybridRetriever:
                 break
         passages = [_to_passage(c, score_of[c.id], raw, rank) for rank, c in enumerate(kept, start=1)]
         return Retrieved(passages, kept, dropped_duplicates=dropped)
+
+
+@contextmanager
+def limited_threads(n: int | None) -> Iterator[None]:
+    """Run the block with torch and FAISS limited to `n` threads, then restore (None: no change).
+
+    Process-wide settings: callers hold the index lock, so only a concurrent CPU reader in another
+    thread can notice, and only for the few milliseconds of one query.
+    """
+    if n is None:
+        yield
+        return
+    import faiss
+    import torch
+
+    before_torch, before_faiss = torch.get_num_threads(), faiss.omp_get_max_threads()
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before_torch)
+        faiss.omp_set_num_threads(before_faiss)
 
 
 def _raw_scores(lists, active) -> dict[str, dict[int, float]]:

@@ -16,7 +16,18 @@ smoke)
   python3 bench/reader_smoke.py --data data "${@:2}" 2>&1 | tee "$OUT/smoke.txt"
   ;;
 launch)
-  MIN=$2; STEPS=${3:-}; CONFIG=${4:-default}
+  MIN=$2; STEPS=${3:-auto}; CONFIG=${4:-default}
+  if [ "$STEPS" = auto ]; then
+    # time a few GDN-2 steps per phase, then size the run to fill MIN minutes (x0.8 for evals, data, the baseline)
+    python3 bench/reader_smoke.py --data data --config $CONFIG --archs gdn2 --steps 2 --json $W/smoke.json 2>&1 | tail -n 6
+    STEPS=$(python3 -c "
+import json; from model.train import named_config
+c = named_config('$CONFIG'); t = json.load(open('$W/smoke.json'))['gdn2']
+ph = sorted(c.curriculum, key=lambda p: p.start); fr = [b.start for b in ph[1:]] + [1.0]
+per = sum((f - p.start) * t[str(p.seq_len)] for p, f in zip(ph, fr)) / 1000
+print(int($MIN * 60 * 0.8 / per))")
+    echo "auto steps: $STEPS"
+  fi
   rm -rf $W/gdn2 $W/transformer $W/ck_gdn2 $W/ck_transformer
   cp -r data $W/data
   for arch in gdn2 transformer; do

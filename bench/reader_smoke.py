@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default="default")
     ap.add_argument("--archs", nargs="+", default=["gdn2", "transformer"])
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--json", default=None, help="also write {arch: {seq_len: ms_per_step}} here")
     a = ap.parse_args(argv)
     data = Path(a.data)
     docs = load_corpus(data / "corpus.jsonl.xz", "train")
@@ -79,6 +81,11 @@ def main(argv=None) -> int:
     )
     for r in rows:
         print(f"{r[0]:12s}{r[1]:7d}{r[2]:6d}{r[3]:9.1f}{r[4]:10.0f}{r[5]:7.2f}{r[6]:9.2f}{r[7]:7.2f}")
+    if a.json:
+        table: dict[str, dict[int, float]] = {}
+        for r in rows:
+            table.setdefault(r[0], {})[r[1]] = r[3]
+        Path(a.json).write_text(json.dumps(table))
     return 0
 
 

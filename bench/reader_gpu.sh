@@ -29,7 +29,7 @@ print(int($MIN * 60 * 0.8 / per))")
     echo "auto steps: $STEPS"
   fi
   rm -rf $W/gdn2 $W/transformer $W/ck_gdn2 $W/ck_transformer
-  cp -r data $W/data
+  rm -rf $W/data; cp -r data $W/data
   for arch in gdn2 transformer; do
     setsid nohup python3 -m model.train train --config $CONFIG --arch $arch --data $W/data --out $W/$arch \
       --export $W/ck_$arch --max-minutes "$MIN" --num-workers 6 ${STEPS:+--steps $STEPS} > $W/$arch.log 2>&1 < /dev/null &

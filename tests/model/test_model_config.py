@@ -58,3 +58,22 @@ def test_auto_classes_build_our_models():
     assert isinstance(AutoModel.from_config(cfg), GDN2Model)
     assert isinstance(AutoModelForCausalLM.from_config(cfg), GDN2ForCausalLM)
     assert isinstance(AutoModelForQuestionAnswering.from_config(cfg), GDN2ForReader)
+
+
+def test_an_fla_style_config_dict_loads():
+    fla_style = {
+        "model_type": "gdn2",
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_heads": 2,
+        "head_dim": 16,
+        "vocab_size": 97,
+        "attn_mode": "chunk",
+        "fuse_norm": True,
+        "fuse_swiglu": True,
+        "use_gate": True,
+        "attn": {"layers": [1], "num_heads": 4, "num_kv_heads": 2, "window_size": 8, "rope_theta": 1e4},
+    }
+    cfg = GDN2Config.from_dict(fla_style)
+    assert cfg.is_attention_layer(1) and not cfg.is_attention_layer(0)
+    assert cfg.attn["qkv_bias"] is False

@@ -9,6 +9,7 @@ the model package cannot load) and the caller did not insist on one, `available`
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import threading
 import time
@@ -45,6 +46,19 @@ def check_device(device: str | None) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise RagError("--device cuda was asked for, but CUDA is not available on this machine")
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_checkpoint() -> Path:
+    """model/checkpoints/default, located without importing the model package (which imports torch)."""
+    spec = importlib.util.find_spec("model")
+    if spec is None or not spec.submodule_search_locations:
+        return Path("model/checkpoints/default")
+    return Path(next(iter(spec.submodule_search_locations))) / "checkpoints" / "default"
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """The files Reader.load needs: a tokenizer and safetensors weights."""
+    return (path / "tokenizer.json").is_file() and any(path.glob("*.safetensors*"))
 
 
 def _to_context_pieces(context: AssembledContext) -> list:
@@ -99,11 +113,22 @@ class ReaderRuntime:
         with self._lock:
             if self._loaded:
                 return self._reader is not None
-            self.device = check_device(self.requested_device)
+            # an explicit device is always checked (--device cuda without CUDA is an error)
+            if self.requested_device is not None:
+                self.device = check_device(self.requested_device)
             if not self.enabled:
                 self.reason = "the reader was turned off (use_reader=False / --no-reader)"
                 self._loaded = True
                 return False
+            default = default_checkpoint()
+            if self.model_path is None and not _is_checkpoint(default):
+                # no checkpoint: answer retrieval-only without importing torch and transformers (~3 s)
+                if self.require:
+                    raise RagError(f"cannot load the reader: no reader checkpoint at {default}")
+                self.reason = f"no reader checkpoint at {default}"
+                self._loaded = True
+                return False
+            self.device = check_device(self.requested_device)
             t0 = time.perf_counter()
             try:
                 from model.reader import Reader

@@ -129,9 +129,9 @@ def test_missing_model_path_and_cuda_without_cuda(tmp_path, fake_index):
 
 
 def test_require_reader_refuses_retrieval_only(tmp_path, fake_index, monkeypatch):
-    import model.reader
+    import rag.reading
 
-    monkeypatch.setattr(model.reader, "DEFAULT_CHECKPOINT", tmp_path / "no-checkpoint")
+    monkeypatch.setattr(rag.reading, "default_checkpoint", lambda: tmp_path / "no-checkpoint")
     rag = RAG(tmp_path, index=fake_index, config=RAGConfig(device="cpu", require_reader=True))
     with pytest.raises(RagError, match="cannot load the reader"):
         rag.ask("notice")

@@ -8,8 +8,9 @@ Steps of `assemble_context`:
    (line spans within `merge_gap_lines`) into one piece, trimming the overlap of overlapping windows;
 4. order pieces by document (the document of the best chunk first) and by position inside it, and give
    each a one-line header (path, section or symbol, lines, page) that the reader and citations point back to;
-5. recount the pieces exactly and, while the whole context is over budget (headers cost more or less
-   than estimated, merged text tokenises differently), drop the worst-ranked chunks worth the overshoot.
+5. count the pieces (headers exactly, chunk text by the counts of step 2, an upper bound) and, while
+   the whole context is over budget (headers cost more than estimated), drop the worst-ranked chunks
+   worth the overshoot and lay out again.
 
 Each piece remembers its segments (which chunk sits at which offset of the piece text), so an answer
 span inside a piece maps back to the exact file lines.
@@ -27,6 +28,12 @@ QUESTION_AGAIN_PREFIX = "Question (again): "
 ANSWER_PROMPT = "Answer:"
 SEGMENT_SEPARATOR = "\n"
 PIECE_SEPARATOR = "\n\n"
+# a header costs about this much while chunks are picked; pieces are then counted exactly (step 5)
+HEADER_ESTIMATE = 24
+# per piece in the reader's layout: <|doc|> header <|sep|>
+PIECE_MARKERS = 2
+COUNT_BLOCK = 128
+MIN_CHUNK_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class Segment:
     line_start: int  # file line of piece.text[offset]
     line_end: int
     page: int | None = None
+    trimmed: bool = False  # the overlap with the previous chunk was cut off
 
 
 @dataclass
@@ -159,6 +167,7 @@ def _build_piece(run: list, score: float) -> Piece:
                 line_start=line_start,
                 line_end=max(line_start, chunk.line_end),
                 page=chunk.page,
+                trimmed=len(text) != len(chunk.text),
             )
         )
         text_parts.append(text)
@@ -195,6 +204,24 @@ def _layout(chosen: list, scores: dict[int, float], gap: int) -> list[Piece]:
     return pieces
 
 
+def _count_pieces(pieces: list[Piece], cost_of: dict[int, int], counter: TokenCounter) -> None:
+    """Set each piece's token count without re-tokenising its text.
+
+    Untrimmed segments reuse their chunk's count; only overlap-trimmed segments and the headers are
+    counted. One extra token per segment (the joining newline; BPE never merges across it) and
+    PIECE_MARKERS per piece (the reader's document and separator markers) keep the sum an upper bound.
+    """
+    trimmed = [(p, s) for p in pieces for s in p.segments if s.trimmed]
+    trimmed_counts = counter.count_many([p.text[s.offset : s.offset + s.length] for p, s in trimmed])
+    count_of = {(id(p), s.offset): n for (p, s), n in zip(trimmed, trimmed_counts, strict=True)}
+    headers = counter.count_many([p.header for p in pieces])
+    for piece, header_tokens in zip(pieces, headers, strict=True):
+        body = sum(
+            count_of[(id(piece), s.offset)] if s.trimmed else cost_of[s.chunk_id] for s in piece.segments
+        )
+        piece.tokens = header_tokens + PIECE_MARKERS + body + len(piece.segments)
+
+
 def _frame_tokens(question: str, counter: TokenCounter, repeat: bool) -> int:
     frame = f"{QUESTION_PREFIX}{question}{PIECE_SEPARATOR}{CONTEXT_HEADER}{PIECE_SEPARATOR}{ANSWER_PROMPT}"
     if repeat:
@@ -226,32 +253,33 @@ def assemble_context(
     frame = _frame_tokens(question, counter, repeat_question)
     if frame >= budget:
         raise ValueError(f"the question alone takes {frame} tokens, over the context budget of {budget}")
-    # a header costs about this much; counted exactly in step 5
-    header_estimate = 24
     room = budget - frame
     chosen: list = []
-    used = 0
-    costs = counter.count_many([c.text for c in chunks])
     cost_of: dict[int, int] = {}
-    for chunk, tokens in zip(chunks, costs, strict=True):
-        cost = tokens + header_estimate
-        if used + cost <= room:
-            chosen.append(chunk)
-            cost_of[id(chunk)] = tokens
-            used += cost
+    used = 0
+    # count in blocks, best first, and stop once the budget is full: at 100k tokens the tokenizer is
+    # the main cost of assembly
+    for start in range(0, len(chunks), COUNT_BLOCK):
+        block = chunks[start : start + COUNT_BLOCK]
+        for chunk, tokens in zip(block, counter.count_many([c.text for c in block]), strict=True):
+            cost = tokens + HEADER_ESTIMATE
+            if used + cost <= room:
+                chosen.append(chunk)
+                cost_of[int(chunk.id)] = tokens
+                used += cost
+        if room - used < MIN_CHUNK_TOKENS:
+            break
     skipped = len(chunks) - len(chosen)
     while True:
         pieces = _layout(chosen, scores, merge_gap_lines)
-        counts = counter.count_many([f"{p.header}\n{p.text}" for p in pieces])
-        for p, tokens in zip(pieces, counts, strict=True):
-            p.tokens = tokens + 1
+        _count_pieces(pieces, cost_of, counter)
         total = frame + sum(p.tokens for p in pieces)
         if total <= budget or not chosen:
             break
         # drop worst-ranked chunks worth at least the overshoot, then lay out again (usually once)
         over = total - budget
         while chosen and over > 0:
-            over -= cost_of[id(chosen.pop())]
+            over -= cost_of[int(chosen.pop().id)]
             skipped += 1
     return AssembledContext(
         question=question,

@@ -33,8 +33,9 @@ def test_budget_is_respected_and_best_chunks_win(long_doc):
     assert ctx.tokens <= 300
     assert ctx.pieces and ctx.skipped_chunks > 0
     assert chunks[0].id in ctx.chunk_ids
-    # the accounting is honest: recounting the laid-out prompt stays within a few tokens of the total
-    assert abs(counter.count(ctx.to_prompt()) - ctx.tokens) <= 2 * len(ctx.pieces) + 8
+    # the accounting is an honest upper bound: the laid-out prompt never costs more, and not much less
+    segments = sum(len(p.segments) for p in ctx.pieces)
+    assert 0 <= ctx.tokens - counter.count(ctx.to_prompt()) <= 3 * segments + 8
 
 
 def test_adjacent_overlapping_chunks_merge_into_one_piece_in_file_order(long_doc):

@@ -68,6 +68,8 @@ def run_cpu(args) -> dict:
     ensure_index(index)
     cmd = [sys.executable, "-c", "import cli; cli.main()", "ask", args.question, "--index", str(index)]
     cmd += ["--context-tokens", str(args.context_tokens), "--json", "--device", "cpu"]
+    if args.model:
+        cmd += ["--model", args.model]
     t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     cold = time.perf_counter() - t0
@@ -75,7 +77,7 @@ def run_cpu(args) -> dict:
         raise SystemExit(f"cold CLI call failed: {out.stderr.strip()}")
     cold_answer = json.loads(out.stdout)
 
-    rag = RAG.open(index, config=RAGConfig(device="cpu"))
+    rag = RAG.open(index, config=RAGConfig(device="cpu", model_path=args.model))
     rag.ask(args.question, context_tokens=args.context_tokens)
     stages: dict[str, list[float]] = {"retrieve": [], "assemble": [], "read": [], "total": []}
     answer = None
@@ -122,7 +124,22 @@ def run_dump(args) -> dict:
 
     index = Path(args.index)
     ensure_index(index)
-    rag = RAG.open(index, config=RAGConfig(device="cpu"))
+    tokenizer_json = None
+    if args.random_reader:
+        # no trained checkpoint yet: count with a BPE of the reader's vocabulary size trained on the corpus,
+        # shipped inside the dump so the GPU side builds a random-weight reader around the same tokenizer
+        from model.tokenizer import train_tokenizer
+        from rag.reading import ReaderRuntime
+        from rag.tokens import TokenizerCounter
+
+        texts = [Path(p).read_text(errors="replace") for p in corpus_paths()]
+        tok = train_tokenizer(texts, vocab_size=16384)
+        tokenizer_json = tok.to_str()
+        runtime = ReaderRuntime(device="cpu", enabled=False)
+        runtime.token_counter = lambda: TokenizerCounter(tok)
+        rag = RAG(index, config=RAGConfig(device="cpu"), reader=runtime)
+    else:
+        rag = RAG.open(index, config=RAGConfig(device="cpu", model_path=args.model))
     rag.ask(args.question, context_tokens=args.context_tokens)  # warm: embedder, reader tokenizer
     runs = []
     for _ in range(args.repeats):
@@ -149,6 +166,7 @@ def run_dump(args) -> dict:
         "cpu_assemble_ms_p50": p50([a for _, a in runs]),
         "cpu_load_average_1m": os.getloadavg()[0],
         "pieces": [{"header": p.header, "text": p.text} for p in ctx.pieces],
+        "tokenizer_json": tokenizer_json,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(data))
@@ -175,8 +193,11 @@ def run_read(args) -> dict:
 
     data = json.loads(Path(args.context).read_text())
     pieces = [ContextPiece(text=p["text"], header=p["header"]) for p in data["pieces"]]
+    model_path = args.model
+    if data.get("tokenizer_json"):
+        model_path = _random_reader(data["tokenizer_json"], args.random_config)
     t = time.perf_counter()
-    reader = Reader.load(args.model, device=args.device)
+    reader = Reader.load(model_path, device=args.device)
     load_s = time.perf_counter() - t
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     reader.extract(data["question"], pieces)
@@ -200,6 +221,7 @@ def run_read(args) -> dict:
     result = {
         "card": card,
         "reader": reader.identity,
+        "random_weights": bool(data.get("tokenizer_json")),
         "prompt_tokens": len(ri),
         "load_s": load_s,
         "cold_process_s": cold_s,
@@ -227,6 +249,38 @@ def run_read(args) -> dict:
     return result
 
 
+def _random_reader(tokenizer_json: str, config_name: str) -> str:
+    """A random-weight reader of a named training config, saved with the dump's tokenizer.
+
+    Latency does not depend on the weights, so this times the shipped architecture before (or without)
+    its trained checkpoint; results say so.
+    """
+    import tempfile
+
+    import torch
+    from tokenizers import Tokenizer
+
+    from model.tokenizer import save_tokenizer
+    from model.train import build_model, named_config
+
+    torch.manual_seed(0)
+    path = Path(tempfile.mkdtemp(prefix="random-reader-"))
+    net = build_model(named_config(config_name))
+    net.save_pretrained(str(path))
+    save_tokenizer(Tokenizer.from_str(tokenizer_json), path)
+    return str(path)
+
+
+def run_random_reader(args) -> dict:
+    """Write a random-weight reader (named config, corpus-trained BPE) to a folder, for CPU runs."""
+    from model.tokenizer import train_tokenizer
+
+    texts = [Path(p).read_text(errors="replace") for p in corpus_paths()]
+    path = _random_reader(train_tokenizer(texts, vocab_size=16384).to_str(), args.random_config)
+    print(path)
+    return {"path": path}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -236,17 +290,25 @@ def main() -> None:
         p.add_argument("--context-tokens", type=int, default=16_000 if name == "cpu" else 100_000)
         p.add_argument("--question", default=QUESTION)
         p.add_argument("--repeats", type=int, default=5)
+        p.add_argument("--model", default=None, help="reader checkpoint folder (default: the shipped reader)")
         if name == "dump":
             p.add_argument("--out", required=True)
+            p.add_argument(
+                "--random-reader", action="store_true", help="no checkpoint: count with a corpus-trained BPE"
+            )
+    p = sub.add_parser("random-reader")
+    p.add_argument("--random-config", default="default")
     p = sub.add_parser("read")
     p.add_argument("--context", required=True)
     p.add_argument("--device", default="cuda")
     p.add_argument("--model", default=None)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--random-config", default="default", help="named training config of a random reader")
     for p in sub.choices.values():
         p.add_argument("--json-out", default=None)
     args = ap.parse_args()
-    result = {"cpu": run_cpu, "dump": run_dump, "read": run_read}[args.mode](args)
+    modes = {"cpu": run_cpu, "dump": run_dump, "read": run_read, "random-reader": run_random_reader}
+    result = modes[args.mode](args)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=2))
 

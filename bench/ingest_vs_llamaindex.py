@@ -208,6 +208,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench/results/ingest.json"))
     ap.add_argument("--child", choices=["ours", "ours-fp32", "ours-reingest", "llamaindex"])
     ap.add_argument("--sides", default="llamaindex,ours,ours-fp32")
+    ap.add_argument("--merge", help="update this earlier results JSON with the sides run now")
     ap.add_argument("--n", type=int, default=150, help="man pages and modules (150; fewer for a smoke run)")
     a = ap.parse_args()
     work = Path(a.work)
@@ -228,7 +229,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "python": platform.python_version(), "load_before": os.getloadavg()}  # fmt: skip
-    results = {"corpus": build_corpus(corpus, a.n), "machine": machine}
+    results = json.loads(Path(a.merge).read_text()) if a.merge else {}
+    results.update({"corpus": build_corpus(corpus, a.n), "machine": machine})
     for side in a.sides.split(","):
         folder = {"llamaindex": "li-index", "ours": "our-index", "ours-fp32": "our-index-fp32"}[side]
         shutil.rmtree(work / folder, ignore_errors=True)

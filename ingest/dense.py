@@ -1,9 +1,12 @@
 """FAISS dense index over chunk vectors (inner product of L2-normalised vectors = cosine).
 
-Exact `IndexFlatIP` up to `exact_max` chunks (200k by default: ~300 MB of float32 at 384 dims and
-a few ms per query on CPU); above it HNSW (M=32), which answers in well under a millisecond at
-~0.95+ recall. Ids are the docstore's chunk ids. When faiss has GPU support and CUDA is present the
-loaded index is moved to the GPU for search; files on disk are always CPU indexes.
+The index is also the vector store: vectors are kept once, as float16 (scores move by ~1e-3, far
+below the gaps that decide a ranking), and a new generation copies the vectors of unchanged chunks
+out of the previous one by chunk id. Up to `exact_max` chunks (200k by default: ~150 MB at 384
+dims, a few ms per query on CPU) every vector is scanned (exact search); above it HNSW (M=32) over
+the same float16 storage answers in well under a millisecond. Ids are the docstore's chunk ids.
+With faiss-gpu and CUDA present a loaded exact index is searched on the GPU; files on disk are
+always CPU indexes.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ def _faiss():
 def build_dense(ids: np.ndarray, vecs: np.ndarray, dim: int, exact_max: int):
     """A FAISS index with `ids` as external ids; kind is 'flat' or 'hnsw'."""
     faiss = _faiss()
+    fp16 = faiss.ScalarQuantizer.QT_fp16
     if len(ids) <= exact_max:
-        base = faiss.IndexFlatIP(dim)
+        base = faiss.IndexScalarQuantizer(dim, fp16, faiss.METRIC_INNER_PRODUCT)
     else:
-        base = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        base = faiss.IndexHNSWSQ(dim, fp16, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         base.hnsw.efConstruction = 80
         base.hnsw.efSearch = 128
     index = faiss.IndexIDMap2(base)
@@ -38,6 +42,13 @@ def build_dense(ids: np.ndarray, vecs: np.ndarray, dim: int, exact_max: int):
             np.ascontiguousarray(vecs, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64)
         )
     return index
+
+
+def vectors_for(index, ids: np.ndarray) -> np.ndarray:
+    """float32 vectors stored under `ids` (each must be in the index)."""
+    if len(ids) == 0:
+        return np.zeros((0, index.d), dtype=np.float32)
+    return index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
 
 
 def dense_kind(index) -> str:

@@ -1,9 +1,10 @@
-"""SQLite docstore: files, documents, chunks (text, anchors, vector) of one index generation.
+"""SQLite docstore: files, documents, chunks (text, anchors, embed hash) of one index generation.
 
-Vectors live next to their chunk so dense, keyword and metadata stores are rebuilt from one
-transactional source: a generation's FAISS and BM25 files are derived from this database, which is
-why an incremental run can never leave deleted text in one store but not another. WAL mode lets
-readers query while the (single, locked) writer works on the next generation's copy.
+The chunk table is the source of truth for which chunk ids exist: each generation's FAISS index
+holds exactly these ids (vectors carried over from the previous generation's FAISS index by id)
+and its BM25 index is rebuilt from these texts, so an incremental run can never leave deleted text
+in one store but not another. The database is written in WAL mode while the (single, locked) writer
+builds it, then checkpointed into one self-contained file that readers open read-only.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT, doc_id INTEGER NOT NULL, ordinal INTEGER NOT NULL,
     path TEXT NOT NULL, sub TEXT, domain TEXT, title TEXT, section TEXT, text TEXT NOT NULL,
     char_start INTEGER, char_end INTEGER, line_start INTEGER, line_end INTEGER, page INTEGER,
-    content_hash TEXT, doc_hash TEXT, tokens INTEGER, embed_hash TEXT, vector BLOB NOT NULL
+    content_hash TEXT, doc_hash TEXT, tokens INTEGER, embed_hash TEXT
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
@@ -75,14 +76,26 @@ class DocStore:
         q = "SELECT path, size, mtime_ns, file_hash, skipped FROM files"
         return {p: (s, m, h, r) for p, s, m, h, r in self.db.execute(q)}
 
-    def vectors_by_hash(self, paths: Iterable[str]) -> dict[str, bytes]:
-        """embed_hash (of the exact embedded text) -> vector bytes for the chunks of `paths`, reused for
-        chunks whose embedded text did not change."""
-        out: dict[str, bytes] = {}
+    def ids_by_embed_hash(self, paths: Iterable[str]) -> dict[str, int]:
+        """embed_hash (of the exact embedded text) -> chunk id for the chunks of `paths`: their vectors
+        are reused for new chunks whose embedded text did not change."""
+        out: dict[str, int] = {}
         for p in paths:
-            for h, v in self.db.execute("SELECT embed_hash, vector FROM chunks WHERE path = ?", (p,)):
-                out[h] = v
+            for h, i in self.db.execute("SELECT embed_hash, id FROM chunks WHERE path = ?", (p,)):
+                out[h] = i
         return out
+
+    def max_chunk_id(self) -> int:
+        """Largest id ever given (AUTOINCREMENT never reuses ids, so later rows have larger ones)."""
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
+        return int(row[0]) if row else 0
+
+    def ids_and_hashes(self, after: int = 0) -> tuple[np.ndarray, list[str]]:
+        """(chunk ids, their embed hashes) for ids > `after`, in id order."""
+        rows = self.db.execute(
+            "SELECT id, embed_hash FROM chunks WHERE id > ? ORDER BY id", (after,)
+        ).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
 
     def delete_file(self, path: str) -> int:
         """Remove a file with its documents and chunks; returns the number of chunks removed."""
@@ -118,23 +131,16 @@ class DocStore:
 
     def add_chunks(self, rows: list[tuple]) -> None:
         """rows: (doc_id, ordinal, path, sub, domain, title, section, text, char_start, char_end,
-        line_start, line_end, page, content_hash, doc_hash, tokens, embed_hash, vector bytes)."""
+        line_start, line_end, page, content_hash, doc_hash, tokens, embed_hash)."""
         self.db.executemany(
             "INSERT INTO chunks (doc_id, ordinal, path, sub, domain, title, section, text, char_start,"
-            " char_end, line_start, line_end, page, content_hash, doc_hash, tokens, embed_hash, vector)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " char_end, line_start, line_end, page, content_hash, doc_hash, tokens, embed_hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
 
     def commit(self) -> None:
         self.db.commit()
-
-    def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids int64 [N], vectors float32 [N, dim]) in id order."""
-        rows = self.db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
-        return ids, vecs
 
     def iter_texts(self) -> Iterator[tuple[int, str, str, str]]:
         """(id, title, section, text) in id order, for the keyword index."""

@@ -162,9 +162,16 @@ def ingest_paths(
             shutil.copyfile(live / store.DOCSTORE, tmp / store.DOCSTORE)
         db = DocStore(tmp / store.DOCSTORE)
         gone = [str(t.path) for t in todo + skips if not t.is_new] + deleted
-        reuse = old.vectors_by_hash(gone) if old is not None else {}
+        # vectors of the previous generation, looked up by chunk id (for unchanged chunks and texts)
+        old_dense = None
+        reuse: dict[str, int] = {}
         if old is not None:
+            from ingest.dense import load_dense
+
+            old_dense = load_dense(live / store.DENSE, use_gpu=False)
+            reuse = old.ids_by_embed_hash(gone)
             old.close()
+        first_new_id = db.max_chunk_id()
         for p in gone:
             report.chunks_removed += db.delete_file(p)
 
@@ -211,7 +218,15 @@ def ingest_paths(
                     eh = _sha(c.embed_text)
                     if eh not in reuse and eh not in need:
                         need[eh] = c.embed_text
-        vectors: dict[str, bytes] = dict(reuse)
+        vectors: dict[str, np.ndarray] = {}
+        if reuse:
+            hashes = list(reuse)
+            from ingest.dense import vectors_for
+
+            for h, v in zip(
+                hashes, vectors_for(old_dense, np.array([reuse[h] for h in hashes])), strict=True
+            ):
+                vectors[h] = v
         if need:
             keys = sorted(need, key=lambda k: len(need[k]))
             step = max(cfg.batch_size * 4, 64)
@@ -224,7 +239,7 @@ def ingest_paths(
                             f"embedder returned shape {vecs.shape}, expected ({len(part)}, {identity['dim']})"
                         )
                     for k, v in zip(part, vecs, strict=True):
-                        vectors[k] = np.asarray(v, dtype=np.float32).tobytes()
+                        vectors[k] = np.asarray(v, dtype=np.float32)
                     adv(len(part))
         report.chunks_embedded = len(need)
         report.stage_seconds["embed"] = time.perf_counter() - ts
@@ -240,10 +255,9 @@ def ingest_paths(
                 doc_id = db.add_document(str(t.path), d.sub, d.title, dom, d.fmt, doc_hash, len(drafts))
                 rows = [
                     (doc_id, i, str(t.path), d.sub, dom, d.title, c.section, c.text, c.start, c.end,
-                     c.line_start, c.line_end, c.page, _sha(c.text), doc_hash, c.tokens, eh,
-                     vectors[eh])
+                     c.line_start, c.line_end, c.page, _sha(c.text), doc_hash, c.tokens,
+                     _sha(c.embed_text))
                     for i, c in enumerate(drafts)
-                    for eh in (_sha(c.embed_text),)
                 ]  # fmt: skip
                 db.add_chunks(rows)
                 report.chunks_added += len(rows)
@@ -252,11 +266,20 @@ def ingest_paths(
                 str(t.path), t.size, t.mtime_ns, t.file_hash, ",".join(sorted(domains)), len(lf.docs)
             )
         db.commit()
-        from ingest.dense import build_dense, dense_kind, save_dense
+        from ingest.dense import build_dense, dense_kind, save_dense, vectors_for
         from ingest.sparse import build_bm25
 
-        ids, vecs = db.all_vectors(identity["dim"])
-        dense = build_dense(ids, vecs, identity["dim"], cfg.dense_exact_max)
+        # kept chunks keep their id and their vector from the previous generation; new ids get new vectors
+        kept, _ = db.ids_and_hashes()
+        kept = kept[kept <= first_new_id]
+        new_ids, new_hashes = db.ids_and_hashes(after=first_new_id)
+        ids = np.concatenate([kept, new_ids])
+        dim = identity["dim"]
+        vecs = np.concatenate(
+            [vectors_for(old_dense, kept) if len(kept) else np.zeros((0, dim), np.float32),
+             np.stack([vectors[h] for h in new_hashes]) if new_hashes else np.zeros((0, dim), np.float32)]
+        )  # fmt: skip
+        dense = build_dense(ids, vecs, dim, cfg.dense_exact_max)
         save_dense(dense, tmp / store.DENSE)
         build_bm25(list(db.iter_texts()), tmp / store.BM25_DIR)
         files_n, docs_n, chunks_n, per = db.counts()

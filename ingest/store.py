@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ingest.errors import EmbedderMismatchError, IndexFormatError, IndexLockedError, IndexNotFoundError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 DOCSTORE = "docstore.sqlite"

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from ingest_fakes import HashEmbedder
 
@@ -55,12 +56,15 @@ def test_ingest_search_and_anchors(tmp_path: Path, corpus: Path, cfg: IngestConf
         )[: len(around)]
         assert all(c.doc_id == mid.doc_id for c in around)
     manifest = json.loads(next((tmp_path / "ix").glob("gen-*/manifest.json")).read_text())
-    assert manifest["format_version"] == 1 and manifest["embedder"]["dim"] == 256
+    assert manifest["format_version"] == 2 and manifest["embedder"]["dim"] == 256
 
 
 def test_incremental_add_change_delete(tmp_path: Path, corpus: Path, cfg: IngestConfig):
     ix_dir = tmp_path / "ix"
     first = ingest_paths(ix_dir, [corpus], cfg, progress=False)
+    with Index.open(ix_dir, embedder=cfg.embedder_factory()) as ix:
+        faq_ids = _ids_for_path(ix, "faq.md")
+        faq_vecs = ix.dense.reconstruct_batch(np.array(faq_ids, dtype=np.int64))
     (corpus / "support" / "new.md").write_text(
         "# Shipping\n\nParcels ship with the zeppelinfreight carrier.\n"
     )
@@ -81,6 +85,9 @@ def test_incremental_add_change_delete(tmp_path: Path, corpus: Path, cfg: Ingest
         hit = ix.get_chunks([ix.search_bm25("zeppelinfreight", 1)[0][0]])[0]
         assert hit.path.endswith("new.md")
         assert ix.get_chunks([ix.search_bm25("quuxify", 1)[0][0]])[0].section == "quuxify"
+        # the unchanged file kept its chunk ids and its vectors (carried from the previous generation)
+        assert _ids_for_path(ix, "faq.md") == faq_ids
+        assert np.array_equal(ix.dense.reconstruct_batch(np.array(faq_ids, dtype=np.int64)), faq_vecs)
 
 
 def test_ingesting_another_folder_keeps_the_first(tmp_path: Path, corpus: Path, cfg: IngestConfig):

@@ -43,6 +43,7 @@ def train_run(
     num_workers: int | None = None,
     seed: int | None = None,
     max_minutes: float | None = None,
+    stop_at: int | None = None,
     log=print,
 ) -> dict:
     """Train a named config on the prepared data in `data_dir`; export a checkpoint if asked."""
@@ -64,7 +65,7 @@ def train_run(
     if resume and trainer.load_resume():
         log(f"resumed at step {trainer.step}")
     log(f"{cfg.name}: arch={cfg.arch} params={trainer.params:,} device={device} steps={cfg.steps}")
-    trainer.train(log=log, max_minutes=max_minutes)
+    trainer.train(steps=stop_at, log=log, max_minutes=max_minutes)
     result = {"step": trainer.step, "params": trainer.params, "history_rows": len(trainer.history)}
     if export:
         recipe_file = data / "data_recipe.json"
@@ -116,6 +117,9 @@ def run_cli(argv: list[str] | None = None) -> int:
     t.add_argument("--device", default=None)
     t.add_argument("--num-workers", type=int, default=None)
     t.add_argument(
+        "--stop-at", type=int, default=None, help="stop at this step (schedule still spans --steps)"
+    )
+    t.add_argument(
         "--max-minutes", type=float, default=None, help="stop (and export) after this much training"
     )
     x = sub.add_parser("export", help="export a checkpoint from a run folder's resume.pt")
@@ -141,6 +145,7 @@ def run_cli(argv: list[str] | None = None) -> int:
         num_workers=a.num_workers,
         seed=a.seed,
         max_minutes=a.max_minutes,
+        stop_at=a.stop_at,
     )
     print(json.dumps(res))
     return 0

@@ -67,6 +67,13 @@ def _trim(text: str, s: Span) -> Span | None:
     return Span(a, b, s.section) if b > a else None
 
 
+def _split_at(s: Span, cuts: list[int]) -> list[Span]:
+    """`s` cut at every offset of `cuts` strictly inside it."""
+    inner = [c for c in cuts if s.start < c < s.end]
+    edges = [s.start, *inner, s.end]
+    return [Span(a, b, s.section) for a, b in zip(edges, edges[1:], strict=False)]
+
+
 def _halve(text: str, s: Span, prose: bool) -> list[Span]:
     """Split an over-long span near its middle at the closest boundary."""
     mid = (s.start + s.end) // 2
@@ -97,6 +104,9 @@ def chunk_document(
     nl = np.flatnonzero(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32) == 10)
     base = max(1, doc.line_offset)
     page_starts = np.asarray(doc.page_starts) if doc.page_starts else None
+    if doc.page_starts:
+        # a chunk never spans two PDF pages, so its one page number is always the right citation
+        spans = [t for s in spans for piece in _split_at(s, doc.page_starts) if (t := _trim(text, piece))]
     prefixes: dict[str, str] = {}
     drafts: list[ChunkDraft] = []
     pending = spans

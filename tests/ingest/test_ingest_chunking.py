@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from conftest import CODE, LEGAL, SUPPORT
+from ingest_corpus import CODE, LEGAL, SUPPORT
 
 from ingest.chunking import chunk_document, detect_domain
 from ingest.embed import SentenceTransformerEmbedder, TokenCounter
@@ -159,6 +159,8 @@ def test_line_spans_and_pages(counter):
     _, paged = _chunks(counter, text, "support", fmt="pdf", target=40, overlap=0, page_starts=[0, half])
     for c in paged:
         assert c.page == (1 if c.start < half else 2)
+        # no chunk crosses the page boundary
+        assert c.end <= half or c.start >= half
 
 
 def test_domain_detection():
@@ -167,3 +169,10 @@ def test_domain_detection():
     assert detect_domain(Document("/a/notes.txt", LEGAL * 3, "x", "text")) == "legal"
     assert detect_domain(Document("/a/guide.md", SUPPORT, "x", "markdown")) == "support"
     assert detect_domain(Document("/legal/LICENSE", "short", "x", "text")) == "legal"
+
+
+def test_short_pdf_pages_are_separate_chunks(counter):
+    pages = ["The supplier indemnifies the buyer.\n", "Payment is due within 60 days.\n"]
+    text = "\n".join(pages)
+    _, chunks = _chunks(counter, text, "legal", fmt="pdf", page_starts=[0, len(pages[0]) + 1])
+    assert [(c.text, c.page) for c in chunks] == [(pages[0].strip(), 1), (pages[1].strip(), 2)]

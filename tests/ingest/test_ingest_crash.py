@@ -61,7 +61,7 @@ def test_killed_mid_embedding_leaves_previous_index_usable(tmp_path: Path, corpu
     _many_paragraphs(corpus / "support" / "big.txt", 12, "walruses")
     (corpus / "legal" / "msa.txt").unlink()
     marker = tmp_path / "embedding-started"
-    proc = _spawn(ix_dir, corpus, delay=0.3, marker=marker)
+    proc = _spawn(ix_dir, corpus, delay=60, marker=marker)
     _wait_for(marker, proc)
     time.sleep(0.4)
     os.kill(proc.pid, signal.SIGKILL)
@@ -89,7 +89,7 @@ def test_killed_mid_embedding_leaves_previous_index_usable(tmp_path: Path, corpu
 def test_killed_first_ingest_leaves_no_index_then_rerun_works(tmp_path: Path, corpus: Path, cfg):
     ix_dir = tmp_path / "ix"
     marker = tmp_path / "embedding-started"
-    proc = _spawn(ix_dir, corpus, delay=0.5, marker=marker)
+    proc = _spawn(ix_dir, corpus, delay=60, marker=marker)
     _wait_for(marker, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -109,7 +109,7 @@ def test_concurrent_ingest_waits_or_fails_clearly(tmp_path: Path, corpus: Path, 
     other.mkdir()
     _many_paragraphs(other / "slow.txt", 6, "narwhals")
     marker = tmp_path / "embedding-started"
-    proc = _spawn(ix_dir, other, delay=0.3, marker=marker)
+    proc = _spawn(ix_dir, other, delay=3, marker=marker)
     _wait_for(marker, proc)
     # the lock is held: a second writer with a short timeout fails with a clear message
     (corpus / "extra.md").write_text("# Extra\n\nOtters hold hands while sleeping.\n")

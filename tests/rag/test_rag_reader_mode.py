@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from rag_corpus import CODE_MODULE, CONTRACT, HELP_PAGE
 
 from rag import RAG, RAGConfig
 from rag.citations import FileLines, verify
@@ -17,8 +18,6 @@ from rag.citations import FileLines, verify
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    from conftest import CODE_MODULE, CONTRACT, HELP_PAGE
-
     from model import GDN2Config, GDN2ForReader
     from model.tokenizer import save_tokenizer, train_tokenizer
 

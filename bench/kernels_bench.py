@@ -156,11 +156,12 @@ def run_decode(batches, have_fla: bool, card) -> list[dict]:
     return rows
 
 
-def profile_fwd(B: int, T: int) -> None:
-    """Per-kernel time of one forward (ours, and FLA's when present)."""
+def profile_fwd(B: int, T: int, backward: bool = False) -> None:
+    """Per-kernel time of one forward (or forward + backward), ours and FLA's when present."""
     from torch.profiler import ProfilerActivity, profile
 
-    xs = make_inputs(B, T)
+    xs = make_inputs(B, T, requires_grad=backward)
+    do = torch.randn(B, T, H, V, device="cuda", dtype=torch.bfloat16)
     fns = [("ours", ours_fwd)]
     try:
         import fla  # noqa: F401
@@ -169,14 +170,21 @@ def profile_fwd(B: int, T: int) -> None:
     except ImportError:
         pass
     for name, fn in fns:
-        with torch.no_grad():
-            fn(xs)
+
+        def call(fn=fn):
+            if backward:
+                fn(xs).backward(do)
+            else:
+                with torch.no_grad():
+                    fn(xs)
+
+        call()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            call()
             torch.cuda.synchronize()
-            with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                fn(xs)
-                torch.cuda.synchronize()
-        print(f"--- per-kernel, {name} fwd {B}x{T}")
-        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=60))
+        print(f"--- per-kernel, {name} {'fwd+bwd' if backward else 'fwd'} {B}x{T}")
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=60))
 
 
 def table(card, rows, drows) -> str:
@@ -246,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         for B, T in sizes:
             profile_fwd(B, T)
+        if "fwdbwd" in modes:
+            profile_fwd(*sizes[-1], backward=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(

@@ -57,15 +57,16 @@ def main() -> None:
     ref, _ = torch_chunk_gdn2(*(x.double() for x in small))
     big = {"1x102400": inputs(1, 102400, 16), "8x4096": inputs(8, 4096, 16)}
     print(torch.cuda.get_device_name())
-    for prec in ("tf32",):
-        for warps in (4, 8):
-            cf.DOT_PRECISION, cf.INTRA_WARPS = prec, warps
-            o = fwd(small, None)
-            err = ((o.double() - ref).norm() / ref.norm()).item()
-            row = {size: kernel_ms(xs, None) for size, xs in big.items()}
-            regs = {name: (kern.n_regs, kern.n_spills) for name, kern in cf.LAST_COMPILED.items()}
-            print(f"intra prec={prec} warps={warps} err={err:.2e} (regs, spills)={regs} {row}", flush=True)
-    cf.DOT_PRECISION, cf.INTRA_WARPS = "tf32", 4
+    for warps, bk, swarps in ((4, 64, 4),):
+        cf.INTRA_WARPS, cf.INTRA_BK, cf.STATE_WARPS = warps, bk, swarps
+        o = fwd(small, None)
+        err = ((o.double() - ref).norm() / ref.norm()).item()
+        row = {size: kernel_ms(xs, None) for size, xs in big.items()}
+        regs = {name: (kern.n_regs, kern.n_spills) for name, kern in cf.LAST_COMPILED.items()}
+        print(
+            f"warps={warps} BK={bk} state_warps={swarps} err={err:.2e} (regs, spills)={regs} {row}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ SPAN = 80.0
 # 2.7x slower for the same end error, which the bf16 state pass dominates (bench/kernels_probe.py)
 DOT_PRECISION = "tf32"
 INTRA_WARPS = 4
+# K (and V) block of the intra-chunk kernels: smaller tiles, fewer registers, more programs per SM
+INTRA_BK = 64
+SCORES_BK = 128
+STATE_WARPS = 4
 # the last launched kernels, for register / spill reports (bench/kernels_probe.py)
 LAST_COMPILED: dict = {}
 
@@ -76,57 +80,106 @@ def _invert_diag_block(L, ch, s: tl.constexpr, C: tl.constexpr, BC: tl.constexpr
 
 
 @triton.jit
+def _load_tile(ptr, rows, n_valid, H: tl.constexpr, D: tl.constexpr, i_h, col0, BD: tl.constexpr):
+    """Rows x columns [col0, col0 + BD) of a [tokens, H, D] tensor as float32, zero past n_valid."""
+    o_d = col0 + tl.arange(0, BD)
+    p = ptr + rows.to(tl.int64)[:, None] * (H * D) + i_h * D + o_d[None, :]
+    return tl.load(p, mask=(rows < n_valid)[:, None], other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _inv_norms(x, rows, n, H: tl.constexpr, K: tl.constexpr, i_h, BK: tl.constexpr, L2NORM: tl.constexpr):
+    """1 / max(|x_row|, eps) for the given rows (ones without L2NORM), summed block by block over K."""
+    b_ss = tl.zeros([rows.shape[0]], dtype=tl.float32)
+    if L2NORM:
+        for kb in tl.static_range(K // BK):
+            b_x = _load_tile(x, rows, n, H, K, i_h, kb * BK, BK)
+            b_ss += tl.sum(b_x * b_x, 1)
+        b_inv = 1.0 / tl.maximum(tl.sqrt(b_ss), 1e-6)
+    else:
+        b_inv = b_ss + 1.0
+    return b_inv
+
+
+@triton.jit
+def gdn2_fwd_kernel_gamma(g, gam, chunk_bos, chunk_len, H: tl.constexpr, K: tl.constexpr, C: tl.constexpr):
+    """gamma = within-chunk cumulative sum of g, once per chunk, for the kernels that follow."""
+    i_c, i_h = tl.program_id(0), tl.program_id(1)
+    bos = tl.load(chunk_bos + i_c).to(tl.int64)
+    n = tl.load(chunk_len + i_c)
+    o_c = tl.arange(0, C)
+    p = ((bos + o_c) * H + i_h)[:, None] * K + tl.arange(0, K)[None, :]
+    b_g = tl.load(g + p, mask=(o_c < n)[:, None], other=0.0)
+    tl.store(gam + p, tl.cumsum(b_g, 0), mask=(o_c < n)[:, None])
+
+
+@triton.jit
 def gdn2_fwd_kernel_scores(
-    q, k, g, b, L, P, chunk_bos, chunk_len, scale,
-    H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
+    q, k, g, gam, b, L, P, chunk_bos, chunk_len, scale,
+    H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
     L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """Rows of L and P for one sub-chunk of 16 rows, anchored at its first row r: e^{gam_i - r} <= 1 for
     its rows, e^{r - gam_j} <= 1 for earlier rows and <= e^{span} inside it. A sub-chunk that decays by
-    more than SPAN takes exact pairwise differences on its diagonal block."""
+    more than SPAN takes exact pairwise differences on its diagonal block. K is walked in blocks of BK
+    to keep tiles small (occupancy hides the latency of the short dependent chain here)."""
     i_c, i_s, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
     q, k, g, b = q + bos * H * K, k + bos * H * K, g + bos * H * K, b + bos * H * K
+    gam = gam + bos * H * K
     ch = (i_c * H + i_h).to(tl.int64)
     o_c = tl.arange(0, C)
     o_r = tl.arange(0, BC)
-    o_k = tl.arange(0, K)
     row0 = i_s * BC
     rows = row0 + o_r
     # rows up to the end of this sub-chunk; later rows load as zeros
     upto = tl.where(o_c < row0 + BC, o_c, C)
-    b_gam = tl.cumsum(_load_rows(g, upto, n, H, K, i_h), 0)  # [C, K]
-    b_gs = _load_rows(g, rows, n, H, K, i_h)  # [BC, K]
-    b_carry = tl.sum(
-        tl.where((o_c < row0)[:, None], b_gam, 0.0) * tl.where((o_c == row0 - 1)[:, None], 1.0, 0.0), 0
-    )
-    b_gam_s = tl.cumsum(b_gs, 0) + b_carry[None, :]
-    b_r = b_carry + tl.sum(tl.where((o_r == 0)[:, None], b_gs, 0.0), 0)  # [K]
-    b_span = tl.max(b_r - (b_carry + tl.sum(b_gs, 0)), 0)
-    b_ks = _l2norm_rows(_load_rows(k, rows, n, H, K, i_h), L2NORM)
-    b_qs = _l2norm_rows(_load_rows(q, rows, n, H, K, i_h), L2NORM)
-    b_bks = _load_rows(b, rows, n, H, K, i_h) * b_ks
-    b_es = tl.exp(b_gam_s - b_r[None, :])  # [BC, K]
+    b_rk = _inv_norms(k, upto, n, H, K, i_h, BK, L2NORM)  # [C]
+    b_rks = _inv_norms(k, rows, n, H, K, i_h, BK, L2NORM)  # [BC]
+    b_rqs = _inv_norms(q, rows, n, H, K, i_h, BK, L2NORM)  # [BC]
+    # decay spanned inside the sub-chunk: -(sum of g over its rows after the first), max over channels
+    b_span = 0.0
+    for kb in tl.static_range(K // BK):
+        b_gs = _load_tile(g, rows, n, H, K, i_h, kb * BK, BK)
+        b_span = tl.maximum(b_span, tl.max(-tl.sum(tl.where((o_r > 0)[:, None], b_gs, 0.0), 0), 0))
     m_y = o_c < tl.where(b_span < SPAN, row0 + BC, row0)
-    b_kn = _l2norm_rows(_load_rows(k, upto, n, H, K, i_h), L2NORM)
-    b_y = tl.where(m_y[:, None], b_kn * tl.exp(tl.minimum(b_r[None, :] - b_gam, SPAN)), 0.0)  # [C, K]
-    b_L = _dot(b_bks * b_es, tl.trans(b_y), PREC)  # [BC, C]
-    b_P = _dot(b_qs * b_es, tl.trans(b_y), PREC)
+
+    b_L = tl.zeros([BC, C], dtype=tl.float32)
+    b_P = tl.zeros([BC, C], dtype=tl.float32)
+    for kb in tl.static_range(K // BK):
+        b_gam = _load_tile(gam, upto, n, H, K, i_h, kb * BK, BK)  # [C, BK]
+        b_gam_s = _load_tile(gam, rows, n, H, K, i_h, kb * BK, BK)  # [BC, BK]
+        b_r = tl.sum(tl.where((o_r == 0)[:, None], b_gam_s, 0.0), 0)  # [BK]
+        # padding rows (gamma loaded as 0) must not produce e^{-r}: their q, k, b are zero anyway
+        b_es = tl.where((rows < n)[:, None], tl.exp(tl.minimum(b_gam_s - b_r[None, :], 0.0)), 0.0)
+        b_kn = _load_tile(k, upto, n, H, K, i_h, kb * BK, BK) * b_rk[:, None]
+        b_y = tl.where(m_y[:, None], b_kn * tl.exp(tl.minimum(b_r[None, :] - b_gam, SPAN)), 0.0)  # [C, BK]
+        b_ks = _load_tile(k, rows, n, H, K, i_h, kb * BK, BK) * b_rks[:, None]
+        b_xs = _load_tile(b, rows, n, H, K, i_h, kb * BK, BK) * b_ks * b_es
+        b_L += _dot(b_xs, tl.trans(b_y), PREC)  # [BC, C]
+        b_qs = _load_tile(q, rows, n, H, K, i_h, kb * BK, BK) * b_rqs[:, None] * b_es
+        b_P += _dot(b_qs, tl.trans(b_y), PREC)
     if b_span >= SPAN:
-        # exact pairwise decays inside the sub-chunk, one column at a time
-        b_gj = b_carry
+        # exact pairwise decays inside the sub-chunk, one column at a time (full K tiles: rare path)
+        o_kf = tl.arange(0, K)
+        f_carry = tl.sum(_load_rows(g, tl.where(o_c < row0, o_c, C), n, H, K, i_h), 0)  # [K]
+        f_gam = tl.cumsum(_load_rows(g, rows, n, H, K, i_h), 0) + f_carry[None, :]  # [BC, K]
+        f_k = _load_rows(k, rows, n, H, K, i_h) * b_rks[:, None]
+        f_bk = _load_rows(b, rows, n, H, K, i_h) * f_k
+        f_q = _load_rows(q, rows, n, H, K, i_h) * b_rqs[:, None]
+        f_gj = f_carry
         for j in range(BC):
             row = row0 + j
-            p_j = (row * H + i_h).to(tl.int64) * K + o_k
-            b_kj = tl.load(k + p_j, mask=row < n, other=0.0).to(tl.float32)
+            p_j = (row * H + i_h).to(tl.int64) * K + o_kf
+            f_kj = tl.load(k + p_j, mask=row < n, other=0.0).to(tl.float32)
             if L2NORM:
-                b_kj = b_kj / tl.maximum(tl.sqrt(tl.sum(b_kj * b_kj)), 1e-6)
-            b_gj += tl.load(g + p_j, mask=row < n, other=0.0)
-            b_e = tl.exp(tl.where((o_r >= j)[:, None], b_gam_s - b_gj[None, :], 0.0)) * b_kj[None, :]
+                f_kj = f_kj / tl.maximum(tl.sqrt(tl.sum(f_kj * f_kj)), 1e-6)
+            f_gj += tl.load(g + p_j, mask=row < n, other=0.0)
+            f_e = tl.exp(tl.where((o_r >= j)[:, None], f_gam - f_gj[None, :], 0.0)) * f_kj[None, :]
             m_col = (o_c == row)[None, :]
-            b_L += tl.where(m_col, tl.sum(b_bks * b_e, 1)[:, None], 0.0)
-            b_P += tl.where(m_col, tl.sum(b_qs * b_e, 1)[:, None], 0.0)
+            b_L += tl.where(m_col, tl.sum(f_bk * f_e, 1)[:, None], 0.0)
+            b_P += tl.where(m_col, tl.sum(f_q * f_e, 1)[:, None], 0.0)
     b_L = tl.where(o_c[None, :] < rows[:, None], b_L, 0.0)
     b_P = tl.where(o_c[None, :] <= rows[:, None], b_P, 0.0)
     p_rows = (ch * C + rows)[:, None] * C + o_c[None, :]
@@ -136,20 +189,18 @@ def gdn2_fwd_kernel_scores(
 
 @triton.jit
 def gdn2_fwd_kernel_wy(
-    q, k, g, b, v, w, L, kb, ut, qg, ke, eg, chunk_bos, chunk_len, scale,
+    q, k, gam, b, v, w, L, kb, ut, qg, ke, eg, chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    L2NORM: tl.constexpr, PREC: tl.constexpr,
+    BK: tl.constexpr, L2NORM: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """A = (I + L)^{-1} (in place of L), Kb = A (B K e^Gamma), Ut = A (W V), Qg, Ke, e^{gamma_C}."""
     i_c, i_h = tl.program_id(0), tl.program_id(1)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
-    q, k, g, b = q + bos * H * K, k + bos * H * K, g + bos * H * K, b + bos * H * K
+    q, k, gam, b = q + bos * H * K, k + bos * H * K, gam + bos * H * K, b + bos * H * K
     v, w = v + bos * H * V, w + bos * H * V
     ch = (i_c * H + i_h).to(tl.int64)
     o_c = tl.arange(0, C)
-    o_k = tl.arange(0, K)
-    o_v = tl.arange(0, V)
 
     # invert the diagonal blocks in place, then with M = A_bd N (N the blocks below the diagonal,
     # M^4 = 0):  A = (I + M)^{-1} A_bd = (I - M)(I + M^2) A_bd
@@ -167,20 +218,26 @@ def gdn2_fwd_kernel_wy(
     tl.debug_barrier()
     tl.store(L + p_cc, b_A)
 
-    b_g = _load_rows(g, o_c, n, H, K, i_h)  # [C, K]
-    b_gam = tl.cumsum(b_g, 0)
-    b_gC = tl.sum(b_g, 0)  # [K]
-    tl.store(eg + ch * K + o_k, tl.exp(b_gC))
-    p_ck = (ch * C + o_c)[:, None] * K + o_k[None, :]
-    b_kn = _l2norm_rows(_load_rows(k, o_c, n, H, K, i_h), L2NORM)
-    tl.store(ke + p_ck, (b_kn * tl.exp(b_gC[None, :] - b_gam)).to(ke.dtype.element_ty))
-    b_e = tl.exp(b_gam)
-    b_x = _load_rows(b, o_c, n, H, K, i_h) * b_kn * b_e
-    tl.store(kb + p_ck, _dot(b_A, b_x, PREC).to(kb.dtype.element_ty))
-    b_qn = _l2norm_rows(_load_rows(q, o_c, n, H, K, i_h), L2NORM)
-    tl.store(qg + p_ck, (b_qn * b_e * scale).to(qg.dtype.element_ty))
-    b_wv = _load_rows(w, o_c, n, H, V, i_h) * _load_rows(v, o_c, n, H, V, i_h)
-    tl.store(ut + (ch * C + o_c)[:, None] * V + o_v[None, :], _dot(b_A, b_wv, PREC).to(ut.dtype.element_ty))
+    b_rk = _inv_norms(k, o_c, n, H, K, i_h, BK, L2NORM)  # [C]
+    b_rq = _inv_norms(q, o_c, n, H, K, i_h, BK, L2NORM) * scale  # [C]
+    for kb_ in tl.static_range(K // BK):
+        o_k = kb_ * BK + tl.arange(0, BK)
+        b_gam = _load_tile(gam, o_c, n, H, K, i_h, kb_ * BK, BK)  # [C, BK], 0 on padding rows
+        b_gC = tl.sum(tl.where((o_c == n - 1)[:, None], b_gam, 0.0), 0)  # [BK]: gamma of the last row
+        tl.store(eg + ch * K + o_k, tl.exp(b_gC))
+        p_ck = (ch * C + o_c)[:, None] * K + o_k[None, :]
+        b_kn = _load_tile(k, o_c, n, H, K, i_h, kb_ * BK, BK) * b_rk[:, None]
+        tl.store(ke + p_ck, (b_kn * tl.exp(b_gC[None, :] - b_gam)).to(ke.dtype.element_ty))
+        b_e = tl.exp(b_gam)
+        b_x = _load_tile(b, o_c, n, H, K, i_h, kb_ * BK, BK) * b_kn * b_e
+        tl.store(kb + p_ck, _dot(b_A, b_x, PREC).to(kb.dtype.element_ty))
+        b_qg = _load_tile(q, o_c, n, H, K, i_h, kb_ * BK, BK) * b_rq[:, None] * b_e
+        tl.store(qg + p_ck, b_qg.to(qg.dtype.element_ty))
+    for vb in tl.static_range(V // BK):
+        o_v = vb * BK + tl.arange(0, BK)
+        b_wv = _load_tile(w, o_c, n, H, V, i_h, vb * BK, BK) * _load_tile(v, o_c, n, H, V, i_h, vb * BK, BK)
+        p_cv = (ch * C + o_c)[:, None] * V + o_v[None, :]
+        tl.store(ut + p_cv, _dot(b_A, b_wv, PREC).to(ut.dtype.element_ty))
 
 
 @triton.jit
@@ -258,13 +315,17 @@ def chunk_gdn2_fwd(
     ke = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     ut = torch.empty(NC, H, C, V, device=dev, dtype=work_dtype)
     eg = torch.empty(NC, H, K, device=dev, dtype=torch.float32)
+    gam = torch.empty_like(g)
+    gdn2_fwd_kernel_gamma[(NC, H)](g, gam, table.chunk_bos, table.chunk_len, H=H, K=K, C=C, num_warps=4)
     LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(NC, C // BC, H)](
-        q, k, g, b, L, P, table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=DOT_PRECISION, num_warps=INTRA_WARPS,
+        q, k, g, gam, b, L, P, table.chunk_bos, table.chunk_len, scale,
+        H=H, K=K, C=C, BC=BC, BK=min(SCORES_BK, K), L2NORM=l2norm_qk, SPAN=SPAN, PREC=DOT_PRECISION,
+        num_warps=INTRA_WARPS,
     )  # fmt: skip
     LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(NC, H)](
-        q, k, g, b, v, w, L, kb, ut, qg, ke, eg, table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, V=V, C=C, BC=BC, L2NORM=l2norm_qk, PREC=DOT_PRECISION, num_warps=INTRA_WARPS,
+        q, k, gam, b, v, w, L, kb, ut, qg, ke, eg, table.chunk_bos, table.chunk_len, scale,
+        H=H, K=K, V=V, C=C, BC=BC, BK=min(INTRA_BK, K, V), L2NORM=l2norm_qk, PREC=DOT_PRECISION,
+        num_warps=INTRA_WARPS,
     )  # fmt: skip
     if block_v is None:
         # enough programs to cover the SMs even for one sequence (measured on H200: B=1, H=16 best at
@@ -277,7 +338,7 @@ def chunk_gdn2_fwd(
     LAST_COMPILED["state_o"] = gdn2_fwd_kernel_state_o[(V // BV, H, N)](
         kb, ut, qg, ke, eg, P, o, initial_state, ht, h, table.chunk_bos, table.chunk_len, table.seq_chunks,
         H=H, K=K, V=V, C=C, BV=BV, HAS_H0=initial_state is not None, STORE_HT=output_final_state,
-        STORE_H=save_states, num_warps=4, num_stages=2,
+        STORE_H=save_states, num_warps=STATE_WARPS, num_stages=2,
     )  # fmt: skip
     inter = dict(L=L, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h)
     return o, ht, inter

@@ -113,7 +113,14 @@ def test_decode_multi_token_step():
 def test_strong_decay_takes_exact_path():
     # g in [-20, -10]: a 16-token sub-chunk spans > 80 nats, so diagonal blocks use pairwise differences
     xs = rand_inputs(1, 300, 2, 64, 64, dtype=torch.bfloat16, device="cuda", seed=21, g_range=(-20.0, -10.0))
-    o, ht = gdn2(*xs, output_final_state=True)
-    o_ref, ht_ref = torch_chunk_gdn2(*(x.double() for x in xs), output_final_state=True)
+    _, h0, do, dht = _cuda_inputs(1, 300, 2, 64, 64, seed=22)
+    o, ht, grads = _grads(gdn2, xs, h0, do, dht)
+    o_ref, ht_ref, grads_ref = _grads(
+        torch_chunk_gdn2, [x.double() for x in xs], h0.double(), do.double(), dht.double()
+    )
     assert_close("o", o_ref, o, FWD_TOL)
     assert_close("ht", ht_ref, ht, FWD_TOL)
+    for name, r, t in zip(NAMES, grads_ref, grads, strict=True):
+        # dg under this extreme decay measured 2.2e-2 on H200 (same with tf32x3 products); outside the
+        # issue's input range, tracked in kernels/NOTES.md
+        assert_close(f"d{name}", r, t, 5e-2 if name == "g" else BWD_TOL)

@@ -30,6 +30,18 @@ def _triton_backend():
     return triton_chunk
 
 
+@cache
+def _log_unsupported_once(K: int, V: int, dtype: torch.dtype) -> None:
+    logger.warning(
+        "GDN-2 Triton kernels do not cover K=%d, V=%d, %s; using the PyTorch reference on CUDA", K, V, dtype
+    )
+
+
+def _log_unsupported(q: torch.Tensor, v: torch.Tensor) -> None:
+    if q.dtype != torch.float64:  # float64 on CUDA is the oracle's own choice, not a fallback
+        _log_unsupported_once(q.shape[-1], v.shape[-1], q.dtype)
+
+
 def _check_tensor(name: str, x: object, shape: tuple[int | None, ...], dtypes, device) -> None:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -131,6 +143,8 @@ def gdn2(
         backend = _triton_backend()
         if backend is not None and backend.supports(q, v):
             return backend.chunk_gdn2(q, k, v, g, b, w, **kwargs)
+        if backend is not None:
+            _log_unsupported(q, v)
     return chunk_gdn2(q, k, v, g, b, w, **kwargs)
 
 

@@ -301,7 +301,7 @@ def chunk_gdn2_bwd(
     dh = torch.empty(NC, H, K, V, device=dev, dtype=torch.float32)
     du = torch.empty(NC, H, C, V, device=dev, dtype=torch.float32)
     dh0 = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if h0 is not None else None
-    BV = 16 if N * H * V // 32 < 256 else 32
+    BV = min(16 if N * H * V // 32 < 256 else 32, V)
     gdn2_bwd_kernel_state[(V // BV, H, N)](
         it["kb"], it["qg"], it["ke"], it["eg"], it["P"], do, dht, dh0, dh, du,
         table.chunk_bos, table.chunk_len, table.seq_chunks,
@@ -315,7 +315,7 @@ def chunk_gdn2_bwd(
     gdn2_bwd_kernel_wy[(NC, H)](
         q, k, g, b, v, w, it["h"], dh, du, it["ut"], it["kb"], do, it["L"], it["P"],
         dq_acc, dk_acc, db_acc, dgam, dv, dw, table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, V=V, C=C, BV=32, L2NORM=l2norm_qk, num_warps=8,
+        H=H, K=K, V=V, C=C, BV=min(32, V), L2NORM=l2norm_qk, num_warps=8,
     )  # fmt: skip
     del dh, du
     dq = torch.empty_like(q)

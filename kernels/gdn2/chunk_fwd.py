@@ -38,6 +38,8 @@ INTRA_WARPS = 4
 INTRA_BK = 64
 SCORES_BK = 128
 STATE_WARPS = 4
+# storage of the per-chunk operands of the state pass (and of the state fed to its products)
+WORK_DTYPE = torch.bfloat16
 # the last launched kernels, for register / spill reports (bench/kernels_probe.py)
 LAST_COMPILED: dict = {}
 
@@ -172,10 +174,10 @@ def gdn2_fwd_kernel_scores(
         for j in range(BC):
             row = row0 + j
             p_j = (row * H + i_h).to(tl.int64) * K + o_kf
-            f_kj = tl.load(k + p_j, mask=row < n, other=0.0).to(tl.float32)
+            f_kj = tl.load(k + p_j, mask=o_kf < tl.where(row < n, K, 0), other=0.0).to(tl.float32)
             if L2NORM:
                 f_kj = f_kj / tl.maximum(tl.sqrt(tl.sum(f_kj * f_kj)), 1e-6)
-            f_gj += tl.load(g + p_j, mask=row < n, other=0.0)
+            f_gj += tl.load(g + p_j, mask=o_kf < tl.where(row < n, K, 0), other=0.0)
             f_e = tl.exp(tl.where((o_r >= j)[:, None], f_gam - f_gj[None, :], 0.0)) * f_kj[None, :]
             m_col = (o_c == row)[None, :]
             b_L += tl.where(m_col, tl.sum(f_bk * f_e, 1)[:, None], 0.0)
@@ -295,13 +297,14 @@ def chunk_gdn2_fwd(
     l2norm_qk: bool,
     chunk_size: int = 64,
     block_v: int | None = None,
-    work_dtype: torch.dtype = torch.bfloat16,
+    work_dtype: torch.dtype | None = None,
     save_states: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
     """Forward on flat [tokens, H, *] contiguous inputs; returns (o, final_state, intermediates).
 
     Steps: 1. L, P (scores)  2. A, Kb, Ut, Qg, Ke, e^{gamma_C} (wy)  3. state pass + output (state_o).
-    `work_dtype` is the storage of the per-chunk operands read by the state pass (bf16 halves its traffic).
+    `work_dtype` is the storage of the per-chunk operands read by the state pass (default WORK_DTYPE:
+    bf16 halves its traffic; float32 lets the Triton interpreter run these kernels on CPU).
     """
     Ttot, H, K = q.shape
     V = v.shape[-1]
@@ -310,6 +313,7 @@ def chunk_gdn2_fwd(
     dev = q.device
     L = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
     P = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
+    work_dtype = WORK_DTYPE if work_dtype is None else work_dtype
     kb = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     qg = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     ke = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)

@@ -1,0 +1,71 @@
+"""Run the Triton kernels under the Triton interpreter (TRITON_INTERPRET=1, CPU) on tiny inputs and print
+their relative errors against the float64 reference as JSON. Launched in a subprocess by
+test_triton_interpreter.py: the interpreter must be chosen before any kernel is defined."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import torch
+
+assert os.environ.get("TRITON_INTERPRET") == "1", "run with TRITON_INTERPRET=1"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from gdn2_testutils import rand_inputs, rel_err  # noqa: E402
+
+from kernels.gdn2 import chunk_fwd  # noqa: E402
+
+# the interpreter has no bfloat16: keep the state pass operands in float32
+chunk_fwd.WORK_DTYPE = torch.float32
+
+from kernels.gdn2 import chunk as triton_chunk  # noqa: E402
+from kernels.gdn2.reference import chunk_gdn2 as reference  # noqa: E402
+
+NAMES = ["q", "k", "v", "g", "b", "w", "h0"]
+
+
+def grads(fn, xs, h0, do, dht, **kw):
+    args = [x.detach().clone().requires_grad_() for x in (*xs, h0)]
+    o, ht = fn(*args[:6], initial_state=args[6], output_final_state=True, **kw)
+    ((o * do).sum() + (ht * dht).sum()).backward()
+    return [o, ht] + [a.grad for a in args]
+
+
+def case(T, N=1, g_range=(-5.0, -0.1), lens=None, K=16, V=16, seed=0):
+    xs = rand_inputs(1 if lens else N, T, 1, K, V, dtype=torch.float32, seed=seed, g_range=g_range)
+    gen = torch.Generator().manual_seed(seed + 1)
+    S = len(lens) if lens else N
+    h0 = torch.randn(S, 1, K, V, generator=gen)
+    do = torch.randn(*xs[2].shape, generator=gen)
+    dht = torch.randn(S, 1, K, V, generator=gen)
+    kw = {}
+    if lens:
+        kw["cu_seqlens"] = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
+    ours = grads(triton_chunk.chunk_gdn2, xs, h0, do, dht, **kw)
+    ref = grads(reference, [x.double() for x in xs], h0.double(), do.double(), dht.double(), **kw)
+    return {
+        name: rel_err(r, o)
+        for name, r, o in zip(["o", "ht"] + [f"d{n}" for n in NAMES], ref, ours, strict=True)
+    }
+
+
+def decode_case():
+    xs = rand_inputs(2, 5, 1, 16, 16, dtype=torch.float32, seed=7)
+    h0 = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(8))
+    state = h0.clone()
+    o, _ = triton_chunk.gdn2_step(*xs, state)
+    o_ref, ht_ref = reference(*(x.double() for x in xs), initial_state=h0.double(), output_final_state=True)
+    return {"o": rel_err(o_ref, o), "ht": rel_err(ht_ref, state)}
+
+
+if __name__ == "__main__":
+    out = {
+        "T70": case(70),
+        "B2_T33": case(33, N=2, seed=1),
+        "varlen": case(5 + 1 + 66, lens=[5, 1, 66], seed=2),
+        "strong_decay": case(40, g_range=(-20.0, -10.0), seed=3),
+        "decode": decode_case(),
+    }
+    print(json.dumps(out))

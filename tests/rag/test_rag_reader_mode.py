@@ -70,3 +70,16 @@ def test_reader_is_loaded_once_and_shared_by_threads(tmp_path, fake_index, tiny_
     assert not errors and len(answers) == 3
     assert len({a.text for a in answers}) == 1  # same input, same reader, same span
     assert rag.reader._reader is not None and rag.reader.load_seconds >= 0
+
+
+def test_llamaindex_llm_uses_the_reader(tmp_path, fake_index, tiny_checkpoint):
+    from rag.llamaindex import READER_QA_TEMPLATE, GDN2ReaderLLM
+
+    rag = RAG(tmp_path, index=fake_index, config=RAGConfig(model_path=str(tiny_checkpoint), device="cpu"))
+    llm = GDN2ReaderLLM(rag)
+    context = "The reset link expires after 45 minutes.\n\nLate payments carry interest."
+    response = llm.complete(READER_QA_TEMPLATE.format(query_str="When does it expire?", context_str=context))
+    assert response.additional_kwargs["mode"] == "reader"
+    # an extractive reader answers with text of the context, whatever its weights
+    assert response.text and response.text in context
+    assert llm.metadata.model_name == f"gdn2-reader:{tiny_checkpoint.name}"

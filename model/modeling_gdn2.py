@@ -297,7 +297,7 @@ def _check_cu_seqlens(
         raise ValueError("pass either cu_seqlens or attention_mask, not both")
 
 
-# "past_key_values" up to transformers 5.2x, "cache" after the rename
+# generate() keeps the cache under "past_key_values" in transformers 5.17 and under "cache" in 5.24
 _GENERATE_CACHE_KEY = getattr(_generation_utils, "ALL_CACHE_NAMES", ["past_key_values"])[0]
 
 

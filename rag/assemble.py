@@ -204,6 +204,16 @@ def _layout(chosen: list, scores: dict[int, float], gap: int) -> list[Piece]:
     return pieces
 
 
+def _chunk_counts(chunks: list, counter: TokenCounter, cache: dict | None) -> list[int]:
+    if cache is None:
+        return counter.count_many([c.text for c in chunks])
+    keys = [(counter.name, getattr(c, "content_hash", None) or c.text) for c in chunks]
+    missing = [i for i, k in enumerate(keys) if k not in cache]
+    for i, n in zip(missing, counter.count_many([chunks[i].text for i in missing]), strict=True):
+        cache[keys[i]] = n
+    return [cache[k] for k in keys]
+
+
 def _count_pieces(pieces: list[Piece], cost_of: dict[int, int], counter: TokenCounter) -> None:
     """Set each piece's token count without re-tokenising its text.
 
@@ -238,6 +248,7 @@ def assemble_context(
     *,
     repeat_question: bool = True,
     merge_gap_lines: int = 1,
+    count_cache: dict | None = None,
 ) -> AssembledContext:
     """Pack ranked `chunks` (best first) into at most `budget` reader tokens (see the module docstring).
 
@@ -247,6 +258,8 @@ def assemble_context(
         scores: fused score per chunk id (a piece's score is its best chunk's).
         budget: reader tokens for the whole prompt, question and headers included.
         counter: the reader's token counter (exact) or the estimate.
+        count_cache: chunk token counts kept across calls, keyed by (counter name, content hash); a
+            long-lived `RAG` passes one so hot chunks are tokenised once.
     Returns:
         AssembledContext whose `tokens` <= budget.
     """
@@ -261,7 +274,7 @@ def assemble_context(
     # the main cost of assembly
     for start in range(0, len(chunks), COUNT_BLOCK):
         block = chunks[start : start + COUNT_BLOCK]
-        for chunk, tokens in zip(block, counter.count_many([c.text for c in block]), strict=True):
+        for chunk, tokens in zip(block, _chunk_counts(block, counter, count_cache), strict=True):
             cost = tokens + HEADER_ESTIMATE
             if used + cost <= room:
                 chosen.append(chunk)

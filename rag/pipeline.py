@@ -33,6 +33,7 @@ READER = "reader"
 CHUNKS_PER_TOKEN = 1 / 128
 EVIDENCE_CHARS = 800
 RETRIEVAL_ONLY_PASSAGES = 3
+MAX_CACHED_COUNTS = 2_000_000
 
 
 def _ingest_errors() -> tuple[type[BaseException], ...]:
@@ -58,6 +59,8 @@ class RAG:
         self._index = index
         self._index_lock = threading.RLock()
         self._stats_cache = None
+        # reader-token counts of chunks, by (counter, content hash): tokenising is most of assembly
+        self._token_counts: dict = {}
         self._reader = reader
         self._reader_lock = threading.Lock()
 
@@ -213,6 +216,7 @@ class RAG:
             reader.token_counter(),
             repeat_question=self.config.repeat_question,
             merge_gap_lines=self.config.merge_gap_lines,
+            count_cache=self._count_cache(),
         )
         timings.assemble_s = time.perf_counter() - t
         if retrieved.passages and not context.pieces:
@@ -267,11 +271,18 @@ class RAG:
             index=self.index_identity(),
         )
 
+    def _count_cache(self) -> dict:
+        # bounded: a few million ints at most, dropped whole when full
+        if len(self._token_counts) > MAX_CACHED_COUNTS:
+            self._token_counts = {}
+        return self._token_counts
+
     def close(self) -> None:
         """Drop the index view and the reader (frees memory; the object can be used again)."""
         with self._index_lock, self._reader_lock:
             self._index = None
             self._reader = None
+            self._token_counts = {}
 
     def __enter__(self) -> RAG:
         return self

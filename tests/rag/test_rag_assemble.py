@@ -122,3 +122,24 @@ def test_a_span_not_in_the_file_is_never_cited(long_doc, tmp_path):
     assert cite_span(ctx, 0, 0, 20, {c.id: c.text for c in chosen}) == []
     with pytest.raises(ValueError, match="outside"):
         cite_span(ctx, 0, 0, 10**6, {})
+
+
+def test_count_cache_gives_the_same_context_and_skips_recounting(long_doc):
+    _, index = long_doc
+    chunks = list(index.chunks.values())
+
+    class Counting(EstimateCounter):
+        calls = 0
+
+        def count_many(self, texts):
+            Counting.calls += len(texts)
+            return super().count_many(texts)
+
+    cache: dict = {}
+    first = assemble_context("q", chunks, _scores(chunks), 400, Counting(), count_cache=cache)
+    counted = Counting.calls
+    second = assemble_context("q", chunks, _scores(chunks), 400, Counting(), count_cache=cache)
+    assert [p.text for p in first.pieces] == [p.text for p in second.pieces]
+    assert first.tokens == second.tokens
+    # the second call only counted headers (and trimmed segments), never a chunk again
+    assert Counting.calls - counted <= 2 * len(second.pieces) + sum(len(p.segments) for p in second.pieces)

@@ -83,3 +83,15 @@ def test_llamaindex_llm_uses_the_reader(tmp_path, fake_index, tiny_checkpoint):
     # an extractive reader answers with text of the context, whatever its weights
     assert response.text and response.text in context
     assert llm.metadata.model_name == f"gdn2-reader:{tiny_checkpoint.name}"
+
+
+@pytest.mark.gpu
+def test_reader_on_cuda_cites_truthfully(tmp_path, fake_index, tiny_checkpoint):
+    rag = RAG(tmp_path, index=fake_index, config=RAGConfig(model_path=str(tiny_checkpoint), device="cuda"))
+    answer = rag.ask("How much notice is needed to terminate?", context_tokens=1500)
+    assert answer.mode == "reader" and answer.model["device"] == "cuda"
+    assert answer.text
+    files = FileLines()
+    assert all(
+        c.verified and verify(c.path, c.line_start, c.line_end, c.quote, files) for c in answer.citations
+    )

@@ -100,17 +100,24 @@ def limited_threads(n: int | None) -> Iterator[None]:
     if n is None:
         yield
         return
-    import faiss
     import torch
 
-    before_torch, before_faiss = torch.get_num_threads(), faiss.omp_get_max_threads()
+    try:
+        import faiss
+    except ImportError:
+        # an index without FAISS (a custom or test index) still limits torch
+        faiss = None
+    before_torch = torch.get_num_threads()
+    before_faiss = faiss.omp_get_max_threads() if faiss is not None else None
     torch.set_num_threads(n)
-    faiss.omp_set_num_threads(n)
+    if faiss is not None:
+        faiss.omp_set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(before_torch)
-        faiss.omp_set_num_threads(before_faiss)
+        if faiss is not None:
+            faiss.omp_set_num_threads(before_faiss)
 
 
 def _raw_scores(lists, active) -> dict[str, dict[int, float]]:

@@ -101,6 +101,20 @@ NAMED_CONFIGS: dict[str, TrainConfig] = {
         save_every=100,
         num_workers=10,
     ),
+    # a reader that trains on two CPU cores in under an hour (the fallback when no GPU time is left)
+    "cpu-small": TrainConfig(
+        name="cpu-small",
+        model=_gdn2_model(16384, 128, 2, 2, 64),
+        # the CPU reference costs per chunk more than per row: wide batches of short rows
+        curriculum=[Phase(0.0, 256, 96), Phase(0.6, 512, 48), Phase(0.85, 1024, 24)],
+        steps=450,
+        lr=3e-3,
+        warmup=20,
+        eval_every=75,
+        eval_batches=1,
+        save_every=25,
+        bf16=False,
+    ),
     # for when the GDN-2 backward is slow (sequential over chunks, so cost follows T, not B x T): fewer,
     # wider layers, big batches of short rows, and only the last 15% of steps at 16k
     "default-shallow": TrainConfig(

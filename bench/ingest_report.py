@@ -21,6 +21,7 @@ def _same_row(name: str, d: dict, kb: float):
         "split / load+chunk (s)": d.get("load+chunk", 0.0), "embed, incl. model load (s)": d["embed"],
         "store: FAISS + docstore (+BM25 ours) (s)": d["store"], "total in process (s)": d["total"],
         "process wall incl. interpreter start (s)": d["process_wall"], "chunks": d["chunks"],
+        "CPU seconds to the end of ingest (user+sys)": d.get("cpu_ingest_s", "-"),
         "chunks/s (end to end)": d["chunks"] / d["total"], "corpus kB/s (end to end)": kb / d["total"],
         "mean embedder tokens per chunk": d["tokens"]["mean_tokens"],
         "chunks over the 256-token window (cut silently)": d["tokens"]["over_256"],
@@ -44,6 +45,11 @@ def render(r: dict) -> str:
         ("embed, incl. model load (s)", li["embed"], us["embed"]),
         ("store: FAISS + docstore (+BM25 ours) (s)", li["store"], us["store"]),
         ("total in process (s)", li["total"], us["total"]),
+        (
+            "CPU seconds to the end of ingest (user+sys)",
+            li.get("cpu_ingest_s", "-"),
+            us.get("cpu_ingest_s", "-"),
+        ),
         ("process wall incl. interpreter start (s)", li["process_wall"], us["process_wall"]),
         ("chunks", li["chunks"], us["chunks"]),
         ("chunks/s (end to end)", li["chunks"] / li["total"], us["chunks"] / us["total"]),
@@ -67,6 +73,11 @@ def render(r: dict) -> str:
         c = _same_row(name, fp, kb) if fp else "-"
         out.append(f"| {name} | {_f(a, nd)} | {_f(b, nd)} | {_f(c, nd)} |")
     speed = li["total"] / us["total"]
+    if "cpu_ingest_s" in li and "cpu_ingest_s" in us:
+        line = f"CPU-time ratio (LlamaIndex / ours): {li['cpu_ingest_s'] / us['cpu_ingest_s']:.2f}x"
+        if fp and "cpu_ingest_s" in fp:
+            line += f"; fp32 side {li['cpu_ingest_s'] / fp['cpu_ingest_s']:.2f}x"
+        out += ["", line + "."]
     if fp:
         out += [
             "",

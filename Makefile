@@ -8,6 +8,8 @@ DEMO_INDEX ?= demo-index
 DEMO_QUESTION ?= What must you give the recipients when you distribute copies of the Program?
 # a handful of real licenses: small enough for the CPU embedder to finish in well under a minute
 DEMO_CORPUS ?= $(addprefix /usr/share/common-licenses/,GPL-3 Apache-2.0 MPL-2.0 BSD Artistic)
+# the reader runs on the CPU here: a few thousand tokens of context keep the demo quick (GPU: 100k default)
+DEMO_CONTEXT ?= 4000
 
 .PHONY: install demo test test-gpu lint format clean
 
@@ -22,7 +24,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/rag ingest $(DEMO_CORPUS) --index $(DEMO_INDEX) --domain legal
-	$(BIN)/rag -v ask "$(DEMO_QUESTION)" --index $(DEMO_INDEX)
+	$(BIN)/rag -v ask "$(DEMO_QUESTION)" --index $(DEMO_INDEX) --context-tokens $(DEMO_CONTEXT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

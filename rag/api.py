@@ -120,7 +120,8 @@ def _print_timings(answer: Answer, cold: float) -> None:
     t = answer.timings
     err.print(
         f"timings: retrieve {_ms(t.retrieve_s)} · assemble {_ms(t.assemble_s)} · read {_ms(t.read_s)} · "
-        f"ask total {_ms(t.total_s)} (reader load {_ms(t.load_reader_s)}) · command {_ms(cold)}"
+        f"ask total {_ms(t.total_s)} (of which loading: reader {_ms(t.load_reader_s)}, "
+        f"embedder {_ms(t.load_embedder_s)}) · command {_ms(cold)}"
     )
     err.print(
         f"context: {answer.context_tokens} tokens ({answer.token_counter}) in {answer.context_pieces} pieces "

@@ -146,6 +146,11 @@ class ReaderRuntime:
             return self._reader is not None
 
     @property
+    def loaded(self) -> bool:
+        """True once `load` ran (whether or not a reader came of it)."""
+        return self._loaded
+
+    @property
     def available(self) -> bool:
         return self.load()
 

@@ -78,7 +78,9 @@ class Timings:
     assemble_s: float = 0.0
     read_s: float = 0.0
     total_s: float = 0.0
+    # one-time costs, non-zero only on the first ask of a RAG object (also inside total_s)
     load_reader_s: float = 0.0
+    load_embedder_s: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
         return {k: round(v, 6) for k, v in asdict(self).items()}

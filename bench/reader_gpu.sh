@@ -2,6 +2,7 @@
 # Drive the reader's GPU work inside `run` calls (repo root; $OUT comes back):
 #   bench/reader_gpu.sh smoke            versions + per-phase step time/memory for both archs
 #   bench/reader_gpu.sh launch MINUTES [STEPS] [CONFIG]   start GDN-2 and SDPA training in the background
+#   bench/reader_gpu.sh train-fetch MIN [STEPS] [CONFIG] [ARCH]   train in the foreground and fetch (robust)
 #   bench/reader_gpu.sh poll             tail logs, copy curves
 #   bench/reader_gpu.sh eval [ARGS...]   background NIAH/QA eval + speed of both exported checkpoints
 #   bench/reader_gpu.sh fetch            copy the GDN-2 checkpoint (shards + small files tarred) and results
@@ -36,6 +37,17 @@ print(int($MIN * 60 * 0.8 / per))")
   done
   sleep 60; tail -n 4 $W/*.log
   ;;
+train-fetch)
+  # the robust way inside 10-minute calls: train in the foreground (cap MIN minutes), export, and bring
+  # the checkpoint back in the same call, so a hold that ends later cannot lose it
+  MIN=${2:-7}; STEPS=${3:-2400}; CONFIG=${4:-default}; ARCH=${5:-gdn2}
+  rm -rf $W/$ARCH $W/ck_$ARCH $W/data; cp -r data $W/data
+  python3 -m model.train train --config $CONFIG --arch $ARCH --data $W/data --out $W/$ARCH --export $W/ck_$ARCH \
+    --steps $STEPS --max-minutes "$MIN" --num-workers 8 2>&1 | grep -v "Writing model" | tee $W/$ARCH.log | tail -n 12
+  cp $W/ck_$ARCH/model*.safetensors "$OUT/"
+  tar -C $W/ck_$ARCH -cf "$OUT/ck_small_$ARCH.tar" --exclude='model*.safetensors' .
+  ls -la "$OUT"
+  ;;
 poll)
   tail -n 3 $W/*.log; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
   for arch in gdn2 transformer; do [ -f $W/$arch/history.jsonl ] && cp $W/$arch/history.jsonl "$OUT/history_$arch.jsonl"; done
@@ -53,5 +65,5 @@ fetch)
       transformer/history.jsonl ck_transformer/curves.png ck_transformer/train_config.json 2>/dev/null
   ls -la "$OUT"
   ;;
-*) echo "usage: $0 smoke|launch MIN [STEPS]|poll|eval|fetch" >&2; exit 2 ;;
+*) echo "usage: $0 smoke|launch MIN [STEPS]|train-fetch MIN [STEPS] [CONFIG] [ARCH]|poll|eval|fetch" >&2; exit 2 ;;
 esac

@@ -51,12 +51,12 @@ def train_run(
 
     from model.train import Trainer, named_config
 
+    cfg = named_config(config, steps=steps, arch=arch, num_workers=num_workers, seed=seed)
     data = Path(data_dir)
     if not (data / "corpus.jsonl.xz").is_file():
         raise FileNotFoundError(
             f"no corpus.jsonl.xz in {data}: run `python -m model.train prepare --out {data}`"
         )
-    cfg = named_config(config, steps=steps, arch=arch, num_workers=num_workers, seed=seed)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     docs = load_corpus(data / "corpus.jsonl.xz")
     train_docs = [d for d in docs if split_of(d.doc_id) == "train"]

@@ -49,3 +49,4 @@ def test_rag_train_without_data_is_a_user_error(tmp_path):
 def test_rag_train_unknown_config_is_a_user_error(tmp_path):
     res = CliRunner().invoke(app, ["train", "--config", "huge", "--data", str(tmp_path)])
     assert res.exit_code == 2
+    assert "unknown config 'huge'" in res.output

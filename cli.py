@@ -138,6 +138,10 @@ def ask(
         bool,
         typer.Option("--no-reader", help="Answer retrieval-only (best passage), without loading the reader."),
     ] = False,
+    generate: Annotated[
+        bool,
+        typer.Option("--generate", help="Also generate a free-text answer (checkpoints with an LM head)."),
+    ] = False,
 ) -> None:
     """Answer a question from the index, citing files and lines.
 
@@ -158,6 +162,7 @@ def ask(
         model=model,
         device=device,
         no_reader=no_reader,
+        generate=generate,
     )
 
 

@@ -67,6 +67,7 @@ def ask_command(
     model=None,
     device=None,
     no_reader=False,
+    generate=False,
 ) -> None:
     t0 = time.perf_counter()
     # cheap argument checks before the index and the reader are opened
@@ -75,11 +76,18 @@ def ask_command(
     if model is not None and not Path(model).exists():
         raise RagError(f"model path {model} does not exist")
     check_device(device)
-    if no_reader and model is not None:
-        raise RagError("--no-reader and --model contradict each other")
+    if no_reader and (model is not None or generate):
+        raise RagError("--no-reader contradicts --model and --generate")
     config = RAGConfig(use_reader=not no_reader).with_(model_path=model, device=device)
     rag = RAG.open(index, config=config)
-    answer = rag.ask(question, context_tokens=context_tokens, top_k=top_k, domain=domain, path_glob=path_glob)
+    answer = rag.ask(
+        question,
+        context_tokens=context_tokens,
+        top_k=top_k,
+        domain=domain,
+        path_glob=path_glob,
+        generate=generate,
+    )
     cold = time.perf_counter() - t0
     if json_out:
         _echo_json(answer.to_dict())

@@ -26,6 +26,8 @@ class RAGConfig:
         device: "cpu", "cuda" or None (cuda when available).
         require_reader: raise instead of falling back to a retrieval-only answer when no reader loads.
         use_reader: False answers retrieval-only on purpose (fast, no model), and says so.
+        generate: also generate a free-text answer (greedy, `max_new_tokens`) after the extractive one;
+            needs a checkpoint with an LM head.
         retrieval_threads: torch and FAISS threads while one query is embedded and searched (restored
             after). One short query gains nothing from more threads, and on a busy 2-core machine two
             threads made `search` 45x slower (530 ms vs 12 ms p50, bench/results/rag.md); None leaves
@@ -46,6 +48,8 @@ class RAGConfig:
     device: str | None = None
     require_reader: bool = False
     use_reader: bool = True
+    generate: bool = False
+    max_new_tokens: int = 64
     retrieval_threads: int | None = 1
     extra: dict = field(default_factory=dict)
 

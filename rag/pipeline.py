@@ -197,12 +197,14 @@ class RAG:
         top_k: int | None = None,
         domain: str | None = None,
         path_glob: str | None = None,
+        generate: bool | None = None,
     ) -> Answer:
         """Answer `question` from the index with cited file lines.
 
         Steps: retrieve (hybrid) -> assemble up to `context_tokens` reader tokens -> read with the
         GDN-2 reader (or pick the best passage's best sentence when no reader is available, with
         `mode="retrieval-only"`) -> map the answer span to verified `path:line-line` citations.
+        With `generate` (or `config.generate`), a reader with an LM head also writes `Answer.generated`.
         """
         if not isinstance(question, str) or not question.strip():
             raise RagError("the question is empty")
@@ -216,7 +218,13 @@ class RAG:
         timings = Timings()
         t0 = time.perf_counter()
 
+        generate = self.config.generate if generate is None else generate
         reader = self.reader
+        if generate and not reader.can_generate:
+            raise RagError(
+                "--generate needs a reader checkpoint with an LM head"
+                + (f" ({reader.reason})" if reader.reason else "; this one only extracts spans")
+            )
         # one-time costs of the first ask are reported apart from the stages
         first = not reader.loaded
         use_reader = reader.available
@@ -253,6 +261,8 @@ class RAG:
                 span = reader.extract(context, max_answer_tokens=self.config.max_answer_tokens)
             else:
                 span = _retrieval_only_span(question, context, retrieved)
+        if generate and span is not None:
+            span = dataclasses.replace(span, generated=reader.generate(context, self.config.max_new_tokens))
         timings.read_s = time.perf_counter() - t
 
         answer = self._build_answer(question, context, retrieved, span, use_reader)

@@ -193,3 +193,34 @@ class ReaderRuntime:
             score=float(span.score),
             generated=getattr(span, "generated", None),
         )
+
+    @property
+    def can_generate(self) -> bool:
+        """True when the loaded checkpoint has an LM head (`config.reader_lm_head`)."""
+        return self.load() and getattr(self._reader.net, "lm_head", None) is not None
+
+    def generate(self, context: AssembledContext, max_new_tokens: int = 64) -> str:
+        """A generated answer after the query-first prompt (greedy), for checkpoints with an LM head."""
+        if not self.load():
+            raise RagError(f"--generate needs a reader: {self.reason}")
+        if not self.can_generate:
+            raise RagError(
+                "--generate needs a reader checkpoint with an LM head; this one only extracts spans"
+            )
+        import torch
+
+        from model.prompt import build_reader_input
+        from model.tokenizer import EOS, PAD, special_id
+
+        tok = self._reader.tokenizer
+        ri = build_reader_input(tok, context.question, _to_context_pieces(context))
+        ids = torch.from_numpy(ri.input_ids)[None].to(self._reader.device)
+        with self._lock, torch.inference_mode():
+            out = self._reader.net.generate(
+                ids,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=special_id(tok, EOS),
+                pad_token_id=special_id(tok, PAD),
+            )
+        return tok.decode(out[0, ids.shape[1] :].tolist(), skip_special_tokens=True).strip()

@@ -76,6 +76,8 @@ def test_bad_domain_and_contradictions_exit_2(patched):
     assert result.exit_code == 2 and "unknown domain" in result.output
     result = runner.invoke(cli.app, ["ask", "q", "--no-reader", "--model", "."])
     assert result.exit_code == 2 and "contradict" in result.output
+    result = runner.invoke(cli.app, ["ask", "q", "--no-reader", "--generate"])
+    assert result.exit_code == 2 and "--generate" in result.output
 
 
 def test_empty_index_and_embedder_mismatch_exit_2(monkeypatch, tmp_path):

@@ -16,12 +16,10 @@ from rag import RAG, RAGConfig
 from rag.citations import FileLines, verify
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
+def _tiny_checkpoint(path: Path, lm_head: bool = False) -> Path:
     from model import GDN2Config, GDN2ForReader
     from model.tokenizer import save_tokenizer, train_tokenizer
 
-    path = tmp_path_factory.mktemp("tiny-reader")
     tok = train_tokenizer([CONTRACT, HELP_PAGE, CODE_MODULE] * 3, vocab_size=300, min_frequency=1)
     cfg = GDN2Config(
         vocab_size=tok.get_vocab_size(),
@@ -32,10 +30,32 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
         intermediate_size=48,
         bos_token_id=None,
         eos_token_id=None,
+        reader_lm_head=lm_head,
     )
     GDN2ForReader(cfg).save_pretrained(str(path))
     save_tokenizer(tok, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    return _tiny_checkpoint(tmp_path_factory.mktemp("tiny-reader"))
+
+
+def test_generate_needs_an_lm_head_and_then_writes_text(tmp_path, fake_index, tiny_checkpoint):
+    from rag import RagError
+
+    rag = RAG(tmp_path, index=fake_index, config=RAGConfig(model_path=str(tiny_checkpoint), device="cpu"))
+    with pytest.raises(RagError, match="LM head"):
+        rag.ask("When does the reset link expire?", context_tokens=600, generate=True)
+    with_head = _tiny_checkpoint(tmp_path / "lm", lm_head=True)
+    cfg = RAGConfig(model_path=str(with_head), device="cpu", max_new_tokens=4)
+    lm_rag = RAG(tmp_path, index=fake_index, config=cfg)
+    answer = lm_rag.ask("When does the reset link expire?", context_tokens=600, generate=True)
+    assert answer.mode == "reader" and isinstance(answer.generated, str)
+    # the extractive answer and its citations are there as well
+    assert answer.text and all(c.verified for c in answer.citations)
+    assert answer.to_dict()["generated"] == answer.generated
 
 
 def test_reader_span_is_cited_at_lines_that_hold_it(tmp_path, fake_index, tiny_checkpoint):

@@ -220,13 +220,13 @@ class RAG:
 
         generate = self.config.generate if generate is None else generate
         reader = self.reader
+        # one-time costs of the first ask are reported apart from the stages
+        first = not reader.loaded
         if generate and not reader.can_generate:
             raise RagError(
                 "--generate needs a reader checkpoint with an LM head"
                 + (f" ({reader.reason})" if reader.reason else "; this one only extracts spans")
             )
-        # one-time costs of the first ask are reported apart from the stages
-        first = not reader.loaded
         use_reader = reader.available
         timings.load_reader_s = reader.load_seconds if use_reader and first else 0.0
         timings.load_embedder_s = self._warm_embedder()

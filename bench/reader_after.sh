@@ -4,7 +4,9 @@
 set -o pipefail
 export PYTHONPATH=.:${PYTHONPATH:-} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 W=/tmp/train
-for i in $(seq 1 100); do [ -f $W/ck_gdn2/config.json ] && break; sleep 5; done
+# a fresh machine has no run folder: say so at once instead of waiting for a checkpoint that cannot come
+[ -d $W/gdn2 ] || { echo "no $W/gdn2 on this machine: the training machine is gone" >&2; exit 3; }
+for i in $(seq 1 100); do [ -f $W/ck_gdn2/config.json ] && break; pgrep -f "arch gdn2 --data" > /dev/null || break; sleep 5; done
 tail -n 3 $W/gdn2.log
 read TOTAL LAST < <(python3 -c "
 import json; rows=[json.loads(l) for l in open('$W/gdn2/history.jsonl')]

@@ -181,7 +181,8 @@ def info_command(*, index, json_out) -> None:
     if json_out:
         _echo_json(data)
         return
+    width = max(map(len, data))
     for key, value in data.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
-        out.print(f"{key:>12}: {escape(str(value))}")
+        out.print(f"{key:>{width}}: {escape(str(value))}")

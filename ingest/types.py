@@ -11,7 +11,10 @@ class Document:
 
     `text` is what the chunker sees; every chunk is an exact slice of it, so char spans are
     offsets into `text`. `line_offset` is added to line numbers so they point into the source
-    file (the first line of an e-mail inside an mbox, the row of a CSV record).
+    file when the text is a slice of it that starts at that line. A document whose text is
+    rebuilt rather than sliced from the file (an e-mail's chosen headers and decoded body, a
+    ticket record's fields) sets `source_lines`: the first and last line of the file it came
+    from, which every one of its chunks cites.
     """
 
     path: str
@@ -22,6 +25,7 @@ class Document:
     language: str | None = None  # source language for code
     page_starts: list[int] | None = None  # char offset where each PDF page starts (page i+1)
     line_offset: int = 0
+    source_lines: tuple[int, int] | None = None
 
 
 @dataclass

@@ -126,8 +126,11 @@ def chunk_document(
             if n > max_tokens:
                 retry.extend(t for h in _halve(text, s, prose) if (t := _trim(text, h)))
                 continue
-            ls = int(np.searchsorted(nl, s.start, "left")) + base
-            le = int(np.searchsorted(nl, s.end - 1, "left")) + base
+            if doc.source_lines is not None:
+                ls, le = doc.source_lines
+            else:
+                ls = int(np.searchsorted(nl, s.start, "left")) + base
+                le = int(np.searchsorted(nl, s.end - 1, "left")) + base
             page = int(np.searchsorted(page_starts, s.start, "right")) if page_starts is not None else None
             drafts.append(ChunkDraft(s.start, s.end, text[s.start : s.end], s.section, ls, le, page, et, n))
         pending = retry

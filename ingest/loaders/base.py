@@ -27,7 +27,8 @@ def looks_binary(data: bytes) -> bool:
 
 
 def decode_text(data: bytes) -> str:
-    """UTF-8 when valid, else the encoding charset-normalizer detects; SkipFile when neither works."""
+    """UTF-8 when valid, else the encoding charset-normalizer detects (Windows-1252 on a tie);
+    SkipFile when neither works."""
     if looks_binary(data):
         raise SkipFile("binary file")
     try:
@@ -35,13 +36,19 @@ def decode_text(data: bytes) -> str:
     except UnicodeDecodeError:
         from charset_normalizer import from_bytes
 
-        best = from_bytes(data[:1_000_000]).best()
+        matches = from_bytes(data[:1_000_000])
+        best = matches.best()
         if best is None:
             raise SkipFile("undecodable text (no encoding fits)") from None
+        encoding = best.encoding
+        # short Western text fits several code pages equally well and the detector's pick among
+        # them is arbitrary (cp775 turns 'Señor' into 'Se±or'): prefer Windows-1252 on a tie
+        if any(m.encoding == "cp1252" and m.chaos <= best.chaos for m in matches):
+            encoding = "cp1252"
         try:
-            text = data.decode(best.encoding)
+            text = data.decode(encoding)
         except (UnicodeDecodeError, LookupError):
-            raise SkipFile(f"undecodable text (detected {best.encoding})") from None
+            raise SkipFile(f"undecodable text (detected {encoding})") from None
     # one newline convention so char and line spans agree with what we store
     return text.replace("\r\n", "\n").replace("\r", "\n")
 

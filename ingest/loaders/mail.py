@@ -1,4 +1,4 @@
-"""E-mail: .eml (one message) and .mbox (one document per message, line offsets into the mbox kept)."""
+"""E-mail: .eml (one message) and .mbox (one document per message, citing its lines of the mbox)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def load_eml(path: Path, data: bytes) -> list[Document]:
     if not msg.keys():
         raise SkipFile("not an e-mail (no headers)")
     text, subject = message_text(msg)
-    return [Document(path=str(path), text=text, title=subject or path.name, fmt="email")]
+    lines = (1, max(1, data.rstrip().count(b"\n") + 1))
+    return [Document(path=str(path), text=text, title=subject or path.name, fmt="email", source_lines=lines)]
 
 
 _FROM_LINE = re.compile(r"^From \S", re.M)
@@ -62,6 +63,7 @@ def load_mbox(path: Path, data: bytes) -> list[Document]:
         msg = email.message_from_string(raw, policy=policy.default)
         body, subject = message_text(msg)
         line = text.count("\n", 0, s) + 1
+        last = line + text[s:e].rstrip().count("\n")
         msg_id = str(msg.get("Message-ID", "") or "").strip("<> ") or f"msg{i + 1}"
         docs.append(
             Document(
@@ -71,6 +73,7 @@ def load_mbox(path: Path, data: bytes) -> list[Document]:
                 fmt="email",
                 sub=f"{i + 1}:{msg_id}",
                 line_offset=line,
+                source_lines=(line, last),
             )
         )
     return docs

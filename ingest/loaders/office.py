@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
 from pathlib import Path
 
@@ -68,6 +69,12 @@ def load_pdf(path: Path, data: bytes) -> list[Document]:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
+    # pypdf logs repairs of damaged files ("EOF marker not found") as warnings; with no handler set up
+    # by the app, Python prints them on stderr. A NullHandler keeps ingest quiet and still lets them
+    # propagate to handlers the app configures.
+    pdf_log = logging.getLogger("pypdf")
+    if not any(isinstance(h, logging.NullHandler) for h in pdf_log.handlers):
+        pdf_log.addHandler(logging.NullHandler())
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):

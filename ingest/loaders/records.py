@@ -34,8 +34,9 @@ def _flatten(value, key: str, out: list[str], fields: list[str] | None) -> None:
 
 
 def record_document(
-    path: Path, rec: dict, index: int, line: int, fields: list[str] | None
+    path: Path, rec: dict, index: int, lines: tuple[int, int], fields: list[str] | None
 ) -> Document | None:
+    """The record's text fields as `key: value` lines; it cites its `lines` of the file."""
     parts: list[str] = []
     _flatten(rec, "", parts, fields)
     if not parts:
@@ -51,7 +52,8 @@ def record_document(
         title=title or f"{path.name} #{rid}",
         fmt="record",
         sub=rid,
-        line_offset=line,
+        line_offset=lines[0],
+        source_lines=lines,
     )
 
 
@@ -66,7 +68,7 @@ def _records_from_json(obj) -> list[dict]:
 
 def load_records(path: Path, data: bytes, kind: str, fields: list[str] | None) -> list[Document]:
     text = decode_text(data)
-    rows: list[tuple[dict, int]] = []
+    rows: list[tuple[dict, tuple[int, int]]] = []
     if kind == "jsonl":
         for n, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
@@ -76,13 +78,15 @@ def load_records(path: Path, data: bytes, kind: str, fields: list[str] | None) -
             except ValueError:
                 raise SkipFile(f"invalid JSONL at line {n}") from None
             if isinstance(rec, dict):
-                rows.append((rec, n))
+                rows.append((rec, (n, n)))
     elif kind == "json":
         try:
             obj = json.loads(text)
         except ValueError as exc:
             raise SkipFile(f"invalid JSON ({exc})") from None
-        rows = [(r, 0) for r in _records_from_json(obj)]
+        # a JSON record's own lines are not tracked: it cites the whole file
+        whole = (1, max(1, text.rstrip().count("\n") + 1))
+        rows = [(r, whole) for r in _records_from_json(obj)]
     else:
         reader = csv.DictReader(io.StringIO(text))
         try:
@@ -90,11 +94,15 @@ def load_records(path: Path, data: bytes, kind: str, fields: list[str] | None) -
             _ = reader.fieldnames
             prev = reader.line_num
             for rec in reader:
-                rows.append(({k: v for k, v in rec.items() if k is not None}, prev + 1))
+                rows.append(({k: v for k, v in rec.items() if k is not None}, (prev + 1, reader.line_num)))
                 prev = reader.line_num
         except csv.Error as exc:
             raise SkipFile(f"invalid CSV ({exc})") from None
-    docs = [d for i, (r, ln) in enumerate(rows) if (d := record_document(path, r, i, ln, fields)) is not None]
+    docs = [
+        d
+        for i, (r, lines) in enumerate(rows)
+        if (d := record_document(path, r, i, lines, fields)) is not None
+    ]
     if not docs:
         raise SkipFile(f"no records with text in {kind.upper()}")
     return docs

@@ -232,3 +232,55 @@ def test_code_languages_by_extension():
     assert detect_format(Path("x/main.rs")) == ("code", "rust")
     assert detect_format(Path("x/App.tsx")) == ("code", "tsx")
     assert detect_format(Path("/usr/share/man/man1/ls.1.gz"))[0] == "man"
+
+
+def test_short_western_text_decoded_as_windows_1252(tmp_path: Path):
+    # charset-normalizer ties several code pages on short text and used to pick cp1250 / cp775
+    cases = {
+        "fr.txt": ("Café crème brûlée: le délai de préavis est de trente jours.\n", "latin-1"),
+        "es.txt": ("Señor, la cláusula 3 está vigente. Año fiscal.\n", "cp1252"),
+        "ru.txt": ("Привет, мир! Договор действует.\n", "cp1251"),
+    }
+    for name, (text, enc) in cases.items():
+        (tmp_path / name).write_bytes(text.encode(enc))
+        assert _load(tmp_path / name)[0].text == text
+
+
+def test_rebuilt_documents_cite_their_source_lines(tmp_path: Path):
+    # the indexed text of an e-mail or a ticket is rebuilt (headers, `key: value` lines), so its
+    # line count says nothing about the file: each document cites the lines it came from
+    (tmp_path / "t.csv").write_text(
+        'id,subject,body\n7,Cannot log in,"Login fails\nwith 403."\n8,Slow,Export\n'
+    )
+    (tmp_path / "t.jsonl").write_text(
+        '{"id": 1, "title": "A", "body": "x"}\n{"id": 2, "title": "B", "body": "y"}\n'
+    )
+    mbox = (
+        "From a Mon Jan  1 10:00:00 2024\nSubject: One\n\nfirst body\n\n"
+        "From b Mon Jan  1 11:00:00 2024\nSubject: Two\n\nsecond\nbody\n"
+    )
+    (tmp_path / "m.mbox").write_text(mbox)
+    (tmp_path / "m.eml").write_text("Subject: Hi\nFrom: a@example.com\n\nline one\nline two\n")
+    spans = {
+        n: [d.source_lines for d in _load(tmp_path / n)] for n in ("t.csv", "t.jsonl", "m.mbox", "m.eml")
+    }
+    assert spans == {
+        "t.csv": [(2, 3), (4, 4)],
+        "t.jsonl": [(1, 1), (2, 2)],
+        "m.mbox": [(1, 4), (6, 10)],
+        "m.eml": [(1, 5)],
+    }
+
+
+def test_damaged_pdf_is_quiet(tmp_path: Path, capfd):
+    fpdf = pytest.importorskip("fpdf")
+    pdf = fpdf.FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=12)
+    pdf.multi_cell(0, 8, "Retention policy. Records are kept for three years. " * 20)
+    data = bytes(pdf.output())
+    (tmp_path / "cut.pdf").write_bytes(data[: len(data) // 2])
+    with pytest.raises(SkipFile, match="corrupt PDF"):
+        _load(tmp_path / "cut.pdf")
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")

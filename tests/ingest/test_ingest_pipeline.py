@@ -220,3 +220,23 @@ def test_import_is_light():
     code = f"import sys, ingest; print({heavy} & set(sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "set()"
+
+
+def test_ticket_and_mail_chunks_cite_lines_inside_the_file(tmp_path: Path, cfg: IngestConfig):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "t.csv").write_text(
+        "id,subject,description\n7,Broken link,The pricing link is 404\n8,Dark,Add dark mode\n"
+    )
+    (docs / "m.eml").write_text(
+        "Subject: Printer\nFrom: a@example.com\nTo: b@example.com\n\nPrinter offline.\n"
+    )
+    ingest_paths(tmp_path / "ix", [docs], cfg, progress=False)
+    with Index.open(tmp_path / "ix", embedder=cfg.embedder_factory()) as ix:
+        for path, n_lines in (("t.csv", 3), ("m.eml", 5)):
+            for c in ix.get_chunks(_ids_for_path(ix, path)):
+                assert 1 <= c.line_start <= c.line_end <= n_lines, c.citation
+        assert [c.citation.rsplit(":", 1)[1] for c in ix.get_chunks(_ids_for_path(ix, "t.csv"))] == [
+            "2-2",
+            "3-3",
+        ]

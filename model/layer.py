@@ -21,7 +21,14 @@ from torch import nn
 from kernels import gdn2, gdn2_step
 from model.cache import GDN2Cache, RecurrentLayerState
 
-__all__ = ["GatedDeltaNet2", "RMSNorm", "RMSNormGated", "ShortConvolution", "positions_in_sequence"]
+__all__ = [
+    "GatedDeltaNet2",
+    "RMSNorm",
+    "RMSNormGated",
+    "ShortConvolution",
+    "decay_init",
+    "positions_in_sequence",
+]
 
 
 def positions_in_sequence(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
@@ -30,6 +37,20 @@ def positions_in_sequence(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
     lengths = cu[1:] - cu[:-1]
     starts = torch.repeat_interleave(cu[:-1], lengths, output_size=total)
     return torch.arange(total, device=cu.device) - starts
+
+
+def decay_init(A_log: torch.Tensor, dt_bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mamba-style `A_log` [H] and `dt_bias` [H*K]: A in U(1, 16), softplus(dt_bias) in [1e-3, 0.1].
+
+    dt is log-uniform; `dt_bias` is its inverse softplus. Keeps every channel's per-token decay
+    `exp(g) = exp(-A * dt)` within roughly [0.2, 0.999] at init, so the state neither explodes nor
+    forgets everything before training has shaped the gates.
+    """
+    A = torch.empty_like(A_log).uniform_(1, 16)
+    dt = torch.exp(torch.rand_like(dt_bias) * (math.log(0.1) - math.log(0.001)) + math.log(0.001)).clamp(
+        min=1e-4
+    )
+    return A.log(), dt + torch.log(-torch.expm1(-dt))
 
 
 class RMSNorm(nn.Module):
@@ -199,17 +220,10 @@ class GatedDeltaNet2(nn.Module):
 
     @torch.no_grad()
     def reset_decay_parameters(self) -> None:
-        """Mamba-style decay init: A in U(1, 16) per head, softplus(dt_bias) log-uniform in [1e-3, 0.1].
-
-        Keeps every channel's per-token decay `exp(g)` within roughly [0.2, 0.999] at init, so the state
-        neither explodes nor forgets everything before training has shaped the gates.
-        """
-        self.A_log.copy_(torch.empty_like(self.A_log).uniform_(1, 16).log())
-        dt = torch.exp(
-            torch.rand_like(self.dt_bias) * (math.log(0.1) - math.log(0.001)) + math.log(0.001)
-        ).clamp(min=1e-4)
-        # inverse softplus, so softplus(dt_bias) == dt
-        self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        """Draw `A_log` and `dt_bias` afresh with `decay_init` (also what `_init_weights` uses)."""
+        A_log, dt_bias = decay_init(self.A_log, self.dt_bias)
+        self.A_log.copy_(A_log)
+        self.dt_bias.copy_(dt_bias)
 
     def forward(
         self,
@@ -221,8 +235,8 @@ class GatedDeltaNet2(nn.Module):
     ) -> torch.Tensor:
         """Mix [B, T, hidden] -> [B, T, hidden]; with `use_cache`, writes this layer's state into `cache`.
 
-        `attention_mask` [B, T_total] marks left padding: padded inputs are zeroed, which leaves the state
-        exactly zero through them, so a left-padded row equals the same row run alone.
+        `attention_mask` [B, T_total] marks left padding: padded inputs and keys are zeroed, which leaves the
+        state exactly zero through them, so a left-padded row equals the same row run alone.
         """
         B, T, _ = hidden_states.shape
         x = hidden_states
@@ -240,6 +254,9 @@ class GatedDeltaNet2(nn.Module):
             new_conv = (cq, ck, cv)
         else:
             q, k, v = F.silu(q), F.silu(k), F.silu(v)
+        if attention_mask is not None:
+            # a conv bias makes k nonzero even from zeroed inputs: k = 0 keeps padding out of the state
+            k = k * attention_mask[:, -T:, None].to(k.dtype)
 
         # decay in float32: the kernels cumulate it over whole chunks
         g = F.softplus(self.f_proj(x) + self.dt_bias.float())  # bf16 + fp32 promotes: one fp32 pass
@@ -255,8 +272,9 @@ class GatedDeltaNet2(nn.Module):
             b = b * 2.0
 
         state = last.recurrent_state if last is not None else None
-        if state is not None and T == 1 and not torch.is_grad_enabled():
-            # single-token decode: the recurrent kernel updates the cached state in place
+        if state is not None and T == 1 and use_cache and not torch.is_grad_enabled():
+            # single-token decode: the recurrent kernel updates the cached state in place (only when asked
+            # to update the cache; without use_cache the cache is read, never written)
             o, state = gdn2_step(q, k, v, g, b, w, state)
         else:
             o, state = gdn2(

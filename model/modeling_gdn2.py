@@ -25,7 +25,7 @@ from transformers.utils import ModelOutput
 from model.attention import SlidingWindowAttention
 from model.cache import GDN2Cache
 from model.configuration_gdn2 import GDN2Config
-from model.layer import GatedDeltaNet2, RMSNorm, ShortConvolution
+from model.layer import GatedDeltaNet2, RMSNorm, ShortConvolution, decay_init
 
 __all__ = [
     "GDN2CausalLMOutput",
@@ -172,11 +172,9 @@ class GDN2PreTrainedModel(PreTrainedModel):
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, GatedDeltaNet2):
-            init.copy_(module.A_log, torch.empty_like(module.A_log).uniform_(1, 16).log())
-            dt = torch.exp(
-                torch.rand_like(module.dt_bias) * (math.log(0.1) - math.log(0.001)) + math.log(0.001)
-            ).clamp(min=1e-4)
-            init.copy_(module.dt_bias, dt + torch.log(-torch.expm1(-dt)))
+            A_log, dt_bias = decay_init(module.A_log, module.dt_bias)
+            init.copy_(module.A_log, A_log)
+            init.copy_(module.dt_bias, dt_bias)
         elif (
             hasattr(module, "weight") and isinstance(module.weight, nn.Parameter) and module.weight.dim() == 1
         ):
@@ -364,6 +362,11 @@ def _lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(shifted, labels[:, 1:].reshape(-1).to(logits.device), ignore_index=-100)
 
 
+def _ignore_outside(positions: torch.Tensor, length: int) -> torch.Tensor:
+    """Positions outside [0, length) become -100, the index cross entropy ignores."""
+    return positions.masked_fill((positions < 0) | (positions >= length), -100)
+
+
 def _keep(hidden: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
     return hidden if not logits_to_keep else hidden[:, -logits_to_keep:]
 
@@ -488,9 +491,8 @@ class GDN2ForReader(GDN2PreTrainedModel, _RecurrentGeneration, GenerationMixin):
         loss = None
         if start_positions is not None and end_positions is not None:
             T = start_logits.shape[1]
-            # positions outside the sequence mean "no answer here": clamp to an ignored index
-            s = start_positions.clamp(-100, T - 1).to(start_logits.device)
-            e = end_positions.clamp(-100, T - 1).to(end_logits.device)
+            # positions outside [0, T) mean "no answer here": the row is ignored (index -100)
+            s, e = (_ignore_outside(p.to(start_logits.device), T) for p in (start_positions, end_positions))
             loss = (
                 F.cross_entropy(start_logits, s, ignore_index=-100)
                 + F.cross_entropy(end_logits, e, ignore_index=-100)

@@ -93,6 +93,34 @@ def test_left_padded_batch_equals_rows_run_alone():
     assert torch.equal(generated[1, 5:], generated_alone[0])
 
 
+def test_left_padding_stays_out_of_the_state_with_conv_bias():
+    model = _lm(conv_bias=True)
+    with torch.no_grad():
+        for conv in (m for m in model.modules() if m.__class__.__name__ == "ShortConvolution"):
+            torch.nn.init.normal_(conv.bias, std=0.5)
+    a, b = tokens(1, 14, seed=3), tokens(1, 9, seed=4)
+    batch = torch.cat([a, torch.cat([torch.zeros(1, 5, dtype=torch.long), b], dim=1)])
+    mask = torch.ones_like(batch)
+    mask[1, :5] = 0
+    with torch.no_grad():
+        both = model(batch, attention_mask=mask).logits
+        alone = model(b).logits
+    torch.testing.assert_close(both[1, 5:], alone[0], rtol=1e-4, atol=1e-5)
+
+
+def test_a_cache_passed_without_use_cache_is_read_not_written():
+    model = _lm()
+    with torch.no_grad():
+        cache = model(tokens(1, 8), use_cache=True).cache
+        before = [layer.recurrent_state.clone() for layer in cache.layers]
+        step = model(tokens(1, 1, seed=9), past_key_values=cache, use_cache=False)
+        assert step.cache is None
+        again = model(tokens(1, 1, seed=9), past_key_values=cache, use_cache=False)
+    for layer, state in zip(cache.layers, before, strict=True):
+        assert torch.equal(layer.recurrent_state, state)
+    torch.testing.assert_close(again.logits, step.logits, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("overrides", VARIANTS[:2])
 def test_packed_varlen_equals_separate_runs(overrides):
     torch.manual_seed(0)
@@ -141,6 +169,12 @@ def test_reader_heads_loss_and_round_trip(tmp_path):
     again = GDN2ForReader.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         torch.testing.assert_close(again(ids).start_logits, reader(ids).start_logits, rtol=0, atol=0)
+    # positions outside the sequence ignore the row: the loss is that of the other row alone
+    pos = dict(start_positions=torch.tensor([3, 16]), end_positions=torch.tensor([4, -1]))
+    with torch.no_grad():
+        one_ignored = reader(ids, **pos).loss
+        first_alone = reader(ids[:1], start_positions=torch.tensor([3]), end_positions=torch.tensor([4])).loss
+    torch.testing.assert_close(one_ignored, first_alone)
     no_head = GDN2ForReader(tiny_config())
     assert no_head.lm_head is None and no_head(ids).logits is None
     with pytest.raises(ValueError, match="no LM head"):

@@ -57,7 +57,7 @@ def load_file(path: Path, data: bytes, record_fields: list[str] | None = None) -
     if fmt == "binary":
         raise SkipFile(f"binary file type ({path.suffix})")
     if fmt == "gz":
-        raise SkipFile("compressed file that is not a man page")
+        return _load_gzipped(path, data, record_fields)
     if fmt == "man":
         from ingest.loaders.man import load_man
 
@@ -87,6 +87,33 @@ def load_file(path: Path, data: bytes, record_fields: list[str] | None = None) -
 
         return load_html(path, data)
     return load_text(path, data, fmt, lang)
+
+
+# a gzipped document larger than this once expanded is skipped (guards against gzip bombs)
+MAX_GUNZIP_BYTES = 50_000_000
+
+
+def _load_gzipped(path: Path, data: bytes, record_fields: list[str] | None) -> list[Document]:
+    """A gzipped text document (changelog.Debian.gz, NEWS.md.gz) loaded by its inner name; the
+    documents keep the .gz path (line spans count lines of the expanded text)."""
+    import gzip
+    import io
+    import zlib
+
+    inner = path.with_suffix("")
+    if detect_format(inner)[0] in ("binary", "gz", "pdf", "docx"):
+        raise SkipFile(f"compressed file of an unsupported type ({inner.name})")
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+            raw = gz.read(MAX_GUNZIP_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SkipFile(f"corrupt gzip ({exc})") from None
+    if len(raw) > MAX_GUNZIP_BYTES:
+        raise SkipFile(f"oversized once decompressed (> {MAX_GUNZIP_BYTES} bytes)")
+    docs = load_file(inner, raw, record_fields)
+    for d in docs:
+        d.path = str(path)
+    return docs
 
 
 __all__ = ["CODE_LANGUAGES", "SkipFile", "decode_text", "detect_format", "load_file"]

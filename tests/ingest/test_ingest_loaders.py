@@ -284,3 +284,23 @@ def test_damaged_pdf_is_quiet(tmp_path: Path, capfd):
         _load(tmp_path / "cut.pdf")
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")
+
+
+def test_gzipped_text_loaded_by_inner_name(tmp_path: Path, monkeypatch):
+    # /usr/share/doc is full of changelog.Debian.gz and NEWS.md.gz
+    log = "pkg (1.2-1) unstable; urgency=medium\n\n  * Fix the frobnicator crash.\n"
+    (tmp_path / "changelog.Debian.gz").write_bytes(gzip.compress(log.encode()))
+    (tmp_path / "NEWS.md.gz").write_bytes(gzip.compress(b"# News\n\n## 2.0\n\nNew parser.\n"))
+    (tmp_path / "x.tar.gz").write_bytes(gzip.compress(b"\x00" * 10))
+    (tmp_path / "bad.txt.gz").write_bytes(b"\x1f\x8b\x08 truncated")
+    ch = _load(tmp_path / "changelog.Debian.gz")[0]
+    assert (ch.text, ch.fmt, ch.path) == (log, "text", str(tmp_path / "changelog.Debian.gz"))
+    news = _load(tmp_path / "NEWS.md.gz")[0]
+    assert (news.fmt, news.title) == ("markdown", "News")
+    with pytest.raises(SkipFile, match="unsupported type"):
+        _load(tmp_path / "x.tar.gz")
+    with pytest.raises(SkipFile, match="corrupt gzip"):
+        _load(tmp_path / "bad.txt.gz")
+    monkeypatch.setattr("ingest.loaders.MAX_GUNZIP_BYTES", 20)
+    with pytest.raises(SkipFile, match="oversized once decompressed"):
+        _load(tmp_path / "changelog.Debian.gz")

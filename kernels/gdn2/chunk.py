@@ -33,7 +33,7 @@ class ChunkGDN2Function(torch.autograd.Function):
         flat[3] = flat[3].float()
         h0 = None if initial_state is None else initial_state.float().contiguous()
         table = build_chunk_table(B, T, CHUNK_SIZE, q.device, cu_seqlens)
-        o, ht, inter = chunk_gdn2_fwd(
+        o, ht, _ = chunk_gdn2_fwd(
             *flat,
             scale=scale,
             initial_state=h0,
@@ -45,7 +45,7 @@ class ChunkGDN2Function(torch.autograd.Function):
         ctx.save_for_backward(*flat, h0)
         ctx.table = table
         ctx.shape = (B, T, H, K, V)
-        ctx.scale, ctx.l2norm_qk, ctx.cu_seqlens = scale, l2norm_qk, cu_seqlens
+        ctx.scale, ctx.l2norm_qk = scale, l2norm_qk
         ctx.h0_dtype = None if initial_state is None else initial_state.dtype
         ctx.dtypes = [x.dtype for x in (q, k, v, g, b, w)]
         return o.view(B, T, H, V), ht
@@ -61,7 +61,6 @@ class ChunkGDN2Function(torch.autograd.Function):
             scale=ctx.scale,
             table=ctx.table,
             l2norm_qk=ctx.l2norm_qk,
-            cu_seqlens=ctx.cu_seqlens,
             chunk_size=CHUNK_SIZE,
         )  # fmt: skip
         dq, dk, dv, dg, db, dw, dh0 = grads
@@ -100,8 +99,9 @@ def chunk_gdn2(
     scale = K**-0.5 if scale is None else float(scale)
     if T == 0:
         N = B if cu_seqlens is None else cu_seqlens.numel() - 1
+        # the state passes through unchanged, in its own dtype as after a non-empty pass
         final = (
-            initial_state.float()
+            initial_state.clone()
             if initial_state is not None
             else q.new_zeros(N, H, K, V, dtype=torch.float32)
         )

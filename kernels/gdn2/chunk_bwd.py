@@ -285,7 +285,6 @@ def chunk_gdn2_bwd(
     scale: float,
     table: ChunkTable,
     l2norm_qk: bool,
-    cu_seqlens: torch.Tensor | None,
     chunk_size: int,
 ) -> tuple[torch.Tensor, ...]:
     """Flat [tokens, H, *] inputs and output grad; returns (dq, dk, dv, dg, db, dw, dh0 or None)."""

@@ -107,6 +107,9 @@ def _chunk_pass(
         # zero tokens (k = 0, g = 0) leave the state untouched, so padding the tail is exact
         q, k, v, g, b, w = (F.pad(x, (0, 0, 0, 0, 0, pad)) for x in (q, k, v, g, b, w))
     NT = (T + pad) // C
+    if NT == 0:
+        # an empty sequence (T = 0, or an empty slot of cu_seqlens) passes its state through
+        return q.new_zeros(B, 0, H, V), S
 
     def chunks(x: torch.Tensor) -> torch.Tensor:
         return x.reshape(B, NT, C, H, x.shape[-1]).permute(1, 0, 3, 2, 4)  # [NT, B, H, C, *]

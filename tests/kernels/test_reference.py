@@ -190,3 +190,38 @@ def test_low_precision_inputs_keep_dtype_and_accuracy():
     assert o.dtype == torch.bfloat16 and s.dtype == torch.float32
     o_ref, _ = recurrent_gdn2(*(x.double() for x in (q, k, v, g, b, w)))
     assert_close("o", o_ref, o, 1e-2)
+
+
+@pytest.mark.parametrize("fn", [chunk_gdn2, recurrent_gdn2, gdn2], ids=["chunk", "recurrent", "gdn2"])
+def test_empty_sequence_passes_the_state_through(fn):
+    q, k, v, g, b, w = rand_inputs(2, 0, 2, 8, 4)
+    h0 = torch.randn(2, 2, 8, 4, dtype=torch.float64)
+    o, s = fn(q, k, v, g, b, w, initial_state=h0, output_final_state=True)
+    assert o.shape == (2, 0, 2, 4)
+    assert torch.equal(s, h0)
+
+
+def test_varlen_with_an_empty_sequence():
+    q, k, v, g, b, w = rand_inputs(1, 20, 2, 8, 4, seed=19)
+    h0 = torch.randn(3, 2, 8, 4, dtype=torch.float64)
+    cu = torch.tensor([0, 12, 12, 20])
+    o, s = gdn2(q, k, v, g, b, w, initial_state=h0, output_final_state=True, cu_seqlens=cu)
+    assert torch.equal(s[1], h0[1])
+    for n, sl in ((0, slice(0, 12)), (2, slice(12, 20))):
+        o_n, s_n = recurrent_gdn2(
+            *(x[:, sl] for x in (q, k, v, g, b, w)), initial_state=h0[n : n + 1], output_final_state=True
+        )
+        assert_close(f"o[{n}]", o_n, o[:, sl], 1e-10)
+        assert_close(f"state[{n}]", s_n, s[n : n + 1], 1e-10)
+
+
+def test_triton_entry_with_no_tokens_returns_the_state_in_its_dtype():
+    # T = 0 never launches a kernel, so the CUDA entry's answer is checkable on CPU
+    pytest.importorskip("triton")
+    from kernels.gdn2 import chunk as triton_chunk
+
+    q, k, v, g, b, w = rand_inputs(1, 0, 2, 16, 16, dtype=torch.float32)
+    h0 = torch.randn(1, 2, 16, 16, dtype=torch.float64)
+    o, s = triton_chunk.chunk_gdn2(q, k, v, g, b, w, initial_state=h0, output_final_state=True)
+    assert o.shape == (1, 0, 2, 16)
+    assert s.dtype == torch.float64 and torch.equal(s, h0) and s is not h0

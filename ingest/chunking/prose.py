@@ -22,6 +22,7 @@ _CLAUSE = re.compile(
 )
 _SUBCLAUSE = re.compile(r"^\s*(?:\((?:[a-z]{1,2}|[ivx]{1,5}|\d{1,2})\)|[a-z]\))\s")
 _QUESTION = re.compile(r"^\s*(?:Q\s*[:.]|Question\s*:|\*\*Q)", re.I)
+_BOX_RULE = re.compile(r"^\s*([*=#-])\1{9,}\s*$")
 
 
 @dataclass
@@ -52,8 +53,27 @@ def _is_title_line(line: str) -> bool:
     return 1 <= len(words) <= 10 and caps == len(words) and words[0][0].isupper()
 
 
+def _unbox(block: str) -> str:
+    """A paragraph drawn in a frame (MPL-2.0's '*' boxes around sections 6 and 7) without the frame,
+    so the heading inside it is seen; any other paragraph unchanged."""
+    lines = block.strip("\n").split("\n")
+    if len(lines) < 3 or not _BOX_RULE.match(lines[0]):
+        return block
+    ch = lines[0].strip()[0]
+    inner = []
+    for ln in lines[1:]:
+        t = ln.strip()
+        if _BOX_RULE.match(t) and t[0] == ch:
+            continue
+        t = t.removeprefix(ch).removesuffix(ch).strip()
+        if t:
+            inner.append(t)
+    return "\n".join(inner) or block
+
+
 def classify(block: str, domain: str) -> tuple[str, str]:
     """(kind, label) of a paragraph: heading | section | clause | subclause | question | para."""
+    block = _unbox(block)
     lines = block.strip("\n").split("\n")
     first = lines[0].strip()
     m = _MD_HEADING.match(lines[0])
@@ -61,7 +81,7 @@ def classify(block: str, domain: str) -> tuple[str, str]:
         # a heading line alone, or a heading with its body in one block (rendered man pages)
         return ("heading" if len(lines) == 1 else "section"), _short(m.group(2))
     if len(lines) >= 2 and _RST_UNDERLINE.match(lines[1].strip()) and len(lines[1].strip()) >= len(first) - 1:
-        return "heading", _short(first)
+        return ("heading" if len(lines) == 2 else "section"), _short(first)
     if domain == "legal":
         cm = _CLAUSE.match(block)
         if cm:

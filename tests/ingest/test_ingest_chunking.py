@@ -176,3 +176,24 @@ def test_short_pdf_pages_are_separate_chunks(counter):
     text = "\n".join(pages)
     _, chunks = _chunks(counter, text, "legal", fmt="pdf", page_starts=[0, len(pages[0]) + 1])
     assert [(c.text, c.page) for c in chunks] == [(pages[0].strip(), 1), (pages[1].strip(), 2)]
+
+
+def test_clause_drawn_in_a_box_is_cited_by_its_own_number(counter):
+    # MPL-2.0 draws sections 6 and 7 inside '*' boxes; they were cited as the clause before them
+    def box(lines):
+        rule = "*" * 40
+        return "\n".join([rule, *(f"*  {ln:<35} *" for ln in lines), rule])
+
+    text = (
+        "5. Termination\n\n5.1 Rights end if You fail to comply with this License.\n\n"
+        + box(["6. Disclaimer of Warranty", "-------------------------", "", "Software is provided as is."])
+        + "\n\n"
+        + box(["7. Limitation of Liability", "--------------------------", "", "No party is liable."])
+        + "\n\n8. Litigation\n\nAny litigation is brought in the courts of the defendant.\n"
+    )
+    _, chunks = _chunks(counter, text, "legal", target=40, overlap=0)
+    _assert_exact_slices(text, chunks, counter)
+    for needle, clause in (("provided as is", "6. Disclaimer"), ("No party is liable", "7. Limitation")):
+        holder = [c for c in chunks if needle in c.text]
+        assert holder and all(clause in c.section for c in holder), [c.section for c in holder]
+        assert all("5." not in c.section for c in holder)

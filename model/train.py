@@ -294,7 +294,8 @@ class Trainer:
             self.opt.step()
             self.step += 1
             tokens += int(batch["lengths"].sum())
-            if self.step % 10 == 0 or self.step == end:
+            eval_due = self.step % self.cfg.eval_every == 0 or self.step == end
+            if self.step % 10 == 0 or eval_due:
                 dt = time.time() - t0
                 row = {
                     "step": self.step,
@@ -306,7 +307,7 @@ class Trainer:
                     "tok_per_s": tokens / max(dt, 1e-9),
                     "elapsed_s": dt,
                 }
-                if self.step % self.cfg.eval_every == 0 or self.step == end:
+                if eval_due:
                     row.update(self.evaluate())
                 self._log(row)
                 log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))

@@ -85,6 +85,14 @@ def test_resume_continues_identically(docs, tok, tmp_path):
     }
 
 
+def test_evaluates_every_eval_every_steps_even_off_the_log_interval(docs, tok, tmp_path):
+    # rows are logged every 10 steps; an eval_every that is not a multiple of 10 must still be honoured
+    cfg = _tiny(steps=4, eval_every=2, save_every=4)
+    tr = Trainer(cfg, docs, docs, tok, tmp_path / "run", "cpu")
+    tr.train()
+    assert [r["step"] for r in tr.history if "eval_loss_256" in r] == [2, 4]
+
+
 @pytest.mark.parametrize("arch", ["gdn2", "transformer"])
 def test_export_then_reader_loads_and_extracts(docs, tok, tmp_path, arch):
     cfg = dataclasses.replace(_tiny(steps=2, eval_every=2, save_every=2), arch=arch)

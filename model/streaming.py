@@ -98,13 +98,10 @@ def streaming_prefill(
 
 
 def _clone_cache(cache: GDN2Cache) -> GDN2Cache:
+    """A deep copy of a cache of GDN-2 layers only (checked by `CudaGraphDecoder`)."""
     out = GDN2Cache(len(cache.layers))
     out.seen_tokens = cache.seen_tokens
     for i, layer in enumerate(cache.layers):
-        if not isinstance(layer, RecurrentLayerState):
-            raise ValueError(
-                f"layer {i} is not a GDN-2 layer: graph-captured decode needs a pure GDN-2 model"
-            )
         conv = None if layer.conv_state is None else tuple(c.clone() for c in layer.conv_state)
         out.layers[i] = RecurrentLayerState(recurrent_state=layer.recurrent_state.clone(), conv_state=conv)
     return out

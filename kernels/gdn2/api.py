@@ -171,6 +171,8 @@ def gdn2_step(
         backend = _triton_backend()
         if backend is not None and backend.supports(q, v):
             return backend.gdn2_step(q, k, v, g, b, w, state, scale=scale, l2norm_qk=l2norm_qk)
+        if backend is not None:
+            _log_unsupported(q, v)
     o, new_state = recurrent_gdn2(
         q, k, v, g, b, w, scale=scale, initial_state=state, output_final_state=True, l2norm_qk=l2norm_qk
     )

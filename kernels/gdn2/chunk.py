@@ -129,14 +129,11 @@ def gdn2_step(
     """Decode with the fused recurrent kernel; `state` [B, H, K, V] float32 is updated in place."""
     K = q.shape[-1]
     scale = K**-0.5 if scale is None else float(scale)
-    if state.dtype != torch.float32 or not state.is_contiguous():
-        work = state.float().contiguous()
-        o = fused_recurrent_gdn2_step(
-            *(x.contiguous() for x in (q, k, v, g, b, w)), work, scale=scale, l2norm_qk=l2norm_qk
-        )
-        state.copy_(work)
-        return o, state
+    # the kernel updates a float32 contiguous state in place; anything else goes through a copy
+    work = state if state.dtype == torch.float32 and state.is_contiguous() else state.float().contiguous()
     o = fused_recurrent_gdn2_step(
-        *(x.contiguous() for x in (q, k, v, g, b, w)), state, scale=scale, l2norm_qk=l2norm_qk
+        *(x.contiguous() for x in (q, k, v, g, b, w)), work, scale=scale, l2norm_qk=l2norm_qk
     )
+    if work is not state:
+        state.copy_(work)
     return o, state

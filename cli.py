@@ -11,12 +11,55 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from rag import __version__
 from rag.errors import NotBuiltError, RagError
 
+
+def _click_exceptions():
+    """The click exception classes typer raises: typer >= 0.25 vendors click as typer._click."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
+class _OneLineUsageErrors(TyperGroup):
+    """Usage errors (bad option value, unknown option, missing argument) as one stderr line, exit 2.
+
+    typer's default draws a multi-line box; every other error of the CLI is one `error:` line.
+    """
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        exc_types = _click_exceptions()
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except exc_types.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                # `rag` alone: the help text, as no_args_is_help promises
+                exc.show()
+                sys.exit(exc.exit_code)
+            where = f" (see `{exc.ctx.command_path} -h`)" if exc.ctx is not None else ""
+            message = " ".join(exc.format_message().split())
+            err_console.print(f"[bold red]error:[/] {escape(message)}{escape(where)}", highlight=False)
+            sys.exit(2)
+        except exc_types.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err_console.print("[bold red]error:[/] aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="rag",
+    cls=_OneLineUsageErrors,
     help="Ask questions over your documents, answered by a Gated DeltaNet-2 reader with cited sources.",
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -5,7 +5,8 @@ Each line is `{"question": str, "answers": [str, ...], "source": "path", "domain
 For every question the pipeline answers as `rag ask` would; we report, per domain and overall:
 
 - retrieval hit@k: the expected `source` is among the retrieved passages (without a source: some
-  passage contains one of the answers);
+  passage contains one of the answers); a relative `source` matches by its trailing path
+  components (`"faq.md"` or `"docs/faq.md"` matches `/home/me/docs/faq.md`);
 - exact match and token F1 of the answer against the best acceptable answer (SQuAD normalisation:
   lower case, no punctuation or articles, single spaces);
 - citation accuracy: a citation of the answer points at `source` (only questions with a source).
@@ -142,8 +143,15 @@ def load_eval_set(path: str | Path) -> list[EvalItem]:
 
 
 def _same_source(path: str, source: str) -> bool:
+    """True when indexed `path` is the file `source` names.
+
+    The index stores absolute paths; a relative `source` ("Apache-2.0", "docs/faq.md") names the
+    file by its trailing path components, so a question file works from any folder.
+    """
     a, b = Path(path), Path(source)
     if a == b:
+        return True
+    if not b.is_absolute() and b.parts and a.parts[-len(b.parts) :] == b.parts:
         return True
     try:
         return a.resolve() == b.resolve()

@@ -13,7 +13,8 @@ class MetadataFilter:
     """Keep chunks whose domain is `domain` and whose path matches `path_glob` (fnmatch syntax).
 
     A glob without a slash matches the file name as well as the whole path, so `*.py` finds
-    `src/a/b.py` the way users expect.
+    `src/a/b.py` the way users expect; a relative glob with a slash matches the path's tail, so
+    `corpus/*.py` (or `./corpus/*.py`) finds `/home/me/corpus/a.py` (the index stores absolute paths).
     """
 
     domain: str | None = None
@@ -39,5 +40,8 @@ class MetadataFilter:
                 return True
             if "/" not in self.path_glob:
                 return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], self.path_glob)
+            if not self.path_glob.startswith("/"):
+                tail = self.path_glob.removeprefix("./")
+                return fnmatch.fnmatchcase(path, "*/" + tail)
             return False
         return True

@@ -22,7 +22,7 @@ from rag.citations import FileLines, cite_span
 from rag.config import RAGConfig
 from rag.errors import RagError
 from rag.extractive import best_span
-from rag.filters import MetadataFilter
+from rag.filters import DOMAINS, MetadataFilter
 from rag.reading import ReaderRuntime, ReadSpan
 from rag.retrieve import HybridRetriever, Retrieved, limited_threads
 from rag.types import Answer, Passage, Timings
@@ -120,6 +120,8 @@ class RAG:
         if isinstance(paths, str | Path):
             paths = [paths]
         paths = [str(p) for p in paths]
+        if domain not in (*DOMAINS, "auto"):
+            raise RagError(f"unknown domain {domain!r}; expected one of {', '.join(DOMAINS)}, auto")
         missing = [p for p in paths if not Path(p).exists()]
         if missing:
             raise RagError(f"no such file or folder: {missing[0]}")
@@ -209,7 +211,7 @@ class RAG:
         if not isinstance(question, str) or not question.strip():
             raise RagError("the question is empty")
         question = question.strip()
-        budget = context_tokens or self.config.context_tokens
+        budget = self.config.context_tokens if context_tokens is None else context_tokens
         if budget < 64:
             raise RagError(f"--context-tokens must be at least 64, got {budget}")
         if top_k is not None and top_k < 1:

@@ -13,6 +13,8 @@ import importlib.util
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +83,34 @@ def _to_context_pieces(context: AssembledContext) -> list:
     return out
 
 
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' "Loading weights" progress bar and info/warning logs off for the block, then as before.
+
+    The library stays quiet by default; the settings are process-wide, so they are restored on exit
+    (an app that turned the bar or its logs on keeps them outside the reader load).
+    """
+    try:
+        from huggingface_hub import utils as hub_utils
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    verbosity = hf_logging.get_verbosity()
+    bar = hf_logging.is_progress_bar_enabled()
+    hub_bars_off = hub_utils.are_progress_bars_disabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+        if hub_bars_off != hub_utils.are_progress_bars_disabled():
+            (hub_utils.disable_progress_bars if hub_bars_off else hub_utils.enable_progress_bars)()
+
+
 class ReaderRuntime:
     """One reader per process-lifetime `RAG`; `extract` calls are serialised by a lock.
 
@@ -133,7 +163,8 @@ class ReaderRuntime:
             try:
                 from model.reader import Reader
 
-                self._reader = Reader.load(self.model_path, device=self.device)
+                with quiet_transformers():
+                    self._reader = Reader.load(self.model_path, device=self.device)
             except (ImportError, FileNotFoundError) as exc:
                 if self.require:
                     raise RagError(

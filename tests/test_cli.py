@@ -72,6 +72,24 @@ def test_cuda_without_cuda_exits_2(tmp_path):
     _one_error_line(_rag("ask", "q", "--device", "cuda", "--index", str(tmp_path)), "CUDA is not available")
 
 
+def test_usage_errors_are_one_line_exit_2(tmp_path):
+    # typer's default is a multi-line box; ours is one `error:` line like every other user error
+    _one_error_line(_rag("ask", "q", "-k", "-1"), "--top-k")
+    _one_error_line(_rag("ask", "q", "--context-tokens", "5"), "--context-tokens")
+    _one_error_line(_rag("search", "q", "-k", "x"), "--top-k")
+    _one_error_line(_rag("ask", "--no-such-flag", "q"), "No such option")
+    _one_error_line(_rag("ask"), "Missing argument")
+    _one_error_line(_rag("no-such-command"), "No such command")
+
+
+def test_ingest_unknown_domain_exits_2(tmp_path):
+    (tmp_path / "a.txt").write_text("text\n")
+    _one_error_line(
+        _rag("ingest", str(tmp_path / "a.txt"), "--index", str(tmp_path / "i"), "--domain", "finance"),
+        "unknown domain",
+    )
+
+
 def test_debug_shows_the_traceback(tmp_path):
     out = _rag("--debug", "ask", "q", "--index", str(tmp_path / "none"))
     assert out.returncode != 0

@@ -101,6 +101,7 @@ def test_concurrent_ask_from_threads_is_safe(fake_rag):
     [
         ({"question": "   "}, "question is empty"),
         ({"question": "q", "context_tokens": 10}, "at least 64"),
+        ({"question": "q", "context_tokens": 0}, "at least 64"),
         ({"question": "q", "top_k": 0}, "at least 1"),
         ({"question": "q", "domain": "finance"}, "unknown domain"),
     ],
@@ -108,6 +109,12 @@ def test_concurrent_ask_from_threads_is_safe(fake_rag):
 def test_ask_user_errors(fake_rag, kwargs, message):
     with pytest.raises(RagError, match=message):
         fake_rag.ask(**kwargs)
+
+
+def test_ingest_with_an_unknown_domain_is_a_user_error(tmp_path):
+    (tmp_path / "a.txt").write_text("text\n")
+    with pytest.raises(RagError, match="unknown domain 'finance'"):
+        RAG.open(tmp_path / "index", create=True).ingest([tmp_path / "a.txt"], domain="finance")
 
 
 def test_no_index_and_empty_index_are_user_errors(tmp_path):

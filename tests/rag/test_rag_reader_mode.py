@@ -72,6 +72,21 @@ def test_reader_span_is_cited_at_lines_that_hold_it(tmp_path, fake_index, tiny_c
     assert " ".join("".join(c.quote for c in answer.citations).split()) == " ".join(answer.text.split())
 
 
+def test_reader_load_is_quiet_and_restores_transformers_settings(
+    tmp_path, fake_index, tiny_checkpoint, capfd
+):
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    rag = RAG(tmp_path, index=fake_index, config=RAGConfig(model_path=str(tiny_checkpoint), device="cpu"))
+    capfd.readouterr()
+    assert rag.reader.available
+    # no "Loading weights" progress bar from from_pretrained
+    assert capfd.readouterr().err == ""
+    # the app's own transformers settings are as they were
+    assert (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()) == (verbosity, bar)
+
+
 def test_reader_is_loaded_once_and_shared_by_threads(tmp_path, fake_index, tiny_checkpoint):
     rag = RAG(tmp_path, index=fake_index, config=RAGConfig(model_path=str(tiny_checkpoint), device="cpu"))
     answers, errors = [], []

@@ -52,6 +52,15 @@ def test_filter_domain_and_glob():
         MetadataFilter(domain="finance")
 
 
+def test_relative_glob_with_a_slash_matches_the_tail_of_an_absolute_path():
+    # the index stores absolute paths; users type globs relative to where they ingested
+    c = SimpleNamespace(domain="code", path="/repo/src/pkg/mod.py")
+    assert MetadataFilter(path_glob="pkg/*.py").matches(c)
+    assert MetadataFilter(path_glob="./src/pkg/mod.py").matches(c)
+    assert not MetadataFilter(path_glob="lib/*.py").matches(c)
+    assert not MetadataFilter(path_glob="/pkg/*.py").matches(c)
+
+
 def _c(i, text, digest=None):
     return SimpleNamespace(id=i, text=text, content_hash=digest or f"h{i}")
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ingest.embed import Embedder
@@ -52,7 +52,6 @@ class IngestConfig:
     lock_timeout: float = 600.0
     dense_exact_max: int = 200_000
     title_prefix: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> IngestConfig:
         """Raise ValueError naming the bad field; return self so calls can chain."""

@@ -20,7 +20,10 @@ from ingest.types import Chunk, IndexStats
 class Index:
     """Search and fetch over one index generation."""
 
-    def __init__(self, index_dir: Path, gen: Path, manifest: dict, embedder: Embedder | None) -> None:
+    def __init__(
+        self, index_dir: Path, gen: Path, manifest: dict, embedder: Embedder | None,
+        device: str | None = None, dtype: str = "auto",
+    ) -> None:  # fmt: skip
         from ingest.dense import load_dense
         from ingest.sparse import BM25Index
 
@@ -28,6 +31,7 @@ class Index:
         self.generation = gen
         self.manifest = manifest
         self._embedder = embedder
+        self._device, self._dtype = device, dtype
         self.docstore = DocStore(gen / store.DOCSTORE, readonly=True)
         self.dense = load_dense(gen / store.DENSE)
         self.bm25 = BM25Index(gen / store.BM25_DIR)
@@ -52,9 +56,7 @@ class Index:
         manifest = store.read_manifest(gen)
         if embedder is not None:
             store.check_embedder(index_dir, manifest, embedder.identity())
-        idx = cls(index_dir, gen, manifest, embedder)
-        idx._device, idx._dtype = device, dtype
-        return idx
+        return cls(index_dir, gen, manifest, embedder, device, dtype)
 
     def close(self) -> None:
         self.docstore.close()
@@ -69,11 +71,7 @@ class Index:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             ident = self.manifest["embedder"]
-            emb = SentenceTransformerEmbedder(
-                ident.get("path"),
-                device=getattr(self, "_device", None),
-                dtype=getattr(self, "_dtype", "auto"),
-            )
+            emb = SentenceTransformerEmbedder(ident.get("path"), device=self._device, dtype=self._dtype)
             store.check_embedder(self.index_dir, self.manifest, emb.identity())
             self._embedder = emb
         return self._embedder

@@ -295,7 +295,7 @@ def ingest_paths(
                 "dense": {"kind": dense_kind(dense), "exact_max": cfg.dense_exact_max},
                 "counts": {"files": files_n, "documents": docs_n, "chunks": chunks_n, "per_domain": per},
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "config": {k: v for k, v in asdict(cfg).items() if k not in ("embedder_factory", "extra")},
+                "config": {k: v for k, v in asdict(cfg).items() if k != "embedder_factory"},
             },
         )
         report.stage_seconds["store"] = time.perf_counter() - ts

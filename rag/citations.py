@@ -54,7 +54,12 @@ class FileLines:
             except OSError:
                 self.cache[path] = None
             else:
-                self.cache[path] = text.splitlines()
+                # lines end at "\n" only, as ingest counts them (and editors show them): splitlines()
+                # would also break at form feeds and other separators, shifting every later line
+                lines = text.split("\n")
+                if lines and lines[-1] == "":
+                    lines.pop()
+                self.cache[path] = lines
         return self.cache[path]
 
 

@@ -1,13 +1,19 @@
 """Typed results of the pipeline: what `search` and `ask` return, and what `--json` prints.
 
 Every field is plain data (str, int, float, None, lists, dicts) so `to_dict()` is JSON-ready and the
-JSON schema in rag/answer.schema.json describes exactly these objects.
+JSON schemas in rag/schemas/ (ask, search, passage) describe exactly these objects.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+def _location(span) -> str:
+    """`path:line-line` (and `(p.N)` for PDF pages): the string users click on."""
+    loc = f"{span.path}:{span.line_start}-{span.line_end}"
+    return f"{loc} (p.{span.page})" if span.page is not None else loc
 
 
 @dataclass(frozen=True)
@@ -34,9 +40,7 @@ class Passage:
 
     @property
     def location(self) -> str:
-        """`path:line-line` (and `p.N` for PDF pages): the string users click on."""
-        loc = f"{self.path}:{self.line_start}-{self.line_end}"
-        return f"{loc} (p.{self.page})" if self.page is not None else loc
+        return _location(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "location": self.location}
@@ -63,8 +67,7 @@ class Citation:
 
     @property
     def location(self) -> str:
-        loc = f"{self.path}:{self.line_start}-{self.line_end}"
-        return f"{loc} (p.{self.page})" if self.page is not None else loc
+        return _location(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "location": self.location}

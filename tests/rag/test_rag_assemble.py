@@ -143,3 +143,12 @@ def test_count_cache_gives_the_same_context_and_skips_recounting(long_doc):
     assert first.tokens == second.tokens
     # the second call only counted headers (and trimmed segments), never a chunk again
     assert Counting.calls - counted <= 2 * len(second.pieces) + sum(len(p.segments) for p in second.pieces)
+
+
+def test_verify_counts_lines_as_ingest_does_across_form_feeds(tmp_path):
+    # GPL-1 / LGPL-2.1 put form feeds between sections; only "\n" ends a line (as ingest counts)
+    path = tmp_path / "license.txt"
+    path.write_text("intro\n\x0c\nsection two\nlast line\n")
+    assert verify(str(path), 3, 3, "section two", FileLines())
+    assert verify(str(path), 4, 4, "last line", FileLines())
+    assert not verify(str(path), 5, 5, "last line", FileLines())

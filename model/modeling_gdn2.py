@@ -128,6 +128,9 @@ class GDN2Block(nn.Module):
             )
         self.mlp_norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
         self.mlp = GDN2MLP(config.hidden_size, config.mlp_intermediate_size)
+        # the two projections that write into the residual stream (scaled init, see `_init_weights`)
+        for proj in (self.attn.o_proj, self.mlp.down_proj):
+            proj.residual_out = True
 
     def forward(
         self,
@@ -162,6 +165,10 @@ class GDN2PreTrainedModel(PreTrainedModel):
         """
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
+            # tagged on the Linear by the block: transformers (5.24, custom code) marks parameterless parents
+            # (blocks, MLPs, attention wrappers) initialised without calling this, so they cannot rescale it
+            if getattr(module, "residual_out", False):
+                std = std / math.sqrt(2 * self.config.num_hidden_layers)
             init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
@@ -179,10 +186,6 @@ class GDN2PreTrainedModel(PreTrainedModel):
             hasattr(module, "weight") and isinstance(module.weight, nn.Parameter) and module.weight.dim() == 1
         ):
             init.ones_(module.weight)
-        for name in ("o_proj", "down_proj"):
-            sub = getattr(module, name, None)
-            if isinstance(sub, nn.Linear):
-                init.normal_(sub.weight, mean=0.0, std=std / math.sqrt(2 * self.config.num_hidden_layers))
 
 
 class GDN2Model(GDN2PreTrainedModel):

@@ -246,6 +246,20 @@ def test_short_convolution_equals_a_causal_conv1d_and_continues_from_its_cache()
     torch.testing.assert_close(torch.cat(parts, 1), ref)
 
 
+@pytest.mark.parametrize("overrides", VARIANTS[:2])
+def test_residual_projections_get_the_scaled_init(overrides):
+    torch.manual_seed(0)
+    cfg = tiny_config(hidden_size=128, num_hidden_layers=8, intermediate_size=512, **overrides)
+    model = GDN2Model(cfg)
+    scaled = cfg.initializer_range / (2 * cfg.num_hidden_layers) ** 0.5
+    for layer in model.layers:
+        for proj in (layer.attn.o_proj, layer.mlp.down_proj):
+            assert abs(proj.weight.std().item() - scaled) < 0.1 * scaled
+        assert (
+            abs(layer.attn.q_proj.weight.std().item() - cfg.initializer_range) < 0.1 * cfg.initializer_range
+        )
+
+
 def test_random_init_trains_stably():
     """A few AdamW steps on a fixed batch: loss falls steadily from ~ln(vocab), gradients stay finite."""
     torch.manual_seed(0)

@@ -64,6 +64,17 @@ def test_search_text_and_json(patched):
     assert all(p["path"].endswith(".md") for p in data["passages"])
 
 
+def test_search_reports_the_embedder_load_apart_from_retrieval(patched, monkeypatch):
+    # the first search of a process loads the query embedder: that is not retrieval time
+    monkeypatch.setattr(RAG, "_warm_embedder", lambda self: 3.0)
+    result = runner.invoke(cli.app, ["-v", "search", "reset link", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert not list(validator("search").iter_errors(data))
+    assert data["timings"]["load_embedder_s"] == 3.0 and data["timings"]["retrieve_s"] < 3.0
+    assert "loading the embedder before it: 3000.0 ms" in result.stderr
+
+
 def test_info_prints_stats(patched):
     result = runner.invoke(cli.app, ["info", "--json"])
     assert result.exit_code == 0, result.output

@@ -145,11 +145,11 @@ def ingest_paths(
         deleted = [p for p in old_files if p not in present and under_roots(p, found.roots)]
         report.files_deleted = sum(1 for p in deleted if old_files[p][3] is None)
         report.stage_seconds["scan"] = time.perf_counter() - ts
-        if not todo and not deleted and not skips:
-            if old is not None:
-                report.chunks_total = old.counts()[2]
-                old.close()
-            report.generation = live.name if live is not None else ""
+        # nothing changed (a first ingest of an empty folder still creates an empty index)
+        if not todo and not deleted and not skips and live is not None:
+            report.chunks_total = old.counts()[2]
+            old.close()
+            report.generation = live.name
             report.seconds = time.perf_counter() - t0
             fb.finish(report)
             return report

@@ -240,3 +240,15 @@ def test_ticket_and_mail_chunks_cite_lines_inside_the_file(tmp_path: Path, cfg: 
             "2-2",
             "3-3",
         ]
+
+
+def test_first_ingest_of_an_empty_folder_creates_an_empty_index(tmp_path: Path, cfg: IngestConfig):
+    # it used to write nothing, so the next `Index.open` said "no finished index" right after ingest
+    (tmp_path / "empty").mkdir()
+    rep = ingest_paths(tmp_path / "ix", [tmp_path / "empty"], cfg, progress=False)
+    assert rep.generation and rep.chunks_total == 0
+    with Index.open(tmp_path / "ix", embedder=cfg.embedder_factory()) as ix:
+        assert ix.stats().chunks == 0 and ix.search_bm25("anything", 3) == []
+        assert ix.search_dense("anything", 3) == []
+    again = ingest_paths(tmp_path / "ix", [tmp_path / "empty"], cfg, progress=False)
+    assert (again.generation, again.changed) == (rep.generation, False)

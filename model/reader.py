@@ -16,6 +16,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,12 @@ class Reader:
         net = _load_network(p, train_cfg).to(dev, dtype)
         return cls(net, load_tokenizer(p), p, dev, dtype)
 
-    @property
+    @cached_property
     def identity(self) -> dict[str, Any]:
-        """Name, path, parameter count and a sha256 over the weight files (for answer provenance)."""
+        """Name, path, parameter count and a sha256 over the weight files (for answer provenance).
+
+        Computed once per loaded reader: every answer carries it, and hashing re-reads all weights.
+        """
         h = hashlib.sha256()
         for f in sorted(self.path.glob("*.safetensors")):
             h.update(f.read_bytes())

@@ -107,3 +107,5 @@ def test_export_then_reader_loads_and_extracts(docs, tok, tmp_path, arch):
     assert span.text == pieces[span.piece_index].text[span.char_start : span.char_end]
     assert 0.0 < span.score <= 1.0
     assert reader.identity["params"] == tr.params
+    # hashed once per loaded reader, not per answer
+    assert reader.identity is reader.identity

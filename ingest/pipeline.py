@@ -87,7 +87,8 @@ def ingest_paths(
     t0 = time.perf_counter()
     index_dir = Path(index_dir).expanduser().absolute()
     found = find_files(paths, exclude=index_dir)
-    report = IngestReport(index_dir=str(index_dir), files_seen=len(found.files))
+    report = IngestReport(index_dir=str(index_dir), files_seen=len(found.files) + len(found.broken))
+    report.skipped += [SkippedFile(str(p), "broken symlink (missing target or a loop)") for p in found.broken]
     for alias, orig in found.duplicates:
         report.duplicates.append(SkippedFile(str(alias), f"same file as {orig}"))
     fb = Feedback(progress)

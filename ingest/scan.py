@@ -18,10 +18,12 @@ class Found:
     files: list[Path]  # absolute, sorted, first of each set of aliases
     roots: list[Path]  # absolute input paths (deletions are detected under these)
     duplicates: list[tuple[Path, Path]]  # (alias, the file it duplicates)
+    broken: list[Path]  # symlinks that lead nowhere (missing target or a loop)
 
 
 def find_files(paths: list[str | os.PathLike], exclude: Path | None = None) -> Found:
-    """Files under `paths` (recursively); symlinks to a file already found are reported as duplicates."""
+    """Files under `paths` (recursively); symlinks to a file already found are reported as duplicates,
+    symlinks to nothing as broken. Symlinked folders inside a root are not followed."""
     roots: list[Path] = []
     for p in paths:
         path = Path(p).expanduser()
@@ -31,6 +33,7 @@ def find_files(paths: list[str | os.PathLike], exclude: Path | None = None) -> F
     seen: dict[str, Path] = {}
     files: list[Path] = []
     dups: list[tuple[Path, Path]] = []
+    broken: list[Path] = []
     excl = exclude.resolve() if exclude is not None else None
 
     def add(f: Path) -> None:
@@ -64,7 +67,9 @@ def find_files(paths: list[str | os.PathLike], exclude: Path | None = None) -> F
                 f = d / n
                 if f.is_file():
                     add(f)
-    return Found(files=files, roots=roots, duplicates=dups)
+                elif f.is_symlink() and not f.exists():
+                    broken.append(f)
+    return Found(files=files, roots=roots, duplicates=dups, broken=broken)
 
 
 def under_roots(path: str, roots: list[Path]) -> bool:

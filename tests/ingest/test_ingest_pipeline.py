@@ -252,3 +252,35 @@ def test_first_ingest_of_an_empty_folder_creates_an_empty_index(tmp_path: Path, 
         assert ix.search_dense("anything", 3) == []
     again = ingest_paths(tmp_path / "ix", [tmp_path / "empty"], cfg, progress=False)
     assert (again.generation, again.changed) == (rep.generation, False)
+
+
+def test_symlinks_and_unreadable_files_are_reported(tmp_path: Path, cfg: IngestConfig, monkeypatch):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Alpha policy text about refunds.\n")
+    (docs / "locked.txt").write_text("Secret text.\n")
+    (docs / "alias.txt").symlink_to(docs / "a.txt")
+    (docs / "dangling.txt").symlink_to(docs / "gone.txt")
+    (docs / "loop1").symlink_to(docs / "loop2")
+    (docs / "loop2").symlink_to(docs / "loop1")
+    real_read = Path.read_bytes
+
+    def read_bytes(self):
+        # chmod 000 does not stop root, so the failure is simulated
+        if self.name == "locked.txt":
+            raise PermissionError(13, "Permission denied")
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    rep = ingest_paths(tmp_path / "ix", [docs], cfg, progress=False)
+    reasons = {Path(s.path).name: s.reason for s in rep.skipped}
+    assert reasons == {
+        "dangling.txt": "broken symlink (missing target or a loop)",
+        "loop1": "broken symlink (missing target or a loop)",
+        "loop2": "broken symlink (missing target or a loop)",
+        "locked.txt": "unreadable (Permission denied)",
+    }
+    assert [(Path(d.path).name, d.reason) for d in rep.duplicates] == [
+        ("alias.txt", f"same file as {docs / 'a.txt'}")
+    ]
+    assert rep.files_seen == rep.files_new + len(rep.skipped) == 5

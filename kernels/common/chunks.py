@@ -17,13 +17,11 @@ class ChunkTable:
 
     chunk_bos: [NC] int32 first token of each chunk; chunk_len: [NC] int32 tokens in it (1..C).
     seq_chunks: [N+1] int32 offsets of each sequence's chunks in the chunk axis.
-    seq_bos: [N+1] int32 token offsets of the sequences (cu_seqlens).
     """
 
     chunk_bos: torch.Tensor
     chunk_len: torch.Tensor
     seq_chunks: torch.Tensor
-    seq_bos: torch.Tensor
     num_chunks: int
     num_seqs: int
 
@@ -41,8 +39,7 @@ def build_chunk_table(
         ).flatten()
         chunk_len = (T - starts).clamp(max=C).repeat(B)
         seq_chunks = torch.arange(B + 1, device=device, dtype=torch.int32) * nt
-        seq_bos = torch.arange(B + 1, device=device, dtype=torch.int32) * T
-        return ChunkTable(chunk_bos, chunk_len, seq_chunks, seq_bos, B * nt, B)
+        return ChunkTable(chunk_bos, chunk_len, seq_chunks, B * nt, B)
     offs = [int(x) for x in cu_seqlens.tolist()]
     bos, lens, seq_chunks = [], [], [0]
     for s, e in zip(offs[:-1], offs[1:], strict=True):
@@ -54,4 +51,4 @@ def build_chunk_table(
     def t(x: list[int]) -> torch.Tensor:
         return torch.tensor(x, dtype=torch.int32).to(device, non_blocking=True)
 
-    return ChunkTable(t(bos), t(lens), t(seq_chunks), t(offs), len(bos), len(offs) - 1)
+    return ChunkTable(t(bos), t(lens), t(seq_chunks), len(bos), len(offs) - 1)

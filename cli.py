@@ -139,7 +139,8 @@ DomainOpt = Annotated[
     str | None, typer.Option("--domain", "-d", help="Only chunks of this domain: legal | support | code.")
 ]
 PathOpt = Annotated[
-    str | None, typer.Option("--path", help="Only chunks whose file path matches this glob (e.g. '*.py').")
+    str | None,
+    typer.Option("--path", help="Only chunks whose file path matches this glob (e.g. '*.py', 'docs/*.md')."),
 ]
 TopKOpt = Annotated[int | None, typer.Option("--top-k", "-k", min=1, help="Number of passages to use.")]
 DEFAULT_INDEX = ".rag"
@@ -274,7 +275,8 @@ def _train_command(**kw) -> None:
 @app.command()
 def train(
     config: Annotated[
-        str, typer.Option(help="Named config: default (the shipped reader) | tiny.")
+        str,
+        typer.Option(help="Named config: default (the shipped reader) | default-shallow | cpu-small | tiny."),
     ] = "default",
     data: Annotated[str, typer.Option(help="Folder with corpus.jsonl.xz + tokenizer.json.")] = "data",
     out: Annotated[str, typer.Option(help="Run folder (history.jsonl, resume.pt).")] = "runs/default",

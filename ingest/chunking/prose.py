@@ -3,8 +3,8 @@ sub-clauses, a help section, a question with its answer) that stay whole wheneve
 
 Legal: numbered sections ("2.3", "Section 4", "Article IV", "§ 5"), "(a)" sub-clauses, ALL-CAPS or
 Title-Case headings and markdown headings start a group; sub-clauses and definitions are kept whole.
-Support: markdown / reStructuredText / ALL-CAPS (man page) headings and questions start a group, so a
-question is packed with its answer.
+Support: markdown / reStructuredText / ALL-CAPS (man page) headings, Debian changelog entries and
+questions start a group, so a question is packed with its answer.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ _CLAUSE = re.compile(
 )
 _SUBCLAUSE = re.compile(r"^\s*(?:\((?:[a-z]{1,2}|[ivx]{1,5}|\d{1,2})\)|[a-z]\))\s")
 _QUESTION = re.compile(r"^\s*(?:Q\s*[:.]|Question\s*:|\*\*Q)", re.I)
+# a Debian changelog entry: "bash (5.2.15-2) unstable; urgency=medium"
+_CHANGELOG_ENTRY = re.compile(r"^[a-z0-9][a-z0-9.+-]* \([^()\s]+\) [\w.+ -]+; urgency=\w+")
 _BOX_RULE = re.compile(r"^\s*([*=#-])\1{9,}\s*$")
 
 
@@ -88,6 +90,8 @@ def classify(block: str, domain: str) -> tuple[str, str]:
             return "clause", _short(first, 60)
         if _SUBCLAUSE.match(block):
             return "subclause", ""
+    if _CHANGELOG_ENTRY.match(first):
+        return ("heading" if len(lines) == 1 else "section"), _short(first.split(";")[0])
     if domain == "support" and (_QUESTION.match(first) or (first.endswith("?") and len(lines) <= 3)):
         return "question", _short(first)
     if len(lines) == 1 and _is_title_line(first):

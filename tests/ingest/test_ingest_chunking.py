@@ -197,3 +197,21 @@ def test_clause_drawn_in_a_box_is_cited_by_its_own_number(counter):
         holder = [c for c in chunks if needle in c.text]
         assert holder and all(clause in c.section for c in holder), [c.section for c in holder]
         assert all("5." not in c.section for c in holder)
+
+
+def test_debian_changelog_entries_are_sections(counter):
+    entry = (
+        "bash ({v}) unstable; urgency=medium\n\n"
+        "  * Apply upstream patches {v}.\n  * Fix a crash in read -e.\n\n"
+        " -- Matthias Klose <doko@debian.org>  Mon, 02 Jan 2023 13:06:21 +0100\n\n"
+    )
+    text = "".join(entry.format(v=f"5.{i}-1") for i in range(12, 0, -1))
+    _, chunks = _chunks(counter, text, "support", target=60, overlap=0)
+    _assert_exact_slices(text, chunks, counter)
+    assert len(chunks) > 12
+    for c in chunks:
+        # the entry the chunk starts in, then every entry that starts inside it
+        head = text.rfind("bash (", 0, c.start + len("bash ("))
+        entries = [text[head : text.index(";", head)]]
+        entries += [ln.split(";")[0] for ln in c.text.split("\n")[1:] if ln.startswith("bash (")]
+        assert c.section == " | ".join(entries)

@@ -24,6 +24,7 @@ DEFINITIONS = {
     "generator_function_declaration", "arrow_function", "function_signature", "abstract_class_declaration",
 }  # fmt: skip
 # wrappers whose inner definition carries the name
+_COMMENTS = {"comment", "line_comment", "block_comment"}
 _WRAPPERS = {"decorated_definition", "export_statement", "template_declaration"}
 
 
@@ -67,6 +68,11 @@ def _is_def(node) -> bool:
     )
 
 
+def _leads(children, i: int) -> bool:
+    """A comment followed by a sibling: it is emitted with that sibling, never cut off from it."""
+    return children[i].type in _COMMENTS and i + 1 < len(children)
+
+
 class _Walker:
     def __init__(self, text: str, src: bytes, tix: TokenIndex, budget: int) -> None:
         self.text, self.src, self.tix, self.budget = text, src, tix, budget
@@ -95,8 +101,8 @@ class _Walker:
             return end
         cur = start
         first = True
-        for ch in children:
-            if self.char(ch.end_byte) <= cur:
+        for i, ch in enumerate(children):
+            if self.char(ch.end_byte) <= cur or _leads(children, i):
                 continue
             sym = qual
             if _is_def(ch):
@@ -120,7 +126,9 @@ def code_pieces(text: str, language: str | None, tix: TokenIndex, budget: int) -
     w = _Walker(text, src, tix, budget)
     root = tree.root_node
     cur = 0
-    for ch in root.children:
+    for i, ch in enumerate(root.children):
+        if _leads(root.children, i):
+            continue
         sym = _name(ch, src) if _is_def(ch) else ""
         cur = w.walk(ch, cur, sym, SECTION if _is_def(ch) else FLOW)
     if cur < len(text) and text[cur:].strip():

@@ -215,3 +215,23 @@ def test_debian_changelog_entries_are_sections(counter):
         entries = [text[head : text.index(";", head)]]
         entries += [ln.split(";")[0] for ln in c.text.split("\n")[1:] if ln.startswith("bash (")]
         assert c.section == " | ".join(entries)
+
+
+@pytest.mark.parametrize("language", ["python", "javascript"])
+def test_code_comments_stay_with_the_code_below_them(counter, language):
+    # bisect.py was cut between the two lines of a comment, leaving its second half to open a chunk
+    if language == "python":
+        step = (
+            "    # note {i}: the comparison uses < to match\n    # the order of sort() {i}\n    x{i} = f(x)\n"
+        )
+        src = "def work(x):\n" + "".join(step.format(i=i) for i in range(40)) + "    return x\n"
+        first = "# note"
+    else:
+        step = "  // note {i}: the comparison uses < to match\n  // the order of sort {i}\n  x{i} = f(x);\n"
+        src = "function work(x) {\n" + "".join(step.format(i=i) for i in range(40)) + "  return x;\n}\n"
+        first = "// note"
+    _, chunks = _chunks(counter, src, "code", fmt="code", language=language, target=60, overlap=0)
+    assert len(chunks) >= 4
+    _assert_exact_slices(src, chunks, counter)
+    for c in chunks[1:]:
+        assert c.text.startswith(first), c.text[:60]

@@ -51,7 +51,7 @@ def build_corpus(dst: Path, n: int = 150) -> dict:
             continue
         ok.append((p, raw))
     for i in range(n):
-        p, raw = ok[int(i * len(ok) / 150)]
+        p, raw = ok[int(i * len(ok) / n)]
         (dst / "man" / "man1" / p.name.removesuffix(".gz")).write_bytes(raw)
     lib = Path(os.__file__).parent
     skip = {
@@ -70,7 +70,7 @@ def build_corpus(dst: Path, n: int = 150) -> dict:
         if not skip & set(p.relative_to(lib).parts) and 3000 <= p.stat().st_size <= 15000
     )
     for i in range(n):
-        p = mods[int(i * len(mods) / 150)]
+        p = mods[int(i * len(mods) / n)]
         out = dst / "stdlib" / p.relative_to(lib)
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(p, out)

@@ -92,13 +92,22 @@ def ask_command(
     if json_out:
         _echo_json(answer.to_dict())
     else:
-        print_answer(answer)
+        print_answer(answer, _filters_note(domain, path_glob))
     if verbose:
         _print_timings(answer, cold)
 
 
-def print_answer(answer: Answer) -> None:
+def _filters_note(domain: str | None, path_glob: str | None) -> str:
+    """` (filters: --domain legal --path '*.md')` for "nothing matched" lines; empty without filters."""
+    parts = ([f"--domain {domain}"] if domain else []) + ([f"--path '{path_glob}'"] if path_glob else [])
+    return f" (filters: {' '.join(parts)})" if parts else ""
+
+
+def print_answer(answer: Answer, filters_note: str = "") -> None:
     """The human-readable answer: text, its citations, the evidence snippet; retrieval-only says so first."""
+    if not answer.passages:
+        out.print(f"No passage in the index matched the question{escape(filters_note)}.")
+        return
     if answer.mode == RETRIEVAL_ONLY:
         reason = answer.model.get("reason") or "no reader checkpoint"
         out.print(
@@ -106,7 +115,7 @@ def print_answer(answer: Answer) -> None:
             "showing the best-matching sentence of the best passage."
         )
     if not answer.text:
-        out.print("No passage in the index matched the question.")
+        out.print(f"No answer span was found in the {len(answer.passages)} passages read.")
         return
     out.print(f"[bold]Answer:[/] {escape(' '.join(answer.text.split()))}")
     if answer.generated:
@@ -157,14 +166,14 @@ def search_command(query, *, index, json_out, verbose, top_k=10, domain=None, pa
             }
         )
     else:
-        print_passages(passages)
+        print_passages(passages, _filters_note(domain, path_glob))
     if verbose:
         err.print(f"timings: retrieve {_ms(elapsed)} (loading the embedder before it: {_ms(load)})")
 
 
-def print_passages(passages: list[Passage]) -> None:
+def print_passages(passages: list[Passage], filters_note: str = "") -> None:
     if not passages:
-        out.print("No passage matched.")
+        out.print(f"No passage matched{escape(filters_note)}.")
         return
     for p in passages:
         raw = []

@@ -75,6 +75,18 @@ def test_search_reports_the_embedder_load_apart_from_retrieval(patched, monkeypa
     assert "loading the embedder before it: 3000.0 ms" in result.stderr
 
 
+def test_nothing_matched_names_the_filters(patched):
+    result = runner.invoke(cli.app, ["search", "reset link", "--path", "nothing/*.md"])
+    assert result.exit_code == 0 and "No passage matched (filters: --path 'nothing/*.md')." in result.stdout
+    result = runner.invoke(
+        cli.app, ["ask", "reset link", "--no-reader", "--domain", "code", "--path", "*.md"]
+    )
+    assert result.exit_code == 0
+    assert result.stdout.strip() == (
+        "No passage in the index matched the question (filters: --domain code --path '*.md')."
+    )
+
+
 def test_info_prints_stats(patched):
     result = runner.invoke(cli.app, ["info", "--json"])
     assert result.exit_code == 0, result.output

@@ -66,6 +66,13 @@ def _records_from_json(obj) -> list[dict]:
     return []
 
 
+def _delimiter(text: str) -> str:
+    """The field separator of a CSV export: the most frequent of , ; tab | on the header line
+    (spreadsheets in many locales export with ';')."""
+    header = text.split("\n", 1)[0]
+    return max(",;\t|", key=header.count)
+
+
 def load_records(path: Path, data: bytes, kind: str, fields: list[str] | None) -> list[Document]:
     text = decode_text(data)
     rows: list[tuple[dict, tuple[int, int]]] = []
@@ -88,7 +95,7 @@ def load_records(path: Path, data: bytes, kind: str, fields: list[str] | None) -
         whole = (1, max(1, text.rstrip().count("\n") + 1))
         rows = [(r, whole) for r in _records_from_json(obj)]
     else:
-        reader = csv.DictReader(io.StringIO(text))
+        reader = csv.DictReader(io.StringIO(text), delimiter=_delimiter(text))
         try:
             # reading the header first makes line_num the header's last line
             _ = reader.fieldnames

@@ -304,3 +304,13 @@ def test_gzipped_text_loaded_by_inner_name(tmp_path: Path, monkeypatch):
     monkeypatch.setattr("ingest.loaders.MAX_GUNZIP_BYTES", 20)
     with pytest.raises(SkipFile, match="oversized once decompressed"):
         _load(tmp_path / "changelog.Debian.gz")
+
+
+def test_csv_with_semicolons_or_tabs(tmp_path: Path):
+    # spreadsheets in many locales export ';'-separated CSV; it used to become one column
+    (tmp_path / "s.csv").write_bytes(b'\xef\xbb\xbfid;subject;body\n7;Broken link;"Pricing page; 404"\n')
+    (tmp_path / "t.csv").write_text("id\tsubject\tbody\n8\tDark mode\tAdd a toggle, please\n")
+    (s,) = _load(tmp_path / "s.csv")
+    (t,) = _load(tmp_path / "t.csv")
+    assert (s.sub, s.text) == ("7", "subject: Broken link\nbody: Pricing page; 404\n")
+    assert (t.sub, t.fmt, t.text) == ("8", "record", "subject: Dark mode\nbody: Add a toggle, please\n")

@@ -7,7 +7,6 @@ CLI turns those into one line + exit 2). Text goes to stdout; `-v` timing breakd
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -30,10 +29,6 @@ def _echo_json(data: dict) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2))
 
 
-def _plain(obj) -> dict:
-    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else dict(vars(obj))
-
-
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
@@ -44,7 +39,7 @@ def ingest_command(paths, *, index, domain, json_out, verbose) -> None:
     rag = RAG.open(index, create=True)
     report = rag.ingest(paths, domain=domain, progress=not json_out)
     elapsed = time.perf_counter() - t0
-    data = report.to_dict() if hasattr(report, "to_dict") else _plain(report)
+    data = report.to_dict()
     if json_out:
         _echo_json({"index": str(index), "report": jsonable(data), "seconds": round(elapsed, 3)})
         return

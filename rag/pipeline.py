@@ -102,7 +102,7 @@ class RAG:
 
     def _nonempty_index(self):
         index = self._open_index()
-        if _stat(self._stats_of(index), "chunks") == 0:
+        if self._stats_of(index).chunks == 0:
             raise RagError(f"the index at {self.index_dir} is empty; ingest some documents first")
         return index
 
@@ -143,8 +143,7 @@ class RAG:
 
     def index_identity(self) -> dict:
         stats = self.info()
-        data = dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) else dict(vars(stats))
-        return {"path": str(self.index_dir), **jsonable(data)}
+        return {"path": str(self.index_dir), **jsonable(dataclasses.asdict(stats))}
 
     # reader ----------------------------------------------------------------------------------------
 
@@ -329,10 +328,6 @@ def _filter(domain: str | None, path_glob: str | None) -> MetadataFilter:
         return MetadataFilter(domain=domain, path_glob=path_glob)
     except ValueError as exc:
         raise RagError(str(exc)) from exc
-
-
-def _stat(stats, name: str):
-    return stats[name] if isinstance(stats, dict) else getattr(stats, name)
 
 
 def jsonable(value):

@@ -38,6 +38,11 @@ class Feedback:
         """One line per skipped file, then the summary line."""
         if not self.enabled:
             return
+        from rich.markup import escape
+
         for s in report.skipped:
-            self._console.print(f"[yellow]skipped[/] {s.path}: {s.reason}", highlight=False, markup=True)
-        self._console.print(f"[bold]ingest[/] {report.summary()}", highlight=False)
+            # paths and reasons may hold brackets ('[.1.gz', '[bold].txt') that rich would read as markup;
+            # soft_wrap keeps each on one line (a path folded at the terminal width cannot be copied)
+            line = f"[yellow]skipped[/] {escape(f'{s.path}: {s.reason}')}"
+            self._console.print(line, highlight=False, soft_wrap=True)
+        self._console.print(f"[bold]ingest[/] {report.summary()}", highlight=False, soft_wrap=True)

@@ -284,3 +284,14 @@ def test_symlinks_and_unreadable_files_are_reported(tmp_path: Path, cfg: IngestC
         ("alias.txt", f"same file as {docs / 'a.txt'}")
     ]
     assert rep.files_seen == rep.files_new + len(rep.skipped) == 5
+
+
+def test_skipped_paths_with_brackets_are_printed_as_is(tmp_path: Path, cfg: IngestConfig, capsys):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "[bold]notes.txt").write_text("")
+    (docs / "ok.txt").write_text("Some text.\n")
+    ingest_paths(tmp_path / "ix", [docs], cfg, progress=True)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"skipped {docs / '[bold]notes.txt'}: empty file\n" in err

@@ -15,7 +15,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from rag import __version__
-from rag.errors import NotBuiltError, RagError
+from rag.errors import RagError
 
 
 def _click_exceptions():
@@ -115,10 +115,6 @@ def run_guarded(fn, *args, **kwargs):
     """Call library code; turn user errors into one line + exit 2, crashes into exit 1."""
     try:
         return fn(*args, **kwargs)
-    except NotBuiltError as exc:
-        if state.debug:
-            raise
-        fail(f"not built yet: {exc}", code=1)
     except KeyboardInterrupt:
         fail("interrupted", code=130)
     except typer.Exit:

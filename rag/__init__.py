@@ -8,7 +8,7 @@ so `import rag` stays cheap; the LlamaIndex adapters live in `rag.llamaindex`.
 """
 
 from rag.config import RAGConfig
-from rag.errors import NotBuiltError, RagError
+from rag.errors import RagError
 from rag.filters import MetadataFilter
 from rag.pipeline import RAG
 from rag.types import Answer, Citation, Passage, Timings
@@ -19,7 +19,6 @@ __all__ = [
     "Answer",
     "Citation",
     "MetadataFilter",
-    "NotBuiltError",
     "Passage",
     "RAGConfig",
     "RagError",

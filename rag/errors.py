@@ -3,7 +3,3 @@
 
 class RagError(Exception):
     """Base class: a user-fixable problem (bad path, no index, bad option). Message is one line."""
-
-
-class NotBuiltError(RagError):
-    """A feature whose implementation has not landed yet; says so instead of faking a result."""

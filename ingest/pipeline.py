@@ -3,6 +3,8 @@
 Steps (all under the index lock):
   1. find the input files; stat each, hash those whose size or mtime changed; classify as
      new / changed / unchanged / deleted against the live generation (nothing changed: return early);
+     other chunking settings re-chunk every file, another size limit or newer loaders retry the files
+     skipped before;
   2. copy the live docstore into a temp generation and drop the changed and deleted files' rows;
   3. load and chunk new and changed files (bad files are skipped with one line each);
   4. embed the chunks whose (title-prefixed) text has no vector yet: vectors of unchanged chunk text
@@ -26,7 +28,7 @@ from ingest.chunking import ChunkDraft, chunk_document
 from ingest.config import IngestConfig
 from ingest.docstore import DocStore
 from ingest.embed import TokenCounter, build_embedder
-from ingest.loaders import SkipFile, load_file
+from ingest.loaders import LOADERS_VERSION, SkipFile, load_file
 from ingest.progress import Feedback
 from ingest.scan import find_files, under_roots
 from ingest.types import Document, IngestReport, SkippedFile
@@ -64,8 +66,17 @@ class _Loaded:
 
 
 def _chunk_params(cfg: IngestConfig, max_tokens: int) -> dict:
-    return {"target_tokens": cfg.target_tokens, "overlap_tokens": cfg.overlap_tokens,
-            "title_prefix": cfg.title_prefix, "max_tokens": max_tokens}  # fmt: skip
+    p = {"target_tokens": cfg.target_tokens, "overlap_tokens": cfg.overlap_tokens,
+         "title_prefix": cfg.title_prefix, "max_tokens": max_tokens}  # fmt: skip
+    if cfg.record_text_fields is not None:
+        # other record fields make other documents of the same files
+        p["record_text_fields"] = list(cfg.record_text_fields)
+    return p
+
+
+def _skip_params(cfg: IngestConfig) -> dict:
+    """What decided that a file was skipped: when it changes, skipped files are tried again."""
+    return {"max_file_bytes": cfg.max_file_bytes, "loaders": LOADERS_VERSION}
 
 
 def ingest_paths(
@@ -109,6 +120,9 @@ def ingest_paths(
             if manifest.get("chunking") != params:
                 # other chunk sizes: every file is re-chunked (vectors still reused where text matches)
                 old_files = {p: (-1, -1, "", v[3]) for p, v in old_files.items()}
+            elif manifest.get("skips") != _skip_params(cfg):
+                # another size limit or newer loaders: files skipped before are tried again
+                old_files = {p: (-1, -1, "", v[3]) if v[3] else v for p, v in old_files.items()}
 
         # 1. classify files
         ts = time.perf_counter()
@@ -293,6 +307,7 @@ def ingest_paths(
                 "format_version": store.FORMAT_VERSION,
                 "embedder": identity,
                 "chunking": params,
+                "skips": _skip_params(cfg),
                 "dense": {"kind": dense_kind(dense), "exact_max": cfg.dense_exact_max},
                 "counts": {"files": files_n, "documents": docs_n, "chunks": chunks_n, "per_domain": per},
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

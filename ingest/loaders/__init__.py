@@ -19,6 +19,8 @@ CODE_LANGUAGES = {
     ".rb": "ruby", ".sh": "bash", ".bash": "bash", ".php": "php", ".cs": "csharp", ".kt": "kotlin",
     ".kts": "kotlin", ".scala": "scala", ".lua": "lua", ".swift": "swift",
 }  # fmt: skip
+# bump when a loader starts accepting files it skipped before, so indexes retry their skipped files
+LOADERS_VERSION = 2
 TEXT_FORMATS = {".md": "markdown", ".markdown": "markdown", ".rst": "rst", ".txt": "text", ".text": "text"}
 _MAN_NAME = re.compile(r"\.\d[a-z0-9]*(\.gz)?$", re.I)
 _MAN_DIR = re.compile(r"(^|/)man\d?[a-z]*(/|$)")
@@ -116,4 +118,4 @@ def _load_gzipped(path: Path, data: bytes, record_fields: list[str] | None) -> l
     return docs
 
 
-__all__ = ["CODE_LANGUAGES", "SkipFile", "decode_text", "detect_format", "load_file"]
+__all__ = ["CODE_LANGUAGES", "LOADERS_VERSION", "SkipFile", "decode_text", "detect_format", "load_file"]

@@ -295,3 +295,27 @@ def test_skipped_paths_with_brackets_are_printed_as_is(tmp_path: Path, cfg: Inge
     out, err = capsys.readouterr()
     assert out == ""
     assert f"skipped {docs / '[bold]notes.txt'}: empty file\n" in err
+
+
+def test_skipped_files_are_retried_when_the_limits_or_loaders_change(tmp_path: Path, cfg: IngestConfig):
+    # a skip was remembered for good: raising max_file_bytes (or loaders learning gzip) changed nothing
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "big.txt").write_text("Large manual about quokka care. " * 40)
+    (docs / "blob.txt").write_bytes(b"\x00\x01" * 50)
+    small = IngestConfig(embedder_factory=cfg.embedder_factory, lock_timeout=5, max_file_bytes=100)
+    first = ingest_paths(tmp_path / "ix", [docs], small, progress=False)
+    assert sorted(Path(s.path).name for s in first.skipped) == ["big.txt", "blob.txt"]
+    same = ingest_paths(tmp_path / "ix", [docs], small, progress=False)
+    assert not same.changed and len(same.skipped) == 2
+    second = ingest_paths(tmp_path / "ix", [docs], cfg, progress=False)
+    assert second.files_changed == 1 and [Path(s.path).name for s in second.skipped] == ["blob.txt"]
+    with Index.open(tmp_path / "ix", embedder=cfg.embedder_factory()) as ix:
+        assert ix.search_bm25("quokka", 3)
+    # an index written before skips were keyed (or by older loaders) retries them once
+    manifest = json.loads((tmp_path / "ix" / second.generation / "manifest.json").read_text())
+    del manifest["skips"]
+    (tmp_path / "ix" / second.generation / "manifest.json").write_text(json.dumps(manifest))
+    third = ingest_paths(tmp_path / "ix", [docs], cfg, progress=False)
+    assert third.changed and [Path(s.path).name for s in third.skipped] == ["blob.txt"]
+    assert not ingest_paths(tmp_path / "ix", [docs], cfg, progress=False).changed

@@ -319,3 +319,18 @@ def test_skipped_files_are_retried_when_the_limits_or_loaders_change(tmp_path: P
     third = ingest_paths(tmp_path / "ix", [docs], cfg, progress=False)
     assert third.changed and [Path(s.path).name for s in third.skipped] == ["blob.txt"]
     assert not ingest_paths(tmp_path / "ix", [docs], cfg, progress=False).changed
+
+
+def test_other_record_fields_reload_record_files(tmp_path: Path, cfg: IngestConfig):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "t.csv").write_text("id,subject,description\n7,Broken link,The pricing link is 404\n")
+    ingest_paths(tmp_path / "ix", [docs], cfg, progress=False)
+    only = IngestConfig(
+        embedder_factory=cfg.embedder_factory, lock_timeout=5, record_text_fields=["description"]
+    )
+    rep = ingest_paths(tmp_path / "ix", [docs], only, progress=False)
+    assert rep.files_changed == 1
+    with Index.open(tmp_path / "ix", embedder=cfg.embedder_factory()) as ix:
+        (chunk,) = ix.get_chunks(_ids_for_path(ix, "t.csv"))
+        assert chunk.text == "description: The pricing link is 404\n".strip()

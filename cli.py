@@ -6,6 +6,7 @@ Conventions for every command: user errors print one line to stderr and exit 2 (
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -117,6 +118,12 @@ def run_guarded(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except KeyboardInterrupt:
         fail("interrupted", code=130)
+    except BrokenPipeError:
+        # the reader of stdout went away (`rag ask --json | head -1`): stop quietly, as rich does;
+        # stdout goes to /dev/null so the interpreter's final flush does not fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(code=1) from None
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001 - the CLI boundary reports any crash as one line

@@ -90,6 +90,19 @@ def test_ingest_unknown_domain_exits_2(tmp_path):
     )
 
 
+def test_closed_stdout_pipe_ends_quietly():
+    # `rag ask --json | head -1`: no "internal error" line when the pipe's reader goes away
+    code = (
+        "import sys, cli\n"
+        "try:\n    cli.run_guarded(lambda: print('x' * 1_000_000))\n"
+        "except cli.typer.Exit as e:\n    sys.exit(e.exit_code)"
+    )
+    out = subprocess.run(
+        f'{sys.executable} -c "{code}" | head -c 1', shell=True, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout == "x" and out.stderr == "", out.stderr
+
+
 def test_debug_shows_the_traceback(tmp_path):
     out = _rag("--debug", "ask", "q", "--index", str(tmp_path / "none"))
     assert out.returncode != 0

@@ -99,7 +99,7 @@ def main_callback(
 
 def fail(message: str, code: int = 2) -> None:
     """Print one error line to stderr and exit with `code`."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code=code)
 
 

@@ -90,6 +90,14 @@ def test_ingest_unknown_domain_exits_2(tmp_path):
     )
 
 
+def test_error_text_with_brackets_is_printed_verbatim(tmp_path):
+    # messages quote user input (paths, domains): never read as rich markup
+    _one_error_line(_rag("ask", "q", "--index", str(tmp_path / "no[bold]ne")), "no[bold]ne")
+    _one_error_line(
+        _rag("ingest", str(tmp_path), "--index", str(tmp_path / "i"), "--domain", "[/x]"), "'[/x]'"
+    )
+
+
 def test_closed_stdout_pipe_ends_quietly():
     # `rag ask --json | head -1`: no "internal error" line when the pipe's reader goes away
     code = (

@@ -208,6 +208,9 @@ def eval_command(
     from rag import RAG
 
     items = load_eval_set(file)
+    # a bad --out is reported before minutes of answering, not after
+    if out and (Path(out).is_dir() or not Path(out).parent.is_dir()):
+        raise EvalSetError(f"cannot write the report to {out}: not a file path in an existing folder")
     rag = RAG.open(index)
     report = evaluate(rag.ask, items, k=k)
     data = report.to_dict()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from rag.evaluate import _same_source
+import pytest
+
+from rag.errors import RagError
+from rag.evaluate import _same_source, eval_command
 
 
 def test_relative_source_matches_by_trailing_path_components(tmp_path):
@@ -14,3 +17,12 @@ def test_relative_source_matches_by_trailing_path_components(tmp_path):
     assert not _same_source(path, "aq.md")
     assert not _same_source(path, "other/faq.md")
     assert not _same_source(path, "/elsewhere/docs/faq.md")
+
+
+def test_eval_refuses_a_bad_out_path_before_answering(tmp_path):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question": "q", "answers": ["a"]}\n')
+    for bad in (tmp_path / "missing" / "r.json", tmp_path):
+        # the index does not exist either: the --out check must come first
+        with pytest.raises(RagError, match="cannot write the report"):
+            eval_command(str(questions), index=str(tmp_path / "no-index"), out=str(bad))

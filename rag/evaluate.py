@@ -116,8 +116,12 @@ def load_eval_set(path: str | Path) -> list[EvalItem]:
     p = Path(path)
     if not p.is_file():
         raise EvalSetError(f"no such question file: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise EvalSetError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     items = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -26,3 +26,10 @@ def test_eval_refuses_a_bad_out_path_before_answering(tmp_path):
         # the index does not exist either: the --out check must come first
         with pytest.raises(RagError, match="cannot write the report"):
             eval_command(str(questions), index=str(tmp_path / "no-index"), out=str(bad))
+
+
+def test_a_question_file_that_is_not_utf8_is_a_user_error(tmp_path):
+    questions = tmp_path / "q.jsonl"
+    questions.write_bytes('{"question": "Qué?", "answers": ["a"]}\n'.encode("latin-1"))
+    with pytest.raises(RagError, match="not UTF-8"):
+        eval_command(str(questions), index=str(tmp_path / "no-index"))

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ingest.loaders.base import SkipFile, decode_text
 from rag.assemble import AssembledContext, Piece, Segment
 from rag.types import Citation
 
@@ -49,9 +50,11 @@ class FileLines:
 
     def lines(self, path: str) -> list[str] | None:
         if path not in self.cache:
+            # decode as ingest did (UTF-8, else the detected legacy encoding), so a quote from a
+            # latin-1 file is found again in it
             try:
-                text = Path(path).read_text(encoding="utf-8", errors="replace")
-            except OSError:
+                text = decode_text(Path(path).read_bytes())
+            except (OSError, SkipFile):
                 self.cache[path] = None
             else:
                 # lines end at "\n" only, as ingest counts them (and editors show them): splitlines()

@@ -152,3 +152,11 @@ def test_verify_counts_lines_as_ingest_does_across_form_feeds(tmp_path):
     assert verify(str(path), 3, 3, "section two", FileLines())
     assert verify(str(path), 4, 4, "last line", FileLines())
     assert not verify(str(path), 5, 5, "last line", FileLines())
+
+
+def test_verify_reads_legacy_encodings_as_ingest_does(tmp_path):
+    # a Windows-1252 contract: the quote has accents that UTF-8-with-replacement would lose
+    path = tmp_path / "contrat.txt"
+    path.write_bytes("Article 1\nLe prestataire s'engage à livrer le café crème.\n".encode("cp1252"))
+    assert verify(str(path), 2, 2, "livrer le café crème", FileLines())
+    assert not verify(str(path), 1, 1, "livrer le café crème", FileLines())

@@ -1,7 +1,8 @@
 """Hybrid retrieval: dense (FAISS) + BM25, fused by weighted RRF, filtered, near-duplicates dropped.
 
 Steps of `HybridRetriever.retrieve`:
-1. ask each retriever for `candidates` hits (more when a filter is set, since filtering comes after);
+1. ask each retriever for `candidates` hits (5x more when a filter is set, since filtering comes after,
+   and 5x more again while a filter keeps fewer than `k` and the retrievers have more to give);
 2. fuse the two ranked lists with weighted reciprocal rank fusion;
 3. fetch chunks in fused order, in batches, keeping those that pass the metadata filter and are not
    near-duplicates of a better-ranked kept chunk, until `k` are kept;
@@ -55,24 +56,40 @@ class HybridRetriever:
         n = max(candidates or cfg.candidates, k)
         if flt.active:
             n *= FILTER_OVERFETCH
-        lists, weights = [], []
+        while True:
+            lists = self._search(query, n)
+            kept, dropped, score_of = self._fuse_and_fetch(lists, k, flt)
+            # a narrow filter can reject every candidate while matching chunks rank lower: widen the
+            # search until k are kept or the retrievers have nothing more to give
+            exhausted = all(len(hits) < n for hits in lists)
+            if len(kept) == k or not flt.active or exhausted:
+                break
+            n *= FILTER_OVERFETCH
+        raw = _raw_scores(lists, [cfg.dense_weight > 0, cfg.bm25_weight > 0])
+        passages = [_to_passage(c, score_of[c.id], raw, rank) for rank, c in enumerate(kept, start=1)]
+        return Retrieved(passages, kept, dropped_duplicates=dropped)
+
+    def _search(self, query: str, n: int) -> list[list[tuple[int, float]]]:
+        """The ranked hit lists of the active retrievers (dense, then BM25), `n` each."""
+        cfg = self.config
+        lists = []
         if cfg.dense_weight > 0:
             with limited_threads(cfg.retrieval_threads):
                 lists.append(self.index.search_dense(query, n))
-            weights.append(cfg.dense_weight)
         if cfg.bm25_weight > 0:
             lists.append(self.index.search_bm25(query, n))
-            weights.append(cfg.bm25_weight)
+        return lists
+
+    def _fuse_and_fetch(self, lists, k: int, flt: MetadataFilter) -> tuple[list, int, dict[int, float]]:
+        """Fuse the lists, then fetch chunks in fused order until `k` pass the filter and de-duplication."""
+        cfg = self.config
+        weights = [w for w in (cfg.dense_weight, cfg.bm25_weight) if w > 0]
         fused = reciprocal_rank_fusion(lists, weights, k=cfg.rrf_k)
-        raw = _raw_scores(lists, [cfg.dense_weight > 0, cfg.bm25_weight > 0])
-        if not fused:
-            return Retrieved([], [])
         score_of = dict(fused)
         ids = [i for i, _ in fused]
         dedup = NearDuplicateFilter(cfg.dedup_threshold)
         kept: list = []
         dropped = 0
-        # fetch in fused order, in batches, until k chunks survive the filter and de-duplication
         batch = max(2 * k, MIN_FETCH)
         for start in range(0, len(ids), batch):
             for chunk in self.index.get_chunks(ids[start : start + batch]):
@@ -83,11 +100,8 @@ class HybridRetriever:
                     continue
                 kept.append(chunk)
                 if len(kept) == k:
-                    break
-            if len(kept) == k:
-                break
-        passages = [_to_passage(c, score_of[c.id], raw, rank) for rank, c in enumerate(kept, start=1)]
-        return Retrieved(passages, kept, dropped_duplicates=dropped)
+                    return kept, dropped, score_of
+        return kept, dropped, score_of
 
 
 @contextmanager

@@ -111,3 +111,53 @@ def test_weights_change_the_ranking(fake_index):
 def test_empty_query_is_a_user_error(fake_index):
     with pytest.raises(RagError, match="empty"):
         HybridRetriever(fake_index).retrieve("   ")
+
+
+class _RankedIndex:
+    """200 chunks ranked 0..199 by both retrievers; only the lowest-ranked one is code."""
+
+    def __init__(self, size: int = 200) -> None:
+        self.size = size
+        self.searches: list[int] = []
+
+    def _hits(self, k):
+        self.searches.append(k)
+        return [(i, 1.0 - i / self.size) for i in range(min(k, self.size))]
+
+    def search_dense(self, query, k):
+        return self._hits(k)
+
+    def search_bm25(self, query, k):
+        return self._hits(k)
+
+    def get_chunks(self, ids):
+        return [
+            SimpleNamespace(
+                id=i,
+                path=f"/docs/{i}.py" if i == self.size - 1 else f"/docs/{i}.md",
+                domain="code" if i == self.size - 1 else "legal",
+                text=f"chunk number {i} " + "word " * (i % 7),
+                line_start=1,
+                line_end=2,
+                section="",
+                title="",
+                page=None,
+            )
+            for i in ids
+        ]
+
+
+def test_a_narrow_filter_widens_the_search_until_a_match_is_found():
+    index = _RankedIndex()
+    retriever = HybridRetriever(index, RAGConfig(candidates=4, retrieval_threads=None))
+    got = retriever.retrieve("anything", k=1, flt=MetadataFilter(domain="code"))
+    assert [p.chunk_id for p in got.passages] == [199]
+    # the first round (4 x over-fetch = 20 hits) held no code chunk; later rounds widened
+    assert index.searches[0] == 20 and max(index.searches) >= 200
+
+
+def test_a_filter_nothing_matches_stops_when_the_index_is_exhausted():
+    index = _RankedIndex()
+    retriever = HybridRetriever(index, RAGConfig(candidates=4, retrieval_threads=None))
+    assert retriever.retrieve("anything", k=3, flt=MetadataFilter(domain="support")).passages == []
+    assert len(index.searches) <= 2 * 4

@@ -279,7 +279,7 @@ def _train_command(**kw) -> None:
 def train(
     config: Annotated[
         str,
-        typer.Option(help="Named config: default (the shipped reader) | default-shallow | cpu-small | tiny."),
+        typer.Option(help="Named config: default (the shipped reader) | cpu-small | tiny."),
     ] = "default",
     data: Annotated[str, typer.Option(help="Folder with corpus.jsonl.xz + tokenizer.json.")] = "data",
     out: Annotated[str, typer.Option(help="Run folder (history.jsonl, resume.pt).")] = "runs/default",

@@ -49,6 +49,11 @@ class GDN2Config(PretrainedConfig):
         attn (dict, Optional): hybrid sliding-window attention, keys `layers` (indices), `num_heads`,
             `num_kv_heads`, `window_size`, `rope_theta`, `qkv_bias`. Default: `None` (pure GDN-2).
         reader_lm_head (bool): `GDN2ForReader` also carries an LM head. Default: `False`.
+        reader_question_match (bool): `GDN2ForReader` adds a learned embedding to tokens that also occur in
+            the question (DrQA's exact-match feature, input `question_match`). Default: `False`.
+        reader_end_shift (bool): the end head at token t + 1 scores "the answer ended at t"
+            (`model.prompt.align_end_logits`): the end is judged after seeing the next token.
+            Default: `False`.
         initializer_range (float): std of the normal init of linear and embedding weights. Default: 0.02.
 
     Example:
@@ -80,6 +85,8 @@ class GDN2Config(PretrainedConfig):
         norm_eps: float = 1e-6,
         attn: dict[str, Any] | None = None,
         reader_lm_head: bool = False,
+        reader_question_match: bool = False,
+        reader_end_shift: bool = False,
         initializer_range: float = 0.02,
         max_position_embeddings: int = 262144,
         use_cache: bool = True,
@@ -107,6 +114,8 @@ class GDN2Config(PretrainedConfig):
         self.norm_eps = norm_eps
         self.attn = None if attn is None else {**ATTN_DEFAULTS, **attn}
         self.reader_lm_head = reader_lm_head
+        self.reader_question_match = reader_question_match
+        self.reader_end_shift = reader_end_shift
         self.initializer_range = initializer_range
         self.max_position_embeddings = max_position_embeddings
         self.use_cache = use_cache

@@ -26,6 +26,7 @@ from model.cache import GDN2Cache
 from model.configuration_gdn2 import GDN2Config
 from model.generation import RecurrentGeneration
 from model.layer import GatedDeltaNet2, RMSNorm, ShortConvolution, decay_init
+from model.prompt import align_end_logits
 
 __all__ = [
     "GDN2CausalLMOutput",
@@ -382,6 +383,7 @@ class GDN2ForReader(GDN2PreTrainedModel, RecurrentGeneration, GenerationMixin):
         super().__init__(config)
         self.model = GDN2Model(config)
         self.qa_outputs = nn.Linear(config.hidden_size, 2, bias=True)
+        self.question_match = nn.Embedding(2, config.hidden_size) if config.reader_question_match else None
         self.lm_head = (
             nn.Linear(config.hidden_size, config.vocab_size, bias=False) if config.reader_lm_head else None
         )
@@ -411,10 +413,16 @@ class GDN2ForReader(GDN2PreTrainedModel, RecurrentGeneration, GenerationMixin):
         logits_to_keep: int = 0,
         cu_seqlens: torch.Tensor | None = None,
         cache: GDN2Cache | None = None,
+        question_match: torch.LongTensor | None = None,
         **kwargs,
     ) -> ReaderOutput:
         if labels is not None and self.lm_head is None:
             raise ValueError("labels given but this reader has no LM head (set config.reader_lm_head=True)")
+        if self.question_match is not None and question_match is not None:
+            if inputs_embeds is None:
+                inputs_embeds = self.model.embeddings(input_ids)
+            inputs_embeds = inputs_embeds + self.question_match(question_match).to(inputs_embeds.dtype)
+            input_ids = None
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -435,9 +443,10 @@ class GDN2ForReader(GDN2PreTrainedModel, RecurrentGeneration, GenerationMixin):
             T = start_logits.shape[1]
             # positions outside [0, T) mean "no answer here": the row is ignored (index -100)
             s, e = (_ignore_outside(p.to(start_logits.device), T) for p in (start_positions, end_positions))
+            end_scores = align_end_logits(end_logits) if self.config.reader_end_shift else end_logits
             loss = (
                 F.cross_entropy(start_logits, s, ignore_index=-100)
-                + F.cross_entropy(end_logits, e, ignore_index=-100)
+                + F.cross_entropy(end_scores, e, ignore_index=-100)
             ) / 2
         if labels is not None:
             lm = _lm_loss(logits, labels)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from tokenizers import Tokenizer
 
 from model.tokenizer import ANSWER, BOS, CONTEXT, DOC, QUESTION, SEP, special_id
@@ -45,6 +46,7 @@ class ReaderInput:
     char_end: np.ndarray  # [T] int32
     pieces_used: int
     question_tokens: int
+    question_match: np.ndarray | None = None  # [T] int64: 1 where a token outside the question occurs in it
     meta: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -130,11 +132,28 @@ def build_reader_input(
     ids.append(np.asarray(tail, dtype=np.int64))
     for arr in (pidx, cs, ce):
         arr.append(np.full(len(tail), -1 if arr is pidx else 0, dtype=np.int32))
+    input_ids = np.concatenate(ids)
+    # DrQA's exact-match feature: context and header tokens that also occur in the question
+    match = np.isin(input_ids, np.asarray(q_ids, dtype=np.int64)).astype(np.int64)
+    match[: len(head)] = 0
+    match[len(input_ids) - len(tail) :] = 0
     return ReaderInput(
-        input_ids=np.concatenate(ids),
+        input_ids=input_ids,
         piece_index=np.concatenate(pidx),
         char_start=np.concatenate(cs),
         char_end=np.concatenate(ce),
         pieces_used=used,
         question_tokens=len(q_ids),
+        question_match=match,
     )
+
+
+def align_end_logits(end_logits: torch.Tensor) -> torch.Tensor:
+    """Per-token end scores from a reader trained with `reader_end_shift`: token t's score is read at t + 1.
+
+    A causal reader cannot see past token t, so "the answer ends here" is ambiguous until the next token
+    arrives (does the number go on? does the clause?). With the shift the end head reads one token further;
+    the last position, which is never an answer token, gets -inf.
+    """
+    pad = torch.full_like(end_logits[..., :1], float("-inf"))
+    return torch.cat([end_logits[..., 1:], pad], dim=-1)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from model.prompt import ContextPiece, ReaderInput, build_reader_input
+from model.prompt import ContextPiece, ReaderInput, align_end_logits, build_reader_input
 from model.tokenizer import load_tokenizer
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
@@ -101,13 +101,17 @@ class Reader:
     def logits(self, ri: ReaderInput, segment_len: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
         """Start/end logits [T] (float32, on CPU) of one laid-out input, streamed in segments for GDN-2."""
         ids = torch.from_numpy(ri.input_ids).to(self.device)[None]
+        match = torch.from_numpy(ri.question_match).to(self.device)[None]
         if self.streams:
             from model import streaming_prefill
 
-            out = streaming_prefill(self.net, ids, segment_len=segment_len)
+            out = streaming_prefill(self.net, ids, segment_len=segment_len, question_match=match)
         else:
-            out = self.net(ids)
-        return out.start_logits[0].float().cpu(), out.end_logits[0].float().cpu()
+            out = self.net(ids, question_match=match)
+        end = out.end_logits[0].float().cpu()
+        if getattr(self.net.config, "reader_end_shift", False):
+            end = align_end_logits(end)
+        return out.start_logits[0].float().cpu(), end
 
     def extract_spans(
         self,

@@ -29,6 +29,7 @@ def streaming_prefill(
     past_key_values: GDN2Cache | None = None,
     attention_mask: torch.Tensor | None = None,
     keep_all: bool = False,
+    question_match: torch.LongTensor | None = None,
 ):
     """Run `model` (GDN2Model / GDN2ForCausalLM / GDN2ForReader) over `input_ids` [B, T] segment by segment.
 
@@ -40,6 +41,7 @@ def streaming_prefill(
         attention_mask: [B, cached + T] left-padding mask (1 = token) over the cached prefix and `input_ids`.
         keep_all: keep `logits` / `last_hidden_state` for every position (memory grows with T). By default
             only the last position is kept; `start_logits`/`end_logits` ([B, T]) are always kept whole.
+        question_match: [B, T] reader feature (`GDN2ForReader`), cut into the same segments as `input_ids`.
 
     Returns:
         The model's output type, with per-token fields concatenated over segments and `past_key_values`
@@ -82,6 +84,7 @@ def streaming_prefill(
             past_key_values=cache,
             use_cache=True,
             **extra,
+            **({} if question_match is None else {"question_match": question_match[:, start:end]}),
         )
         cache = out.cache
         for f in fields(out):

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from model.prompt import align_end_logits
 from model.training_data import Phase, ReaderBatches, TaskMix, phase_first_step, span_loss
 
 
@@ -72,6 +73,10 @@ def _gdn2_model(vocab: int, hidden: int, layers: int, heads: int, head_dim: int)
         "num_heads": heads,
         "head_dim": head_dim,
         "hidden_ratio": 3,
+        # the reader's question-match input and look-ahead end head (see GDN2Config); the SDPA baseline
+        # gets both too, so the two networks differ only in the token mixer
+        "reader_question_match": True,
+        "reader_end_shift": True,
     }
 
 
@@ -92,8 +97,8 @@ NAMED_CONFIGS: dict[str, TrainConfig] = {
     "default": TrainConfig(
         name="default",
         model=_gdn2_model(16384, 384, 8, 6, 64),
-        curriculum=[Phase(0.0, 2048, 32), Phase(0.2, 4096, 16), Phase(0.45, 8192, 8), Phase(0.7, 16384, 4)],
-        steps=1500,
+        curriculum=[Phase(0.0, 2048, 32), Phase(0.2, 4096, 16), Phase(0.4, 8192, 8), Phase(0.65, 16384, 4)],
+        steps=1300,
         lr=2e-3,
         warmup=60,
         eval_every=100,
@@ -114,20 +119,6 @@ NAMED_CONFIGS: dict[str, TrainConfig] = {
         eval_batches=1,
         save_every=25,
         bf16=False,
-    ),
-    # for when the GDN-2 backward is slow (sequential over chunks, so cost follows T, not B x T): fewer,
-    # wider layers, big batches of short rows, and only the last 15% of steps at 16k
-    "default-shallow": TrainConfig(
-        name="default-shallow",
-        model=_gdn2_model(16384, 512, 4, 8, 64),
-        curriculum=[Phase(0.0, 2048, 48), Phase(0.7, 4096, 24), Phase(0.85, 16384, 6)],
-        steps=400,
-        lr=2e-3,
-        warmup=30,
-        eval_every=50,
-        eval_batches=2,
-        save_every=50,
-        num_workers=10,
     ),
 }
 
@@ -150,7 +141,15 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
         from model.training_baseline import BaselineConfig, TransformerReader
 
         m = cfg.model
-        base = BaselineConfig(m["vocab_size"], m["hidden_size"], m["num_hidden_layers"], m["num_heads"], 256)
+        base = BaselineConfig(
+            m["vocab_size"],
+            m["hidden_size"],
+            m["num_hidden_layers"],
+            m["num_heads"],
+            256,
+            reader_question_match=m.get("reader_question_match", False),
+            reader_end_shift=m.get("reader_end_shift", False),
+        )
         # widen the MLP until the parameter count matches the GDN-2 reader of the same config
         target = sum(p.numel() for p in build_model(dataclasses.replace(cfg, arch="gdn2")).parameters())
         probe = sum(p.numel() for p in TransformerReader(base).parameters())
@@ -181,12 +180,13 @@ def forward_loss(
     """Span loss of one batch and the fraction of rows whose argmax start and end are both gold."""
     ids = batch["input_ids"]
     with torch.autocast(device_type=ids.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(ids)
-    loss = span_loss(out.start_logits, out.end_logits, batch)
+        out = model(ids, question_match=batch["question_match"])
+    end_logits = align_end_logits(out.end_logits) if model.config.reader_end_shift else out.end_logits
+    loss = span_loss(out.start_logits, end_logits, batch)
     with torch.no_grad():
         cand = batch["candidates"]
         s = out.start_logits.float().masked_fill(~cand, float("-inf")).argmax(-1)
-        e = out.end_logits.float().masked_fill(~cand, float("-inf")).argmax(-1)
+        e = end_logits.float().masked_fill(~cand, float("-inf")).argmax(-1)
         hit = batch["gold_start"].gather(1, s[:, None]) & batch["gold_end"].gather(1, e[:, None])
     return loss, {"span_acc": hit.float().mean().item()}
 

@@ -22,6 +22,8 @@ class BaselineConfig:
     intermediate_size: int = 1024
     rope_theta: float = 500000.0
     norm_eps: float = 1e-6
+    reader_question_match: bool = False  # as GDN2Config's: the exact-match feature
+    reader_end_shift: bool = False  # as GDN2Config's: end scores read one token later
 
 
 @dataclass
@@ -74,12 +76,15 @@ class TransformerReader(nn.Module):
         self.blocks = nn.ModuleList(_Block(c) for _ in range(c.num_hidden_layers))
         self.norm = nn.RMSNorm(c.hidden_size, eps=c.norm_eps)
         self.span = nn.Linear(c.hidden_size, 2)
+        self.question_match = nn.Embedding(2, c.hidden_size) if c.reader_question_match else None
         for m in self.modules():
             if isinstance(m, nn.Linear | nn.Embedding):
                 nn.init.normal_(m.weight, std=0.02)
 
-    def forward(self, input_ids: torch.Tensor) -> SpanOutput:
+    def forward(self, input_ids: torch.Tensor, question_match: torch.Tensor | None = None) -> SpanOutput:
         x = self.embed(input_ids)
+        if self.question_match is not None and question_match is not None:
+            x = x + self.question_match(question_match)
         for blk in self.blocks:
             x = blk(x)
         s, e = self.span(self.norm(x)).float().unbind(-1)

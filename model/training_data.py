@@ -121,6 +121,7 @@ def collate(rows: Sequence[tuple[ReaderInput, list[tuple[int, int]]]], seq_len: 
     """Right-pad rows to `seq_len` (a causal model never sees the padding) with gold start/end masks."""
     b = len(rows)
     ids = np.full((b, seq_len), pad_id, dtype=np.int64)
+    match = np.zeros((b, seq_len), dtype=np.int64)
     cand = np.zeros((b, seq_len), dtype=bool)
     gs = np.zeros((b, seq_len), dtype=bool)
     ge = np.zeros((b, seq_len), dtype=bool)
@@ -128,6 +129,7 @@ def collate(rows: Sequence[tuple[ReaderInput, list[tuple[int, int]]]], seq_len: 
     for i, (ri, spans) in enumerate(rows):
         n = len(ri)
         ids[i, :n] = ri.input_ids
+        match[i, :n] = ri.question_match
         cand[i, :n] = ri.answer_mask()
         lengths[i] = n
         for s, e in spans:
@@ -135,6 +137,7 @@ def collate(rows: Sequence[tuple[ReaderInput, list[tuple[int, int]]]], seq_len: 
             ge[i, e] = True
     return {
         "input_ids": torch.from_numpy(ids),
+        "question_match": torch.from_numpy(match),
         "candidates": torch.from_numpy(cand),
         "gold_start": torch.from_numpy(gs),
         "gold_end": torch.from_numpy(ge),

@@ -98,8 +98,13 @@ class Reader:
         }
 
     @torch.no_grad()
-    def logits(self, ri: ReaderInput, segment_len: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
-        """Start/end logits [T] (float32, on CPU) of one laid-out input, streamed in segments for GDN-2."""
+    def logits(self, ri: ReaderInput, segment_len: int = 32768) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start/end logits [T] (float32, on CPU) of one laid-out input, streamed in segments for GDN-2.
+
+        32k-token segments: at 100k tokens on an H200 the default reader takes 80 ms in 0.47 GiB of
+        activations, against 147 ms / 0.12 GiB with 8k segments (a fixed ~10 ms per call dominates a
+        small model) and 72 ms / 1.47 GiB in one pass (bench/results/reader.md).
+        """
         ids = torch.from_numpy(ri.input_ids).to(self.device)[None]
         match = torch.from_numpy(ri.question_match).to(self.device)[None]
         if self.streams:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from model.prompt import ContextPiece, ReaderInput
-from model.reader import DEFAULT_CHECKPOINT, Reader, best_spans
+from model.reader import Reader, best_spans
 
 
 def _ri(pieces_of_tokens: list[int]) -> ReaderInput:
@@ -46,7 +46,6 @@ def test_load_rejects_a_folder_without_a_checkpoint(tmp_path):
         Reader.load(tmp_path)
 
 
-@pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "config.json").is_file(), reason="no shipped checkpoint yet")
 def test_shipped_checkpoint_answers_a_fixed_question():
     reader = Reader.load(None)
     text = (
@@ -62,3 +61,21 @@ def test_shipped_checkpoint_answers_a_fixed_question():
     )
     assert (span.piece_index, span.text) == (1, "4817263")
     assert reader.identity["params"] > 1_000_000
+
+
+def test_shipped_checkpoint_answers_from_the_right_one_of_several_keys():
+    """MK-NIAH in miniature: four needles, the question's key decides which value is the answer."""
+    reader = Reader.load(None)
+    needles = {"walnut": "4817263", "harbor": "9920417", "cedar": "3371580", "falcon": "6604128"}
+    pieces = [
+        ContextPiece(
+            f"Filler text about nothing. One of the special magic numbers for {k} is: {v}. More filler.",
+            f"part {i}",
+        )
+        for i, (k, v) in enumerate(needles.items())
+    ]
+    for key, value in needles.items():
+        span = reader.extract(
+            f"What is the special magic number for {key} mentioned in the provided text?", pieces
+        )
+        assert span.text == value, key

@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ckpt", action="append", required=True, help="checkpoint folder (repeat for baselines)")
     ap.add_argument("--data", default="data")
-    ap.add_argument("--lengths", type=int, nargs="+", default=[4096, 16384, 65536, 102400])
+    ap.add_argument("--lengths", type=int, nargs="*", default=[4096, 16384, 65536, 102400])
     ap.add_argument("--qa-lengths", type=int, nargs="+", default=[4096, 102400])
     ap.add_argument("--n-short", type=int, default=40, help="samples per NIAH task at <= 16k")
     ap.add_argument("--n-long", type=int, default=10, help="samples per NIAH task at > 16k")

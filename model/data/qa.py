@@ -6,7 +6,11 @@ triples whose answer is `passage[char_start:char_end]`:
 - legal: defined terms ("X" means ...) and the opening words of numbered clauses;
 - support: what a man-page option does;
 - code: parameter defaults and docstring first lines of `def`s, module-level constants;
-- every domain: cloze (a distinctive word group blanked out of a quoted sentence).
+- every domain: cloze (a distinctive word group blanked out of a quoted sentence), and wh-questions
+  made from a sentence's own words: "What must you give?" from "you must give all recipients a copy",
+  "How long ... valid?" from "valid for at least three years", "What is the default?" from "the
+  default is 10". Cloze alone taught the reader to copy what follows a quoted phrase; wh-questions
+  make it find a sentence from a question's words in a user's order and extract the missing part.
 
 The cue always comes *before* the answer in the text (term before meaning, option before its
 description, left context of a cloze): a causal reader decides at a token from what it has read,
@@ -44,6 +48,28 @@ _DEFN = re.compile(
 _PARAM_DEFAULT = re.compile(r"(\w+)\s*(?::\s*[^=,]+)?=\s*([^,()\[\]]{1,30})")
 _CONST = re.compile(r"^([A-Z][A-Z0-9_]{2,})\s*=\s*([^\n#]{1,40}?)\s*(?:#.*)?$", re.M)
 _WORDS = re.compile(r"[A-Za-z0-9][\w'./-]*")
+# a clause may wrap lines (licenses, man pages) but not cross a blank line or a sentence end
+_CLAUSE_TEXT = r"(?:[^.;:!?\n()\[\]]|\n(?!\s*\n))"
+_WH_MODAL = re.compile(
+    r"\b((?:[A-Za-z][\w'-]*\s+){0,5}?[A-Za-z][\w'-]*)\s+(must|shall|may|can|should|will)\s+(not\s+)?"
+    r"([a-z][a-z-]+)\s+(" + _CLAUSE_TEXT + r"{4,160})"
+)
+_WH_COPULA = re.compile(
+    r"\b((?:[Tt]he|[Aa]n?|[Tt]his|[Ee]ach|[Aa]ny)\s+(?:[\w-]+\s+){0,4}?[\w-]+)\s+(is|are)\s+"
+    r"(?!not\b)(" + _CLAUSE_TEXT + r"{4,120})"
+)
+_WH_AMOUNT = re.compile(
+    r"((?:[A-Za-z][\w',-]*\s+){2,8}?)"
+    r"((?:for|within|after|at least|at most|up to|no (?:more|less|later) than)\s+"
+    r"(?:[\w-]+\s+)?(?:\d[\d,.]*|one|two|three|four|five|six|seven|eight|nine|ten|twelve|thirty|sixty|ninety)"
+    r"\s+(?:calendar\s+|business\s+)?(years?|months?|weeks?|days?|hours?|minutes?|seconds?|bytes?|"
+    r"times|characters|lines|entries|copies))\b"
+)
+_TIME_UNITS = ("year", "month", "week", "day", "hour", "minute", "second")
+# a subject ending in one of these is a clause fragment ("what is the user that there?"): no question
+_FRAGMENT_END = frozenset(
+    "a an the that there this which who it its or and if but so to of in on at by as get".split()  # noqa: SIM905
+)
 
 
 def _words_prefix(text: str, start: int, end: int, max_words: int) -> int:
@@ -128,6 +154,44 @@ def cloze_questions(text: str, rng: random.Random, n: int = 2) -> list[Triple]:
     return out
 
 
+def _norm(words: str) -> str:
+    return " ".join(words.split())
+
+
+def _fragment(subject: str) -> bool:
+    return subject.split()[-1].lower() in _FRAGMENT_END
+
+
+def _answer_end(text: str, start: int, end: int, max_words: int = 12) -> int:
+    """End of the first `max_words` words of text[start:end], without trailing "of the", "and", ..."""
+    words = list(_WORDS.finditer(text, start, _words_prefix(text, start, end, max_words)))
+    while len(words) > 1 and words[-1].group().lower() in _FRAGMENT_END:
+        words.pop()
+    return words[-1].end() if words else end
+
+
+def wh_questions(text: str, title: str) -> list[Triple]:
+    """Questions in a reader's words from single sentences; the answer always follows its cue."""
+    out: list[Triple] = []
+    for m in _WH_MODAL.finditer(text):
+        subj, modal, neg, verb = _norm(m.group(1)), m.group(2), m.group(3) or "", m.group(4)
+        if verb in ("be", "have", "not") or len(m.group(5).split()) < 2 or _fragment(subj):
+            continue
+        s = m.start(5)
+        q = f"What {modal} {subj[0].lower() + subj[1:]} {neg}{verb}?"
+        out.append((q, s, _answer_end(text, s, m.end(5))))
+    for m in _WH_COPULA.finditer(text):
+        s = m.start(3)
+        subj = _norm(m.group(1))
+        if _fragment(subj):
+            continue
+        out.append((f"What {m.group(2)} {subj[0].lower() + subj[1:]}?", s, _answer_end(text, s, m.end(3))))
+    for m in _WH_AMOUNT.finditer(text):
+        how = "How long" if m.group(3).rstrip("s") in _TIME_UNITS else "How many"
+        out.append((f"{how} {_norm(m.group(1))}?", m.start(2), m.end(2)))
+    return [(f"In {title}, {q[0].lower()}{q[1:]}" if i % 2 else q, s, e) for i, (q, s, e) in enumerate(out)]
+
+
 GENERATORS: dict[str, Callable[[str, str], list[Triple]]] = {
     "legal": legal_questions,
     "support": support_questions,
@@ -186,9 +250,12 @@ class QATaskMaker:
             doc_i = rng.choice(self.by_domain[dom])
             chunk_i = rng.randrange(len(self._chunks[doc_i]))
             ev = self.piece(doc_i, chunk_i)
-            triples = GENERATORS[dom](ev.text, self.docs[doc_i].title)
-            kind = "extract"
-            if not triples or rng.random() < 0.3:
+            title = self.docs[doc_i].title
+            triples, kind = GENERATORS[dom](ev.text, title), "extract"
+            r = rng.random()
+            if r < 0.4 or not triples:
+                triples, kind = wh_questions(ev.text, title), "wh"
+            if (r >= 0.4 and r < 0.6) or not triples:
                 triples, kind = cloze_questions(ev.text, rng), "cloze"
             triples = [t for t in triples if ev.text[t[1] : t[2]].strip() and t[2] - t[1] <= 160]
             if not triples:

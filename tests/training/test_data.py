@@ -8,7 +8,7 @@ import pytest
 
 from model.data.corpus import build_corpus, load_corpus, split_of, strip_troff
 from model.data.niah import TASKS, NeedleTaskMaker
-from model.data.qa import QATaskMaker, code_questions, legal_questions, support_questions
+from model.data.qa import QATaskMaker, code_questions, legal_questions, support_questions, wh_questions
 from model.prompt import ContextPiece, build_reader_input
 from model.tokenizer import ANSWER, BOS, CONTEXT, DOC, QUESTION, SEP
 from model.training_data import encode_sample
@@ -26,7 +26,7 @@ def test_qa_answers_are_verbatim_at_their_spans(docs, domain):
         assert s.pieces[a.piece].text[a.char_start : a.char_end] == a.text
         assert a.text.strip()
         tasks.add(s.task)
-    assert tasks == {"qa-extract", "qa-cloze"}
+    assert tasks == {"qa-extract", "qa-cloze", "qa-wh"}
 
 
 def test_domain_generators_find_their_patterns():
@@ -44,6 +44,20 @@ def test_domain_generators_find_their_patterns():
         code.index("70") + 2,
     ) in qs
     assert any(code[s:e] == "Fill a single paragraph of text." for _, s, e in qs)
+
+
+def test_wh_questions_take_their_words_from_the_sentence_and_answer_what_follows():
+    text = (
+        "Each copy must be accompanied by a written offer, valid for at least three years, to give it.\n"
+        "You must give all recipients a copy of this License along with the Program.\n"
+        "The default timeout is 10 seconds unless set otherwise."
+    )
+    got = {q.removeprefix("In GPL, ").lower(): text[s:e] for q, s, e in wh_questions(text, "GPL")}
+    assert got["what must you give?"] == "all recipients a copy of this License along with the Program"
+    assert got["how long be accompanied by a written offer, valid for?"] == "at least three years"
+    assert got["what is the default timeout?"] == "10 seconds unless set otherwise"
+    # clause fragments ("what is the user that there?") make no question
+    assert wh_questions("We tell the user that there is no warranty for the work.", "GPL") == []
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -194,5 +194,10 @@ def best_spans(
             cs += 1
         while ce > cs and text[ce - 1].isspace():
             ce -= 1
+        # a span that starts or ends inside a word ("convey|ed") is widened to whole words
+        while 0 < cs < ce and text[cs - 1].isalnum() and text[cs].isalnum():
+            cs -= 1
+        while cs < ce < len(text) and text[ce].isalnum() and text[ce - 1].isalnum():
+            ce += 1
         out.append(ReaderSpan(p, cs, ce, text[cs:ce], float(best[e].exp())))
     return out

@@ -15,30 +15,43 @@ def _ri(pieces_of_tokens: list[int]) -> ReaderInput:
     return ReaderInput(
         input_ids=np.zeros(n, dtype=np.int64),
         piece_index=np.asarray(pieces_of_tokens, dtype=np.int32),
-        char_start=np.asarray([2 * (i % 4) for i in range(n)], dtype=np.int32),
-        char_end=np.asarray([2 * (i % 4) + 2 for i in range(n)], dtype=np.int32),
+        char_start=np.asarray([3 * (i % 4) for i in range(n)], dtype=np.int32),
+        char_end=np.asarray([3 * (i % 4) + 2 for i in range(n)], dtype=np.int32),
         pieces_used=2,
         question_tokens=0,
     )
 
 
 def test_best_span_stays_in_one_piece_and_respects_max_len():
-    # tokens: [-1, p0 x4, -1, -1, -1, p1 x4]; char offsets restart per group of four
+    # tokens: [-1, p0 x4, -1, -1, -1, p1 x4]; each token one two-letter word of its piece
     ri = _ri([-1, 0, 0, 0, 0, -1, -1, -1, 1, 1, 1, 1])
-    ri.char_start[8:] = [0, 2, 4, 6]
-    ri.char_end[8:] = [2, 4, 6, 8]
-    ri.char_start[1:5] = [0, 2, 4, 6]
-    ri.char_end[1:5] = [2, 4, 6, 8]
-    pieces = [ContextPiece("aabbccdd"), ContextPiece("eeffgghh")]
+    pieces = [ContextPiece("aa bb cc dd"), ContextPiece("ee ff gg hh")]
     start = torch.full((12,), -10.0)
     end = torch.full((12,), -10.0)
     start[3], end[9] = 5.0, 5.0  # a cross-piece pair must never win
     start[10], end[11] = 4.0, 4.0
     (span,) = best_spans(ri, pieces, start, end, k=1, max_len=4)
-    assert (span.piece_index, span.text) == (1, "gghh")
+    assert (span.piece_index, span.text) == (1, "gg hh")
     spans = best_spans(ri, pieces, start, end, k=2, max_len=1)
     assert all(s.char_end - s.char_start == 2 for s in spans)
     assert spans[0].score >= spans[1].score
+
+
+def test_best_spans_widen_a_subword_span_to_whole_words():
+    # tokens: [q] "convey" "ed" " by" " you" -- a span starting at "ed" or ending at "con" is widened
+    ri = ReaderInput(
+        input_ids=np.arange(5),
+        piece_index=np.array([-1, 0, 0, 0, 0], dtype=np.int32),
+        char_start=np.array([0, 0, 6, 8, 11], dtype=np.int32),
+        char_end=np.array([0, 6, 8, 11, 15], dtype=np.int32),
+        pieces_used=1,
+        question_tokens=1,
+    )
+    pieces = [ContextPiece("conveyed by you")]
+    start, end = torch.full((5,), -10.0), torch.full((5,), -10.0)
+    start[2], end[3] = 5.0, 5.0
+    (span,) = best_spans(ri, pieces, start, end, k=1, max_len=4)
+    assert span.text == "conveyed by" and (span.char_start, span.char_end) == (0, 11)
 
 
 def test_load_rejects_a_folder_without_a_checkpoint(tmp_path):

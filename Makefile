@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_INDEX ?= demo-index
-DEMO_QUESTION ?= What must you give the recipients when you distribute copies of the Program?
+DEMO_QUESTION ?= What must redistributions of source code retain?
 # a handful of real licenses: small enough for the CPU embedder to finish in well under a minute
 DEMO_CORPUS ?= $(addprefix /usr/share/common-licenses/,GPL-3 Apache-2.0 MPL-2.0 BSD Artistic)
 # the reader runs on the CPU here: a few thousand tokens of context keep the demo quick (GPU: 100k default)

@@ -167,9 +167,16 @@ def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     index: IndexOpt = DEFAULT_INDEX,
     context_tokens: Annotated[
-        int,
-        typer.Option("--context-tokens", "-c", min=64, help="Reader-token budget of the assembled context."),
-    ] = 100_000,
+        int | None,
+        typer.Option(
+            "--context-tokens",
+            "-c",
+            min=64,
+            help="Reader-token budget of the assembled context (default 100000; 16000 when the reader "
+            "runs on CPU).",
+            show_default=False,
+        ),
+    ] = None,
     top_k: TopKOpt = None,
     domain: DomainOpt = None,
     path_glob: PathOpt = None,

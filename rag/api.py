@@ -136,7 +136,8 @@ def _print_timings(answer: Answer, cold: float) -> None:
         f"embedder {_ms(t.load_embedder_s)}) · command {_ms(cold)}"
     )
     err.print(
-        f"context: {answer.context_tokens} tokens ({answer.token_counter}) in {answer.context_pieces} pieces "
+        f"context: {answer.context_tokens} of {answer.context_budget} tokens ({answer.token_counter}) in "
+        f"{answer.context_pieces} pieces "
         f"from {len(answer.passages)} passages"
     )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 DEFAULT_CONTEXT_TOKENS = 100_000
+# the reader on CPU reads ~2k tokens/s on two cores (bench/results/rag.md): 100k tokens would take a minute
+CPU_READER_CONTEXT_TOKENS = 16_000
 
 
 @dataclass(frozen=True)
@@ -18,7 +20,8 @@ class RAGConfig:
         top_k: passages kept after fusion for `ask` when the caller gives none; None fills the budget.
         dedup_threshold: Jaccard similarity of word 5-shingles above which a chunk is a near-duplicate
             of a better-ranked one and is dropped (1.0 keeps everything but exact copies).
-        context_tokens: reader-token budget for the assembled context.
+        context_tokens: reader-token budget for the assembled context; None: 100k, or 16k when the
+            reader runs on CPU (a 100k-token read there takes about a minute).
         repeat_question: lay the question out again after the context ("read twice"), helping the
             recurrent reader, which cannot look back at the question.
         merge_gap_lines: chunks of one document whose line spans are this close are merged into one piece.
@@ -40,7 +43,7 @@ class RAGConfig:
     candidates: int = 200
     top_k: int | None = None
     dedup_threshold: float = 0.9
-    context_tokens: int = DEFAULT_CONTEXT_TOKENS
+    context_tokens: int | None = None
     repeat_question: bool = True
     merge_gap_lines: int = 1
     max_answer_tokens: int = 32
@@ -67,7 +70,7 @@ class RAGConfig:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
         if not 0.0 < self.dedup_threshold <= 1.0:
             raise ValueError(f"dedup_threshold must be in (0, 1], got {self.dedup_threshold}")
-        if self.context_tokens < 64:
+        if self.context_tokens is not None and self.context_tokens < 64:
             raise ValueError(f"context_tokens must be >= 64, got {self.context_tokens}")
         if self.retrieval_threads is not None and self.retrieval_threads < 1:
             raise ValueError(f"retrieval_threads must be >= 1 or None, got {self.retrieval_threads}")

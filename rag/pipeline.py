@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rag.assemble import AssembledContext, assemble_context
 from rag.citations import FileLines, cite_span
-from rag.config import RAGConfig
+from rag.config import CPU_READER_CONTEXT_TOKENS, DEFAULT_CONTEXT_TOKENS, RAGConfig
 from rag.errors import RagError
 from rag.extractive import best_span
 from rag.filters import DOMAINS, MetadataFilter
@@ -211,7 +211,7 @@ class RAG:
             raise RagError("the question is empty")
         question = question.strip()
         budget = self.config.context_tokens if context_tokens is None else context_tokens
-        if budget < 64:
+        if budget is not None and budget < 64:
             raise RagError(f"--context-tokens must be at least 64, got {budget}")
         if top_k is not None and top_k < 1:
             raise RagError(f"--top-k must be at least 1, got {top_k}")
@@ -229,6 +229,9 @@ class RAG:
                 + (f" ({reader.reason})" if reader.reason else "; this one only extracts spans")
             )
         use_reader = reader.available
+        if budget is None:
+            on_cpu = use_reader and reader.device == "cpu"
+            budget = CPU_READER_CONTEXT_TOKENS if on_cpu else DEFAULT_CONTEXT_TOKENS
         timings.load_reader_s = reader.load_seconds if use_reader and first else 0.0
         timings.load_embedder_s = self._warm_embedder()
         k = top_k or self.config.top_k or max(self.config.candidates, int(budget * CHUNKS_PER_TOKEN))
@@ -297,6 +300,7 @@ class RAG:
             score=None if span is None else span.score,
             generated=None if span is None else span.generated,
             context_tokens=context.tokens,
+            context_budget=context.budget,
             context_pieces=len(context.pieces),
             token_counter=context.counter,
             model=self.reader.identity,

@@ -107,6 +107,7 @@ class Answer:
     score: float | None = None
     generated: str | None = None
     context_tokens: int = 0
+    context_budget: int = 0
     context_pieces: int = 0
     token_counter: str = ""
     timings: Timings = field(default_factory=Timings)
@@ -131,6 +132,7 @@ class Answer:
             "passages": [p.to_dict() for p in self.passages],
             "context": {
                 "tokens": self.context_tokens,
+                "budget": self.context_budget,
                 "pieces": self.context_pieces,
                 "token_counter": self.token_counter,
             },

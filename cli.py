@@ -146,6 +146,25 @@ PathOpt = Annotated[
     typer.Option("--path", help="Only chunks whose file path matches this glob (e.g. '*.py', 'docs/*.md')."),
 ]
 TopKOpt = Annotated[int | None, typer.Option("--top-k", "-k", min=1, help="Number of passages to use.")]
+ContextTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--context-tokens",
+        "-c",
+        min=64,
+        help="Reader-token budget of the assembled context (default 100000; 16000 when the reader runs "
+        "on CPU).",
+        show_default=False,
+    ),
+]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="Reader checkpoint folder (default: the shipped reader).")
+]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu | cuda (default: cuda when available).")]
+NoReaderOpt = Annotated[
+    bool,
+    typer.Option("--no-reader", help="Answer retrieval-only (best passage), without loading the reader."),
+]
 DEFAULT_INDEX = ".rag"
 
 
@@ -166,32 +185,14 @@ def ingest(
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     index: IndexOpt = DEFAULT_INDEX,
-    context_tokens: Annotated[
-        int | None,
-        typer.Option(
-            "--context-tokens",
-            "-c",
-            min=64,
-            help="Reader-token budget of the assembled context (default 100000; 16000 when the reader "
-            "runs on CPU).",
-            show_default=False,
-        ),
-    ] = None,
+    context_tokens: ContextTokensOpt = None,
     top_k: TopKOpt = None,
     domain: DomainOpt = None,
     path_glob: PathOpt = None,
     json_out: JsonOpt = False,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", "-m", help="Reader checkpoint folder (default: the shipped reader)."),
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="cpu | cuda (default: cuda when available).")
-    ] = None,
-    no_reader: Annotated[
-        bool,
-        typer.Option("--no-reader", help="Answer retrieval-only (best passage), without loading the reader."),
-    ] = False,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    no_reader: NoReaderOpt = False,
     generate: Annotated[
         bool,
         typer.Option("--generate", help="Also generate a free-text answer (checkpoints with an LM head)."),
@@ -264,11 +265,25 @@ def eval_(
     k: Annotated[int, typer.Option("--k", min=1, help="Passages counted for retrieval hit@k.")] = 10,
     out: Annotated[str | None, typer.Option("--out", help="Also write the full JSON report here.")] = None,
     json_out: JsonOpt = False,
+    context_tokens: ContextTokensOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    no_reader: NoReaderOpt = False,
 ) -> None:
-    """Score retrieval hit@k, answer EM/F1 and citation accuracy on your own question set."""
+    """Score retrieval hit@k, answer EM/F1 and citation accuracy on your own question set.
+
+    Run it twice, with and without --no-reader, to see what the reader adds over the best passage.
+    """
+    from rag.api import reader_config
     from rag.evaluate import eval_command
 
-    run_guarded(eval_command, file, index=index, k=k, json_out=json_out, out=out)
+    def run() -> None:
+        config = reader_config(model, device, no_reader)
+        eval_command(
+            file, index=index, k=k, json_out=json_out, out=out, config=config, context_tokens=context_tokens
+        )
+
+    run_guarded(run)
 
 
 def _train_command(**kw) -> None:

@@ -49,6 +49,18 @@ def ingest_command(paths, *, index, domain, json_out, verbose) -> None:
         err.print(f"timings: ingest {elapsed:.2f} s ({stages})")
 
 
+def reader_config(
+    model: str | None, device: str | None, no_reader: bool, generate: bool = False
+) -> RAGConfig:
+    """The reader part of a command's RAGConfig, after the cheap checks of --model/--device/--no-reader."""
+    if model is not None and not Path(model).exists():
+        raise RagError(f"model path {model} does not exist")
+    check_device(device)
+    if no_reader and (model is not None or generate):
+        raise RagError("--no-reader contradicts --model and --generate")
+    return RAGConfig(use_reader=not no_reader).with_(model_path=model, device=device)
+
+
 def ask_command(
     question,
     *,
@@ -68,12 +80,7 @@ def ask_command(
     # cheap argument checks before the index and the reader are opened
     if not question.strip():
         raise RagError("the question is empty")
-    if model is not None and not Path(model).exists():
-        raise RagError(f"model path {model} does not exist")
-    check_device(device)
-    if no_reader and (model is not None or generate):
-        raise RagError("--no-reader contradicts --model and --generate")
-    config = RAGConfig(use_reader=not no_reader).with_(model_path=model, device=device)
+    config = reader_config(model, device, no_reader, generate)
     rag = RAG.open(index, config=config)
     answer = rag.ask(
         question,

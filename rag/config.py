@@ -25,6 +25,10 @@ class RAGConfig:
         repeat_question: lay the question out again after the context ("read twice"), helping the
             recurrent reader, which cannot look back at the question.
         merge_gap_lines: chunks of one document whose line spans are this close are merged into one piece.
+        retrieval_prior: weight of the retrieval rank when the reader's spans are chosen: the answer
+            maximises log P_reader(span) - retrieval_prior * log(1 + rank of its passage). 0 lets the reader
+            alone decide. The default 3 raised citation accuracy on paraphrased questions from 0.72-0.78 to
+            0.86-0.89 at no cost on generated QA (bench/results/rag.md).
         model_path: reader checkpoint folder; None means the shipped default (model/checkpoints/default).
         device: "cpu", "cuda" or None (cuda when available).
         require_reader: raise instead of falling back to a retrieval-only answer when no reader loads.
@@ -46,6 +50,7 @@ class RAGConfig:
     context_tokens: int | None = None
     repeat_question: bool = True
     merge_gap_lines: int = 1
+    retrieval_prior: float = 3.0
     max_answer_tokens: int = 32
     model_path: str | None = None
     device: str | None = None
@@ -72,6 +77,8 @@ class RAGConfig:
             raise ValueError(f"dedup_threshold must be in (0, 1], got {self.dedup_threshold}")
         if self.context_tokens is not None and self.context_tokens < 64:
             raise ValueError(f"context_tokens must be >= 64, got {self.context_tokens}")
+        if self.retrieval_prior < 0:
+            raise ValueError(f"retrieval_prior must be >= 0, got {self.retrieval_prior}")
         if self.retrieval_threads is not None and self.retrieval_threads < 1:
             raise ValueError(f"retrieval_threads must be >= 1 or None, got {self.retrieval_threads}")
         if self.require_reader and not self.use_reader:

@@ -14,6 +14,7 @@ For every question the pipeline answers as `rag ask` would; we report, per domai
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import string
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rag.config import RAGConfig
 from rag.errors import RagError
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -206,7 +208,14 @@ def format_table(report: EvalReport) -> str:
 
 
 def eval_command(
-    file: str, *, index: str, k: int = 10, json_out: bool = False, out: str | None = None
+    file: str,
+    *,
+    index: str,
+    k: int = 10,
+    json_out: bool = False,
+    out: str | None = None,
+    config: RAGConfig | None = None,
+    context_tokens: int | None = None,
 ) -> EvalReport:
     """`rag eval`: open the index, answer every question, print the table (or JSON), optionally save JSON."""
     from rag import RAG
@@ -215,8 +224,8 @@ def eval_command(
     # a bad --out is reported before minutes of answering, not after
     if out and (Path(out).is_dir() or not Path(out).parent.is_dir()):
         raise EvalSetError(f"cannot write the report to {out}: not a file path in an existing folder")
-    rag = RAG.open(index)
-    report = evaluate(rag.ask, items, k=k)
+    rag = RAG.open(index, config=config)
+    report = evaluate(functools.partial(rag.ask, context_tokens=context_tokens), items, k=k)
     data = report.to_dict()
     if out:
         Path(out).write_text(json.dumps(data, indent=2) + "\n")

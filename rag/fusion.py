@@ -1,4 +1,5 @@
-"""Reciprocal rank fusion of ranked lists (dense and BM25), with a weight per list.
+"""Reciprocal rank fusion of ranked lists (dense and BM25), with a weight per list; and the reader's
+spans fused with the retrieval ranking of their passages (`fuse_reader_spans`).
 
     score(d) = sum_i  w_i / (k + rank_i(d))        rank_i starting at 1
 
@@ -8,6 +9,7 @@ is why hybrid systems use it; the weights let a corpus favour keywords (code, cl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 
@@ -42,3 +44,27 @@ def reciprocal_rank_fusion(
             fused[item_id] = fused.get(item_id, 0.0) + weight / (k + rank)
             best_rank[item_id] = min(best_rank.get(item_id, rank), rank)
     return sorted(fused.items(), key=lambda kv: (-kv[1], best_rank[kv[0]], kv[0]))
+
+
+def piece_ranks(scores: Sequence[float]) -> list[int]:
+    """The retrieval rank (0 = best) of each piece, from its fused retrieval score."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    ranks = [0] * len(scores)
+    for rank, i in enumerate(order):
+        ranks[i] = rank
+    return ranks
+
+
+def fuse_reader_spans(spans: Sequence, ranks: Sequence[int], weight: float):
+    """The span maximising  log P_reader(span) - weight * log(1 + rank of its piece).
+
+    The reader scores spans on what it read; the retrievers rank the passages they came from. With the
+    weight at 0 the reader alone decides. With a weight > 0, a reader that is unsure between passages
+    leans towards the one the retrievers ranked higher, and a confident reader still wins. On hand-written,
+    paraphrased questions the shipped reader cites the expected file 72-78 % of the time alone and 86-89 %
+    with weight 3. On generated held-out QA at 4k, exact match stays the same (0.667 on 90 questions;
+    bench/results/rag.md). `spans` need `.score` (P(start) * P(end)) and `.piece_index`.
+    """
+    if not spans:
+        raise ValueError("no spans to choose from")
+    return max(spans, key=lambda s: math.log(max(s.score, 1e-30)) - weight * math.log1p(ranks[s.piece_index]))

@@ -262,7 +262,11 @@ class RAG:
         span = None
         if context.pieces:
             if use_reader:
-                span = reader.extract(context, max_answer_tokens=self.config.max_answer_tokens)
+                span = reader.extract(
+                    context,
+                    max_answer_tokens=self.config.max_answer_tokens,
+                    retrieval_prior=self.config.retrieval_prior,
+                )
             else:
                 span = _retrieval_only_span(question, context, retrieved)
         if generate and span is not None:

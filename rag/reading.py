@@ -20,7 +20,11 @@ from pathlib import Path
 
 from rag.assemble import AssembledContext
 from rag.errors import RagError
+from rag.fusion import fuse_reader_spans, piece_ranks
 from rag.tokens import EstimateCounter, TokenCounter, TokenizerCounter
+
+# spans of the reader considered when they are fused with the retrieval ranking
+FUSION_CANDIDATES = 30
 
 log = logging.getLogger(__name__)
 
@@ -201,9 +205,18 @@ class ReaderRuntime:
                 return TokenizerCounter(tok)
         return EstimateCounter()
 
-    def extract(self, context: AssembledContext, max_answer_tokens: int = 32) -> ReadSpan:
-        """The reader's best span in the assembled context (pieces keep their headers)."""
-        return self._extract(context.question, _to_context_pieces(context), max_answer_tokens)
+    def extract(
+        self, context: AssembledContext, max_answer_tokens: int = 32, retrieval_prior: float = 0.0
+    ) -> ReadSpan:
+        """The reader's best span in the assembled context (pieces keep their headers).
+
+        With `retrieval_prior` > 0 the reader's best `FUSION_CANDIDATES` spans are fused with the retrieval
+        rank of their pieces (`rag.fusion.fuse_reader_spans`).
+        """
+        ranks = piece_ranks([p.score for p in context.pieces]) if retrieval_prior > 0 else None
+        return self._extract(
+            context.question, _to_context_pieces(context), max_answer_tokens, ranks, retrieval_prior
+        )
 
     def extract_texts(self, question: str, texts: list[str], max_answer_tokens: int = 32) -> ReadSpan:
         """The reader's best span over bare passage texts (the LlamaIndex LLM adapter's case)."""
@@ -211,11 +224,26 @@ class ReaderRuntime:
 
         return self._extract(question, [ContextPiece(text=t) for t in texts], max_answer_tokens)
 
-    def _extract(self, question: str, pieces: list, max_answer_tokens: int) -> ReadSpan:
+    def _extract(
+        self,
+        question: str,
+        pieces: list,
+        max_answer_tokens: int,
+        ranks: list[int] | None = None,
+        retrieval_prior: float = 0.0,
+    ) -> ReadSpan:
         if not self.load():
             raise RagError(f"no reader: {self.reason}")
         with self._lock:
-            span = self._reader.extract(question, pieces, max_answer_tokens=max_answer_tokens)
+            if ranks is None:
+                span = self._reader.extract(question, pieces, max_answer_tokens=max_answer_tokens)
+            else:
+                spans = self._reader.extract_spans(
+                    question, pieces, k=FUSION_CANDIDATES, max_answer_tokens=max_answer_tokens
+                )
+                if not spans:
+                    raise ValueError("no context text to read: every piece is empty")
+                span = fuse_reader_spans(spans, ranks, retrieval_prior)
         return ReadSpan(
             piece_index=int(span.piece_index),
             char_start=int(span.char_start),

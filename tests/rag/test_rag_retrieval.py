@@ -10,7 +10,7 @@ from rag import RAGConfig
 from rag.dedup import drop_near_duplicates
 from rag.errors import RagError
 from rag.filters import MetadataFilter
-from rag.fusion import reciprocal_rank_fusion
+from rag.fusion import fuse_reader_spans, piece_ranks, reciprocal_rank_fusion
 from rag.retrieve import HybridRetriever
 
 
@@ -38,6 +38,19 @@ def test_rrf_ties_are_stable_and_bad_args_raise():
         reciprocal_rank_fusion([[(1, 1.0)]], [1.0, 1.0])
     with pytest.raises(ValueError, match="k must be"):
         reciprocal_rank_fusion([[(1, 1.0)]], k=0)
+
+
+def test_reader_spans_lean_to_better_ranked_passages_unless_the_reader_is_sure():
+    Span = SimpleNamespace
+    ranks = piece_ranks([0.01, 0.03, 0.02, 0.03])
+    assert ranks == [3, 0, 2, 1]  # ties keep piece order
+    unsure = [Span(score=0.4, piece_index=0), Span(score=0.2, piece_index=1)]
+    assert fuse_reader_spans(unsure, ranks, 0.0).piece_index == 0  # the reader alone
+    assert fuse_reader_spans(unsure, ranks, 3.0).piece_index == 1  # 0.4 / 4**3 < 0.2
+    sure = [Span(score=0.95, piece_index=0), Span(score=0.01, piece_index=1)]
+    assert fuse_reader_spans(sure, ranks, 3.0).piece_index == 0  # 0.95 / 64 > 0.01
+    with pytest.raises(ValueError):
+        fuse_reader_spans([], ranks, 3.0)
 
 
 def test_filter_domain_and_glob():

@@ -92,11 +92,17 @@ def test_cli_eval_prints_table_and_json(tmp_path, monkeypatch):
     import rag
     from cli import app
 
+    seen = []
+
     class FakeRAG:
-        def ask(self, q):
+        def __init__(self, config):
+            self.config = config
+
+        def ask(self, q, context_tokens=None):
+            seen.append((self.config.use_reader, context_tokens))
             return ANSWERS[q]
 
-    monkeypatch.setattr(rag.RAG, "open", classmethod(lambda cls, index, **kw: FakeRAG()))
+    monkeypatch.setattr(rag.RAG, "open", classmethod(lambda cls, index, config=None: FakeRAG(config)))
     f = _write(tmp_path, ROWS)
     runner = CliRunner()
     res = runner.invoke(app, ["eval", str(f), "--index", str(tmp_path)])
@@ -108,3 +114,9 @@ def test_cli_eval_prints_table_and_json(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "r.json").read_text())["summary"] == data["summary"]
     res = runner.invoke(app, ["eval", str(tmp_path / "missing.jsonl")])
     assert res.exit_code == 2 and "no such question file" in res.output
+    # the reader options reach RAG (retrieval-only, budget) the way `rag ask` passes them
+    seen.clear()
+    res = runner.invoke(app, ["eval", str(f), "--index", str(tmp_path), "--no-reader", "-c", "500"])
+    assert res.exit_code == 0 and seen == [(False, 500)] * 3
+    res = runner.invoke(app, ["eval", str(f), "--no-reader", "--model", str(tmp_path)])
+    assert res.exit_code == 2 and "contradicts" in res.output

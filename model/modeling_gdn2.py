@@ -418,9 +418,14 @@ class GDN2ForReader(GDN2PreTrainedModel, RecurrentGeneration, GenerationMixin):
     ) -> ReaderOutput:
         if labels is not None and self.lm_head is None:
             raise ValueError("labels given but this reader has no LM head (set config.reader_lm_head=True)")
-        if self.question_match is not None and question_match is not None:
+        if self.question_match is not None:
+            # no flags given (e.g. generation) reads as "no token matches": training always saw the feature
             if inputs_embeds is None:
                 inputs_embeds = self.model.embeddings(input_ids)
+            if question_match is None:
+                question_match = torch.zeros(
+                    inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device
+                )
             inputs_embeds = inputs_embeds + self.question_match(question_match).to(inputs_embeds.dtype)
             input_ids = None
         out = self.model(

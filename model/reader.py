@@ -106,7 +106,8 @@ class Reader:
         small model) and 72 ms / 1.47 GiB in one pass (bench/results/reader.md).
         """
         ids = torch.from_numpy(ri.input_ids).to(self.device)[None]
-        match = torch.from_numpy(ri.question_match).to(self.device)[None]
+        match = ri.question_match
+        match = None if match is None else torch.from_numpy(match).to(self.device)[None]
         if self.streams:
             from model import streaming_prefill
 

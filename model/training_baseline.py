@@ -83,7 +83,9 @@ class TransformerReader(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, question_match: torch.Tensor | None = None) -> SpanOutput:
         x = self.embed(input_ids)
-        if self.question_match is not None and question_match is not None:
+        if self.question_match is not None:
+            if question_match is None:  # as GDN2ForReader: no flags read as "no token matches"
+                question_match = torch.zeros_like(input_ids)
             x = x + self.question_match(question_match)
         for blk in self.blocks:
             x = blk(x)

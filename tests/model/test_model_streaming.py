@@ -41,6 +41,26 @@ def test_reader_streaming_keeps_span_logits_whole_and_lm_logits_last():
     torch.testing.assert_close(out.logits, full.logits[:, -1:], rtol=1e-4, atol=1e-5)
 
 
+def test_reader_question_match_is_cut_into_the_same_segments_and_changes_the_logits():
+    torch.manual_seed(0)
+    reader = GDN2ForReader(tiny_config(reader_question_match=True)).eval()
+    ids = tokens(1, 30, seed=4)
+    match = (torch.rand(1, 30, generator=torch.Generator().manual_seed(5)) < 0.3).long()
+    with torch.no_grad():
+        full = reader(ids, question_match=match)
+        unflagged = reader(ids, question_match=torch.zeros_like(match))
+        without = reader(ids)
+    out = streaming_prefill(reader, ids, segment_len=7, question_match=match)
+    torch.testing.assert_close(out.start_logits, full.start_logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out.end_logits, full.end_logits, rtol=1e-4, atol=1e-5)
+    # no flags given reads as no token flagged
+    torch.testing.assert_close(without.start_logits, unflagged.start_logits)
+    # the feature reaches the network causally: from the first flagged token on, not before it
+    first = int(match[0].nonzero()[0])
+    assert not torch.allclose(full.start_logits[:, first:], unflagged.start_logits[:, first:])
+    torch.testing.assert_close(full.start_logits[:, :first], unflagged.start_logits[:, :first])
+
+
 def test_streaming_continues_a_given_cache_and_padding():
     torch.manual_seed(0)
     model = GDN2Model(tiny_config(attn=HYBRID)).eval()

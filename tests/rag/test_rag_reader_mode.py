@@ -140,3 +140,14 @@ def test_default_budget_is_100k_but_16k_for_a_reader_on_cpu(tmp_path, fake_index
     assert answer.context_budget == 100_000 and answer.to_dict()["context"]["budget"] == 100_000
     # an explicit budget always wins
     assert on_cpu.ask("How much notice is needed to terminate?", context_tokens=500).context_budget == 500
+
+
+def test_cli_answer_shows_the_reader_confidence(tmp_path, fake_index, tiny_checkpoint, capsys):
+    from rag.api import print_answer
+
+    rag = RAG(tmp_path, index=fake_index, config=RAGConfig(model_path=str(tiny_checkpoint), device="cpu"))
+    answer = rag.ask("How much notice is needed to terminate?", context_tokens=1500)
+    print_answer(answer)
+    assert f"(reader confidence {answer.score:.2f})" in capsys.readouterr().out
+    print_answer(RAG(tmp_path, index=fake_index, config=RAGConfig(use_reader=False)).ask("notice?"))
+    assert "confidence" not in capsys.readouterr().out

@@ -14,24 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ingest.types import Chunk
+
 _WORD = re.compile(r"\w+")
-
-
-@dataclass(frozen=True)
-class FakeChunk:
-    id: int
-    path: str
-    domain: str
-    title: str
-    section: str
-    text: str
-    char_start: int
-    char_end: int
-    line_start: int
-    line_end: int
-    page: int | None
-    content_hash: str
-    doc_hash: str
 
 
 @dataclass
@@ -50,7 +35,7 @@ def _words(text: str) -> list[str]:
 
 def chunk_file(
     path: Path, first_id: int, domain: str, lines_per_chunk: int = 4, overlap: int = 1
-) -> list[FakeChunk]:
+) -> list[Chunk]:
     text = path.read_text(encoding="utf-8")
     lines = text.splitlines(keepends=True)
     starts = [0]
@@ -67,7 +52,7 @@ def chunk_file(
             continue
         cs = starts[i]
         chunks.append(
-            FakeChunk(
+            Chunk(
                 id=first_id + len(chunks),
                 path=str(path),
                 domain=domain,
@@ -87,7 +72,7 @@ def chunk_file(
 
 
 class FakeIndex:
-    def __init__(self, chunks: list[FakeChunk]) -> None:
+    def __init__(self, chunks: list[Chunk]) -> None:
         self.chunks = {c.id: c for c in chunks}
         self.bags = {c.id: Counter(_words(c.text)) for c in chunks}
         self.df = Counter(w for bag in self.bags.values() for w in bag)
@@ -96,7 +81,7 @@ class FakeIndex:
 
     @classmethod
     def from_files(cls, files: dict[Path, str], **kw) -> FakeIndex:
-        chunks: list[FakeChunk] = []
+        chunks: list[Chunk] = []
         for path, domain in files.items():
             chunks += chunk_file(path, len(chunks), domain, **kw)
         return cls(chunks)
@@ -127,10 +112,10 @@ class FakeIndex:
                 scored.append((cid, s))
         return sorted(scored, key=lambda x: -x[1])[:k]
 
-    def get_chunks(self, ids) -> list[FakeChunk]:
+    def get_chunks(self, ids) -> list[Chunk]:
         return [self.chunks[i] for i in ids if i in self.chunks]
 
-    def neighbours(self, chunk_id: int, before: int = 1, after: int = 1) -> list[FakeChunk]:
+    def neighbours(self, chunk_id: int, before: int = 1, after: int = 1) -> list[Chunk]:
         c = self.chunks[chunk_id]
         return [
             o

@@ -55,6 +55,9 @@ class GDN2Config(PretrainedConfig):
             (`model.prompt.align_end_logits`): the end is judged after seeing the next token.
             Default: `False`.
         initializer_range (float): std of the normal init of linear and embedding weights. Default: 0.02.
+        fused_ops (bool): in CUDA inference (no autograd), run the conv + SiLU, the decay gate, the gated
+            RMSNorm and the SwiGLU product as fused Triton kernels (`kernels.layer_ops`); training and the
+            CPU always use the PyTorch ops. Default: `True`.
 
     Example:
         >>> cfg = GDN2Config(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_heads=2, head_dim=32)
@@ -88,6 +91,7 @@ class GDN2Config(PretrainedConfig):
         reader_question_match: bool = False,
         reader_end_shift: bool = False,
         initializer_range: float = 0.02,
+        fused_ops: bool = True,
         max_position_embeddings: int = 262144,
         use_cache: bool = True,
         pad_token_id: int | None = None,
@@ -117,6 +121,7 @@ class GDN2Config(PretrainedConfig):
         self.reader_question_match = reader_question_match
         self.reader_end_shift = reader_end_shift
         self.initializer_range = initializer_range
+        self.fused_ops = fused_ops
         self.max_position_embeddings = max_position_embeddings
         self.use_cache = use_cache
         self._validate()

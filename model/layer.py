@@ -28,6 +28,7 @@ __all__ = [
     "ShortConvolution",
     "decay_init",
     "positions_in_sequence",
+    "use_fused_ops",
 ]
 
 
@@ -65,16 +66,31 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), self.eps)
 
 
+def use_fused_ops(enabled: bool, x: torch.Tensor) -> bool:
+    """Whether a module runs its fused Triton kernel (`kernels.layer_ops`) instead of its PyTorch ops.
+
+    Only in CUDA inference: the kernels have no backward, and the CPU has no Triton.
+    """
+    return enabled and x.is_cuda and not torch.is_grad_enabled()
+
+
 class RMSNormGated(nn.Module):
     """`RMSNorm(o) * act(gate)` per head: the output gate of the mixer (FLA's FusedRMSNormGated math)."""
 
-    def __init__(self, hidden_size: int, activation: str = "sigmoid", eps: float = 1e-6) -> None:
+    def __init__(
+        self, hidden_size: int, activation: str = "sigmoid", eps: float = 1e-6, fused_ops: bool = True
+    ) -> None:
         super().__init__()
         self.eps = eps
         self.activation = activation
+        self.fused_ops = fused_ops
         self.weight = nn.Parameter(torch.ones(hidden_size))
 
     def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        if use_fused_ops(self.fused_ops, x):
+            from kernels.layer_ops import rms_norm_gated
+
+            return rms_norm_gated(x, gate, self.weight, self.eps, self.activation)
         y = F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), self.eps)
         gate = gate.to(y.dtype)
         return y * (torch.sigmoid(gate) if self.activation == "sigmoid" else F.silu(gate))
@@ -87,10 +103,13 @@ class ShortConvolution(nn.Module):
     single pass would have. Packed sequences (`cu_seqlens`) never see across their boundaries.
     """
 
-    def __init__(self, hidden_size: int, kernel_size: int, bias: bool = False) -> None:
+    def __init__(
+        self, hidden_size: int, kernel_size: int, bias: bool = False, fused_ops: bool = True
+    ) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.kernel_size = kernel_size
+        self.fused_ops = fused_ops
         self.weight = nn.Parameter(torch.empty(hidden_size, 1, kernel_size))
         self.bias = nn.Parameter(torch.zeros(hidden_size)) if bias else None
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
@@ -106,18 +125,12 @@ class ShortConvolution(nn.Module):
         if cu_seqlens is not None:
             return F.silu(self._packed(x, cu_seqlens)), None
         B, T, D = x.shape
-        weight = self.weight.to(x.dtype)[:, 0]  # [D, W]
-        # shift-and-add on the [B, T, D] layout: no transposes around a channels-first conv
-        y = x * weight[:, W - 1]
-        for s in range(1, W):
-            if s < T:
-                y[:, s:].addcmul_(x[:, : T - s], weight[:, W - 1 - s])
-            if cache is not None:
-                # the first s outputs reach back into the cached inputs of the previous call
-                n = min(s, T)
-                y[:, :n].addcmul_(cache[:, W - 1 - s : W - 1 - s + n].to(x.dtype), weight[:, W - 1 - s])
-        if self.bias is not None:
-            y = y + self.bias.to(x.dtype)
+        if use_fused_ops(self.fused_ops, x):
+            from kernels.layer_ops import causal_conv1d_silu
+
+            y = causal_conv1d_silu(x, self.weight[:, 0], self.bias, cache)
+        else:
+            y = F.silu(self._shift_and_add(x, cache))
         new_cache = None
         if output_final_state:
             if T >= W - 1:
@@ -130,7 +143,23 @@ class ShortConvolution(nn.Module):
                 new_cache = cache.copy_(tail)
             else:
                 new_cache = tail.clone()
-        return F.silu(y), new_cache
+        return y, new_cache
+
+    def _shift_and_add(self, x: torch.Tensor, cache: torch.Tensor | None) -> torch.Tensor:
+        """The conv before SiLU on the [B, T, D] layout: no transposes around a channels-first conv."""
+        W, T = self.kernel_size, x.shape[1]
+        weight = self.weight.to(x.dtype)[:, 0]  # [D, W]
+        y = x * weight[:, W - 1]
+        for s in range(1, W):
+            if s < T:
+                y[:, s:].addcmul_(x[:, : T - s], weight[:, W - 1 - s])
+            if cache is not None:
+                # the first s outputs reach back into the cached inputs of the previous call
+                n = min(s, T)
+                y[:, :n].addcmul_(cache[:, W - 1 - s : W - 1 - s + n].to(x.dtype), weight[:, W - 1 - s])
+        if self.bias is not None:
+            y = y + self.bias.to(x.dtype)
+        return y
 
     def _packed(self, x: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:
         """Sum of shifted copies, each masked where the shift would cross into the previous sequence."""
@@ -159,6 +188,7 @@ class GatedDeltaNet2(nn.Module):
         allow_neg_eigval (bool): erase gate in [0, 2].
         gate_act (str): "sigmoid" or "swish"/"silu" output gate.
         norm_eps (float): epsilon of the gated RMSNorm.
+        fused_ops (bool): fused Triton kernels for the convs, decay gate and gated norm in CUDA inference.
         layer_idx (int): slot in the cache.
     """
 
@@ -175,6 +205,7 @@ class GatedDeltaNet2(nn.Module):
         allow_neg_eigval: bool = False,
         gate_act: str = "sigmoid",
         norm_eps: float = 1e-6,
+        fused_ops: bool = True,
         layer_idx: int = 0,
     ) -> None:
         super().__init__()
@@ -191,14 +222,15 @@ class GatedDeltaNet2(nn.Module):
         self.use_short_conv = use_short_conv
         self.allow_neg_eigval = allow_neg_eigval
         self.layer_idx = layer_idx
+        self.fused_ops = fused_ops
 
         self.q_proj = nn.Linear(hidden_size, self.key_dim, bias=False)
         self.k_proj = nn.Linear(hidden_size, self.key_dim, bias=False)
         self.v_proj = nn.Linear(hidden_size, self.value_dim, bias=False)
         if use_short_conv:
-            self.q_conv1d = ShortConvolution(self.key_dim, conv_size, bias=conv_bias)
-            self.k_conv1d = ShortConvolution(self.key_dim, conv_size, bias=conv_bias)
-            self.v_conv1d = ShortConvolution(self.value_dim, conv_size, bias=conv_bias)
+            self.q_conv1d = ShortConvolution(self.key_dim, conv_size, bias=conv_bias, fused_ops=fused_ops)
+            self.k_conv1d = ShortConvolution(self.key_dim, conv_size, bias=conv_bias, fused_ops=fused_ops)
+            self.v_conv1d = ShortConvolution(self.value_dim, conv_size, bias=conv_bias, fused_ops=fused_ops)
         # low-rank decay projection through head_v_dim (as FLA and the paper's reference)
         self.f_proj = nn.Sequential(
             nn.Linear(hidden_size, self.head_v_dim, bias=False),
@@ -214,7 +246,7 @@ class GatedDeltaNet2(nn.Module):
             nn.Linear(hidden_size, self.head_v_dim, bias=False),
             nn.Linear(self.head_v_dim, self.value_dim, bias=True),
         )
-        self.o_norm = RMSNormGated(self.head_v_dim, activation=gate_act, eps=norm_eps)
+        self.o_norm = RMSNormGated(self.head_v_dim, activation=gate_act, eps=norm_eps, fused_ops=fused_ops)
         self.o_proj = nn.Linear(self.value_dim, hidden_size, bias=False)
         self.reset_decay_parameters()
 
@@ -258,12 +290,10 @@ class GatedDeltaNet2(nn.Module):
             # a conv bias makes k nonzero even from zeroed inputs: k = 0 keeps padding out of the state
             k = k * attention_mask[:, -T:, None].to(k.dtype)
 
-        # decay in float32: the kernels cumulate it over whole chunks
-        g = F.softplus(self.f_proj(x) + self.dt_bias.float())  # bf16 + fp32 promotes: one fp32 pass
+        g = self._decay(self.f_proj(x))
         b = torch.sigmoid(self.b_proj(x))
         w = torch.sigmoid(self.w_proj(x))
         q, k, b = (t.unflatten(-1, (self.num_heads, self.head_k_dim)) for t in (q, k, b))  # [B, T, H, K]
-        g = -self.A_log.float().exp()[:, None] * g.unflatten(-1, (self.num_heads, self.head_k_dim))
         v, w = (t.unflatten(-1, (self.num_v_heads, self.head_v_dim)) for t in (v, w))  # [B, T, HV, V]
         if self.num_v_heads > self.num_heads:
             rep = self.num_v_heads // self.num_heads
@@ -286,3 +316,15 @@ class GatedDeltaNet2(nn.Module):
         gate = self.g_proj(x).unflatten(-1, (self.num_v_heads, self.head_v_dim))
         o = self.o_norm(o, gate).to(hidden_states.dtype).flatten(-2)  # [B, T, value_dim]
         return self.o_proj(o)
+
+    def _decay(self, f: torch.Tensor) -> torch.Tensor:
+        """g = -exp(A_log) * softplus(f + dt_bias), [B, T, H, K] in float32 (the kernels cumulate it over
+        whole chunks)."""
+        if use_fused_ops(self.fused_ops, f):
+            from kernels.layer_ops import decay_gate
+
+            g = decay_gate(f, self.dt_bias, self.A_log)
+        else:
+            g = F.softplus(f + self.dt_bias.float())  # bf16 + fp32 promotes: one fp32 pass
+            g = -self.A_log.float().exp().repeat_interleave(self.head_k_dim) * g
+        return g.unflatten(-1, (self.num_heads, self.head_k_dim))

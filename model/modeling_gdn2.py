@@ -25,7 +25,7 @@ from model.attention import SlidingWindowAttention
 from model.cache import GDN2Cache
 from model.configuration_gdn2 import GDN2Config
 from model.generation import RecurrentGeneration
-from model.layer import GatedDeltaNet2, RMSNorm, ShortConvolution, decay_init
+from model.layer import GatedDeltaNet2, RMSNorm, ShortConvolution, decay_init, use_fused_ops
 from model.prompt import align_end_logits
 
 __all__ = [
@@ -82,15 +82,20 @@ class ReaderOutput(_CacheAlias, ModelOutput):
 
 
 class GDN2MLP(nn.Module):
-    """SwiGLU: down(silu(gate(x)) * up(x))."""
+    """SwiGLU: down(silu(gate(x)) * up(x)); the product is one fused kernel in CUDA inference."""
 
-    def __init__(self, hidden_size: int, intermediate_size: int) -> None:
+    def __init__(self, hidden_size: int, intermediate_size: int, fused_ops: bool = True) -> None:
         super().__init__()
+        self.fused_ops = fused_ops
         self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
         self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if use_fused_ops(self.fused_ops, x):
+            from kernels.layer_ops import silu_mul
+
+            return self.down_proj(silu_mul(self.gate_proj(x), self.up_proj(x)))
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
@@ -125,10 +130,11 @@ class GDN2Block(nn.Module):
                 allow_neg_eigval=config.allow_neg_eigval,
                 gate_act=config.gate_act,
                 norm_eps=config.norm_eps,
+                fused_ops=config.fused_ops,
                 layer_idx=layer_idx,
             )
         self.mlp_norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
-        self.mlp = GDN2MLP(config.hidden_size, config.mlp_intermediate_size)
+        self.mlp = GDN2MLP(config.hidden_size, config.mlp_intermediate_size, fused_ops=config.fused_ops)
         # the two projections that write into the residual stream (scaled init, see `_init_weights`)
         for proj in (self.attn.o_proj, self.mlp.down_proj):
             proj.residual_out = True

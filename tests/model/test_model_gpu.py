@@ -76,6 +76,28 @@ def test_triton_path_equals_cpu_reference_path_layer_bf16():
     assert max(errs) <= 1e-2
 
 
+def test_fused_layer_ops_equal_pytorch_ops_bf16():
+    """The same bf16 model on CUDA with and without `kernels.layer_ops`: prefill, then a cached step."""
+    torch.manual_seed(0)
+    plain = GDN2ForCausalLM(_small(fused_ops=False, conv_bias=True)).eval()
+    fused = GDN2ForCausalLM(_small(fused_ops=True, conv_bias=True)).eval()
+    fused.load_state_dict(plain.state_dict())
+    plain, fused = (m.to("cuda", torch.bfloat16) for m in (plain, fused))
+    ids = tokens(2, 333, seed=3, vocab=512).cuda()
+    with torch.no_grad():
+        outs = [m(ids[:, :332], use_cache=True) for m in (plain, fused)]
+        nxt = [
+            m(ids[:, 332:], past_key_values=o.past_key_values, use_cache=True)
+            for m, o in zip((plain, fused), outs, strict=True)
+        ]
+    errs = (
+        rel_err(outs[0].logits.float(), outs[1].logits.float()),
+        rel_err(nxt[0].logits.float(), nxt[1].logits.float()),
+    )
+    print("fused vs plain layer ops, bf16 (prefill, decode):", errs)
+    assert max(errs) <= 1e-2
+
+
 def test_streaming_prefill_16k_equals_one_pass():
     torch.manual_seed(0)
     cfg = _small(attn={"layers": [1], "num_heads": 4, "window_size": 2048}, num_hidden_layers=3)

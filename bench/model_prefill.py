@@ -40,10 +40,11 @@ def _gib(n: int) -> float:
     return n / 2**30
 
 
-def build_gdn2(layers: int) -> torch.nn.Module:
+def build_gdn2(layers: int, fused_ops: bool = True) -> torch.nn.Module:
     from model import GDN2Config, GDN2ForCausalLM
 
     cfg = GDN2Config(
+        fused_ops=fused_ops,
         vocab_size=32000,
         hidden_size=2048,
         num_hidden_layers=layers,
@@ -168,13 +169,14 @@ def _fmt_decode(d: dict) -> str:
     return f"{d['tok_per_s']:.1f} ({d['ms_per_token']:.2f} ms)" if "tok_per_s" in d else d.get("status", "-")
 
 
-def profile_gdn2(layers: int, T: int, segment: int) -> None:
+def profile_gdn2(layers: int, T: int, segment: int, fused_ops: bool) -> None:
     """Top CUDA kernels of one streaming prefill: GEMMs vs the GDN-2 kernel vs elementwise."""
     from torch.profiler import ProfilerActivity, profile
 
     from model import streaming_prefill
 
-    model = build_gdn2(layers)
+    print(f"profile: {T} tokens, segments of {segment}, fused_ops={fused_ops}")
+    model = build_gdn2(layers, fused_ops)
     ids = torch.randint(0, 32000, (1, T), device="cuda")
     with torch.inference_mode():
         streaming_prefill(model, ids, segment_len=segment)
@@ -217,15 +219,21 @@ def main() -> None:
     ap.add_argument("--skip-llama", action="store_true")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--profile", type=int, default=0, help="first profile a prefill this long")
+    ap.add_argument(
+        "--compare-plain", action="store_true", help="also run the GDN-2 model without kernels.layer_ops"
+    )
     args = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("needs a CUDA GPU")
     lengths = [int(x) for x in args.lengths.split(",")]
     card = torch.cuda.get_device_name()
     if args.profile:
-        profile_gdn2(args.gdn2_layers, args.profile, args.segment)
+        for fused in (True, False) if args.compare_plain else (True,):
+            profile_gdn2(args.gdn2_layers, args.profile, args.segment, fused)
     results = []
     builders = [(f"gdn2 (seg {args.segment})", lambda: build_gdn2(args.gdn2_layers))]
+    if args.compare_plain:
+        builders.append((f"gdn2 plain ops (seg {args.segment})", lambda: build_gdn2(args.gdn2_layers, False)))
     if not args.skip_llama:
         builders.append(("llama sdpa", lambda: build_llama(args.llama_layers)))
     for name, build in builders:

@@ -76,26 +76,39 @@ def test_triton_path_equals_cpu_reference_path_layer_bf16():
     assert max(errs) <= 1e-2
 
 
-def test_fused_layer_ops_equal_pytorch_ops_bf16():
-    """The same bf16 model on CUDA with and without `kernels.layer_ops`: prefill, then a cached step."""
+def test_fused_layer_ops_as_accurate_as_pytorch_ops_bf16():
+    """The same bf16 model on CUDA with and without `kernels.layer_ops`, each against the fp32 model:
+    prefill, then a cached step. The fused kernels compute in fp32 and round once, the PyTorch ops round
+    after every step, so the fused path must be at least as close to fp32 (a 4-layer bf16 model drifts
+    ~2e-2 from fp32 on its own, so equality within 1e-2 is the wrong test)."""
     torch.manual_seed(0)
+    ref = GDN2ForCausalLM(_small(fused_ops=False, conv_bias=True)).eval()
     plain = GDN2ForCausalLM(_small(fused_ops=False, conv_bias=True)).eval()
     fused = GDN2ForCausalLM(_small(fused_ops=True, conv_bias=True)).eval()
-    fused.load_state_dict(plain.state_dict())
+    plain.load_state_dict(ref.state_dict())
+    fused.load_state_dict(ref.state_dict())
+    ref = ref.cuda()
     plain, fused = (m.to("cuda", torch.bfloat16) for m in (plain, fused))
     ids = tokens(2, 333, seed=3, vocab=512).cuda()
+    errs = {}
     with torch.no_grad():
-        outs = [m(ids[:, :332], use_cache=True) for m in (plain, fused)]
-        nxt = [
-            m(ids[:, 332:], past_key_values=o.past_key_values, use_cache=True)
-            for m, o in zip((plain, fused), outs, strict=True)
-        ]
-    errs = (
-        rel_err(outs[0].logits.float(), outs[1].logits.float()),
-        rel_err(nxt[0].logits.float(), nxt[1].logits.float()),
-    )
-    print("fused vs plain layer ops, bf16 (prefill, decode):", errs)
-    assert max(errs) <= 1e-2
+        outs = {
+            name: m(ids[:, :332], use_cache=True)
+            for name, m in (("ref", ref), ("plain", plain), ("fused", fused))
+        }
+        nxt = {
+            name: m(ids[:, 332:], past_key_values=outs[name].past_key_values, use_cache=True).logits
+            for name, m in (("ref", ref), ("plain", plain), ("fused", fused))
+        }
+    for name in ("plain", "fused"):
+        errs[name] = (
+            rel_err(outs["ref"].logits, outs[name].logits.float()),
+            rel_err(nxt["ref"], nxt[name].float()),
+        )
+    print("bf16 vs fp32 (prefill, decode):", errs)
+    for got, base in zip(errs["fused"], errs["plain"], strict=True):
+        assert got <= 1.1 * base + 1e-3
+        assert got <= 5e-2
 
 
 def test_streaming_prefill_16k_equals_one_pass():

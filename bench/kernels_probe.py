@@ -1,4 +1,4 @@
-"""Per-kernel times and accuracy of forward variants (intra dot precision and warps, state-pass V block).
+"""Per-kernel times and accuracy of forward variants (module constants of kernels.gdn2.chunk_fwd).
 
     PYTHONPATH=. python3 bench/kernels_probe.py
 
@@ -52,21 +52,42 @@ def kernel_ms(xs, block_v) -> dict[str, float]:
     return {k.replace("gdn2_fwd_kernel_", ""): statistics.median(v) for k, v in times.items()}
 
 
+# (name, module constants of kernels.gdn2.chunk_fwd to set); each row is measured, then the defaults return
+VARIANTS = [
+    ("base", {}),
+    ("scores bf16 operands", {"SCORES_PRECISION": "bf16"}),
+    ("scores + wy bf16 operands", {"SCORES_PRECISION": "bf16", "WY_PRECISION": "bf16"}),
+    ("wy K blocks of 32", {"INTRA_BK": 32}),
+    ("scores K blocks of 64", {"SCORES_BK": 64}),
+    ("state pass 3 stages", {"STATE_STAGES": 3}),
+]
+
+
 def main() -> None:
     small = inputs(2, 4096, 4, seed=1)
     ref, _ = torch_chunk_gdn2(*(x.double() for x in small))
     big = {"1x102400": inputs(1, 102400, 16), "8x4096": inputs(8, 4096, 16)}
     print(torch.cuda.get_device_name())
-    for warps, bk, swarps in ((4, 64, 4),):
-        cf.INTRA_WARPS, cf.INTRA_BK, cf.STATE_WARPS = warps, bk, swarps
-        o = fwd(small, None)
-        err = ((o.double() - ref).norm() / ref.norm()).item()
-        row = {size: kernel_ms(xs, None) for size, xs in big.items()}
-        regs = {name: (kern.n_regs, kern.n_spills) for name, kern in cf.LAST_COMPILED.items()}
-        print(
-            f"warps={warps} BK={bk} state_warps={swarps} err={err:.2e} (regs, spills)={regs} {row}",
-            flush=True,
-        )
+    rows = []
+    for name, consts in VARIANTS:
+        saved = {key: getattr(cf, key) for key in consts}
+        for key, value in consts.items():
+            setattr(cf, key, value)
+        try:
+            o = fwd(small, None)
+            err = ((o.double() - ref).norm() / ref.norm()).item()
+            ms = {size: kernel_ms(xs, None) for size, xs in big.items()}
+            regs = {k: (kern.n_regs, kern.n_spills) for k, kern in cf.LAST_COMPILED.items()}
+            rows.append((name, err, ms, regs))
+            print(name, f"err={err:.2e}", "(regs, spills)=", regs, ms, flush=True)
+        finally:
+            for key, value in saved.items():
+                setattr(cf, key, value)
+    cols = [(size, k) for size in big for k in rows[0][2][size]]
+    print("\n| variant | err vs fp64 | " + " | ".join(f"{size} {k}" for size, k in cols) + " |")
+    for name, err, ms, _ in rows:
+        cells = [f"{ms[size].get(k, float('nan')):.2f}" for size, k in cols]
+        print(f"| {name} | {err:.2e} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

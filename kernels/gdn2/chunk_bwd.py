@@ -71,7 +71,7 @@ def gdn2_bwd_kernel_state(
 
 @triton.jit
 def gdn2_bwd_kernel_wy(
-    q, k, g, b, v, w, h, dh, du, ut, kb, do, A, P, dq_acc, dk_acc, db_acc, dgam, dv, dw,
+    q, k, g, b, v, w, h, dh, du, ut, kb, do, A, dP, dq_acc, dk_acc, db_acc, dgam, dv, dw,
     chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BV: tl.constexpr,
     L2NORM: tl.constexpr,
@@ -137,7 +137,7 @@ def gdn2_bwd_kernel_wy(
     b_dp = tl.where(o_c[:, None] >= o_c[None, :], b_dp, 0.0)
     tl.debug_barrier()
     tl.store(A + p_cc, b_dL)
-    tl.store(P + p_cc, b_dp)
+    tl.store(dP + p_cc, b_dp)
 
     b_ke = b_k * b_ec
     b_dgam = b_dqg * b_q * b_e * scale - b_dke * b_ke + b_dx * b_x
@@ -311,8 +311,9 @@ def chunk_gdn2_bwd(
     dq_acc, dk_acc, db_acc, dgam = acc
     dv = torch.empty_like(v)
     dw = torch.empty_like(w)
+    dP = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
     gdn2_bwd_kernel_wy[(NC, H)](
-        q, k, g, b, v, w, it["h"], dh, du, it["ut"], it["kb"], do, it["L"], it["P"],
+        q, k, g, b, v, w, it["h"], dh, du, it["ut"], it["kb"], do, it["L"], dP,
         dq_acc, dk_acc, db_acc, dgam, dv, dw, table.chunk_bos, table.chunk_len, scale,
         H=H, K=K, V=V, C=C, BV=min(32, V), L2NORM=l2norm_qk, num_warps=8,
     )  # fmt: skip
@@ -321,7 +322,7 @@ def chunk_gdn2_bwd(
     dk = torch.empty_like(k)
     db = torch.empty_like(b)
     gdn2_bwd_kernel_scores[(NC, C // BC, H)](
-        q, k, g, b, it["L"], it["P"], dq_acc, dk_acc, db_acc, dgam, dq, dk, db,
+        q, k, g, b, it["L"], dP, dq_acc, dk_acc, db_acc, dgam, dq, dk, db,
         table.chunk_bos, table.chunk_len, scale, H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk,
         SPAN=SPAN, PREC=BWD_DOT_PRECISION, num_warps=8,
     )  # fmt: skip

@@ -30,14 +30,17 @@ from kernels.common.chunks import ChunkTable
 # largest decay (natural log) one 16-token sub-chunk may span before its diagonal block takes the exact
 # pairwise path: e^80 stays well inside float32 (and tf32) range
 SPAN = 80.0
-# input precision of the fp32 tensor-core products of the intra-chunk step; "tf32x3" (~fp32) measured
-# 2.7x slower for the same end error, which the bf16 state pass dominates (bench/kernels_probe.py)
-DOT_PRECISION = "tf32"
+# input precision of the tensor-core products of the intra-chunk kernels (scores: L and P; wy: the products
+# with A): "tf32x3" (~fp32) measured 2.7x slower for the same end error, which the bf16 state pass dominates;
+# "bf16" rounds the fp32 operands to bfloat16 (bench/kernels_probe.py)
+SCORES_PRECISION = "tf32"
+WY_PRECISION = "tf32"
 INTRA_WARPS = 4
 # K (and V) block of the intra-chunk kernels: smaller tiles, fewer registers, more programs per SM
 INTRA_BK = 64
 SCORES_BK = 128
 STATE_WARPS = 4
+STATE_STAGES = 2
 # storage of the per-chunk operands of the state pass (and of the state fed to its products): bf16
 # halves its traffic; the CPU interpreter tests set float32 (the interpreter has no bfloat16)
 WORK_DTYPE = torch.bfloat16
@@ -62,6 +65,9 @@ def _l2norm_rows(x, L2NORM: tl.constexpr):
 
 @triton.jit
 def _dot(a, b, PREC: tl.constexpr):
+    """a @ b with fp32 accumulation; PREC is a tl.dot input precision or "bf16" (operands rounded first)."""
+    if PREC == "bf16":
+        return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
     return tl.dot(a, b, input_precision=PREC)
 
 
@@ -311,8 +317,9 @@ def chunk_gdn2_fwd(
     NC, N = table.num_chunks, table.num_seqs
     dev = q.device
     L = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
-    P = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
     work_dtype = WORK_DTYPE
+    # P only feeds the state pass, which multiplies it in work_dtype anyway
+    P = torch.empty(NC, H, C, C, device=dev, dtype=work_dtype)
     kb = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     qg = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     ke = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
@@ -322,12 +329,12 @@ def chunk_gdn2_fwd(
     gdn2_fwd_kernel_gamma[(NC, H)](g, gam, table.chunk_bos, table.chunk_len, H=H, K=K, C=C, num_warps=4)
     LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(NC, C // BC, H)](
         q, k, g, gam, b, L, P, table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, C=C, BC=BC, BK=min(SCORES_BK, K), L2NORM=l2norm_qk, SPAN=SPAN, PREC=DOT_PRECISION,
+        H=H, K=K, C=C, BC=BC, BK=min(SCORES_BK, K), L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
         num_warps=INTRA_WARPS,
     )  # fmt: skip
     LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(NC, H)](
         q, k, gam, b, v, w, L, kb, ut, qg, ke, eg, table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, V=V, C=C, BC=BC, BK=min(INTRA_BK, K, V), L2NORM=l2norm_qk, PREC=DOT_PRECISION,
+        H=H, K=K, V=V, C=C, BC=BC, BK=min(INTRA_BK, K, V), L2NORM=l2norm_qk, PREC=WY_PRECISION,
         num_warps=INTRA_WARPS,
     )  # fmt: skip
     if block_v is None:
@@ -341,7 +348,7 @@ def chunk_gdn2_fwd(
     LAST_COMPILED["state_o"] = gdn2_fwd_kernel_state_o[(V // BV, H, N)](
         kb, ut, qg, ke, eg, P, o, initial_state, ht, h, table.chunk_bos, table.chunk_len, table.seq_chunks,
         H=H, K=K, V=V, C=C, BV=BV, HAS_H0=initial_state is not None, STORE_HT=output_final_state,
-        STORE_H=save_states, num_warps=STATE_WARPS, num_stages=2,
+        STORE_H=save_states, num_warps=STATE_WARPS, num_stages=STATE_STAGES,
     )  # fmt: skip
     inter = dict(L=L, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h)
     return o, ht, inter

@@ -24,10 +24,12 @@ import triton
 import triton.language as tl
 
 from kernels.common.chunks import ChunkTable
-from kernels.gdn2.chunk_fwd import SPAN, _dot, _l2norm_rows, _load_rows, chunk_gdn2_fwd
+from kernels.gdn2.chunk_fwd import SPAN, _dot, _l2norm_rows, _load_rows, chunk_gdn2_fwd, launch_pipelined
 
 # the score gradients sum terms that cancel under strong decay: tf32 alone measured dg 2.2e-2 off there
 BWD_DOT_PRECISION = "tf32x3"
+# pipelining depth of the reverse state pass (as in the forward: the next chunk loads during this one)
+BWD_STATE_STAGES = 3
 
 
 @triton.jit
@@ -301,11 +303,12 @@ def chunk_gdn2_bwd(
     du = torch.empty(NC, H, C, V, device=dev, dtype=torch.float32)
     dh0 = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if h0 is not None else None
     BV = min(16 if N * H * V // 32 < 256 else 32, V)
-    gdn2_bwd_kernel_state[(V // BV, H, N)](
+    launch_pipelined(
+        gdn2_bwd_kernel_state, (V // BV, H, N),
         it["kb"], it["qg"], it["ke"], it["eg"], it["P"], do, dht, dh0, dh, du,
         table.chunk_bos, table.chunk_len, table.seq_chunks,
         H=H, K=K, V=V, C=C, BV=BV, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
-        num_warps=4, num_stages=2,
+        num_warps=4, stages=BWD_STATE_STAGES,
     )  # fmt: skip
     acc = [torch.empty(Ttot, H, K, device=dev, dtype=torch.float32) for _ in range(4)]
     dq_acc, dk_acc, db_acc, dgam = acc

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.errors import OutOfResources
 
 from kernels.common.chunks import ChunkTable
 
@@ -33,14 +34,17 @@ SPAN = 80.0
 # input precision of the tensor-core products of the intra-chunk kernels (scores: L and P; wy: the products
 # with A): "tf32x3" (~fp32) measured 2.7x slower for the same end error, which the bf16 state pass dominates;
 # "bf16" rounds the fp32 operands to bfloat16 (bench/kernels_probe.py)
-SCORES_PRECISION = "tf32"
-WY_PRECISION = "tf32"
+# bf16 measured 3.81 / 2.66 ms vs tf32 4.19 / 3.54 ms at 1 x 102400 (H200), error vs float64 4.0e-3 vs 3.1e-3
+SCORES_PRECISION = "bf16"
+WY_PRECISION = "bf16"
 INTRA_WARPS = 4
 # K (and V) block of the intra-chunk kernels: smaller tiles, fewer registers, more programs per SM
 INTRA_BK = 64
 SCORES_BK = 128
 STATE_WARPS = 4
-STATE_STAGES = 2
+# software-pipelining depth of the state pass: the next chunk's operands load while this one computes;
+# 3 stages measured 1.85 ms vs 2 stages 2.84 ms at 1 x 102400 (H200); 4 do not fit in shared memory
+STATE_STAGES = 3
 # storage of the per-chunk operands of the state pass (and of the state fed to its products): bf16
 # halves its traffic; the CPU interpreter tests set float32 (the interpreter has no bfloat16)
 WORK_DTYPE = torch.bfloat16
@@ -66,9 +70,11 @@ def _l2norm_rows(x, L2NORM: tl.constexpr):
 @triton.jit
 def _dot(a, b, PREC: tl.constexpr):
     """a @ b with fp32 accumulation; PREC is a tl.dot input precision or "bf16" (operands rounded first)."""
-    if PREC == "bf16":
-        return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
-    return tl.dot(a, b, input_precision=PREC)
+    if PREC == "bf16":  # noqa: SIM108 (a constexpr if/else compiles one branch; a ternary compiles both)
+        r = tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    else:
+        r = tl.dot(a, b, input_precision=PREC)
+    return r
 
 
 @triton.jit
@@ -289,6 +295,18 @@ def gdn2_fwd_kernel_state_o(
         tl.store(ht + p_s, b_s)
 
 
+def launch_pipelined(kernel, grid, *args, stages: int, **kwargs):
+    """Launch `kernel[grid]` with `stages` pipeline stages, one fewer each time shared memory is short
+    (the stages hold whole [C, K] operand tiles, so what fits depends on K, V and the V block)."""
+    for s in range(stages, 0, -1):
+        try:
+            return kernel[grid](*args, num_stages=s, **kwargs)
+        except OutOfResources:
+            if s == 1:
+                raise
+    return None
+
+
 def chunk_gdn2_fwd(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -345,10 +363,11 @@ def chunk_gdn2_fwd(
     o = torch.empty(Ttot, H, V, device=dev, dtype=v.dtype)
     ht = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
     h = torch.empty(NC, H, K, V, device=dev, dtype=torch.float32) if save_states else None
-    LAST_COMPILED["state_o"] = gdn2_fwd_kernel_state_o[(V // BV, H, N)](
+    LAST_COMPILED["state_o"] = launch_pipelined(
+        gdn2_fwd_kernel_state_o, (V // BV, H, N),
         kb, ut, qg, ke, eg, P, o, initial_state, ht, h, table.chunk_bos, table.chunk_len, table.seq_chunks,
         H=H, K=K, V=V, C=C, BV=BV, HAS_H0=initial_state is not None, STORE_HT=output_final_state,
-        STORE_H=save_states, num_warps=STATE_WARPS, num_stages=STATE_STAGES,
+        STORE_H=save_states, num_warps=STATE_WARPS, stages=STATE_STAGES,
     )  # fmt: skip
     inter = dict(L=L, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h)
     return o, ht, inter

@@ -17,8 +17,9 @@ from gdn2_testutils import rand_inputs, rel_err  # noqa: E402
 
 from kernels.gdn2 import chunk_fwd  # noqa: E402
 
-# the interpreter has no bfloat16: keep the state pass operands in float32
+# the interpreter has no bfloat16: keep the state pass operands and the intra-chunk products in float32
 chunk_fwd.WORK_DTYPE = torch.float32
+chunk_fwd.SCORES_PRECISION = chunk_fwd.WY_PRECISION = "ieee"
 
 from kernels.gdn2 import chunk as triton_chunk  # noqa: E402
 from kernels.gdn2.reference import chunk_gdn2 as reference  # noqa: E402

@@ -32,9 +32,9 @@ from kernels.common.chunks import ChunkTable
 # pairwise path: e^80 stays well inside float32 (and tf32) range
 SPAN = 80.0
 # input precision of the tensor-core products of the intra-chunk kernels (scores: L and P; wy: the products
-# with A): "tf32x3" (~fp32) measured 2.7x slower for the same end error, which the bf16 state pass dominates;
-# "bf16" rounds the fp32 operands to bfloat16 (bench/kernels_probe.py)
-# bf16 measured 3.81 / 2.66 ms vs tf32 4.19 / 3.54 ms at 1 x 102400 (H200), error vs float64 4.0e-3 vs 3.1e-3
+# with A), fp32 accumulation either way. "bf16" (operands rounded to bfloat16) measured 3.81 / 2.66 ms vs tf32
+# 4.19 / 3.54 ms at 1 x 102400 on an H200, error vs float64 4.0e-3 vs 3.1e-3; "tf32x3" (~fp32) was 2.7x slower
+# than tf32 for the same end error, which the bf16 state pass dominates (bench/kernels_probe.py)
 SCORES_PRECISION = "bf16"
 WY_PRECISION = "bf16"
 INTRA_WARPS = 4

@@ -4,10 +4,6 @@ masking and gradient mistakes in CI, where there is no GPU; speed and bf16 are t
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,15 +11,11 @@ import pytest
 pytest.importorskip("triton")
 
 SCRIPT = Path(__file__).with_name("triton_interpret_cases.py")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def errors() -> dict:
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def errors(run_interpreted) -> dict:
+    return run_interpreted(SCRIPT)
 
 
 @pytest.mark.parametrize("name", ["T70", "B2_T33", "varlen"])

@@ -54,17 +54,11 @@ def kernel_ms(xs, block_v) -> dict[str, float]:
 
 # (name, module constants of kernels.gdn2.chunk_fwd to set); each row is measured, then the defaults return
 VARIANTS = [
-    ("base", {}),
-    ("state pass 3 stages", {"STATE_STAGES": 3}),
-    ("state pass 3 stages, 8 warps", {"STATE_STAGES": 3, "STATE_WARPS": 8}),
-    (
-        "bf16 operands + state 3 stages",
-        {"SCORES_PRECISION": "bf16", "WY_PRECISION": "bf16", "STATE_STAGES": 3},
-    ),
-    (
-        "bf16 operands + state 4 stages",
-        {"SCORES_PRECISION": "bf16", "WY_PRECISION": "bf16", "STATE_STAGES": 4},
-    ),
+    ("base (v6)", {}),
+    ("scores block layout, 4 warps", {"SCORES_LAYOUT": "blocks"}),
+    ("scores block layout, 2 warps", {"SCORES_LAYOUT": "blocks", "SCORES_BLOCKS_WARPS": 2}),
+    ("scores block layout, 8 warps", {"SCORES_LAYOUT": "blocks", "SCORES_BLOCKS_WARPS": 8}),
+    ("scores block layout, tf32", {"SCORES_LAYOUT": "blocks", "SCORES_PRECISION": "tf32"}),
 ]
 
 

@@ -41,6 +41,10 @@ INTRA_WARPS = 4
 # K (and V) block of the intra-chunk kernels: smaller tiles, fewer registers, more programs per SM
 INTRA_BK = 64
 SCORES_BK = 128
+# "rows": one [16, C] row block of L and P per program over [C, K] tiles (measured, the default); "blocks":
+# the same rows as 16 x 16 blocks over [16, K] tiles, for fewer registers (not yet timed on a GPU)
+SCORES_LAYOUT = "rows"
+SCORES_BLOCKS_WARPS = 4
 STATE_WARPS = 4
 # software-pipelining depth of the state pass: the next chunk's operands load while this one computes;
 # 3 stages measured 1.85 ms vs 2 stages 2.84 ms at 1 x 102400 (H200); 4 do not fit in shared memory
@@ -203,6 +207,70 @@ def gdn2_fwd_kernel_scores(
 
 
 @triton.jit
+def gdn2_fwd_kernel_scores_blocks(
+    q, k, g, gam, b, L, P, chunk_bos, chunk_len, scale,
+    H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
+    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """The same rows of L and P as `gdn2_fwd_kernel_scores` (same anchors, same SPAN rule), built one
+    16 x 16 block at a time: only the blocks on or left of the diagonal are computed, every tile is
+    [16, K], and each key block's norms come from the tile already loaded. Aimed at the register
+    pressure that keeps the row layout at 12.5 % occupancy (kernels/NOTES.md)."""
+    i_c, i_s, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    bos = tl.load(chunk_bos + i_c).to(tl.int64)
+    n = tl.load(chunk_len + i_c)
+    q, k, g, b = q + bos * H * K, k + bos * H * K, g + bos * H * K, b + bos * H * K
+    gam = gam + bos * H * K
+    ch = (i_c * H + i_h).to(tl.int64)
+    o_r = tl.arange(0, BC)
+    rows = i_s * BC + o_r
+    b_g = _load_rows(g, rows, n, H, K, i_h)  # [BC, K]
+    # decay spanned inside the sub-chunk: -(sum of g over its rows after the first), max over channels
+    b_span = tl.max(-tl.sum(tl.where((o_r > 0)[:, None], b_g, 0.0), 0), 0)
+    b_gam_s = _load_rows(gam, rows, n, H, K, i_h)
+    b_r = tl.sum(tl.where((o_r == 0)[:, None], b_gam_s, 0.0), 0)  # [K]: the anchor
+    # padding rows (gamma loaded as 0) must not produce e^{-r}: their q, k, b are zero anyway
+    b_es = tl.where((rows < n)[:, None], tl.exp(tl.minimum(b_gam_s - b_r[None, :], 0.0)), 0.0)
+    b_ks = _l2norm_rows(_load_rows(k, rows, n, H, K, i_h), L2NORM)
+    b_bk = _load_rows(b, rows, n, H, K, i_h) * b_ks
+    b_qs = _l2norm_rows(_load_rows(q, rows, n, H, K, i_h), L2NORM)
+    b_xe = b_bk * b_es
+    b_qe = b_qs * b_es
+    for j in tl.static_range(C // BC):
+        cols = j * BC + o_r
+        p_blk = (ch * C + rows)[:, None] * C + cols[None, :]
+        if j < i_s:
+            b_kj = _l2norm_rows(_load_rows(k, cols, n, H, K, i_h), L2NORM)
+            b_y = b_kj * tl.exp(tl.minimum(b_r[None, :] - _load_rows(gam, cols, n, H, K, i_h), 0.0))
+            b_l = _dot(b_xe, tl.trans(b_y), PREC)
+            b_p = _dot(b_qe, tl.trans(b_y), PREC)
+        elif j == i_s:
+            if b_span < SPAN:
+                b_y = b_ks * tl.exp(tl.minimum(b_r[None, :] - b_gam_s, SPAN))
+                b_l = _dot(b_xe, tl.trans(b_y), PREC)
+                b_p = _dot(b_qe, tl.trans(b_y), PREC)
+            else:
+                # exact pairwise decays inside the sub-chunk, one column at a time (rare path)
+                f_gam = tl.cumsum(b_g, 0)  # [BC, K]: differences of it are the exact decays
+                b_l = tl.zeros([BC, BC], dtype=tl.float32)
+                b_p = tl.zeros([BC, BC], dtype=tl.float32)
+                for jj in range(BC):
+                    f_kj = tl.sum(tl.where((o_r == jj)[:, None], b_ks, 0.0), 0)  # [K]
+                    f_gj = tl.sum(tl.where((o_r == jj)[:, None], f_gam, 0.0), 0)
+                    f_e = tl.exp(tl.where((o_r >= jj)[:, None], f_gam - f_gj[None, :], 0.0)) * f_kj[None, :]
+                    m_col = (o_r == jj)[None, :]
+                    b_l += tl.where(m_col, tl.sum(b_bk * f_e, 1)[:, None], 0.0)
+                    b_p += tl.where(m_col, tl.sum(b_qs * f_e, 1)[:, None], 0.0)
+            b_l = tl.where(o_r[None, :] < o_r[:, None], b_l, 0.0)
+            b_p = tl.where(o_r[None, :] <= o_r[:, None], b_p, 0.0)
+        else:
+            b_l = tl.zeros([BC, BC], dtype=tl.float32)
+            b_p = tl.zeros([BC, BC], dtype=tl.float32)
+        tl.store(L + p_blk, b_l)
+        tl.store(P + p_blk, (b_p * scale).to(P.dtype.element_ty))
+
+
+@triton.jit
 def gdn2_fwd_kernel_wy(
     q, k, gam, b, v, w, L, kb, ut, qg, ke, eg, chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
@@ -345,11 +413,18 @@ def chunk_gdn2_fwd(
     eg = torch.empty(NC, H, K, device=dev, dtype=torch.float32)
     gam = torch.empty_like(g)
     gdn2_fwd_kernel_gamma[(NC, H)](g, gam, table.chunk_bos, table.chunk_len, H=H, K=K, C=C, num_warps=4)
-    LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(NC, C // BC, H)](
-        q, k, g, gam, b, L, P, table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, C=C, BC=BC, BK=min(SCORES_BK, K), L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
-        num_warps=INTRA_WARPS,
-    )  # fmt: skip
+    if SCORES_LAYOUT == "blocks":
+        LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores_blocks[(NC, C // BC, H)](
+            q, k, g, gam, b, L, P, table.chunk_bos, table.chunk_len, scale,
+            H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
+            num_warps=SCORES_BLOCKS_WARPS,
+        )  # fmt: skip
+    else:
+        LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(NC, C // BC, H)](
+            q, k, g, gam, b, L, P, table.chunk_bos, table.chunk_len, scale,
+            H=H, K=K, C=C, BC=BC, BK=min(SCORES_BK, K), L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
+            num_warps=INTRA_WARPS,
+        )  # fmt: skip
     LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(NC, H)](
         q, k, gam, b, v, w, L, kb, ut, qg, ke, eg, table.chunk_bos, table.chunk_len, scale,
         H=H, K=K, V=V, C=C, BC=BC, BK=min(INTRA_BK, K, V), L2NORM=l2norm_qk, PREC=WY_PRECISION,

@@ -18,7 +18,7 @@ def errors(run_interpreted) -> dict:
     return run_interpreted(SCRIPT)
 
 
-@pytest.mark.parametrize("name", ["T70", "B2_T33", "varlen"])
+@pytest.mark.parametrize("name", ["T70", "B2_T33", "varlen", "T70_blocks", "varlen_blocks"])
 def test_forward_and_gradients(errors, name):
     errs = errors[name]
     for key, err in errs.items():
@@ -26,14 +26,15 @@ def test_forward_and_gradients(errors, name):
         assert err <= (1e-3 if key == "dg" else 1e-4), f"{name} {key}: {err:.2e}"
 
 
-def test_strong_decay_exact_path(errors):
-    errs = errors["strong_decay"]
+@pytest.mark.parametrize("name", ["strong_decay", "strong_decay_blocks"])
+def test_strong_decay_exact_path(errors, name):
+    errs = errors[name]
     for key, err in errs.items():
         if key == "dg":
             # |dg| ~ 1e-6 here and float32 leaves ~5e-8 absolute error after cancellation (vs float64)
-            assert err <= 1e-1, f"strong_decay dg: {err:.2e}"
+            assert err <= 1e-1, f"{name} dg: {err:.2e}"
         else:
-            assert err <= 1e-3, f"strong_decay {key}: {err:.2e}"
+            assert err <= 1e-3, f"{name} {key}: {err:.2e}"
 
 
 def test_decode(errors):

@@ -69,4 +69,9 @@ if __name__ == "__main__":
         "strong_decay": case(40, g_range=(-20.0, -10.0), seed=3),
         "decode": decode_case(),
     }
+    # the block layout of the scores kernel (an A/B variant of chunk_fwd.SCORES_LAYOUT) on the same cases
+    chunk_fwd.SCORES_LAYOUT = "blocks"
+    out["T70_blocks"] = case(70)
+    out["varlen_blocks"] = case(5 + 1 + 66, lens=[5, 1, 66], seed=2)
+    out["strong_decay_blocks"] = case(40, g_range=(-20.0, -10.0), seed=3)
     print(json.dumps(out))

@@ -59,6 +59,8 @@ VARIANTS = [
     ("scores block layout, 2 warps", {"SCORES_LAYOUT": "blocks", "SCORES_BLOCKS_WARPS": 2}),
     ("scores block layout, 8 warps", {"SCORES_LAYOUT": "blocks", "SCORES_BLOCKS_WARPS": 8}),
     ("scores block layout, tf32", {"SCORES_LAYOUT": "blocks", "SCORES_PRECISION": "tf32"}),
+    ("wy split", {"WY_LAYOUT": "split"}),
+    ("scores blocks + wy split", {"SCORES_LAYOUT": "blocks", "WY_LAYOUT": "split"}),
 ]
 
 
@@ -70,6 +72,7 @@ def main() -> None:
     rows = []
     for name, consts in VARIANTS:
         saved = {key: getattr(cf, key) for key in consts}
+        cf.LAST_COMPILED.clear()
         for key, value in consts.items():
             setattr(cf, key, value)
         try:
@@ -84,10 +87,13 @@ def main() -> None:
         finally:
             for key, value in saved.items():
                 setattr(cf, key, value)
-    cols = [(size, k) for size in big for k in rows[0][2][size]]
+    # every kernel any variant launched, then each size's total
+    cols = [(size, k) for size in big for k in dict.fromkeys(k for r in rows for k in r[2][size])]
+    cols += [(size, "total") for size in big]
     print("\n| variant | err vs fp64 | " + " | ".join(f"{size} {k}" for size, k in cols) + " |")
     for name, err, ms, _ in rows:
-        cells = [f"{ms[size].get(k, float('nan')):.2f}" for size, k in cols]
+        totals = {size: sum(ms[size].values()) for size in big}
+        cells = [f"{totals[size] if k == 'total' else ms[size].get(k, 0.0):.2f}" for size, k in cols]
         print(f"| {name} | {err:.2e} | " + " | ".join(cells) + " |")
 
 

@@ -45,6 +45,9 @@ SCORES_BK = 128
 # the same rows as 16 x 16 blocks over [16, K] tiles, for fewer registers (not yet timed on a GPU)
 SCORES_LAYOUT = "rows"
 SCORES_BLOCKS_WARPS = 4
+# "fused": one WY program per (chunk, head) inverts and applies A to every K and V block (measured, the
+# default); "split": an inverse kernel, then one program per (chunk, head, column block) (not yet timed)
+WY_LAYOUT = "fused"
 STATE_WARPS = 4
 # software-pipelining depth of the state pass: the next chunk's operands load while this one computes;
 # 3 stages measured 1.85 ms vs 2 stages 2.84 ms at 1 x 102400 (H200); 4 do not fit in shared memory
@@ -271,22 +274,13 @@ def gdn2_fwd_kernel_scores_blocks(
 
 
 @triton.jit
-def gdn2_fwd_kernel_wy(
-    q, k, gam, b, v, w, L, kb, ut, qg, ke, eg, chunk_bos, chunk_len, scale,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    BK: tl.constexpr, L2NORM: tl.constexpr, PREC: tl.constexpr,
-):  # fmt: skip
-    """A = (I + L)^{-1} (in place of L), Kb = A (B K e^Gamma), Ut = A (W V), Qg, Ke, e^{gamma_C}."""
-    i_c, i_h = tl.program_id(0), tl.program_id(1)
-    bos = tl.load(chunk_bos + i_c).to(tl.int64)
-    n = tl.load(chunk_len + i_c)
-    q, k, gam, b = q + bos * H * K, k + bos * H * K, gam + bos * H * K, b + bos * H * K
-    v, w = v + bos * H * V, w + bos * H * V
-    ch = (i_c * H + i_h).to(tl.int64)
-    o_c = tl.arange(0, C)
+def _wy_inverse(L, ch, C: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
+    """A = (I + L)^{-1} of one chunk, written in place of L and returned [C, C].
 
-    # invert the diagonal blocks in place, then with M = A_bd N (N the blocks below the diagonal,
-    # M^4 = 0):  A = (I + M)^{-1} A_bd = (I - M)(I + M^2) A_bd
+    The diagonal blocks are inverted in place first; then with M = A_bd N (N the blocks below the
+    diagonal, M^4 = 0):  A = (I + M)^{-1} A_bd = (I - M)(I + M^2) A_bd.
+    """
+    o_c = tl.arange(0, C)
     for s in tl.static_range(C // BC):
         _invert_diag_block(L, ch, s, C, BC)
     tl.debug_barrier()
@@ -300,27 +294,96 @@ def gdn2_fwd_kernel_wy(
     b_A = _dot(_dot(eye - b_m, eye + _dot(b_m, b_m, PREC), PREC), b_abd, PREC)
     tl.debug_barrier()
     tl.store(L + p_cc, b_A)
+    return b_A
 
+
+@triton.jit
+def _wy_key_block(
+    q, k, gam, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, col0,
+    H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """Columns [col0, col0 + BK) of Kb = A (B K e^Gamma), Qg, Ke and e^{gamma_C}; q, k, gam, b point at the
+    chunk."""
+    o_c = tl.arange(0, C)
+    o_k = col0 + tl.arange(0, BK)
+    b_gam = _load_tile(gam, o_c, n, H, K, i_h, col0, BK)  # [C, BK], 0 on padding rows
+    b_gC = tl.sum(tl.where((o_c == n - 1)[:, None], b_gam, 0.0), 0)  # [BK]: gamma of the last row
+    tl.store(eg + ch * K + o_k, tl.exp(b_gC))
+    p_ck = (ch * C + o_c)[:, None] * K + o_k[None, :]
+    b_kn = _load_tile(k, o_c, n, H, K, i_h, col0, BK) * b_rk[:, None]
+    tl.store(ke + p_ck, (b_kn * tl.exp(b_gC[None, :] - b_gam)).to(ke.dtype.element_ty))
+    b_e = tl.exp(b_gam)
+    b_x = _load_tile(b, o_c, n, H, K, i_h, col0, BK) * b_kn * b_e
+    tl.store(kb + p_ck, _dot(b_A, b_x, PREC).to(kb.dtype.element_ty))
+    b_qg = _load_tile(q, o_c, n, H, K, i_h, col0, BK) * b_rq[:, None] * b_e
+    tl.store(qg + p_ck, b_qg.to(qg.dtype.element_ty))
+
+
+@triton.jit
+def _wy_value_block(
+    v, w, b_A, ut, ch, n, i_h, col0, H: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BK: tl.constexpr,
+    PREC: tl.constexpr,
+):  # fmt: skip
+    """Columns [col0, col0 + BK) of Ut = A (W V); v, w point at the chunk."""
+    o_c = tl.arange(0, C)
+    o_v = col0 + tl.arange(0, BK)
+    b_wv = _load_tile(w, o_c, n, H, V, i_h, col0, BK) * _load_tile(v, o_c, n, H, V, i_h, col0, BK)
+    p_cv = (ch * C + o_c)[:, None] * V + o_v[None, :]
+    tl.store(ut + p_cv, _dot(b_A, b_wv, PREC).to(ut.dtype.element_ty))
+
+
+@triton.jit
+def gdn2_fwd_kernel_wy(
+    q, k, gam, b, v, w, L, kb, ut, qg, ke, eg, chunk_bos, chunk_len, scale,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
+    BK: tl.constexpr, L2NORM: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """A = (I + L)^{-1} (in place of L), Kb = A (B K e^Gamma), Ut = A (W V), Qg, Ke, e^{gamma_C}."""
+    i_c, i_h = tl.program_id(0), tl.program_id(1)
+    bos = tl.load(chunk_bos + i_c).to(tl.int64)
+    n = tl.load(chunk_len + i_c)
+    q, k, gam, b = q + bos * H * K, k + bos * H * K, gam + bos * H * K, b + bos * H * K
+    v, w = v + bos * H * V, w + bos * H * V
+    ch = (i_c * H + i_h).to(tl.int64)
+    o_c = tl.arange(0, C)
+    b_A = _wy_inverse(L, ch, C, BC, PREC)
     b_rk = _inv_norms(k, o_c, n, H, K, i_h, BK, L2NORM)  # [C]
     b_rq = _inv_norms(q, o_c, n, H, K, i_h, BK, L2NORM) * scale  # [C]
     for kb_ in tl.static_range(K // BK):
-        o_k = kb_ * BK + tl.arange(0, BK)
-        b_gam = _load_tile(gam, o_c, n, H, K, i_h, kb_ * BK, BK)  # [C, BK], 0 on padding rows
-        b_gC = tl.sum(tl.where((o_c == n - 1)[:, None], b_gam, 0.0), 0)  # [BK]: gamma of the last row
-        tl.store(eg + ch * K + o_k, tl.exp(b_gC))
-        p_ck = (ch * C + o_c)[:, None] * K + o_k[None, :]
-        b_kn = _load_tile(k, o_c, n, H, K, i_h, kb_ * BK, BK) * b_rk[:, None]
-        tl.store(ke + p_ck, (b_kn * tl.exp(b_gC[None, :] - b_gam)).to(ke.dtype.element_ty))
-        b_e = tl.exp(b_gam)
-        b_x = _load_tile(b, o_c, n, H, K, i_h, kb_ * BK, BK) * b_kn * b_e
-        tl.store(kb + p_ck, _dot(b_A, b_x, PREC).to(kb.dtype.element_ty))
-        b_qg = _load_tile(q, o_c, n, H, K, i_h, kb_ * BK, BK) * b_rq[:, None] * b_e
-        tl.store(qg + p_ck, b_qg.to(qg.dtype.element_ty))
+        _wy_key_block(q, k, gam, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, kb_ * BK, H, K, C, BK, PREC)
     for vb in tl.static_range(V // BK):
-        o_v = vb * BK + tl.arange(0, BK)
-        b_wv = _load_tile(w, o_c, n, H, V, i_h, vb * BK, BK) * _load_tile(v, o_c, n, H, V, i_h, vb * BK, BK)
-        p_cv = (ch * C + o_c)[:, None] * V + o_v[None, :]
-        tl.store(ut + p_cv, _dot(b_A, b_wv, PREC).to(ut.dtype.element_ty))
+        _wy_value_block(v, w, b_A, ut, ch, n, i_h, vb * BK, H, V, C, BK, PREC)
+
+
+@triton.jit
+def gdn2_fwd_kernel_wy_solve(L, H: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
+    """A = (I + L)^{-1} in place of L: the first half of `gdn2_fwd_kernel_wy` split in two kernels."""
+    i_c, i_h = tl.program_id(0), tl.program_id(1)
+    _wy_inverse(L, (i_c * H + i_h).to(tl.int64), C, BC, PREC)
+
+
+@triton.jit
+def gdn2_fwd_kernel_wy_apply(
+    q, k, gam, b, v, w, A, kb, ut, qg, ke, eg, chunk_bos, chunk_len, scale,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BK: tl.constexpr,
+    L2NORM: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """The second half: one program per (chunk, head, K or V column block) applies A to its block, so each
+    program holds one [C, BK] tile set instead of all of them (fewer registers, more programs)."""
+    i_c, i_h, i_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    bos = tl.load(chunk_bos + i_c).to(tl.int64)
+    n = tl.load(chunk_len + i_c)
+    q, k, gam, b = q + bos * H * K, k + bos * H * K, gam + bos * H * K, b + bos * H * K
+    v, w = v + bos * H * V, w + bos * H * V
+    ch = (i_c * H + i_h).to(tl.int64)
+    o_c = tl.arange(0, C)
+    b_A = tl.load(A + (ch * C + o_c)[:, None] * C + o_c[None, :])  # [C, C]
+    if i_b < K // BK:
+        b_rk = _inv_norms(k, o_c, n, H, K, i_h, BK, L2NORM)
+        b_rq = _inv_norms(q, o_c, n, H, K, i_h, BK, L2NORM) * scale
+        _wy_key_block(q, k, gam, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, i_b * BK, H, K, C, BK, PREC)
+    else:
+        _wy_value_block(v, w, b_A, ut, ch, n, i_h, (i_b - K // BK) * BK, H, V, C, BK, PREC)
 
 
 @triton.jit
@@ -425,11 +488,20 @@ def chunk_gdn2_fwd(
             H=H, K=K, C=C, BC=BC, BK=min(SCORES_BK, K), L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
             num_warps=INTRA_WARPS,
         )  # fmt: skip
-    LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(NC, H)](
-        q, k, gam, b, v, w, L, kb, ut, qg, ke, eg, table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, V=V, C=C, BC=BC, BK=min(INTRA_BK, K, V), L2NORM=l2norm_qk, PREC=WY_PRECISION,
-        num_warps=INTRA_WARPS,
-    )  # fmt: skip
+    BK = min(INTRA_BK, K, V)
+    if WY_LAYOUT == "split":
+        LAST_COMPILED["wy_solve"] = gdn2_fwd_kernel_wy_solve[(NC, H)](
+            L, H=H, C=C, BC=BC, PREC=WY_PRECISION, num_warps=INTRA_WARPS
+        )
+        LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy_apply[(NC, H, K // BK + V // BK)](
+            q, k, gam, b, v, w, L, kb, ut, qg, ke, eg, table.chunk_bos, table.chunk_len, scale,
+            H=H, K=K, V=V, C=C, BK=BK, L2NORM=l2norm_qk, PREC=WY_PRECISION, num_warps=INTRA_WARPS,
+        )  # fmt: skip
+    else:
+        LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(NC, H)](
+            q, k, gam, b, v, w, L, kb, ut, qg, ke, eg, table.chunk_bos, table.chunk_len, scale,
+            H=H, K=K, V=V, C=C, BC=BC, BK=BK, L2NORM=l2norm_qk, PREC=WY_PRECISION, num_warps=INTRA_WARPS,
+        )  # fmt: skip
     if block_v is None:
         # enough programs to cover the SMs even for one sequence (measured on H200: B=1, H=16 best at
         # 16; 8 x 16 heads best at 64)

@@ -18,7 +18,9 @@ def errors(run_interpreted) -> dict:
     return run_interpreted(SCRIPT)
 
 
-@pytest.mark.parametrize("name", ["T70", "B2_T33", "varlen", "T70_blocks", "varlen_blocks"])
+@pytest.mark.parametrize(
+    "name", ["T70", "B2_T33", "varlen", "T70_blocks", "varlen_blocks", "T70_split", "varlen_split"]
+)
 def test_forward_and_gradients(errors, name):
     errs = errors[name]
     for key, err in errs.items():

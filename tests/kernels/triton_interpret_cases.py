@@ -74,4 +74,8 @@ if __name__ == "__main__":
     out["T70_blocks"] = case(70)
     out["varlen_blocks"] = case(5 + 1 + 66, lens=[5, 1, 66], seed=2)
     out["strong_decay_blocks"] = case(40, g_range=(-20.0, -10.0), seed=3)
+    # and the split WY kernels (chunk_fwd.WY_LAYOUT), with the default scores layout
+    chunk_fwd.SCORES_LAYOUT, chunk_fwd.WY_LAYOUT = "rows", "split"
+    out["T70_split"] = case(70)
+    out["varlen_split"] = case(5 + 1 + 66, lens=[5, 1, 66], seed=2)
     print(json.dumps(out))

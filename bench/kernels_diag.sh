@@ -20,4 +20,4 @@ else
   echo "ncu not found"
 fi
 PYTHONPATH=. python3 bench/kernels_probe.py > "$OUT/probe.log" 2>&1
-tail -12 "$OUT/probe.log"
+tail -16 "$OUT/probe.log"

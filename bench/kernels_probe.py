@@ -1,9 +1,11 @@
-"""Per-kernel times and accuracy of forward variants (module constants of kernels.gdn2.chunk_fwd).
+"""Per-kernel times and accuracy of kernel variants (module constants of kernels.gdn2.chunk_fwd / chunk_bwd).
 
     PYTHONPATH=. python3 bench/kernels_probe.py
 
-Prints, per variant: ms of each kernel at 1x102400 and 8x4096 (H=16, K=V=128, bf16; torch profiler,
-median of 5 calls) and the relative error of o against the float64 chunked reference at 2x4096, H=4.
+Forward variants: ms of each kernel at 1x102400 and 8x4096 (H=16, K=V=128, bf16; torch profiler, median of
+5 calls) and the relative error of o against the float64 chunked reference at 2x4096, H=4. Backward
+variants: ms of each kernel of one forward + backward at 1x102400, and the worst gradient error against the
+float64 reference at 1x2048, H=2, with ordinary decay (g in [-5, -0.1]) and strong decay (g in [-20, -10]).
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from kernels.common.chunks import build_chunk_table
+from kernels.gdn2 import chunk_bwd as cb
 from kernels.gdn2 import chunk_fwd as cf
+from kernels.gdn2.chunk import chunk_gdn2 as triton_chunk_gdn2
 from kernels.gdn2.reference import chunk_gdn2 as torch_chunk_gdn2
 
 
-def inputs(B, T, H, K=128, V=128, seed=0):
+def inputs(B, T, H, K=128, V=128, seed=0, g_range=(-5.0, -0.1)):
     gen = torch.Generator(device="cuda").manual_seed(seed)
     q, k, v = (torch.randn(B, T, H, d, device="cuda", generator=gen).bfloat16() for d in (K, K, V))
-    g = -(0.1 + 4.9 * torch.rand(B, T, H, K, device="cuda", generator=gen))
+    lo, hi = g_range
+    g = lo + (hi - lo) * torch.rand(B, T, H, K, device="cuda", generator=gen)
     b = torch.rand(B, T, H, K, device="cuda", generator=gen).bfloat16()
     w = torch.rand(B, T, H, V, device="cuda", generator=gen).bfloat16()
     return [q, k, v, g, b, w]
@@ -50,6 +55,78 @@ def kernel_ms(xs, block_v) -> dict[str, float]:
             if ev.key.startswith("gdn2_"):
                 times.setdefault(ev.key, []).append(ev.device_time_total / 1e3)
     return {k.replace("gdn2_fwd_kernel_", ""): statistics.median(v) for k, v in times.items()}
+
+
+def grads(fn, xs, do):
+    args = [x.detach().clone().requires_grad_() for x in xs]
+    o, _ = fn(*args)
+    (o * do).sum().backward()
+    return [a.grad for a in args]
+
+
+def bwd_worst_error(g_range) -> float:
+    """Worst relative error over dq, dk, dv, dg, db, dw of the Triton backward against float64."""
+    xs = inputs(1, 2048, 2, seed=5, g_range=g_range)
+    do = torch.randn(1, 2048, 2, 128, device="cuda", generator=torch.Generator("cuda").manual_seed(6))
+    ours = grads(triton_chunk_gdn2, xs, do.bfloat16())
+    ref = grads(torch_chunk_gdn2, [x.double() for x in xs], do.double())
+    return max(((a.double() - r).norm() / r.norm()).item() for a, r in zip(ours, ref, strict=True))
+
+
+def fwd_bwd_kernel_ms(xs) -> dict[str, float]:
+    xs = [x.detach().requires_grad_() for x in xs]
+    do = torch.randn_like(xs[2])
+
+    def step():
+        o, _ = triton_chunk_gdn2(*xs)
+        o.backward(do)
+
+    step()
+    torch.cuda.synchronize()
+    times: dict[str, list[float]] = {}
+    for _ in range(3):
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            step()
+            torch.cuda.synchronize()
+        for ev in prof.key_averages():
+            if ev.key.startswith("gdn2_"):
+                times.setdefault(ev.key, []).append(ev.device_time_total / 1e3)
+    return {k.replace("gdn2_", ""): statistics.median(v) for k, v in times.items()}
+
+
+# (name, module constants of kernels.gdn2.chunk_bwd to set), measured like VARIANTS
+BWD_VARIANTS = [
+    ("bwd base (tf32x3 score grads)", {}),
+    ("bwd tf32 score grads", {"BWD_DOT_PRECISION": "tf32"}),
+]
+
+
+def probe_backward() -> None:
+    big = inputs(1, 102400, 16)
+    rows = []
+    for name, consts in BWD_VARIANTS:
+        saved = {key: getattr(cb, key) for key in consts}
+        for key, value in consts.items():
+            setattr(cb, key, value)
+        try:
+            errs = bwd_worst_error((-5.0, -0.1)), bwd_worst_error((-20.0, -10.0))
+            ms = fwd_bwd_kernel_ms(big)
+            rows.append((name, errs, ms))
+            print(name, f"worst grad err (ordinary, strong decay)={errs}", ms, flush=True)
+        except Exception as exc:  # reported, not fatal
+            print(name, "failed:", str(exc).splitlines()[-1], flush=True)
+        finally:
+            for key, value in saved.items():
+                setattr(cb, key, value)
+    cols = list(dict.fromkeys(k for r in rows for k in r[2]))
+    print("\n| bwd variant | worst grad err | strong decay | " + " | ".join(cols) + " | total |")
+    for name, errs, ms in rows:
+        cells = [f"{ms.get(k, 0.0):.2f}" for k in cols]
+        print(
+            f"| {name} | {errs[0]:.2e} | {errs[1]:.2e} | "
+            + " | ".join(cells)
+            + f" | {sum(ms.values()):.2f} |"
+        )
 
 
 # (name, module constants of kernels.gdn2.chunk_fwd to set); each row is measured, then the defaults return
@@ -95,6 +172,7 @@ def main() -> None:
         totals = {size: sum(ms[size].values()) for size in big}
         cells = [f"{totals[size] if k == 'total' else ms[size].get(k, 0.0):.2f}" for size, k in cols]
         print(f"| {name} | {err:.2e} | " + " | ".join(cells) + " |")
+    probe_backward()
 
 
 if __name__ == "__main__":

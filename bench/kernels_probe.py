@@ -98,6 +98,9 @@ def fwd_bwd_kernel_ms(xs) -> dict[str, float]:
 BWD_VARIANTS = [
     ("bwd base (tf32x3 score grads)", {}),
     ("bwd tf32 score grads", {"BWD_DOT_PRECISION": "tf32"}),
+    ("bwd_wy 16 warps", {"BWD_WY_WARPS": 16}),
+    ("bwd_wy V blocks of 16", {"BWD_WY_BV": 16}),
+    ("bwd_scores 4 warps", {"BWD_SCORES_WARPS": 4}),
 ]
 
 

@@ -30,6 +30,11 @@ from kernels.gdn2.chunk_fwd import SPAN, _dot, _l2norm_rows, _load_rows, chunk_g
 BWD_DOT_PRECISION = "tf32x3"
 # pipelining depth of the reverse state pass (as in the forward: the next chunk loads during this one)
 BWD_STATE_STAGES = 3
+# bwd_wy keeps five fp32 [C, K] / [C, C] accumulators live across its V loop (255 registers at 8 warps): more
+# warps spread them thinner; the probe A/Bs these against the measured defaults
+BWD_WY_WARPS = 8
+BWD_WY_BV = 32
+BWD_SCORES_WARPS = 8
 
 
 @triton.jit
@@ -318,7 +323,7 @@ def chunk_gdn2_bwd(
     gdn2_bwd_kernel_wy[(NC, H)](
         q, k, g, b, v, w, it["h"], dh, du, it["ut"], it["kb"], do, it["L"], dP,
         dq_acc, dk_acc, db_acc, dgam, dv, dw, table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, V=V, C=C, BV=min(32, V), L2NORM=l2norm_qk, num_warps=8,
+        H=H, K=K, V=V, C=C, BV=min(BWD_WY_BV, V), L2NORM=l2norm_qk, num_warps=BWD_WY_WARPS,
     )  # fmt: skip
     del dh, du
     dq = torch.empty_like(q)
@@ -327,7 +332,7 @@ def chunk_gdn2_bwd(
     gdn2_bwd_kernel_scores[(NC, C // BC, H)](
         q, k, g, b, it["L"], dP, dq_acc, dk_acc, db_acc, dgam, dq, dk, db,
         table.chunk_bos, table.chunk_len, scale, H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk,
-        SPAN=SPAN, PREC=BWD_DOT_PRECISION, num_warps=8,
+        SPAN=SPAN, PREC=BWD_DOT_PRECISION, num_warps=BWD_SCORES_WARPS,
     )  # fmt: skip
     dg = torch.empty_like(g)
     gdn2_bwd_kernel_gate[(NC, H)](dgam, dg, table.chunk_bos, table.chunk_len, H=H, K=K, C=C, num_warps=4)

@@ -101,6 +101,9 @@ BWD_VARIANTS = [
     ("bwd_wy 16 warps", {"BWD_WY_WARPS": 16}),
     ("bwd_wy V blocks of 16", {"BWD_WY_BV": 16}),
     ("bwd_scores 4 warps", {"BWD_SCORES_WARPS": 4}),
+    ("bwd_wy split", {"BWD_WY_LAYOUT": "split"}),
+    ("bwd_wy split, 4 warps", {"BWD_WY_LAYOUT": "split", "BWD_WY_WARPS": 4}),
+    ("bwd_wy split + tf32 score grads", {"BWD_WY_LAYOUT": "split", "BWD_DOT_PRECISION": "tf32"}),
 ]
 
 

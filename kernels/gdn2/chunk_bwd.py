@@ -24,7 +24,16 @@ import triton
 import triton.language as tl
 
 from kernels.common.chunks import ChunkTable
-from kernels.gdn2.chunk_fwd import SPAN, _dot, _l2norm_rows, _load_rows, chunk_gdn2_fwd, launch_pipelined
+from kernels.gdn2.chunk_fwd import (
+    SPAN,
+    _dot,
+    _inv_norms,
+    _l2norm_rows,
+    _load_rows,
+    _load_tile,
+    chunk_gdn2_fwd,
+    launch_pipelined,
+)
 
 # the score gradients sum terms that cancel under strong decay: tf32 alone measured dg 2.2e-2 off there
 BWD_DOT_PRECISION = "tf32x3"
@@ -35,6 +44,10 @@ BWD_STATE_STAGES = 3
 BWD_WY_WARPS = 8
 BWD_WY_BV = 32
 BWD_SCORES_WARPS = 8
+# "fused": one bwd_wy program per (chunk, head) (measured, the default); "split": three kernels (V side and U;
+# one program per 64 key columns; dL), each with a fraction of the accumulators (not yet timed on a GPU)
+BWD_WY_LAYOUT = "fused"
+BWD_WY_BK = 64  # key columns per program of the split layout
 
 
 @triton.jit
@@ -157,6 +170,133 @@ def gdn2_bwd_kernel_wy(
     tl.store(dk_acc + p_tk, b_dke * b_ec + b_dx * b_b * b_e, mask=m_tk)
     tl.store(db_acc + p_tk, b_dx * b_k * b_e, mask=m_tk)
     tl.store(dgam + p_tk, b_dgam, mask=m_tk)
+
+
+@triton.jit
+def gdn2_bwd_kernel_wy_values(
+    h, du, ut, kb, do, v, w, A, u, dP, dAv, dv, dw, chunk_bos, chunk_len,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BV: tl.constexpr,
+):  # fmt: skip
+    """Split `gdn2_bwd_kernel_wy`, part 1 of 3, per (chunk, head): U = Ut - Kb S (kept for part 2),
+    dP = dO U^T, dU (WV)^T (the V side of dA), and d(WV) = A^T dU -> dv, dw."""
+    i_c, i_h = tl.program_id(0), tl.program_id(1)
+    bos = tl.load(chunk_bos + i_c).to(tl.int64)
+    n = tl.load(chunk_len + i_c)
+    v, w, do = v + bos * H * V, w + bos * H * V, do + bos * H * V
+    dv, dw = dv + bos * H * V, dw + bos * H * V
+    ch = (i_c * H + i_h).to(tl.int64)
+    o_c = tl.arange(0, C)
+    o_k = tl.arange(0, K)
+    m_c = o_c < n
+    p_cc = (ch * C + o_c)[:, None] * C + o_c[None, :]
+    b_A = tl.load(A + p_cc)  # [C, C]
+    b_kb = tl.load(kb + (ch * C + o_c)[:, None] * K + o_k[None, :]).to(tl.float32)  # [C, K]
+    b_dp = tl.zeros([C, C], dtype=tl.float32)
+    b_dA = tl.zeros([C, C], dtype=tl.float32)
+    for i_v in range(V // BV):
+        o_v = i_v * BV + tl.arange(0, BV)
+        b_s = tl.load(h + (ch * K + o_k)[:, None] * V + o_v[None, :])  # [K, BV]
+        p_cv = (ch * C + o_c)[:, None] * V + o_v[None, :]
+        b_du = tl.load(du + p_cv)  # [C, BV]
+        b_u = tl.load(ut + p_cv).to(tl.float32) - tl.dot(b_kb, b_s)  # [C, BV]
+        tl.store(u + p_cv, b_u)
+        p_tv = (o_c * H + i_h)[:, None] * V + o_v[None, :]
+        b_do = tl.load(do + p_tv, mask=m_c[:, None], other=0.0).to(tl.float32)  # [C, BV]
+        b_dp += tl.dot(b_do, tl.trans(b_u))
+        b_v = tl.load(v + p_tv, mask=m_c[:, None], other=0.0).to(tl.float32)
+        b_w = tl.load(w + p_tv, mask=m_c[:, None], other=0.0).to(tl.float32)
+        b_dA += tl.dot(b_du, tl.trans(b_w * b_v))
+        b_dwv = tl.dot(tl.trans(b_A), b_du)  # [C, BV]
+        tl.store(dv + p_tv, (b_dwv * b_w).to(dv.dtype.element_ty), mask=m_c[:, None])
+        tl.store(dw + p_tv, (b_dwv * b_v).to(dw.dtype.element_ty), mask=m_c[:, None])
+    tl.store(dP + p_cc, tl.where(o_c[:, None] >= o_c[None, :], b_dp, 0.0))
+    tl.store(dAv + p_cc, b_dA)
+
+
+@triton.jit
+def gdn2_bwd_kernel_wy_keys(
+    q, k, g, b, h, dh, du, u, do, A, dApart, dq_acc, dk_acc, db_acc, dgam, chunk_bos, chunk_len, scale,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BV: tl.constexpr, BK: tl.constexpr,
+    L2NORM: tl.constexpr,
+):  # fmt: skip
+    """Part 2, per (chunk, head, block of BK key columns): dKb, dQg, dKe and d eg of its columns from S, dS',
+    dU, U and dO; dX = A^T dKb; the per-token partial grads of q, k, b, gamma in its columns; and
+    dKb X^T, this block's share of dA, into its slot of dApart."""
+    i_c, i_h, i_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    bos = tl.load(chunk_bos + i_c).to(tl.int64)
+    n = tl.load(chunk_len + i_c)
+    q, k, g, b = q + bos * H * K, k + bos * H * K, g + bos * H * K, b + bos * H * K
+    do = do + bos * H * V
+    ch = (i_c * H + i_h).to(tl.int64)
+    o_c = tl.arange(0, C)
+    col0 = i_k * BK
+    o_k = col0 + tl.arange(0, BK)
+    m_c = o_c < n
+    b_dkb = tl.zeros([C, BK], dtype=tl.float32)
+    b_dqg = tl.zeros([C, BK], dtype=tl.float32)
+    b_dke = tl.zeros([C, BK], dtype=tl.float32)
+    b_deg = tl.zeros([BK], dtype=tl.float32)
+    for i_v in range(V // BV):
+        o_v = i_v * BV + tl.arange(0, BV)
+        p_kv = (ch * K + o_k)[:, None] * V + o_v[None, :]
+        b_s = tl.load(h + p_kv)  # [BK, BV]
+        b_dsn = tl.load(dh + p_kv)  # [BK, BV]
+        p_cv = (ch * C + o_c)[:, None] * V + o_v[None, :]
+        b_du = tl.load(du + p_cv)  # [C, BV]
+        b_u = tl.load(u + p_cv)  # [C, BV]
+        b_do = tl.load(do + (o_c * H + i_h)[:, None] * V + o_v[None, :], mask=m_c[:, None], other=0.0)
+        b_do = b_do.to(tl.float32)
+        b_dkb -= tl.dot(b_du, tl.trans(b_s))
+        b_dqg += tl.dot(b_do, tl.trans(b_s))
+        b_dke += tl.dot(b_u, tl.trans(b_dsn))
+        b_deg += tl.sum(b_dsn * b_s, 1)
+
+    b_g = _load_tile(g, o_c, n, H, K, i_h, col0, BK)  # [C, BK]
+    b_gam = tl.cumsum(b_g, 0)
+    b_gC = tl.sum(b_g, 0)  # [BK]
+    b_e = tl.exp(b_gam)
+    b_ec = tl.exp(b_gC[None, :] - b_gam)
+    b_k = _load_tile(k, o_c, n, H, K, i_h, col0, BK) * _inv_norms(k, o_c, n, H, K, i_h, BK, L2NORM)[:, None]
+    b_q = _load_tile(q, o_c, n, H, K, i_h, col0, BK) * _inv_norms(q, o_c, n, H, K, i_h, BK, L2NORM)[:, None]
+    b_b = _load_tile(b, o_c, n, H, K, i_h, col0, BK)
+    b_x = b_b * b_k * b_e  # [C, BK]
+    p_cc = (ch * C + o_c)[:, None] * C + o_c[None, :]
+    b_A = tl.load(A + p_cc)  # [C, C]
+    tl.store(
+        dApart + i_k * (C * C) + (ch * (K // BK) * C + o_c)[:, None] * C + o_c[None, :],
+        tl.dot(b_dkb, tl.trans(b_x)),
+    )
+    b_dx = tl.dot(tl.trans(b_A), b_dkb)  # [C, BK]
+    b_ke = b_k * b_ec
+    b_dgam = b_dqg * b_q * b_e * scale - b_dke * b_ke + b_dx * b_x
+    # gamma_C is the last row's gamma (padding rows have g = 0): its grad lands on the last valid row
+    b_dgC = tl.sum(b_dke * b_ke, 0) + b_deg * tl.exp(b_gC)  # [BK]
+    b_dgam += tl.where((o_c == n - 1)[:, None], b_dgC[None, :], 0.0)
+    p_tk = ((bos + o_c) * H + i_h).to(tl.int64)[:, None] * K + o_k[None, :]
+    m_tk = m_c[:, None]
+    tl.store(dq_acc + p_tk, b_dqg * b_e * scale, mask=m_tk)
+    tl.store(dk_acc + p_tk, b_dke * b_ec + b_dx * b_b * b_e, mask=m_tk)
+    tl.store(db_acc + p_tk, b_dx * b_k * b_e, mask=m_tk)
+    tl.store(dgam + p_tk, b_dgam, mask=m_tk)
+
+
+@triton.jit
+def gdn2_bwd_kernel_wy_finish(A, dAv, dApart, H: tl.constexpr, C: tl.constexpr, NKB: tl.constexpr):
+    """Part 3, per (chunk, head): dA = dU (WV)^T + the key blocks' dKb X^T, then dL = -A^T dA A^T
+    (strictly lower) in place of A."""
+    i_c, i_h = tl.program_id(0), tl.program_id(1)
+    ch = (i_c * H + i_h).to(tl.int64)
+    o_c = tl.arange(0, C)
+    p_cc = (ch * C + o_c)[:, None] * C + o_c[None, :]
+    b_A = tl.load(A + p_cc)
+    b_dA = tl.load(dAv + p_cc)
+    for i_k in tl.static_range(NKB):
+        b_dA += tl.load(dApart + i_k * (C * C) + (ch * NKB * C + o_c)[:, None] * C + o_c[None, :])
+    b_dL = -tl.dot(
+        tl.trans(b_A), tl.dot(b_dA, tl.trans(b_A), input_precision="tf32x3"), input_precision="tf32x3"
+    )
+    tl.debug_barrier()
+    tl.store(A + p_cc, tl.where(o_c[:, None] > o_c[None, :], b_dL, 0.0))
 
 
 @triton.jit
@@ -320,11 +460,29 @@ def chunk_gdn2_bwd(
     dv = torch.empty_like(v)
     dw = torch.empty_like(w)
     dP = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
-    gdn2_bwd_kernel_wy[(NC, H)](
-        q, k, g, b, v, w, it["h"], dh, du, it["ut"], it["kb"], do, it["L"], dP,
-        dq_acc, dk_acc, db_acc, dgam, dv, dw, table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, V=V, C=C, BV=min(BWD_WY_BV, V), L2NORM=l2norm_qk, num_warps=BWD_WY_WARPS,
-    )  # fmt: skip
+    BVW = min(BWD_WY_BV, V)
+    if BWD_WY_LAYOUT == "split":
+        BK = min(BWD_WY_BK, K)
+        u = torch.empty(NC, H, C, V, device=dev, dtype=torch.float32)
+        dAv = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
+        dApart = torch.empty(NC, H, K // BK, C, C, device=dev, dtype=torch.float32)
+        gdn2_bwd_kernel_wy_values[(NC, H)](
+            it["h"], du, it["ut"], it["kb"], do, v, w, it["L"], u, dP, dAv, dv, dw,
+            table.chunk_bos, table.chunk_len, H=H, K=K, V=V, C=C, BV=BVW, num_warps=BWD_WY_WARPS,
+        )  # fmt: skip
+        gdn2_bwd_kernel_wy_keys[(NC, H, K // BK)](
+            q, k, g, b, it["h"], dh, du, u, do, it["L"], dApart, dq_acc, dk_acc, db_acc, dgam,
+            table.chunk_bos, table.chunk_len, scale,
+            H=H, K=K, V=V, C=C, BV=BVW, BK=BK, L2NORM=l2norm_qk, num_warps=BWD_WY_WARPS,
+        )  # fmt: skip
+        gdn2_bwd_kernel_wy_finish[(NC, H)](it["L"], dAv, dApart, H=H, C=C, NKB=K // BK, num_warps=4)
+        del u, dAv, dApart
+    else:
+        gdn2_bwd_kernel_wy[(NC, H)](
+            q, k, g, b, v, w, it["h"], dh, du, it["ut"], it["kb"], do, it["L"], dP,
+            dq_acc, dk_acc, db_acc, dgam, dv, dw, table.chunk_bos, table.chunk_len, scale,
+            H=H, K=K, V=V, C=C, BV=BVW, L2NORM=l2norm_qk, num_warps=BWD_WY_WARPS,
+        )  # fmt: skip
     del dh, du
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)

@@ -19,7 +19,18 @@ def errors(run_interpreted) -> dict:
 
 
 @pytest.mark.parametrize(
-    "name", ["T70", "B2_T33", "varlen", "T70_blocks", "varlen_blocks", "T70_split", "varlen_split"]
+    "name",
+    [
+        "T70",
+        "B2_T33",
+        "varlen",
+        "T70_blocks",
+        "varlen_blocks",
+        "T70_split",
+        "varlen_split",
+        "T70_bwdsplit",
+        "varlen_bwdsplit",
+    ],
 )
 def test_forward_and_gradients(errors, name):
     errs = errors[name]
@@ -28,7 +39,7 @@ def test_forward_and_gradients(errors, name):
         assert err <= (1e-3 if key == "dg" else 1e-4), f"{name} {key}: {err:.2e}"
 
 
-@pytest.mark.parametrize("name", ["strong_decay", "strong_decay_blocks"])
+@pytest.mark.parametrize("name", ["strong_decay", "strong_decay_blocks", "strong_decay_bwdsplit"])
 def test_strong_decay_exact_path(errors, name):
     errs = errors[name]
     for key, err in errs.items():

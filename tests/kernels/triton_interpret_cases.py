@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from gdn2_testutils import rand_inputs, rel_err  # noqa: E402
 
-from kernels.gdn2 import chunk_fwd  # noqa: E402
+from kernels.gdn2 import chunk_bwd, chunk_fwd  # noqa: E402
 
 # the interpreter has no bfloat16: keep the state pass operands and the intra-chunk products in float32
 chunk_fwd.WORK_DTYPE = torch.float32
@@ -78,4 +78,10 @@ if __name__ == "__main__":
     chunk_fwd.SCORES_LAYOUT, chunk_fwd.WY_LAYOUT = "rows", "split"
     out["T70_split"] = case(70)
     out["varlen_split"] = case(5 + 1 + 66, lens=[5, 1, 66], seed=2)
+    # and the split backward WY kernels (chunk_bwd.BWD_WY_LAYOUT), two key blocks of 8 columns
+    chunk_fwd.WY_LAYOUT = "fused"
+    chunk_bwd.BWD_WY_LAYOUT, chunk_bwd.BWD_WY_BK = "split", 8
+    out["T70_bwdsplit"] = case(70)
+    out["varlen_bwdsplit"] = case(5 + 1 + 66, lens=[5, 1, 66], seed=2)
+    out["strong_decay_bwdsplit"] = case(40, g_range=(-20.0, -10.0), seed=3)
     print(json.dumps(out))

@@ -90,6 +90,27 @@ def gdn2_bwd_kernel_state(
 
 
 @triton.jit
+def _store_token_grads(
+    dq_acc, dk_acc, db_acc, dgam, b_dqg, b_dke, b_dx, b_deg, b_q, b_k, b_b, b_x, b_e, b_ec, b_gC,
+    bos, n, i_h, o_k, scale, H: tl.constexpr, K: tl.constexpr, C: tl.constexpr,
+):  # fmt: skip
+    """The per-token partial grads of normalised q, k, of b and of gamma in columns o_k, from the chunk's
+    dQg, dKe, dX and d eg (the last step of the backward WY, fused or split)."""
+    o_c = tl.arange(0, C)
+    b_ke = b_k * b_ec
+    b_dgam = b_dqg * b_q * b_e * scale - b_dke * b_ke + b_dx * b_x
+    # gamma_C is the last row's gamma (padding rows have g = 0): its grad lands on the last valid row
+    b_dgC = tl.sum(b_dke * b_ke, 0) + b_deg * tl.exp(b_gC)
+    b_dgam += tl.where((o_c == n - 1)[:, None], b_dgC[None, :], 0.0)
+    p_tk = ((bos + o_c) * H + i_h).to(tl.int64)[:, None] * K + o_k[None, :]
+    m_tk = (o_c < n)[:, None]
+    tl.store(dq_acc + p_tk, b_dqg * b_e * scale, mask=m_tk)
+    tl.store(dk_acc + p_tk, b_dke * b_ec + b_dx * b_b * b_e, mask=m_tk)
+    tl.store(db_acc + p_tk, b_dx * b_k * b_e, mask=m_tk)
+    tl.store(dgam + p_tk, b_dgam, mask=m_tk)
+
+
+@triton.jit
 def gdn2_bwd_kernel_wy(
     q, k, g, b, v, w, h, dh, du, ut, kb, do, A, dP, dq_acc, dk_acc, db_acc, dgam, dv, dw,
     chunk_bos, chunk_len, scale,
@@ -159,17 +180,10 @@ def gdn2_bwd_kernel_wy(
     tl.store(A + p_cc, b_dL)
     tl.store(dP + p_cc, b_dp)
 
-    b_ke = b_k * b_ec
-    b_dgam = b_dqg * b_q * b_e * scale - b_dke * b_ke + b_dx * b_x
-    # gamma_C is the last row's gamma (padding rows have g = 0): its grad lands on the last valid row
-    b_dgC = tl.sum(b_dke * b_ke, 0) + b_deg * tl.exp(b_gC)  # [K]
-    b_dgam += tl.where((o_c == n - 1)[:, None], b_dgC[None, :], 0.0)
-    p_tk = ((bos + o_c) * H + i_h).to(tl.int64)[:, None] * K + o_k[None, :]
-    m_tk = m_c[:, None]
-    tl.store(dq_acc + p_tk, b_dqg * b_e * scale, mask=m_tk)
-    tl.store(dk_acc + p_tk, b_dke * b_ec + b_dx * b_b * b_e, mask=m_tk)
-    tl.store(db_acc + p_tk, b_dx * b_k * b_e, mask=m_tk)
-    tl.store(dgam + p_tk, b_dgam, mask=m_tk)
+    _store_token_grads(
+        dq_acc, dk_acc, db_acc, dgam, b_dqg, b_dke, b_dx, b_deg, b_q, b_k, b_b, b_x, b_e, b_ec, b_gC,
+        bos, n, i_h, o_k, scale, H, K, C,
+    )  # fmt: skip
 
 
 @triton.jit
@@ -267,17 +281,10 @@ def gdn2_bwd_kernel_wy_keys(
         tl.dot(b_dkb, tl.trans(b_x)),
     )
     b_dx = tl.dot(tl.trans(b_A), b_dkb)  # [C, BK]
-    b_ke = b_k * b_ec
-    b_dgam = b_dqg * b_q * b_e * scale - b_dke * b_ke + b_dx * b_x
-    # gamma_C is the last row's gamma (padding rows have g = 0): its grad lands on the last valid row
-    b_dgC = tl.sum(b_dke * b_ke, 0) + b_deg * tl.exp(b_gC)  # [BK]
-    b_dgam += tl.where((o_c == n - 1)[:, None], b_dgC[None, :], 0.0)
-    p_tk = ((bos + o_c) * H + i_h).to(tl.int64)[:, None] * K + o_k[None, :]
-    m_tk = m_c[:, None]
-    tl.store(dq_acc + p_tk, b_dqg * b_e * scale, mask=m_tk)
-    tl.store(dk_acc + p_tk, b_dke * b_ec + b_dx * b_b * b_e, mask=m_tk)
-    tl.store(db_acc + p_tk, b_dx * b_k * b_e, mask=m_tk)
-    tl.store(dgam + p_tk, b_dgam, mask=m_tk)
+    _store_token_grads(
+        dq_acc, dk_acc, db_acc, dgam, b_dqg, b_dke, b_dx, b_deg, b_q, b_k, b_b, b_x, b_e, b_ec, b_gC,
+        bos, n, i_h, o_k, scale, H, K, C,
+    )  # fmt: skip
 
 
 @triton.jit

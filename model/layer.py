@@ -12,6 +12,8 @@ Parameter names and shapes equal FLA's layer (`q_proj`, `q_conv1d.weight` [D, 1,
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 
 import torch
@@ -20,6 +22,8 @@ from torch import nn
 
 from kernels import gdn2, gdn2_step
 from model.cache import GDN2Cache, RecurrentLayerState
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "GatedDeltaNet2",
@@ -66,12 +70,23 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), self.eps)
 
 
+@functools.cache
+def _layer_ops_importable() -> bool:
+    try:
+        import kernels.layer_ops  # noqa: F401
+    except ImportError as err:  # Triton missing or broken: the PyTorch ops still work on CUDA
+        logger.warning("fused layer kernels unavailable (%s); using the PyTorch ops", err)
+        return False
+    return True
+
+
 def use_fused_ops(enabled: bool, x: torch.Tensor) -> bool:
     """Whether a module runs its fused Triton kernel (`kernels.layer_ops`) instead of its PyTorch ops.
 
-    Only in CUDA inference: the kernels have no backward, and the CPU has no Triton.
+    Only in CUDA inference (the kernels have no backward, and the CPU has no Triton), and only where Triton
+    imports.
     """
-    return enabled and x.is_cuda and not torch.is_grad_enabled()
+    return enabled and x.is_cuda and not torch.is_grad_enabled() and _layer_ops_importable()
 
 
 class RMSNormGated(nn.Module):

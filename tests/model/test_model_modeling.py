@@ -297,3 +297,17 @@ def test_return_dict_false_gives_tuples():
         ref = model(ids, use_cache=False)
     assert isinstance(out, tuple) and len(out) == 1
     torch.testing.assert_close(out[0], ref.logits)
+
+
+def test_fused_ops_flag_never_changes_the_cpu_path():
+    """`fused_ops` only selects Triton kernels in CUDA inference: on CPU both settings give identical logits."""
+    from model.layer import use_fused_ops
+
+    assert not use_fused_ops(True, torch.zeros(1))
+    torch.manual_seed(0)
+    on = GDN2ForCausalLM(tiny_config(fused_ops=True, conv_bias=True)).eval()
+    off = GDN2ForCausalLM(tiny_config(fused_ops=False, conv_bias=True)).eval()
+    off.load_state_dict(on.state_dict())
+    ids = tokens(2, 21, seed=4)
+    with torch.no_grad():
+        assert torch.equal(on(ids).logits, off(ids).logits)

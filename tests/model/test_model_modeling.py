@@ -78,12 +78,18 @@ def test_generate_equals_manual_greedy_decoding_with_the_cache(overrides):
     assert torch.equal(generated, seq)
 
 
-def test_left_padded_batch_equals_rows_run_alone():
-    model = _lm(attn=HYBRID)
+def _left_padded_pair() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A batch of a 14-token row and a 9-token row left-padded by 5; its mask; the short row alone."""
     a, b = tokens(1, 14, seed=3), tokens(1, 9, seed=4)
     batch = torch.cat([a, torch.cat([torch.zeros(1, 5, dtype=torch.long), b], dim=1)])
     mask = torch.ones_like(batch)
     mask[1, :5] = 0
+    return batch, mask, b
+
+
+def test_left_padded_batch_equals_rows_run_alone():
+    model = _lm(attn=HYBRID)
+    batch, mask, b = _left_padded_pair()
     with torch.no_grad():
         both = model(batch, attention_mask=mask).logits
         alone = model(b).logits
@@ -98,10 +104,7 @@ def test_left_padding_stays_out_of_the_state_with_conv_bias():
     with torch.no_grad():
         for conv in (m for m in model.modules() if m.__class__.__name__ == "ShortConvolution"):
             torch.nn.init.normal_(conv.bias, std=0.5)
-    a, b = tokens(1, 14, seed=3), tokens(1, 9, seed=4)
-    batch = torch.cat([a, torch.cat([torch.zeros(1, 5, dtype=torch.long), b], dim=1)])
-    mask = torch.ones_like(batch)
-    mask[1, :5] = 0
+    batch, mask, b = _left_padded_pair()
     with torch.no_grad():
         both = model(batch, attention_mask=mask).logits
         alone = model(b).logits
@@ -300,7 +303,7 @@ def test_return_dict_false_gives_tuples():
 
 
 def test_fused_ops_flag_never_changes_the_cpu_path():
-    """`fused_ops` only selects Triton kernels in CUDA inference: on CPU both settings give identical logits."""
+    """`fused_ops` only selects Triton kernels in CUDA inference: on CPU both settings give equal logits."""
     from model.layer import use_fused_ops
 
     assert not use_fused_ops(True, torch.zeros(1))

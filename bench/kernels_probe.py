@@ -100,37 +100,50 @@ def fwd_bwd_kernel_ms(xs) -> dict[str, float]:
     return {k.replace("gdn2_", ""): statistics.median(v) for k, v in times.items()}
 
 
-# (name, module constants of kernels.gdn2.chunk_bwd to set), measured like VARIANTS
+# (name, module constants of kernels.gdn2.chunk_bwd, or of chunk_fwd where bwd has no such name), measured
+# like VARIANTS
 BWD_VARIANTS = [
-    ("bwd base (tf32x3 score grads)", {}),
-    ("bwd tf32 score grads", {"BWD_DOT_PRECISION": "tf32"}),
-    ("bwd_wy 16 warps", {"BWD_WY_WARPS": 16}),
-    ("bwd_wy V blocks of 16", {"BWD_WY_BV": 16}),
-    ("bwd_scores 4 warps", {"BWD_SCORES_WARPS": 4}),
-    ("bwd_wy split", {"BWD_WY_LAYOUT": "split"}),
-    ("bwd_wy split, 4 warps", {"BWD_WY_LAYOUT": "split", "BWD_WY_WARPS": 4}),
-    ("bwd_wy split + tf32 score grads", {"BWD_WY_LAYOUT": "split", "BWD_DOT_PRECISION": "tf32"}),
+    ("bwd base (score grads: blocks, 32 key columns, 4 warps, tf32x3)", {}),
+    ("blocks, 64 key columns", {"BWD_SCORES_BK": 64}),
+    ("blocks, 128 key columns", {"BWD_SCORES_BK": 128}),
+    ("blocks, 2 warps", {"BWD_SCORES_WARPS": 2}),
+    ("blocks, 64 key columns, 8 warps", {"BWD_SCORES_BK": 64, "BWD_SCORES_WARPS": 8}),
+    ("blocks, chunk-major order", {"BWD_SCORES_SUBCHUNK_MAJOR": False}),
+    ("blocks, tf32", {"BWD_DOT_PRECISION": "tf32"}),
+    ("rows, 64 key columns (last run's best)", {"BWD_SCORES_LAYOUT": "rows", "BWD_SCORES_BK": 64}),
 ]
+
+
+def with_constants(consts: dict, fn):
+    """Run fn() with the given module constants set (chunk_bwd first, else chunk_fwd), then restore them."""
+    mods = {key: cb if hasattr(cb, key) else cf for key in consts}
+    saved = {key: getattr(mods[key], key) for key in consts}
+    for key, value in consts.items():
+        setattr(mods[key], key, value)
+    try:
+        return fn()
+    finally:
+        for key, value in saved.items():
+            setattr(mods[key], key, value)
 
 
 def probe_backward() -> None:
     big = inputs(1, 102400, 16)
     checks = GradCheck((-5.0, -0.1)), GradCheck((-20.0, -10.0))
     rows = []
+
+    def measure():
+        return tuple(check.worst_error() for check in checks), fwd_bwd_kernel_ms(big)
+
     for name, consts in BWD_VARIANTS:
-        saved = {key: getattr(cb, key) for key in consts}
-        for key, value in consts.items():
-            setattr(cb, key, value)
         try:
-            errs = tuple(check.worst_error() for check in checks)
-            ms = fwd_bwd_kernel_ms(big)
+            errs, ms = with_constants(consts, measure)
             rows.append((name, errs, ms))
-            print(name, f"worst grad err (ordinary, strong decay)={errs}", ms, flush=True)
+            kern = cf.LAST_COMPILED.get("bwd_scores")
+            regs = (kern.n_regs, kern.n_spills) if kern is not None else None
+            print(name, f"grad err (ordinary, strong decay)={errs}", "bwd_scores regs, spills:", regs, ms)
         except Exception as exc:  # reported, not fatal
             print(name, "failed:", str(exc).splitlines()[-1], flush=True)
-        finally:
-            for key, value in saved.items():
-                setattr(cb, key, value)
     cols = list(dict.fromkeys(k for r in rows for k in r[2]))
     print("\n| bwd variant | worst grad err | strong decay | " + " | ".join(cols) + " | total |")
     for name, errs, ms in rows:
@@ -144,13 +157,8 @@ def probe_backward() -> None:
 
 # (name, module constants of kernels.gdn2.chunk_fwd to set); each row is measured, then the defaults return
 VARIANTS = [
-    ("base (v6)", {}),
-    ("scores block layout, 4 warps", {"SCORES_LAYOUT": "blocks"}),
-    ("scores block layout, 2 warps", {"SCORES_LAYOUT": "blocks", "SCORES_BLOCKS_WARPS": 2}),
-    ("scores block layout, 8 warps", {"SCORES_LAYOUT": "blocks", "SCORES_BLOCKS_WARPS": 8}),
-    ("scores block layout, tf32", {"SCORES_LAYOUT": "blocks", "SCORES_PRECISION": "tf32"}),
-    ("wy split", {"WY_LAYOUT": "split"}),
-    ("scores blocks + wy split", {"SCORES_LAYOUT": "blocks", "WY_LAYOUT": "split"}),
+    ("base (v7: scores 2 warps)", {}),
+    ("scores 4 warps", {"SCORES_WARPS": 4}),
 ]
 
 
@@ -160,23 +168,21 @@ def main() -> None:
     big = {"1x102400": inputs(1, 102400, 16), "8x4096": inputs(8, 4096, 16)}
     print(torch.cuda.get_device_name())
     rows = []
+
+    def measure():
+        o = fwd(small, None)
+        err = ((o.double() - ref).norm() / ref.norm()).item()
+        ms = {size: kernel_ms(xs, None) for size, xs in big.items()}
+        return err, ms, {k: (kern.n_regs, kern.n_spills) for k, kern in cf.LAST_COMPILED.items()}
+
     for name, consts in VARIANTS:
-        saved = {key: getattr(cf, key) for key in consts}
         cf.LAST_COMPILED.clear()
-        for key, value in consts.items():
-            setattr(cf, key, value)
         try:
-            o = fwd(small, None)
-            err = ((o.double() - ref).norm() / ref.norm()).item()
-            ms = {size: kernel_ms(xs, None) for size, xs in big.items()}
-            regs = {k: (kern.n_regs, kern.n_spills) for k, kern in cf.LAST_COMPILED.items()}
+            err, ms, regs = with_constants(consts, measure)
             rows.append((name, err, ms, regs))
             print(name, f"err={err:.2e}", "(regs, spills)=", regs, ms, flush=True)
         except Exception as exc:  # a variant that does not fit (e.g. shared memory) is reported, not fatal
             print(name, "failed:", str(exc).splitlines()[-1], flush=True)
-        finally:
-            for key, value in saved.items():
-                setattr(cf, key, value)
     # every kernel any variant launched, then each size's total
     cols = [(size, k) for size in big for k in dict.fromkeys(k for r in rows for k in r[2][size])]
     cols += [(size, "total") for size in big]

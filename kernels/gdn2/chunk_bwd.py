@@ -5,16 +5,18 @@ Per chunk, with S the state entering it and S' the one leaving it:
     U = Ut - Kb S,   O = Qg S + P U,   S' = Diag(eg) S + Ke^T U
 
 Steps (one launch each; the forward's scores and WY steps are recomputed first, and its state pass
-is rerun to store every chunk's entering state):
+is rerun to store every chunk's entering state instead of the output):
   1. `state`:   reverse pass over chunks:  dU = P^T dO + Ke dS',  dS = eg*dS' + Qg^T dO - Kb^T dU.
                 Stores dS' per chunk and dU; returns dS for the initial state.
   2. `wy`:      per chunk: dKb, dQg, dP, dKe, d eg from S, dS', dO, dU; then through A = (I + L)^{-1}:
                 dX = A^T dKb, d(WV) = A^T dU (-> dv, dw), dL = -A^T (dKb X^T + dU (WV)^T) A^T.
+                Three kernels: `wy_values` (U, dP, dv, dw and the V side of dA), `wy_keys` (one program
+                per block of key columns: their grads and their share of dA), `wy_finish` (dL).
                 Partial grads of normalised q, k, of b and of gamma go to per-token buffers.
-  3. `scores`:  per (chunk, sub-chunk): the decayed pairwise products of dL and dP, on the row side
-                (d(b k), dq) and the column side (dk), anchored like the forward so exponents stay bounded;
-                adds gamma's share (x dx - k dk), then undoes the L2 normalisation.
-  4. `gate`:    dg = reverse cumulative sum of d gamma within each chunk.
+  3. `scores`:  per (sub-chunk, chunk, block of key columns): the decayed pairwise products of dL and dP,
+                on the row side (d(b k), dq) and the column side (dk), anchored like the forward so
+                exponents stay bounded; adds gamma's share (x dx - k dk).
+  4. `finish`:  dg = reverse cumulative sum of d gamma within each chunk; dq, dk through the L2 norm.
 """
 
 from __future__ import annotations
@@ -25,11 +27,10 @@ import triton.language as tl
 
 from kernels.common.chunks import ChunkTable
 from kernels.gdn2.chunk_fwd import (
+    LAST_COMPILED,
     SPAN,
     _dot,
-    _inv_norms,
-    _l2norm_rows,
-    _load_rows,
+    _load_normed_tile,
     _load_tile,
     chunk_gdn2_fwd,
     launch_pipelined,
@@ -39,15 +40,31 @@ from kernels.gdn2.chunk_fwd import (
 BWD_DOT_PRECISION = "tf32x3"
 # pipelining depth of the reverse state pass (as in the forward: the next chunk loads during this one)
 BWD_STATE_STAGES = 3
-# bwd_wy keeps five fp32 [C, K] / [C, C] accumulators live across its V loop (255 registers at 8 warps): more
-# warps spread them thinner; the probe A/Bs these against the measured defaults
+# the backward WY runs as three kernels: V side (one program per chunk and head), key side (one per BWD_WY_BK
+# key columns), dL; at 1 x 102400 (H200) 11.5 ms against 18.9 ms for one fused kernel holding all five
+# accumulators (255 registers); 8 warps measured 7.1 ms for the key side vs 9.0 at 4
 BWD_WY_WARPS = 8
 BWD_WY_BV = 32
-BWD_SCORES_WARPS = 8
-# "fused": one bwd_wy program per (chunk, head) (measured, the default); "split": three kernels (V side and U;
-# one program per 64 key columns; dL), each with a fraction of the accumulators (not yet timed on a GPU)
-BWD_WY_LAYOUT = "fused"
-BWD_WY_BK = 64  # key columns per program of the split layout
+BWD_WY_BK = 64
+# the score-gradient kernel splits the key columns into blocks of BWD_SCORES_BK (probe A/B)
+BWD_SCORES_BK = 32
+BWD_SCORES_WARPS = 4
+# launch order of the score-gradient programs: True puts a chunk's sub-chunks and key blocks next to each
+# other (measured 21.5 vs 24.1 ms for the row layout at 1 x 102400, H200)
+BWD_SCORES_SUBCHUNK_MAJOR = True
+# "rows": [16, C] rows of dL, dP against whole-chunk [C, BK] tiles (measured); "blocks": 16 x 16 blocks of
+# dL, dP against [16, BK] tiles of the other sub-chunks, with the forward's gamma and norms (probe A/B)
+BWD_SCORES_LAYOUT = "blocks"
+
+
+@triton.jit
+def _subchunk_ids(SUB_MAJOR: tl.constexpr):
+    """(sub-chunk, chunk) of a program of a scores kernel, for either launch order."""
+    if SUB_MAJOR:
+        i_s, i_c = tl.program_id(0), tl.program_id(1)
+    else:
+        i_c, i_s = tl.program_id(0), tl.program_id(1)
+    return i_s, i_c
 
 
 @triton.jit
@@ -111,82 +128,6 @@ def _store_token_grads(
 
 
 @triton.jit
-def gdn2_bwd_kernel_wy(
-    q, k, g, b, v, w, h, dh, du, ut, kb, do, A, dP, dq_acc, dk_acc, db_acc, dgam, dv, dw,
-    chunk_bos, chunk_len, scale,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BV: tl.constexpr,
-    L2NORM: tl.constexpr,
-):  # fmt: skip
-    i_c, i_h = tl.program_id(0), tl.program_id(1)
-    bos = tl.load(chunk_bos + i_c).to(tl.int64)
-    n = tl.load(chunk_len + i_c)
-    q, k, g, b = q + bos * H * K, k + bos * H * K, g + bos * H * K, b + bos * H * K
-    v, w, do = v + bos * H * V, w + bos * H * V, do + bos * H * V
-    dv, dw = dv + bos * H * V, dw + bos * H * V
-    ch = (i_c * H + i_h).to(tl.int64)
-    o_c = tl.arange(0, C)
-    o_k = tl.arange(0, K)
-    m_c = o_c < n
-    p_cc = (ch * C + o_c)[:, None] * C + o_c[None, :]
-    b_A = tl.load(A + p_cc)  # [C, C]
-    b_kb = tl.load(kb + (ch * C + o_c)[:, None] * K + o_k[None, :]).to(tl.float32)  # [C, K]
-
-    b_dkb = tl.zeros([C, K], dtype=tl.float32)
-    b_dqg = tl.zeros([C, K], dtype=tl.float32)
-    b_dke = tl.zeros([C, K], dtype=tl.float32)
-    b_dp = tl.zeros([C, C], dtype=tl.float32)
-    b_dA = tl.zeros([C, C], dtype=tl.float32)
-    b_deg = tl.zeros([K], dtype=tl.float32)
-    for i_v in range(V // BV):
-        o_v = i_v * BV + tl.arange(0, BV)
-        p_kv = (ch * K + o_k)[:, None] * V + o_v[None, :]
-        b_s = tl.load(h + p_kv)  # [K, BV]
-        b_dsn = tl.load(dh + p_kv)  # [K, BV]
-        p_cv = (ch * C + o_c)[:, None] * V + o_v[None, :]
-        b_du = tl.load(du + p_cv)  # [C, BV]
-        b_u = tl.load(ut + p_cv).to(tl.float32) - tl.dot(b_kb, b_s)  # [C, BV]
-        p_tv = (o_c * H + i_h)[:, None] * V + o_v[None, :]
-        b_do = tl.load(do + p_tv, mask=m_c[:, None], other=0.0).to(tl.float32)  # [C, BV]
-        b_dkb -= tl.dot(b_du, tl.trans(b_s))
-        b_dqg += tl.dot(b_do, tl.trans(b_s))
-        b_dp += tl.dot(b_do, tl.trans(b_u))
-        b_dke += tl.dot(b_u, tl.trans(b_dsn))
-        b_deg += tl.sum(b_dsn * b_s, 1)
-        b_v = tl.load(v + p_tv, mask=m_c[:, None], other=0.0).to(tl.float32)
-        b_w = tl.load(w + p_tv, mask=m_c[:, None], other=0.0).to(tl.float32)
-        b_dA += tl.dot(b_du, tl.trans(b_w * b_v))
-        # d(WV) = A^T dU
-        b_dwv = tl.dot(tl.trans(b_A), b_du)  # [C, BV]
-        tl.store(dv + p_tv, (b_dwv * b_w).to(dv.dtype.element_ty), mask=m_c[:, None])
-        tl.store(dw + p_tv, (b_dwv * b_v).to(dw.dtype.element_ty), mask=m_c[:, None])
-
-    b_g = _load_rows(g, o_c, n, H, K, i_h)  # [C, K]
-    b_gam = tl.cumsum(b_g, 0)
-    b_gC = tl.sum(b_g, 0)  # [K]
-    b_e = tl.exp(b_gam)
-    b_ec = tl.exp(b_gC[None, :] - b_gam)
-    b_k = _l2norm_rows(_load_rows(k, o_c, n, H, K, i_h), L2NORM)
-    b_q = _l2norm_rows(_load_rows(q, o_c, n, H, K, i_h), L2NORM)
-    b_b = _load_rows(b, o_c, n, H, K, i_h)
-    b_x = b_b * b_k * b_e  # [C, K]
-    b_dA += tl.dot(b_dkb, tl.trans(b_x))
-    b_dx = tl.dot(tl.trans(b_A), b_dkb)  # [C, K]
-    b_dL = -tl.dot(
-        tl.trans(b_A), tl.dot(b_dA, tl.trans(b_A), input_precision="tf32x3"), input_precision="tf32x3"
-    )
-    b_dL = tl.where(o_c[:, None] > o_c[None, :], b_dL, 0.0)
-    b_dp = tl.where(o_c[:, None] >= o_c[None, :], b_dp, 0.0)
-    tl.debug_barrier()
-    tl.store(A + p_cc, b_dL)
-    tl.store(dP + p_cc, b_dp)
-
-    _store_token_grads(
-        dq_acc, dk_acc, db_acc, dgam, b_dqg, b_dke, b_dx, b_deg, b_q, b_k, b_b, b_x, b_e, b_ec, b_gC,
-        bos, n, i_h, o_k, scale, H, K, C,
-    )  # fmt: skip
-
-
-@triton.jit
 def gdn2_bwd_kernel_wy_values(
     h, du, ut, kb, do, v, w, A, u, dP, dAv, dv, dw, chunk_bos, chunk_len,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BV: tl.constexpr,
@@ -229,7 +170,8 @@ def gdn2_bwd_kernel_wy_values(
 
 @triton.jit
 def gdn2_bwd_kernel_wy_keys(
-    q, k, g, b, h, dh, du, u, do, A, dApart, dq_acc, dk_acc, db_acc, dgam, chunk_bos, chunk_len, scale,
+    q, k, g, b, rq, rk, h, dh, du, u, do, A, dApart, dq_acc, dk_acc, db_acc, dgam,
+    chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BV: tl.constexpr, BK: tl.constexpr,
     L2NORM: tl.constexpr,
 ):  # fmt: skip
@@ -270,8 +212,8 @@ def gdn2_bwd_kernel_wy_keys(
     b_gC = tl.sum(b_g, 0)  # [BK]
     b_e = tl.exp(b_gam)
     b_ec = tl.exp(b_gC[None, :] - b_gam)
-    b_k = _load_tile(k, o_c, n, H, K, i_h, col0, BK) * _inv_norms(k, o_c, n, H, K, i_h, BK, L2NORM)[:, None]
-    b_q = _load_tile(q, o_c, n, H, K, i_h, col0, BK) * _inv_norms(q, o_c, n, H, K, i_h, BK, L2NORM)[:, None]
+    b_k = _load_tile(k, o_c, n, H, K, i_h, col0, BK) * tl.load(rk + ch * C + o_c)[:, None]
+    b_q = _load_tile(q, o_c, n, H, K, i_h, col0, BK) * tl.load(rq + ch * C + o_c)[:, None]
     b_b = _load_tile(b, o_c, n, H, K, i_h, col0, BK)
     b_x = b_b * b_k * b_e  # [C, BK]
     p_cc = (ch * C + o_c)[:, None] * C + o_c[None, :]
@@ -308,11 +250,19 @@ def gdn2_bwd_kernel_wy_finish(A, dAv, dApart, H: tl.constexpr, C: tl.constexpr, 
 
 @triton.jit
 def gdn2_bwd_kernel_scores(
-    q, k, g, b, dL, dP, dq_acc, dk_acc, db_acc, dgam, dq, dk, db, chunk_bos, chunk_len, scale,
-    H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, L2NORM: tl.constexpr,
-    SPAN: tl.constexpr, PREC: tl.constexpr,
+    q, k, g, b, dL, dP, dq_acc, dk_acc, db_acc, dgam, db, chunk_bos, chunk_len, scale,
+    H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr, SUB_MAJOR: tl.constexpr,
 ):  # fmt: skip
-    i_c, i_s, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    """Per (sub-chunk, chunk, head, block of BK key columns): the decayed pairwise products of dL and dP
+    on the row side (d(b k), dq) and the column side (dk), anchored like the forward. Every product is
+    per channel, so the key columns split into independent programs; only the L2 normalisation needs whole
+    rows, and `gdn2_bwd_kernel_finish` undoes it. Writes db and gamma's share, and leaves the grads of the
+    normalised q and k in dq_acc and dk_acc."""
+    i_sk, i_c = _subchunk_ids(SUB_MAJOR)
+    i_h = tl.program_id(2)
+    i_s = i_sk // (K // BK)
+    col0 = (i_sk % (K // BK)) * BK
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
     q, k, g, b = q + bos * H * K, k + bos * H * K, g + bos * H * K, b + bos * H * K
@@ -322,21 +272,19 @@ def gdn2_bwd_kernel_scores(
     o_c = tl.arange(0, C)
     rows = row0 + o_r
 
-    # whole chunk: gamma, normalised q and k, b*k
-    b_gam_all = tl.cumsum(_load_rows(g, o_c, n, H, K, i_h), 0)  # [C, K]
-    b_k_all = _l2norm_rows(_load_rows(k, o_c, n, H, K, i_h), L2NORM)
-    b_q_all = _l2norm_rows(_load_rows(q, o_c, n, H, K, i_h), L2NORM)
-    b_bk_all = _load_rows(b, o_c, n, H, K, i_h) * b_k_all
+    # whole chunk, this block's columns: gamma, normalised q and k, b*k
+    b_g_all = _load_tile(g, o_c, n, H, K, i_h, col0, BK)
+    b_gam_all = tl.cumsum(b_g_all, 0)  # [C, BK]
+    b_k_all = _load_normed_tile(k, o_c, n, H, K, i_h, col0, BK, L2NORM)
+    b_q_all = _load_normed_tile(q, o_c, n, H, K, i_h, col0, BK, L2NORM)
+    b_bk_all = _load_tile(b, o_c, n, H, K, i_h, col0, BK) * b_k_all
     # this sub-chunk
-    b_qraw = _load_rows(q, rows, n, H, K, i_h)
-    b_kraw = _load_rows(k, rows, n, H, K, i_h)
-    b_q = _l2norm_rows(b_qraw, L2NORM)  # [BC, K]
-    b_k = _l2norm_rows(b_kraw, L2NORM)
-    b_b = _load_rows(b, rows, n, H, K, i_h)
+    b_q = _load_normed_tile(q, rows, n, H, K, i_h, col0, BK, L2NORM)
+    b_k = _load_normed_tile(k, rows, n, H, K, i_h, col0, BK, L2NORM)
+    b_b = _load_tile(b, rows, n, H, K, i_h, col0, BK)
     b_bk = b_b * b_k
-    b_g = _load_rows(g, rows, n, H, K, i_h)
-    b_carry = tl.sum(tl.where((o_c < row0)[:, None], _load_rows(g, o_c, n, H, K, i_h), 0.0), 0)
-    b_gam = tl.cumsum(b_g, 0) + b_carry[None, :]  # [BC, K]
+    b_carry = tl.sum(tl.where((o_c < row0)[:, None], b_g_all, 0.0), 0)
+    b_gam = tl.cumsum(_load_tile(g, rows, n, H, K, i_h, col0, BK), 0) + b_carry[None, :]  # [BC, BK]
 
     p_rows = (ch * C + rows)[:, None] * C + o_c[None, :]  # rows of dL, dP: [BC, C]
     p_cols = (ch * C + o_c)[:, None] * C + rows[None, :]  # columns of dL, dP: [C, BC]
@@ -347,10 +295,11 @@ def gdn2_bwd_kernel_scores(
     b_dP_c = tl.load(dP + p_cols) * scale
 
     # anchors: r = gamma of the sub-chunk's first row (row side), r2 = of its last row (column side).
-    # When the sub-chunk decays by less than SPAN its own diagonal block rides along in the products
-    # (factors up to e^SPAN); otherwise the products stop at the block and it takes exact differences.
-    b_r = tl.sum(tl.where((o_r == 0)[:, None], b_gam, 0.0), 0)  # [K]
-    b_r2 = tl.sum(tl.where((o_r == BC - 1)[:, None], b_gam, 0.0), 0)  # [K]
+    # When the sub-chunk decays by less than SPAN in these channels its own diagonal block rides along in
+    # the products (factors up to e^SPAN); otherwise the products stop at the block and it takes exact
+    # differences.
+    b_r = tl.sum(tl.where((o_r == 0)[:, None], b_gam, 0.0), 0)  # [BK]
+    b_r2 = tl.sum(tl.where((o_r == BC - 1)[:, None], b_gam, 0.0), 0)  # [BK]
     b_span = tl.max(b_r - b_r2, 0)
     fast = b_span < SPAN
     # row side: columns up to the block (or before it)
@@ -362,7 +311,7 @@ def gdn2_bwd_kernel_scores(
     # column side: rows from the block (or after it)
     m_next = o_c >= tl.where(fast, row0, row0 + BC)
     b_z = tl.exp(tl.minimum(b_gam_all - b_r2[None, :], SPAN))
-    b_zl = tl.where(m_next[:, None], b_bk_all * b_z, 0.0)  # [C, K]
+    b_zl = tl.where(m_next[:, None], b_bk_all * b_z, 0.0)  # [C, BK]
     b_zp = tl.where(m_next[:, None], b_q_all * b_z, 0.0)
     b_dkn = _dot(tl.trans(tl.where(m_next[:, None], b_dL_c, 0.0)), b_zl, PREC)
     b_dkn += _dot(tl.trans(tl.where(m_next[:, None], b_dP_c, 0.0)), b_zp, PREC)
@@ -373,11 +322,11 @@ def gdn2_bwd_kernel_scores(
         for j in range(BC):
             m_j = o_r == j
             m_jc = (o_c == row0 + j)[None, :]
-            b_gj = tl.sum(tl.where(m_j[:, None], b_gam, 0.0), 0)  # [K]
+            b_gj = tl.sum(tl.where(m_j[:, None], b_gam, 0.0), 0)  # [BK]
             # row side: column j against rows i >= j
             b_kj = tl.sum(tl.where(m_j[:, None], b_k, 0.0), 0)
             m_low = o_r >= j
-            b_ej = tl.exp(tl.where(m_low[:, None], b_gam - b_gj[None, :], 0.0))  # [BC, K]: e^{gam_i - gam_j}
+            b_ej = tl.exp(tl.where(m_low[:, None], b_gam - b_gj[None, :], 0.0))  # [BC, BK]: e^{gam_i - gam_j}
             b_lcol = tl.where(o_r > j, tl.sum(tl.where(m_jc, b_dL_r, 0.0), 1), 0.0)  # [BC]: dL[i, j]
             b_pcol = tl.where(m_low, tl.sum(tl.where(m_jc, b_dP_r, 0.0), 1), 0.0)
             b_dbk += b_lcol[:, None] * b_ej * b_kj[None, :]
@@ -386,43 +335,165 @@ def gdn2_bwd_kernel_scores(
             b_bkj = tl.sum(tl.where(m_j[:, None], b_bk, 0.0), 0)
             b_qj = tl.sum(tl.where(m_j[:, None], b_q, 0.0), 0)
             m_up = o_r <= j
-            b_fj = tl.exp(tl.where(m_up[:, None], b_gj[None, :] - b_gam, 0.0))  # [BC, K]: e^{gam_j - gam_i}
+            b_fj = tl.exp(tl.where(m_up[:, None], b_gj[None, :] - b_gam, 0.0))  # [BC, BK]: e^{gam_j - gam_i}
             m_jr = (o_c == row0 + j)[:, None]
             b_lrow = tl.where(o_r < j, tl.sum(tl.where(m_jr, b_dL_c, 0.0), 0), 0.0)  # [BC]: dL[j, i]
             b_prow = tl.where(m_up, tl.sum(tl.where(m_jr, b_dP_c, 0.0), 0), 0.0)
             b_dkn += b_fj * (b_lrow[:, None] * b_bkj[None, :] + b_prow[:, None] * b_qj[None, :])
 
-    p_tk = ((bos + rows) * H + i_h).to(tl.int64)[:, None] * K + tl.arange(0, K)[None, :]
+    _store_score_grads(
+        dq_acc, dk_acc, db_acc, dgam, db, b_dbk, b_dqn, b_dkn, b_q, b_k, b_b,
+        bos, rows, n, i_h, col0, H, K, BK,
+    )  # fmt: skip
+
+
+@triton.jit
+def gdn2_bwd_kernel_scores_blocks(
+    q, k, gam, b, rq, rk, dL, dP, dq_acc, dk_acc, db_acc, dgam, db, chunk_bos, chunk_len, scale,
+    H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    SPAN: tl.constexpr, PREC: tl.constexpr, SUB_MAJOR: tl.constexpr,
+):  # fmt: skip
+    """The products of `gdn2_bwd_kernel_scores` (same anchors, same SPAN rule), built from 16 x 16 blocks
+    of dL and dP and [16, BK] tiles of the other sub-chunks, with the forward's gamma and inverse norms:
+    no whole-chunk tile, no norm taken again."""
+    i_sk, i_c = _subchunk_ids(SUB_MAJOR)
+    i_h = tl.program_id(2)
+    i_s = i_sk // (K // BK)
+    col0 = (i_sk % (K // BK)) * BK
+    bos = tl.load(chunk_bos + i_c).to(tl.int64)
+    n = tl.load(chunk_len + i_c)
+    q, k, gam, b = q + bos * H * K, k + bos * H * K, gam + bos * H * K, b + bos * H * K
+    ch = (i_c * H + i_h).to(tl.int64)
+    o_r = tl.arange(0, BC)
+    rows = i_s * BC + o_r
+    b_q = _load_tile(q, rows, n, H, K, i_h, col0, BK) * tl.load(rq + ch * C + rows)[:, None]
+    b_k = _load_tile(k, rows, n, H, K, i_h, col0, BK) * tl.load(rk + ch * C + rows)[:, None]
+    b_b = _load_tile(b, rows, n, H, K, i_h, col0, BK)
+    b_bk = b_b * b_k
+    # padding rows take the last valid row's gamma (no decay after the end), which keeps every anchor valid
+    b_gam = _load_tile(gam, tl.minimum(rows, n - 1), n, H, K, i_h, col0, BK)  # [BC, BK]
+    b_r = tl.sum(tl.where((o_r == 0)[:, None], b_gam, 0.0), 0)  # [BK] row-side anchor: first row
+    b_r2 = tl.sum(tl.where((o_r == BC - 1)[:, None], b_gam, 0.0), 0)  # [BK] column-side anchor: last row
+    fast = tl.max(b_r - b_r2, 0) < SPAN
+    p_ss = (ch * C + rows)[:, None] * C + rows[None, :]
+    b_dL_ss = tl.load(dL + p_ss)  # [BC, BC] diagonal blocks; P carries the scale, folded into dP
+    b_dP_ss = tl.load(dP + p_ss) * scale
+
+    # row side: d(b k)_i, dq_i = sum_j dL_ij (dP_ij) e^{gam_i - r} (k_j e^{r - gam_j}), earlier blocks
+    b_dbk = tl.zeros([BC, BK], dtype=tl.float32)
+    b_dqn = tl.zeros([BC, BK], dtype=tl.float32)
+    # column side: dk_j = sum_i e^{r2 - gam_j} (dL_ij bk_i + dP_ij q_i) e^{gam_i - r2}, later blocks
+    b_dkn = tl.zeros([BC, BK], dtype=tl.float32)
+    for j in tl.static_range(C // BC):
+        cols = j * BC + o_r
+        if j < i_s:
+            b_gj = _load_tile(gam, cols, n, H, K, i_h, col0, BK)
+            b_y = _load_tile(k, cols, n, H, K, i_h, col0, BK) * tl.load(rk + ch * C + cols)[:, None]
+            b_y *= tl.exp(tl.minimum(b_r[None, :] - b_gj, 0.0))
+            p_blk = (ch * C + rows)[:, None] * C + cols[None, :]
+            b_dbk += _dot(tl.load(dL + p_blk), b_y, PREC)
+            b_dqn += _dot(tl.load(dP + p_blk) * scale, b_y, PREC)
+        if j > i_s:
+            b_gj = _load_tile(gam, tl.minimum(cols, n - 1), n, H, K, i_h, col0, BK)
+            b_z = tl.exp(tl.minimum(b_gj - b_r2[None, :], 0.0))
+            b_kj = _load_tile(k, cols, n, H, K, i_h, col0, BK) * tl.load(rk + ch * C + cols)[:, None]
+            b_zl = _load_tile(b, cols, n, H, K, i_h, col0, BK) * b_kj * b_z
+            b_zp = _load_tile(q, cols, n, H, K, i_h, col0, BK) * tl.load(rq + ch * C + cols)[:, None] * b_z
+            p_blk = (ch * C + cols)[:, None] * C + rows[None, :]
+            b_dkn += _dot(tl.trans(tl.load(dL + p_blk)), b_zl, PREC)
+            b_dkn += _dot(tl.trans(tl.load(dP + p_blk) * scale), b_zp, PREC)
+    if fast:
+        # the diagonal block rides along in the products (factors up to e^SPAN)
+        b_y = b_k * tl.exp(tl.minimum(b_r[None, :] - b_gam, SPAN))
+        b_dbk += _dot(tl.where(o_r[None, :] < o_r[:, None], b_dL_ss, 0.0), b_y, PREC)
+        b_dqn += _dot(tl.where(o_r[None, :] <= o_r[:, None], b_dP_ss, 0.0), b_y, PREC)
+        b_z = tl.exp(tl.minimum(b_gam - b_r2[None, :], SPAN))
+        b_dkn += _dot(tl.trans(tl.where(o_r[:, None] > o_r[None, :], b_dL_ss, 0.0)), b_bk * b_z, PREC)
+        b_dkn += _dot(tl.trans(tl.where(o_r[:, None] >= o_r[None, :], b_dP_ss, 0.0)), b_q * b_z, PREC)
+    b_er = tl.exp(tl.minimum(b_gam - b_r[None, :], 0.0))
+    b_dbk *= b_er
+    b_dqn *= b_er
+    b_dkn *= tl.exp(tl.minimum(b_r2[None, :] - b_gam, 0.0))
+    if not fast:
+        # diagonal block, exact pairwise decays
+        for j in range(BC):
+            m_j = o_r == j
+            b_gj = tl.sum(tl.where(m_j[:, None], b_gam, 0.0), 0)  # [BK]
+            # row side: column j against rows i >= j
+            b_kj = tl.sum(tl.where(m_j[:, None], b_k, 0.0), 0)
+            m_low = o_r >= j
+            b_ej = tl.exp(tl.where(m_low[:, None], b_gam - b_gj[None, :], 0.0))  # [BC, BK]: e^{gam_i - gam_j}
+            b_lcol = tl.where(o_r > j, tl.sum(tl.where(m_j[None, :], b_dL_ss, 0.0), 1), 0.0)  # [BC]: dL[i, j]
+            b_pcol = tl.where(m_low, tl.sum(tl.where(m_j[None, :], b_dP_ss, 0.0), 1), 0.0)
+            b_dbk += b_lcol[:, None] * b_ej * b_kj[None, :]
+            b_dqn += b_pcol[:, None] * b_ej * b_kj[None, :]
+            # column side: row j against columns i <= j
+            b_bkj = tl.sum(tl.where(m_j[:, None], b_bk, 0.0), 0)
+            b_qj = tl.sum(tl.where(m_j[:, None], b_q, 0.0), 0)
+            m_up = o_r <= j
+            b_fj = tl.exp(tl.where(m_up[:, None], b_gj[None, :] - b_gam, 0.0))  # [BC, BK]: e^{gam_j - gam_i}
+            b_lrow = tl.where(o_r < j, tl.sum(tl.where(m_j[:, None], b_dL_ss, 0.0), 0), 0.0)  # [BC]: dL[j, i]
+            b_prow = tl.where(m_up, tl.sum(tl.where(m_j[:, None], b_dP_ss, 0.0), 0), 0.0)
+            b_dkn += b_fj * (b_lrow[:, None] * b_bkj[None, :] + b_prow[:, None] * b_qj[None, :])
+    _store_score_grads(
+        dq_acc, dk_acc, db_acc, dgam, db, b_dbk, b_dqn, b_dkn, b_q, b_k, b_b,
+        bos, rows, n, i_h, col0, H, K, BK,
+    )  # fmt: skip
+
+
+@triton.jit
+def _store_score_grads(
+    dq_acc, dk_acc, db_acc, dgam, db, b_dbk, b_dqn, b_dkn, b_q, b_k, b_b, bos, rows, n, i_h, col0,
+    H: tl.constexpr, K: tl.constexpr, BK: tl.constexpr,
+):  # fmt: skip
+    """Adds a score-gradient tile to the per-token buffers: gamma's share, the grads of the normalised q
+    and k (left in dq_acc, dk_acc for `gdn2_bwd_kernel_finish`), and db (final)."""
+    o_k = col0 + tl.arange(0, BK)
+    p_tk = ((bos + rows) * H + i_h).to(tl.int64)[:, None] * K + o_k[None, :]
     m_tk = (rows < n)[:, None]
     b_dgam = tl.load(dgam + p_tk, mask=m_tk, other=0.0)
-    b_dgam += b_bk * b_dbk + b_q * b_dqn - b_k * b_dkn
-    tl.store(dgam + p_tk, b_dgam, mask=m_tk)
-    b_dqn += tl.load(dq_acc + p_tk, mask=m_tk, other=0.0)
+    tl.store(dgam + p_tk, b_dgam + b_b * b_k * b_dbk + b_q * b_dqn - b_k * b_dkn, mask=m_tk)
+    tl.store(dq_acc + p_tk, b_dqn + tl.load(dq_acc + p_tk, mask=m_tk, other=0.0), mask=m_tk)
     b_dkn += tl.load(dk_acc + p_tk, mask=m_tk, other=0.0) + b_dbk * b_b
+    tl.store(dk_acc + p_tk, b_dkn, mask=m_tk)
     b_db = tl.load(db_acc + p_tk, mask=m_tk, other=0.0) + b_dbk * b_k
-    if L2NORM:
-        # d x = (d xn - xn (xn . d xn)) / max(|x|, eps)
-        b_nq = tl.maximum(tl.sqrt(tl.sum(b_qraw * b_qraw, 1)), 1e-6)[:, None]
-        b_nk = tl.maximum(tl.sqrt(tl.sum(b_kraw * b_kraw, 1)), 1e-6)[:, None]
-        b_dqn = (b_dqn - b_q * tl.sum(b_q * b_dqn, 1)[:, None]) / b_nq
-        b_dkn = (b_dkn - b_k * tl.sum(b_k * b_dkn, 1)[:, None]) / b_nk
-    tl.store(dq + p_tk, b_dqn.to(dq.dtype.element_ty), mask=m_tk)
-    tl.store(dk + p_tk, b_dkn.to(dk.dtype.element_ty), mask=m_tk)
     tl.store(db + p_tk, b_db.to(db.dtype.element_ty), mask=m_tk)
 
 
 @triton.jit
-def gdn2_bwd_kernel_gate(dgam, dg, chunk_bos, chunk_len, H: tl.constexpr, K: tl.constexpr, C: tl.constexpr):
+def _l2norm_grad_rows(x, dxn, dx, bos, rows, n, i_h, H: tl.constexpr, K: tl.constexpr, L2NORM: tl.constexpr):
+    """dx = (dxn - xn (xn . dxn)) / max(|x|, eps) for the given chunk rows (dx = dxn without L2NORM)."""
+    p = ((bos + rows) * H + i_h).to(tl.int64)[:, None] * K + tl.arange(0, K)[None, :]
+    m = (rows < n)[:, None]
+    b_d = tl.load(dxn + p, mask=m, other=0.0)
+    if L2NORM:
+        b_x = tl.load(x + p, mask=m, other=0.0).to(tl.float32)
+        b_nx = tl.maximum(tl.sqrt(tl.sum(b_x * b_x, 1)), 1e-6)[:, None]
+        b_xn = b_x / b_nx
+        b_d = (b_d - b_xn * tl.sum(b_xn * b_d, 1)[:, None]) / b_nx
+    tl.store(dx + p, b_d.to(dx.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def gdn2_bwd_kernel_finish(
+    q, k, dq_acc, dk_acc, dgam, dq, dk, dg, chunk_bos, chunk_len,
+    H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, L2NORM: tl.constexpr,
+):  # fmt: skip
+    """Per (chunk, head): dg = reverse cumulative sum of d gamma within the chunk, and dq, dk through the
+    L2 normalisation (whole rows, 16 at a time)."""
     i_c, i_h = tl.program_id(0), tl.program_id(1)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
     o_c = tl.arange(0, C)
-    p = ((bos + o_c) * H + i_h)[:, None] * K + tl.arange(0, K)[None, :]
+    p = ((bos + o_c) * H + i_h).to(tl.int64)[:, None] * K + tl.arange(0, K)[None, :]
     m = (o_c < n)[:, None]
     b_d = tl.load(dgam + p, mask=m, other=0.0)  # [C, K]
     # dg_i = sum over i' >= i of d gamma_i'
-    b_dg = tl.sum(b_d, 0)[None, :] - tl.cumsum(b_d, 0) + b_d
-    tl.store(dg + p, b_dg, mask=m)
+    tl.store(dg + p, tl.sum(b_d, 0)[None, :] - tl.cumsum(b_d, 0) + b_d, mask=m)
+    for s in tl.static_range(C // BC):
+        rows = s * BC + tl.arange(0, BC)
+        _l2norm_grad_rows(q, dq_acc, dq, bos, rows, n, i_h, H, K, L2NORM)
+        _l2norm_grad_rows(k, dk_acc, dk, bos, rows, n, i_h, H, K, L2NORM)
 
 
 def chunk_gdn2_bwd(
@@ -468,37 +539,44 @@ def chunk_gdn2_bwd(
     dw = torch.empty_like(w)
     dP = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
     BVW = min(BWD_WY_BV, V)
-    if BWD_WY_LAYOUT == "split":
-        BK = min(BWD_WY_BK, K)
-        u = torch.empty(NC, H, C, V, device=dev, dtype=torch.float32)
-        dAv = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
-        dApart = torch.empty(NC, H, K // BK, C, C, device=dev, dtype=torch.float32)
-        gdn2_bwd_kernel_wy_values[(NC, H)](
-            it["h"], du, it["ut"], it["kb"], do, v, w, it["L"], u, dP, dAv, dv, dw,
-            table.chunk_bos, table.chunk_len, H=H, K=K, V=V, C=C, BV=BVW, num_warps=BWD_WY_WARPS,
+    BK = min(BWD_WY_BK, K)
+    u = torch.empty(NC, H, C, V, device=dev, dtype=torch.float32)
+    dAv = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
+    dApart = torch.empty(NC, H, K // BK, C, C, device=dev, dtype=torch.float32)
+    gdn2_bwd_kernel_wy_values[(NC, H)](
+        it["h"], du, it["ut"], it["kb"], do, v, w, it["L"], u, dP, dAv, dv, dw,
+        table.chunk_bos, table.chunk_len, H=H, K=K, V=V, C=C, BV=BVW, num_warps=BWD_WY_WARPS,
+    )  # fmt: skip
+    gdn2_bwd_kernel_wy_keys[(NC, H, K // BK)](
+        q, k, g, b, it["rq"], it["rk"], it["h"], dh, du, u, do, it["L"], dApart, dq_acc, dk_acc, db_acc, dgam,
+        table.chunk_bos, table.chunk_len, scale,
+        H=H, K=K, V=V, C=C, BV=BVW, BK=BK, L2NORM=l2norm_qk, num_warps=BWD_WY_WARPS,
+    )  # fmt: skip
+    gdn2_bwd_kernel_wy_finish[(NC, H)](it["L"], dAv, dApart, H=H, C=C, NKB=K // BK, num_warps=4)
+    del dh, du, u, dAv, dApart
+    db = torch.empty_like(b)
+    BKS = min(BWD_SCORES_BK, K)
+    NSK = (C // BC) * (K // BKS)
+    grid = (NSK, NC, H) if BWD_SCORES_SUBCHUNK_MAJOR else (NC, NSK, H)
+    if BWD_SCORES_LAYOUT == "blocks":
+        LAST_COMPILED["bwd_scores"] = gdn2_bwd_kernel_scores_blocks[grid](
+            q, k, it["gam"], b, it["rq"], it["rk"], it["L"], dP, dq_acc, dk_acc, db_acc, dgam, db,
+            table.chunk_bos, table.chunk_len, scale, H=H, K=K, C=C, BC=BC, BK=BKS,
+            SPAN=SPAN, PREC=BWD_DOT_PRECISION, SUB_MAJOR=BWD_SCORES_SUBCHUNK_MAJOR,
+            num_warps=BWD_SCORES_WARPS,
         )  # fmt: skip
-        gdn2_bwd_kernel_wy_keys[(NC, H, K // BK)](
-            q, k, g, b, it["h"], dh, du, u, do, it["L"], dApart, dq_acc, dk_acc, db_acc, dgam,
-            table.chunk_bos, table.chunk_len, scale,
-            H=H, K=K, V=V, C=C, BV=BVW, BK=BK, L2NORM=l2norm_qk, num_warps=BWD_WY_WARPS,
-        )  # fmt: skip
-        gdn2_bwd_kernel_wy_finish[(NC, H)](it["L"], dAv, dApart, H=H, C=C, NKB=K // BK, num_warps=4)
-        del u, dAv, dApart
     else:
-        gdn2_bwd_kernel_wy[(NC, H)](
-            q, k, g, b, v, w, it["h"], dh, du, it["ut"], it["kb"], do, it["L"], dP,
-            dq_acc, dk_acc, db_acc, dgam, dv, dw, table.chunk_bos, table.chunk_len, scale,
-            H=H, K=K, V=V, C=C, BV=BVW, L2NORM=l2norm_qk, num_warps=BWD_WY_WARPS,
+        LAST_COMPILED["bwd_scores"] = gdn2_bwd_kernel_scores[grid](
+            q, k, g, b, it["L"], dP, dq_acc, dk_acc, db_acc, dgam, db,
+            table.chunk_bos, table.chunk_len, scale, H=H, K=K, C=C, BC=BC, BK=BKS,
+            L2NORM=l2norm_qk, SPAN=SPAN, PREC=BWD_DOT_PRECISION, SUB_MAJOR=BWD_SCORES_SUBCHUNK_MAJOR,
+            num_warps=BWD_SCORES_WARPS,
         )  # fmt: skip
-    del dh, du
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)
-    db = torch.empty_like(b)
-    gdn2_bwd_kernel_scores[(NC, C // BC, H)](
-        q, k, g, b, it["L"], dP, dq_acc, dk_acc, db_acc, dgam, dq, dk, db,
-        table.chunk_bos, table.chunk_len, scale, H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk,
-        SPAN=SPAN, PREC=BWD_DOT_PRECISION, num_warps=BWD_SCORES_WARPS,
-    )  # fmt: skip
     dg = torch.empty_like(g)
-    gdn2_bwd_kernel_gate[(NC, H)](dgam, dg, table.chunk_bos, table.chunk_len, H=H, K=K, C=C, num_warps=4)
+    gdn2_bwd_kernel_finish[(NC, H)](
+        q, k, dq_acc, dk_acc, dgam, dq, dk, dg, table.chunk_bos, table.chunk_len,
+        H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, num_warps=4,
+    )  # fmt: skip
     return dq, dk, dv, dg, db, dw, dh0

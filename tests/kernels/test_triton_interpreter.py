@@ -24,12 +24,10 @@ def errors(run_interpreted) -> dict:
         "T70",
         "B2_T33",
         "varlen",
-        "T70_blocks",
-        "varlen_blocks",
-        "T70_split",
-        "varlen_split",
-        "T70_bwdsplit",
-        "varlen_bwdsplit",
+        "T70_wholek",
+        "varlen_wholek",
+        "T70_rows",
+        "varlen_rows",
     ],
 )
 def test_forward_and_gradients(errors, name):
@@ -39,7 +37,7 @@ def test_forward_and_gradients(errors, name):
         assert err <= (1e-3 if key == "dg" else 1e-4), f"{name} {key}: {err:.2e}"
 
 
-@pytest.mark.parametrize("name", ["strong_decay", "strong_decay_blocks", "strong_decay_bwdsplit"])
+@pytest.mark.parametrize("name", ["strong_decay", "strong_decay_wholek", "strong_decay_rows"])
 def test_strong_decay_exact_path(errors, name):
     errs = errors[name]
     for key, err in errs.items():

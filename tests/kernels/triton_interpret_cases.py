@@ -20,6 +20,8 @@ from kernels.gdn2 import chunk_bwd, chunk_fwd  # noqa: E402
 # the interpreter has no bfloat16: keep the state pass operands and the intra-chunk products in float32
 chunk_fwd.WORK_DTYPE = torch.float32
 chunk_fwd.SCORES_PRECISION = chunk_fwd.WY_PRECISION = "ieee"
+# two blocks of 8 key columns in the backward's column-split kernels (K = 16 here)
+chunk_bwd.BWD_WY_BK = chunk_bwd.BWD_SCORES_BK = 8
 
 from kernels.gdn2 import chunk as triton_chunk  # noqa: E402
 from kernels.gdn2.reference import chunk_gdn2 as reference  # noqa: E402
@@ -69,19 +71,15 @@ if __name__ == "__main__":
         "strong_decay": case(40, g_range=(-20.0, -10.0), seed=3),
         "decode": decode_case(),
     }
-    # the block layout of the scores kernel (an A/B variant of chunk_fwd.SCORES_LAYOUT) on the same cases
-    chunk_fwd.SCORES_LAYOUT = "blocks"
-    out["T70_blocks"] = case(70)
-    out["varlen_blocks"] = case(5 + 1 + 66, lens=[5, 1, 66], seed=2)
-    out["strong_decay_blocks"] = case(40, g_range=(-20.0, -10.0), seed=3)
-    # and the split WY kernels (chunk_fwd.WY_LAYOUT), with the default scores layout
-    chunk_fwd.SCORES_LAYOUT, chunk_fwd.WY_LAYOUT = "rows", "split"
-    out["T70_split"] = case(70)
-    out["varlen_split"] = case(5 + 1 + 66, lens=[5, 1, 66], seed=2)
-    # and the split backward WY kernels (chunk_bwd.BWD_WY_LAYOUT), two key blocks of 8 columns
-    chunk_fwd.WY_LAYOUT = "fused"
-    chunk_bwd.BWD_WY_LAYOUT, chunk_bwd.BWD_WY_BK = "split", 8
-    out["T70_bwdsplit"] = case(70)
-    out["varlen_bwdsplit"] = case(5 + 1 + 66, lens=[5, 1, 66], seed=2)
-    out["strong_decay_bwdsplit"] = case(40, g_range=(-20.0, -10.0), seed=3)
+    # one key block per backward kernel, and the chunk-major launch order of the scores kernels
+    chunk_bwd.BWD_WY_BK = chunk_bwd.BWD_SCORES_BK = 16
+    chunk_bwd.BWD_SCORES_SUBCHUNK_MAJOR = False
+    out["T70_wholek"] = case(70)
+    out["varlen_wholek"] = case(5 + 1 + 66, lens=[5, 1, 66], seed=2)
+    out["strong_decay_wholek"] = case(40, g_range=(-20.0, -10.0), seed=3)
+    # the row layout of the score-gradient kernel (chunk_bwd.BWD_SCORES_LAYOUT, an A/B variant)
+    chunk_bwd.BWD_SCORES_LAYOUT, chunk_bwd.BWD_SCORES_BK = "rows", 8
+    out["T70_rows"] = case(70)
+    out["varlen_rows"] = case(5 + 1 + 66, lens=[5, 1, 66], seed=2)
+    out["strong_decay_rows"] = case(40, g_range=(-20.0, -10.0), seed=3)
     print(json.dumps(out))

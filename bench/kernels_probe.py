@@ -103,14 +103,11 @@ def fwd_bwd_kernel_ms(xs) -> dict[str, float]:
 # (name, module constants of kernels.gdn2.chunk_bwd, or of chunk_fwd where bwd has no such name), measured
 # like VARIANTS
 BWD_VARIANTS = [
-    ("bwd base (score grads: blocks, 32 key columns, 4 warps, tf32x3)", {}),
-    ("blocks, 64 key columns", {"BWD_SCORES_BK": 64}),
-    ("blocks, 128 key columns", {"BWD_SCORES_BK": 128}),
-    ("blocks, 2 warps", {"BWD_SCORES_WARPS": 2}),
-    ("blocks, 64 key columns, 8 warps", {"BWD_SCORES_BK": 64, "BWD_SCORES_WARPS": 8}),
-    ("blocks, chunk-major order", {"BWD_SCORES_SUBCHUNK_MAJOR": False}),
-    ("blocks, tf32", {"BWD_DOT_PRECISION": "tf32"}),
-    ("rows, 64 key columns (last run's best)", {"BWD_SCORES_LAYOUT": "rows", "BWD_SCORES_BK": 64}),
+    ("bwd base (score grads: 128 key columns, 4 warps, tf32x3)", {}),
+    ("score grads 64 key columns", {"BWD_SCORES_BK": 64}),
+    ("score grads 2 warps", {"BWD_SCORES_WARPS": 2}),
+    ("score grads 8 warps", {"BWD_SCORES_WARPS": 8}),
+    ("score grads tf32", {"BWD_DOT_PRECISION": "tf32"}),
 ]
 
 
@@ -157,7 +154,7 @@ def probe_backward() -> None:
 
 # (name, module constants of kernels.gdn2.chunk_fwd to set); each row is measured, then the defaults return
 VARIANTS = [
-    ("base (v7: scores 2 warps)", {}),
+    ("base (v7)", {}),
     ("scores 4 warps", {"SCORES_WARPS": 4}),
 ]
 

@@ -30,7 +30,6 @@ from kernels.gdn2.chunk_fwd import (
     LAST_COMPILED,
     SPAN,
     _dot,
-    _load_normed_tile,
     _load_tile,
     chunk_gdn2_fwd,
     launch_pipelined,
@@ -46,25 +45,12 @@ BWD_STATE_STAGES = 3
 BWD_WY_WARPS = 8
 BWD_WY_BV = 32
 BWD_WY_BK = 64
-# the score-gradient kernel splits the key columns into blocks of BWD_SCORES_BK (probe A/B)
-BWD_SCORES_BK = 32
+# the score-gradient kernel: 16 x 16 blocks of dL, dP against [16, BWD_SCORES_BK] tiles of the other
+# sub-chunks. At 1 x 102400 (H200): 7.95 ms with all 128 key columns per program, 10.4 with 64, 11.9 with 32;
+# 4 warps (2: 9.9 ms at 32 columns, 8: 19.5 at 64). The earlier layout against whole-chunk [64, K] tiles
+# measured 15-21 ms, as many redundant loads of the chunk as there were programs per chunk.
+BWD_SCORES_BK = 128
 BWD_SCORES_WARPS = 4
-# launch order of the score-gradient programs: True puts a chunk's sub-chunks and key blocks next to each
-# other (measured 21.5 vs 24.1 ms for the row layout at 1 x 102400, H200)
-BWD_SCORES_SUBCHUNK_MAJOR = True
-# "rows": [16, C] rows of dL, dP against whole-chunk [C, BK] tiles (measured); "blocks": 16 x 16 blocks of
-# dL, dP against [16, BK] tiles of the other sub-chunks, with the forward's gamma and norms (probe A/B)
-BWD_SCORES_LAYOUT = "blocks"
-
-
-@triton.jit
-def _subchunk_ids(SUB_MAJOR: tl.constexpr):
-    """(sub-chunk, chunk) of a program of a scores kernel, for either launch order."""
-    if SUB_MAJOR:
-        i_s, i_c = tl.program_id(0), tl.program_id(1)
-    else:
-        i_c, i_s = tl.program_id(0), tl.program_id(1)
-    return i_s, i_c
 
 
 @triton.jit
@@ -250,114 +236,18 @@ def gdn2_bwd_kernel_wy_finish(A, dAv, dApart, H: tl.constexpr, C: tl.constexpr, 
 
 @triton.jit
 def gdn2_bwd_kernel_scores(
-    q, k, g, b, dL, dP, dq_acc, dk_acc, db_acc, dgam, db, chunk_bos, chunk_len, scale,
-    H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
-    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr, SUB_MAJOR: tl.constexpr,
-):  # fmt: skip
-    """Per (sub-chunk, chunk, head, block of BK key columns): the decayed pairwise products of dL and dP
-    on the row side (d(b k), dq) and the column side (dk), anchored like the forward. Every product is
-    per channel, so the key columns split into independent programs; only the L2 normalisation needs whole
-    rows, and `gdn2_bwd_kernel_finish` undoes it. Writes db and gamma's share, and leaves the grads of the
-    normalised q and k in dq_acc and dk_acc."""
-    i_sk, i_c = _subchunk_ids(SUB_MAJOR)
-    i_h = tl.program_id(2)
-    i_s = i_sk // (K // BK)
-    col0 = (i_sk % (K // BK)) * BK
-    bos = tl.load(chunk_bos + i_c).to(tl.int64)
-    n = tl.load(chunk_len + i_c)
-    q, k, g, b = q + bos * H * K, k + bos * H * K, g + bos * H * K, b + bos * H * K
-    ch = (i_c * H + i_h).to(tl.int64)
-    row0 = i_s * BC
-    o_r = tl.arange(0, BC)
-    o_c = tl.arange(0, C)
-    rows = row0 + o_r
-
-    # whole chunk, this block's columns: gamma, normalised q and k, b*k
-    b_g_all = _load_tile(g, o_c, n, H, K, i_h, col0, BK)
-    b_gam_all = tl.cumsum(b_g_all, 0)  # [C, BK]
-    b_k_all = _load_normed_tile(k, o_c, n, H, K, i_h, col0, BK, L2NORM)
-    b_q_all = _load_normed_tile(q, o_c, n, H, K, i_h, col0, BK, L2NORM)
-    b_bk_all = _load_tile(b, o_c, n, H, K, i_h, col0, BK) * b_k_all
-    # this sub-chunk
-    b_q = _load_normed_tile(q, rows, n, H, K, i_h, col0, BK, L2NORM)
-    b_k = _load_normed_tile(k, rows, n, H, K, i_h, col0, BK, L2NORM)
-    b_b = _load_tile(b, rows, n, H, K, i_h, col0, BK)
-    b_bk = b_b * b_k
-    b_carry = tl.sum(tl.where((o_c < row0)[:, None], b_g_all, 0.0), 0)
-    b_gam = tl.cumsum(_load_tile(g, rows, n, H, K, i_h, col0, BK), 0) + b_carry[None, :]  # [BC, BK]
-
-    p_rows = (ch * C + rows)[:, None] * C + o_c[None, :]  # rows of dL, dP: [BC, C]
-    p_cols = (ch * C + o_c)[:, None] * C + rows[None, :]  # columns of dL, dP: [C, BC]
-    b_dL_r = tl.load(dL + p_rows)
-    # P carries the scale: fold it into dP once
-    b_dP_r = tl.load(dP + p_rows) * scale
-    b_dL_c = tl.load(dL + p_cols)
-    b_dP_c = tl.load(dP + p_cols) * scale
-
-    # anchors: r = gamma of the sub-chunk's first row (row side), r2 = of its last row (column side).
-    # When the sub-chunk decays by less than SPAN in these channels its own diagonal block rides along in
-    # the products (factors up to e^SPAN); otherwise the products stop at the block and it takes exact
-    # differences.
-    b_r = tl.sum(tl.where((o_r == 0)[:, None], b_gam, 0.0), 0)  # [BK]
-    b_r2 = tl.sum(tl.where((o_r == BC - 1)[:, None], b_gam, 0.0), 0)  # [BK]
-    b_span = tl.max(b_r - b_r2, 0)
-    fast = b_span < SPAN
-    # row side: columns up to the block (or before it)
-    m_prev = o_c < tl.where(fast, row0 + BC, row0)
-    b_y = tl.where(m_prev[:, None], b_k_all * tl.exp(tl.minimum(b_r[None, :] - b_gam_all, SPAN)), 0.0)
-    b_er = tl.exp(b_gam - b_r[None, :])
-    b_dbk = _dot(tl.where(m_prev[None, :], b_dL_r, 0.0), b_y, PREC) * b_er
-    b_dqn = _dot(tl.where(m_prev[None, :], b_dP_r, 0.0), b_y, PREC) * b_er
-    # column side: rows from the block (or after it)
-    m_next = o_c >= tl.where(fast, row0, row0 + BC)
-    b_z = tl.exp(tl.minimum(b_gam_all - b_r2[None, :], SPAN))
-    b_zl = tl.where(m_next[:, None], b_bk_all * b_z, 0.0)  # [C, BK]
-    b_zp = tl.where(m_next[:, None], b_q_all * b_z, 0.0)
-    b_dkn = _dot(tl.trans(tl.where(m_next[:, None], b_dL_c, 0.0)), b_zl, PREC)
-    b_dkn += _dot(tl.trans(tl.where(m_next[:, None], b_dP_c, 0.0)), b_zp, PREC)
-    b_dkn *= tl.exp(b_r2[None, :] - b_gam)
-
-    if b_span >= SPAN:
-        # diagonal block, exact pairwise decays
-        for j in range(BC):
-            m_j = o_r == j
-            m_jc = (o_c == row0 + j)[None, :]
-            b_gj = tl.sum(tl.where(m_j[:, None], b_gam, 0.0), 0)  # [BK]
-            # row side: column j against rows i >= j
-            b_kj = tl.sum(tl.where(m_j[:, None], b_k, 0.0), 0)
-            m_low = o_r >= j
-            b_ej = tl.exp(tl.where(m_low[:, None], b_gam - b_gj[None, :], 0.0))  # [BC, BK]: e^{gam_i - gam_j}
-            b_lcol = tl.where(o_r > j, tl.sum(tl.where(m_jc, b_dL_r, 0.0), 1), 0.0)  # [BC]: dL[i, j]
-            b_pcol = tl.where(m_low, tl.sum(tl.where(m_jc, b_dP_r, 0.0), 1), 0.0)
-            b_dbk += b_lcol[:, None] * b_ej * b_kj[None, :]
-            b_dqn += b_pcol[:, None] * b_ej * b_kj[None, :]
-            # column side: row j against columns i <= j
-            b_bkj = tl.sum(tl.where(m_j[:, None], b_bk, 0.0), 0)
-            b_qj = tl.sum(tl.where(m_j[:, None], b_q, 0.0), 0)
-            m_up = o_r <= j
-            b_fj = tl.exp(tl.where(m_up[:, None], b_gj[None, :] - b_gam, 0.0))  # [BC, BK]: e^{gam_j - gam_i}
-            m_jr = (o_c == row0 + j)[:, None]
-            b_lrow = tl.where(o_r < j, tl.sum(tl.where(m_jr, b_dL_c, 0.0), 0), 0.0)  # [BC]: dL[j, i]
-            b_prow = tl.where(m_up, tl.sum(tl.where(m_jr, b_dP_c, 0.0), 0), 0.0)
-            b_dkn += b_fj * (b_lrow[:, None] * b_bkj[None, :] + b_prow[:, None] * b_qj[None, :])
-
-    _store_score_grads(
-        dq_acc, dk_acc, db_acc, dgam, db, b_dbk, b_dqn, b_dkn, b_q, b_k, b_b,
-        bos, rows, n, i_h, col0, H, K, BK,
-    )  # fmt: skip
-
-
-@triton.jit
-def gdn2_bwd_kernel_scores_blocks(
     q, k, gam, b, rq, rk, dL, dP, dq_acc, dk_acc, db_acc, dgam, db, chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
-    SPAN: tl.constexpr, PREC: tl.constexpr, SUB_MAJOR: tl.constexpr,
+    SPAN: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """The products of `gdn2_bwd_kernel_scores` (same anchors, same SPAN rule), built from 16 x 16 blocks
-    of dL and dP and [16, BK] tiles of the other sub-chunks, with the forward's gamma and inverse norms:
-    no whole-chunk tile, no norm taken again."""
-    i_sk, i_c = _subchunk_ids(SUB_MAJOR)
-    i_h = tl.program_id(2)
+    """Per (sub-chunk and block of BK key columns, chunk, head): the decayed pairwise products of dL and dP
+    on the row side (d(b k), dq) and the column side (dk), anchored like the forward so every exponent is
+    bounded; a sub-chunk that decays by more than SPAN takes exact pairwise differences on its diagonal
+    block. Built from 16 x 16 blocks of dL and dP and [16, BK] tiles of the other sub-chunks, with the
+    forward's gamma and inverse norms. Every product is per channel, so key columns split freely; the L2
+    normalisation needs whole rows and is undone in `gdn2_bwd_kernel_finish`."""
+    # a chunk's sub-chunks and key blocks run next to each other, so the rows they share are still in L2
+    i_sk, i_c, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_s = i_sk // (K // BK)
     col0 = (i_sk % (K // BK)) * BK
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
@@ -416,43 +306,31 @@ def gdn2_bwd_kernel_scores_blocks(
     b_dkn *= tl.exp(tl.minimum(b_r2[None, :] - b_gam, 0.0))
     if not fast:
         # diagonal block, exact pairwise decays
-        for j in range(BC):
-            m_j = o_r == j
+        for jj in range(BC):
+            m_j = o_r == jj
             b_gj = tl.sum(tl.where(m_j[:, None], b_gam, 0.0), 0)  # [BK]
             # row side: column j against rows i >= j
             b_kj = tl.sum(tl.where(m_j[:, None], b_k, 0.0), 0)
-            m_low = o_r >= j
+            m_low = o_r >= jj
             b_ej = tl.exp(tl.where(m_low[:, None], b_gam - b_gj[None, :], 0.0))  # [BC, BK]: e^{gam_i - gam_j}
-            b_lcol = tl.where(o_r > j, tl.sum(tl.where(m_j[None, :], b_dL_ss, 0.0), 1), 0.0)  # [BC]: dL[i, j]
+            b_lcol = tl.where(o_r > jj, tl.sum(tl.where(m_j[None, :], b_dL_ss, 0.0), 1), 0.0)  # dL[i, j]
             b_pcol = tl.where(m_low, tl.sum(tl.where(m_j[None, :], b_dP_ss, 0.0), 1), 0.0)
             b_dbk += b_lcol[:, None] * b_ej * b_kj[None, :]
             b_dqn += b_pcol[:, None] * b_ej * b_kj[None, :]
             # column side: row j against columns i <= j
             b_bkj = tl.sum(tl.where(m_j[:, None], b_bk, 0.0), 0)
             b_qj = tl.sum(tl.where(m_j[:, None], b_q, 0.0), 0)
-            m_up = o_r <= j
+            m_up = o_r <= jj
             b_fj = tl.exp(tl.where(m_up[:, None], b_gj[None, :] - b_gam, 0.0))  # [BC, BK]: e^{gam_j - gam_i}
-            b_lrow = tl.where(o_r < j, tl.sum(tl.where(m_j[:, None], b_dL_ss, 0.0), 0), 0.0)  # [BC]: dL[j, i]
+            b_lrow = tl.where(o_r < jj, tl.sum(tl.where(m_j[:, None], b_dL_ss, 0.0), 0), 0.0)  # dL[j, i]
             b_prow = tl.where(m_up, tl.sum(tl.where(m_j[:, None], b_dP_ss, 0.0), 0), 0.0)
             b_dkn += b_fj * (b_lrow[:, None] * b_bkj[None, :] + b_prow[:, None] * b_qj[None, :])
-    _store_score_grads(
-        dq_acc, dk_acc, db_acc, dgam, db, b_dbk, b_dqn, b_dkn, b_q, b_k, b_b,
-        bos, rows, n, i_h, col0, H, K, BK,
-    )  # fmt: skip
-
-
-@triton.jit
-def _store_score_grads(
-    dq_acc, dk_acc, db_acc, dgam, db, b_dbk, b_dqn, b_dkn, b_q, b_k, b_b, bos, rows, n, i_h, col0,
-    H: tl.constexpr, K: tl.constexpr, BK: tl.constexpr,
-):  # fmt: skip
-    """Adds a score-gradient tile to the per-token buffers: gamma's share, the grads of the normalised q
-    and k (left in dq_acc, dk_acc for `gdn2_bwd_kernel_finish`), and db (final)."""
+    # gamma's share; the grads of the normalised q and k stay in dq_acc, dk_acc for the finish kernel
     o_k = col0 + tl.arange(0, BK)
     p_tk = ((bos + rows) * H + i_h).to(tl.int64)[:, None] * K + o_k[None, :]
     m_tk = (rows < n)[:, None]
     b_dgam = tl.load(dgam + p_tk, mask=m_tk, other=0.0)
-    tl.store(dgam + p_tk, b_dgam + b_b * b_k * b_dbk + b_q * b_dqn - b_k * b_dkn, mask=m_tk)
+    tl.store(dgam + p_tk, b_dgam + b_bk * b_dbk + b_q * b_dqn - b_k * b_dkn, mask=m_tk)
     tl.store(dq_acc + p_tk, b_dqn + tl.load(dq_acc + p_tk, mask=m_tk, other=0.0), mask=m_tk)
     b_dkn += tl.load(dk_acc + p_tk, mask=m_tk, other=0.0) + b_dbk * b_b
     tl.store(dk_acc + p_tk, b_dkn, mask=m_tk)
@@ -556,22 +434,11 @@ def chunk_gdn2_bwd(
     del dh, du, u, dAv, dApart
     db = torch.empty_like(b)
     BKS = min(BWD_SCORES_BK, K)
-    NSK = (C // BC) * (K // BKS)
-    grid = (NSK, NC, H) if BWD_SCORES_SUBCHUNK_MAJOR else (NC, NSK, H)
-    if BWD_SCORES_LAYOUT == "blocks":
-        LAST_COMPILED["bwd_scores"] = gdn2_bwd_kernel_scores_blocks[grid](
-            q, k, it["gam"], b, it["rq"], it["rk"], it["L"], dP, dq_acc, dk_acc, db_acc, dgam, db,
-            table.chunk_bos, table.chunk_len, scale, H=H, K=K, C=C, BC=BC, BK=BKS,
-            SPAN=SPAN, PREC=BWD_DOT_PRECISION, SUB_MAJOR=BWD_SCORES_SUBCHUNK_MAJOR,
-            num_warps=BWD_SCORES_WARPS,
-        )  # fmt: skip
-    else:
-        LAST_COMPILED["bwd_scores"] = gdn2_bwd_kernel_scores[grid](
-            q, k, g, b, it["L"], dP, dq_acc, dk_acc, db_acc, dgam, db,
-            table.chunk_bos, table.chunk_len, scale, H=H, K=K, C=C, BC=BC, BK=BKS,
-            L2NORM=l2norm_qk, SPAN=SPAN, PREC=BWD_DOT_PRECISION, SUB_MAJOR=BWD_SCORES_SUBCHUNK_MAJOR,
-            num_warps=BWD_SCORES_WARPS,
-        )  # fmt: skip
+    LAST_COMPILED["bwd_scores"] = gdn2_bwd_kernel_scores[((C // BC) * (K // BKS), NC, H)](
+        q, k, it["gam"], b, it["rq"], it["rk"], it["L"], dP, dq_acc, dk_acc, db_acc, dgam, db,
+        table.chunk_bos, table.chunk_len, scale, H=H, K=K, C=C, BC=BC, BK=BKS,
+        SPAN=SPAN, PREC=BWD_DOT_PRECISION, num_warps=BWD_SCORES_WARPS,
+    )  # fmt: skip
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)
     dg = torch.empty_like(g)

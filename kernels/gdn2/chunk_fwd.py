@@ -120,15 +120,6 @@ def _inv_norms(x, rows, n, H: tl.constexpr, K: tl.constexpr, i_h, BK: tl.constex
 
 
 @triton.jit
-def _load_normed_tile(
-    x, rows, n, H: tl.constexpr, K: tl.constexpr, i_h, col0, BK: tl.constexpr, L2NORM: tl.constexpr
-):  # fmt: skip
-    """Columns [col0, col0 + BK) of the L2-normalised rows of x (norms over all K columns)."""
-    b_inv = _inv_norms(x, rows, n, H, K, i_h, BK, L2NORM)
-    return _load_tile(x, rows, n, H, K, i_h, col0, BK) * b_inv[:, None]
-
-
-@triton.jit
 def gdn2_fwd_kernel_gamma(g, gam, chunk_bos, chunk_len, H: tl.constexpr, K: tl.constexpr, C: tl.constexpr):
     """gamma = within-chunk cumulative sum of g, once per chunk, for the kernels that follow."""
     i_c, i_h = tl.program_id(0), tl.program_id(1)
@@ -268,7 +259,7 @@ def _wy_value_block(
 def gdn2_fwd_kernel_wy(
     q, k, gam, b, v, w, L, kb, ut, qg, ke, eg, rk, rq, chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    BK: tl.constexpr, L2NORM: tl.constexpr, PREC: tl.constexpr,
+    BK: tl.constexpr, L2NORM: tl.constexpr, PREC: tl.constexpr, STORE_NORMS: tl.constexpr,
 ):  # fmt: skip
     """A = (I + L)^{-1} (in place of L), Kb = A (B K e^Gamma), Ut = A (W V), Qg, Ke, e^{gamma_C}."""
     i_c, i_h = tl.program_id(0), tl.program_id(1)
@@ -281,9 +272,10 @@ def gdn2_fwd_kernel_wy(
     b_A = _wy_inverse(L, ch, C, BC, PREC)
     b_rk = _inv_norms(k, o_c, n, H, K, i_h, BK, L2NORM)  # [C]
     b_rq = _inv_norms(q, o_c, n, H, K, i_h, BK, L2NORM)
-    # the backward reads the inverse norms instead of taking them again from whole rows
-    tl.store(rk + ch * C + o_c, b_rk)
-    tl.store(rq + ch * C + o_c, b_rq)
+    if STORE_NORMS:
+        # the backward reads the inverse norms instead of taking them again from whole rows
+        tl.store(rk + ch * C + o_c, b_rk)
+        tl.store(rq + ch * C + o_c, b_rq)
     b_rq *= scale
     for kb_ in tl.static_range(K // BK):
         _wy_key_block(q, k, gam, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, kb_ * BK, H, K, C, BK, PREC)
@@ -383,8 +375,9 @@ def chunk_gdn2_fwd(
     ke = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     ut = torch.empty(NC, H, C, V, device=dev, dtype=work_dtype)
     eg = torch.empty(NC, H, K, device=dev, dtype=torch.float32)
-    rk = torch.empty(NC, H, C, device=dev, dtype=torch.float32)  # 1 / |k| per token (ones without L2 norm)
-    rq = torch.empty(NC, H, C, device=dev, dtype=torch.float32)
+    # 1 / |k|, 1 / |q| per token (ones without L2 norm), for the backward
+    rk = torch.empty(NC, H, C, device=dev, dtype=torch.float32) if save_states else None
+    rq = torch.empty(NC, H, C, device=dev, dtype=torch.float32) if save_states else None
     gam = torch.empty_like(g)
     gdn2_fwd_kernel_gamma[(NC, H)](g, gam, table.chunk_bos, table.chunk_len, H=H, K=K, C=C, num_warps=4)
     # chunk-major launch order: 3.04 ms vs 3.55 with a chunk's sub-chunks adjacent (1 x 102400, H200)
@@ -396,7 +389,7 @@ def chunk_gdn2_fwd(
     LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(NC, H)](
         q, k, gam, b, v, w, L, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale,
         H=H, K=K, V=V, C=C, BC=BC, BK=min(INTRA_BK, K, V), L2NORM=l2norm_qk, PREC=WY_PRECISION,
-        num_warps=INTRA_WARPS,
+        STORE_NORMS=save_states, num_warps=INTRA_WARPS,
     )  # fmt: skip
     if block_v is None:
         # enough programs to cover the SMs even for one sequence (measured on H200: B=1, H=16 best at

@@ -36,14 +36,14 @@ def grads(fn, xs, h0, do, dht, **kw):
     return [o, ht] + [a.grad for a in args]
 
 
-def case(T, N=1, g_range=(-5.0, -0.1), lens=None, K=16, V=16, seed=0):
+def case(T, N=1, g_range=(-5.0, -0.1), lens=None, K=16, V=16, seed=0, l2norm_qk=True):
     xs = rand_inputs(1 if lens else N, T, 1, K, V, dtype=torch.float32, seed=seed, g_range=g_range)
     gen = torch.Generator().manual_seed(seed + 1)
     S = len(lens) if lens else N
     h0 = torch.randn(S, 1, K, V, generator=gen)
     do = torch.randn(*xs[2].shape, generator=gen)
     dht = torch.randn(S, 1, K, V, generator=gen)
-    kw = {}
+    kw = {"l2norm_qk": l2norm_qk}
     if lens:
         kw["cu_seqlens"] = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
     ours = grads(triton_chunk.chunk_gdn2, xs, h0, do, dht, **kw)
@@ -69,17 +69,13 @@ if __name__ == "__main__":
         "B2_T33": case(33, N=2, seed=1),
         "varlen": case(5 + 1 + 66, lens=[5, 1, 66], seed=2),
         "strong_decay": case(40, g_range=(-20.0, -10.0), seed=3),
+        # q, k taken as given (no L2 norm in the kernels)
+        "no_l2norm": case(70, seed=4, l2norm_qk=False),
         "decode": decode_case(),
     }
-    # one key block per backward kernel, and the chunk-major launch order of the scores kernels
+    # one key block per backward kernel (the GPU default for K <= 128)
     chunk_bwd.BWD_WY_BK = chunk_bwd.BWD_SCORES_BK = 16
-    chunk_bwd.BWD_SCORES_SUBCHUNK_MAJOR = False
     out["T70_wholek"] = case(70)
     out["varlen_wholek"] = case(5 + 1 + 66, lens=[5, 1, 66], seed=2)
     out["strong_decay_wholek"] = case(40, g_range=(-20.0, -10.0), seed=3)
-    # the row layout of the score-gradient kernel (chunk_bwd.BWD_SCORES_LAYOUT, an A/B variant)
-    chunk_bwd.BWD_SCORES_LAYOUT, chunk_bwd.BWD_SCORES_BK = "rows", 8
-    out["T70_rows"] = case(70)
-    out["varlen_rows"] = case(5 + 1 + 66, lens=[5, 1, 66], seed=2)
-    out["strong_decay_rows"] = case(40, g_range=(-20.0, -10.0), seed=3)
     print(json.dumps(out))

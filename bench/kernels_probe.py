@@ -104,10 +104,10 @@ def fwd_bwd_kernel_ms(xs) -> dict[str, float]:
 # like VARIANTS
 BWD_VARIANTS = [
     ("bwd base (score grads: 128 key columns, 4 warps, tf32x3)", {}),
-    ("score grads 64 key columns", {"BWD_SCORES_BK": 64}),
     ("score grads 2 warps", {"BWD_SCORES_WARPS": 2}),
     ("score grads 8 warps", {"BWD_SCORES_WARPS": 8}),
     ("score grads tf32", {"BWD_DOT_PRECISION": "tf32"}),
+    ("bwd_wy key side 4 warps", {"BWD_WY_WARPS": 4}),
 ]
 
 
@@ -155,7 +155,6 @@ def probe_backward() -> None:
 # (name, module constants of kernels.gdn2.chunk_fwd to set); each row is measured, then the defaults return
 VARIANTS = [
     ("base (v7)", {}),
-    ("scores 4 warps", {"SCORES_WARPS": 4}),
 ]
 
 

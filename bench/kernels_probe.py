@@ -107,7 +107,6 @@ BWD_VARIANTS = [
     ("score grads 2 warps", {"BWD_SCORES_WARPS": 2}),
     ("score grads 8 warps", {"BWD_SCORES_WARPS": 8}),
     ("score grads tf32", {"BWD_DOT_PRECISION": "tf32"}),
-    ("bwd_wy key side 4 warps", {"BWD_WY_WARPS": 4}),
 ]
 
 

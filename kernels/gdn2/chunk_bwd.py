@@ -159,7 +159,6 @@ def gdn2_bwd_kernel_wy_keys(
     q, k, g, b, rq, rk, h, dh, du, u, do, A, dApart, dq_acc, dk_acc, db_acc, dgam,
     chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BV: tl.constexpr, BK: tl.constexpr,
-    L2NORM: tl.constexpr,
 ):  # fmt: skip
     """Part 2, per (chunk, head, block of BK key columns): dKb, dQg, dKe and d eg of its columns from S, dS',
     dU, U and dO; dX = A^T dKb; the per-token partial grads of q, k, b, gamma in its columns; and
@@ -428,7 +427,7 @@ def chunk_gdn2_bwd(
     gdn2_bwd_kernel_wy_keys[(NC, H, K // BK)](
         q, k, g, b, it["rq"], it["rk"], it["h"], dh, du, u, do, it["L"], dApart, dq_acc, dk_acc, db_acc, dgam,
         table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, V=V, C=C, BV=BVW, BK=BK, L2NORM=l2norm_qk, num_warps=BWD_WY_WARPS,
+        H=H, K=K, V=V, C=C, BV=BVW, BK=BK, num_warps=BWD_WY_WARPS,
     )  # fmt: skip
     gdn2_bwd_kernel_wy_finish[(NC, H)](it["L"], dAv, dApart, H=H, C=C, NKB=K // BK, num_warps=4)
     del dh, du, u, dAv, dApart

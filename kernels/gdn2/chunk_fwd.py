@@ -37,10 +37,9 @@ SPAN = 80.0
 # than tf32 for the same end error, which the bf16 state pass dominates (bench/kernels_probe.py)
 SCORES_PRECISION = "bf16"
 WY_PRECISION = "bf16"
-# warps of the WY kernel
-INTRA_WARPS = 4
-# K (and V) block of the WY kernel: smaller tiles, fewer registers
-INTRA_BK = 64
+# warps of the WY kernel, and its K (and V) block: smaller tiles, fewer registers
+WY_WARPS = 4
+WY_BK = 64
 # the scores kernel builds one 16 x 16 block of L and P at a time over [16, K] tiles; 2 warps measured
 # 3.10 ms at 1 x 102400 (H200) vs 3.43 at 4 and 6.23 at 8 (the earlier [64, K]-tile row layout: 3.88)
 SCORES_WARPS = 2
@@ -140,8 +139,8 @@ def gdn2_fwd_kernel_scores(
     """Rows of L and P for one sub-chunk of 16 rows, anchored at its first row r: e^{gam_i - r} <= 1 for
     its rows, e^{r - gam_j} <= 1 for earlier rows and <= e^{span} inside it. A sub-chunk that decays by
     more than SPAN takes exact pairwise differences on its diagonal block. The rows are built one
-    16 x 16 block at a time over [16, K] tiles, only the blocks on or left of the diagonal, which keeps
-    registers low enough for several programs per SM (the kernels are latency-bound)."""
+    16 x 16 block at a time over [16, K] tiles, only the 10 of 16 blocks on or left of the diagonal
+    (3.1 vs 3.9 ms for whole [16, C] rows over [C, K] tiles at 1 x 102400, H200)."""
     i_c, i_s, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
@@ -388,8 +387,8 @@ def chunk_gdn2_fwd(
     )  # fmt: skip
     LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(NC, H)](
         q, k, gam, b, v, w, L, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, V=V, C=C, BC=BC, BK=min(INTRA_BK, K, V), L2NORM=l2norm_qk, PREC=WY_PRECISION,
-        STORE_NORMS=save_states, num_warps=INTRA_WARPS,
+        H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), L2NORM=l2norm_qk, PREC=WY_PRECISION,
+        STORE_NORMS=save_states, num_warps=WY_WARPS,
     )  # fmt: skip
     if block_v is None:
         # enough programs to cover the SMs even for one sequence (measured on H200: B=1, H=16 best at

@@ -4,8 +4,8 @@ Per chunk, with S the state entering it and S' the one leaving it:
 
     U = Ut - Kb S,   O = Qg S + P U,   S' = Diag(eg) S + Ke^T U
 
-Steps (one launch each; the forward's scores and WY steps are recomputed first, and its state pass
-is rerun to store every chunk's entering state instead of the output):
+Steps (one launch each; the forward keeps A = (I + L)^{-1} and P, so only its WY products are rerun
+first, and its state pass to store every chunk's entering state instead of the output):
   1. `state`:   reverse pass over chunks:  dU = P^T dO + Ke dS',  dS = eg*dS' + Qg^T dO - Kb^T dU.
                 Stores dS' per chunk and dU; returns dS for the initial state.
   2. `wy`:      per chunk: dKb, dQg, dP, dKe, d eg from S, dS', dO, dU; then through A = (I + L)^{-1}:
@@ -217,7 +217,7 @@ def gdn2_bwd_kernel_wy_keys(
 @triton.jit
 def gdn2_bwd_kernel_wy_finish(A, dAv, dApart, H: tl.constexpr, C: tl.constexpr, NKB: tl.constexpr):
     """Part 3, per (chunk, head): dA = dU (WV)^T + the key blocks' dKb X^T, then dL = -A^T dA A^T
-    (strictly lower) in place of A."""
+    (strictly lower) in place of dAv (A is the forward's, kept intact)."""
     i_c, i_h = tl.program_id(0), tl.program_id(1)
     ch = (i_c * H + i_h).to(tl.int64)
     o_c = tl.arange(0, C)
@@ -230,7 +230,7 @@ def gdn2_bwd_kernel_wy_finish(A, dAv, dApart, H: tl.constexpr, C: tl.constexpr, 
         tl.trans(b_A), tl.dot(b_dA, tl.trans(b_A), input_precision="tf32x3"), input_precision="tf32x3"
     )
     tl.debug_barrier()
-    tl.store(A + p_cc, tl.where(o_c[:, None] > o_c[None, :], b_dL, 0.0))
+    tl.store(dAv + p_cc, tl.where(o_c[:, None] > o_c[None, :], b_dL, 0.0))
 
 
 @triton.jit
@@ -388,8 +388,10 @@ def chunk_gdn2_bwd(
     table: ChunkTable,
     l2norm_qk: bool,
     chunk_size: int,
+    scores: tuple[torch.Tensor, torch.Tensor],
 ) -> tuple[torch.Tensor, ...]:
-    """Flat [tokens, H, *] inputs and output grad; returns (dq, dk, dv, dg, db, dw, dh0 or None)."""
+    """Flat [tokens, H, *] inputs and output grad, and the forward's (A, P); returns
+    (dq, dk, dv, dg, db, dw, dh0 or None)."""
     Ttot, H, K = q.shape
     V = v.shape[-1]
     C, BC = chunk_size, 16
@@ -397,7 +399,7 @@ def chunk_gdn2_bwd(
     dev = q.device
     _, _, it = chunk_gdn2_fwd(
         q, k, v, g, b, w, scale=scale, initial_state=h0, output_final_state=False, table=table,
-        l2norm_qk=l2norm_qk, chunk_size=C, save_states=True,
+        l2norm_qk=l2norm_qk, chunk_size=C, save_states=True, scores=scores,
     )  # fmt: skip
     dh = torch.empty(NC, H, K, V, device=dev, dtype=torch.float32)
     du = torch.empty(NC, H, C, V, device=dev, dtype=torch.float32)
@@ -421,20 +423,21 @@ def chunk_gdn2_bwd(
     dAv = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
     dApart = torch.empty(NC, H, K // BK, C, C, device=dev, dtype=torch.float32)
     gdn2_bwd_kernel_wy_values[(NC, H)](
-        it["h"], du, it["ut"], it["kb"], do, v, w, it["L"], u, dP, dAv, dv, dw,
+        it["h"], du, it["ut"], it["kb"], do, v, w, it["A"], u, dP, dAv, dv, dw,
         table.chunk_bos, table.chunk_len, H=H, K=K, V=V, C=C, BV=BVW, num_warps=BWD_WY_WARPS,
     )  # fmt: skip
     gdn2_bwd_kernel_wy_keys[(NC, H, K // BK)](
-        q, k, g, b, it["rq"], it["rk"], it["h"], dh, du, u, do, it["L"], dApart, dq_acc, dk_acc, db_acc, dgam,
+        q, k, g, b, it["rq"], it["rk"], it["h"], dh, du, u, do, it["A"], dApart, dq_acc, dk_acc, db_acc, dgam,
         table.chunk_bos, table.chunk_len, scale,
         H=H, K=K, V=V, C=C, BV=BVW, BK=BK, num_warps=BWD_WY_WARPS,
     )  # fmt: skip
-    gdn2_bwd_kernel_wy_finish[(NC, H)](it["L"], dAv, dApart, H=H, C=C, NKB=K // BK, num_warps=4)
-    del dh, du, u, dAv, dApart
+    gdn2_bwd_kernel_wy_finish[(NC, H)](it["A"], dAv, dApart, H=H, C=C, NKB=K // BK, num_warps=4)
+    dL = dAv  # the finish kernel left dL there
+    del dh, du, u, dApart
     db = torch.empty_like(b)
     BKS = min(BWD_SCORES_BK, K)
     LAST_COMPILED["bwd_scores"] = gdn2_bwd_kernel_scores[((C // BC) * (K // BKS), NC, H)](
-        q, k, it["gam"], b, it["rq"], it["rk"], it["L"], dP, dq_acc, dk_acc, db_acc, dgam, db,
+        q, k, it["gam"], b, it["rq"], it["rk"], dL, dP, dq_acc, dk_acc, db_acc, dgam, db,
         table.chunk_bos, table.chunk_len, scale, H=H, K=K, C=C, BC=BC, BK=BKS,
         SPAN=SPAN, PREC=BWD_DOT_PRECISION, num_warps=BWD_SCORES_WARPS,
     )  # fmt: skip

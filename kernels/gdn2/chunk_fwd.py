@@ -259,8 +259,10 @@ def gdn2_fwd_kernel_wy(
     q, k, gam, b, v, w, L, kb, ut, qg, ke, eg, rk, rq, chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
     BK: tl.constexpr, L2NORM: tl.constexpr, PREC: tl.constexpr, STORE_NORMS: tl.constexpr,
+    INVERT: tl.constexpr,
 ):  # fmt: skip
-    """A = (I + L)^{-1} (in place of L), Kb = A (B K e^Gamma), Ut = A (W V), Qg, Ke, e^{gamma_C}."""
+    """A = (I + L)^{-1} (in place of L; with INVERT off, L already holds A), Kb = A (B K e^Gamma),
+    Ut = A (W V), Qg, Ke, e^{gamma_C}."""
     i_c, i_h = tl.program_id(0), tl.program_id(1)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
@@ -268,7 +270,10 @@ def gdn2_fwd_kernel_wy(
     v, w = v + bos * H * V, w + bos * H * V
     ch = (i_c * H + i_h).to(tl.int64)
     o_c = tl.arange(0, C)
-    b_A = _wy_inverse(L, ch, C, BC, PREC)
+    if INVERT:
+        b_A = _wy_inverse(L, ch, C, BC, PREC)
+    else:
+        b_A = tl.load(L + (ch * C + o_c)[:, None] * C + o_c[None, :])
     b_rk = _inv_norms(k, o_c, n, H, K, i_h, BK, L2NORM)  # [C]
     b_rq = _inv_norms(q, o_c, n, H, K, i_h, BK, L2NORM)
     if STORE_NORMS:
@@ -351,11 +356,14 @@ def chunk_gdn2_fwd(
     chunk_size: int = 64,
     block_v: int | None = None,
     save_states: bool = False,
+    scores: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, dict[str, torch.Tensor]]:
     """Forward on flat [tokens, H, *] contiguous inputs; returns (o, final_state, intermediates).
 
     `save_states` is the backward's recompute: it stores every chunk's entering state in the
-    intermediates and skips the output (o is None), which the backward does not read.
+    intermediates and skips the output (o is None), which the backward does not read. `scores` is the
+    (A, P) pair of an earlier forward over the same inputs (intermediates "A" and "P"): the scores step
+    and the inversion are skipped.
 
     Steps: 1. L, P (scores)  2. A, Kb, Ut, Qg, Ke, e^{gamma_C} (wy)  3. state pass + output (state_o).
     The per-chunk operands read by the state pass are stored in WORK_DTYPE.
@@ -365,10 +373,13 @@ def chunk_gdn2_fwd(
     C, BC = chunk_size, 16
     NC, N = table.num_chunks, table.num_seqs
     dev = q.device
-    L = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
     work_dtype = WORK_DTYPE
-    # P only feeds the state pass, which multiplies it in work_dtype anyway
-    P = torch.empty(NC, H, C, C, device=dev, dtype=work_dtype)
+    if scores is None:
+        L = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)  # L, then A in its place
+        # P only feeds the state pass, which multiplies it in work_dtype anyway
+        P = torch.empty(NC, H, C, C, device=dev, dtype=work_dtype)
+    else:
+        L, P = scores
     kb = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     qg = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     ke = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
@@ -380,15 +391,16 @@ def chunk_gdn2_fwd(
     gam = torch.empty_like(g)
     gdn2_fwd_kernel_gamma[(NC, H)](g, gam, table.chunk_bos, table.chunk_len, H=H, K=K, C=C, num_warps=4)
     # chunk-major launch order: 3.04 ms vs 3.55 with a chunk's sub-chunks adjacent (1 x 102400, H200)
-    LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(NC, C // BC, H)](
-        q, k, g, gam, b, L, P, table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
-        num_warps=SCORES_WARPS,
-    )  # fmt: skip
+    if scores is None:
+        LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(NC, C // BC, H)](
+            q, k, g, gam, b, L, P, table.chunk_bos, table.chunk_len, scale,
+            H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
+            num_warps=SCORES_WARPS,
+        )  # fmt: skip
     LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(NC, H)](
         q, k, gam, b, v, w, L, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale,
         H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), L2NORM=l2norm_qk, PREC=WY_PRECISION,
-        STORE_NORMS=save_states, num_warps=WY_WARPS,
+        STORE_NORMS=save_states, INVERT=scores is None, num_warps=WY_WARPS,
     )  # fmt: skip
     if block_v is None:
         # enough programs to cover the SMs even for one sequence (measured on H200: B=1, H=16 best at
@@ -404,5 +416,5 @@ def chunk_gdn2_fwd(
         H=H, K=K, V=V, C=C, BV=BV, HAS_H0=initial_state is not None, STORE_HT=output_final_state,
         STORE_H=save_states, STORE_O=not save_states, num_warps=STATE_WARPS, stages=STATE_STAGES,
     )  # fmt: skip
-    inter = dict(L=L, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, gam=gam, rk=rk, rq=rq)
+    inter = dict(A=L, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, gam=gam, rk=rk, rq=rq)
     return o, ht, inter

@@ -33,7 +33,7 @@ class ChunkGDN2Function(torch.autograd.Function):
         flat[3] = flat[3].float()
         h0 = None if initial_state is None else initial_state.float().contiguous()
         table = build_chunk_table(B, T, CHUNK_SIZE, q.device, cu_seqlens)
-        o, ht, _ = chunk_gdn2_fwd(
+        o, ht, it = chunk_gdn2_fwd(
             *flat,
             scale=scale,
             initial_state=h0,
@@ -42,7 +42,10 @@ class ChunkGDN2Function(torch.autograd.Function):
             l2norm_qk=l2norm_qk,
             chunk_size=CHUNK_SIZE,
         )
-        ctx.save_for_backward(*flat, h0)
+        # A and P (C x C per chunk and head, 0.6 GB at 100k tokens and 16 heads) spare the backward the
+        # scores step and the inversion; the rest is recomputed
+        scores = (it["A"], it["P"]) if any(ctx.needs_input_grad) else (None, None)
+        ctx.save_for_backward(*flat, h0, *scores)
         ctx.table = table
         ctx.shape = (B, T, H, K, V)
         ctx.scale, ctx.l2norm_qk = scale, l2norm_qk
@@ -52,7 +55,7 @@ class ChunkGDN2Function(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, g, b, w, h0 = ctx.saved_tensors
+        q, k, v, g, b, w, h0, A, P = ctx.saved_tensors
         B, T, H, K, V = ctx.shape
         grads = chunk_gdn2_bwd(
             q, k, v, g, b, w, h0,
@@ -62,6 +65,7 @@ class ChunkGDN2Function(torch.autograd.Function):
             table=ctx.table,
             l2norm_qk=ctx.l2norm_qk,
             chunk_size=CHUNK_SIZE,
+            scores=(A, P),
         )  # fmt: skip
         dq, dk, dv, dg, db, dw, dh0 = grads
         out = [

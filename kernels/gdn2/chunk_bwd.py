@@ -4,8 +4,8 @@ Per chunk, with S the state entering it and S' the one leaving it:
 
     U = Ut - Kb S,   O = Qg S + P U,   S' = Diag(eg) S + Ke^T U
 
-Steps (one launch each; the forward's scores and WY steps are recomputed first, and its state pass
-is rerun to store every chunk's entering state instead of the output):
+Steps (one launch each; the forward keeps A = (I + L)^{-1} and P, so only its WY products are rerun
+first, and its state pass to store every chunk's entering state instead of the output):
   1. `state`:   reverse pass over chunks:  dU = P^T dO + Ke dS',  dS = eg*dS' + Qg^T dO - Kb^T dU.
                 Stores dS' per chunk and dU; returns dS for the initial state.
   2. `wy`:      per chunk: dKb, dQg, dP, dKe, d eg from S, dS', dO, dU; then through A = (I + L)^{-1}:
@@ -217,7 +217,7 @@ def gdn2_bwd_kernel_wy_keys(
 @triton.jit
 def gdn2_bwd_kernel_wy_finish(A, dAv, dApart, H: tl.constexpr, C: tl.constexpr, NKB: tl.constexpr):
     """Part 3, per (chunk, head): dA = dU (WV)^T + the key blocks' dKb X^T, then dL = -A^T dA A^T
-    (strictly lower) in place of A."""
+    (strictly lower) in place of dAv (A is the forward's, kept intact)."""
     i_c, i_h = tl.program_id(0), tl.program_id(1)
     ch = (i_c * H + i_h).to(tl.int64)
     o_c = tl.arange(0, C)
@@ -230,12 +230,12 @@ def gdn2_bwd_kernel_wy_finish(A, dAv, dApart, H: tl.constexpr, C: tl.constexpr, 
         tl.trans(b_A), tl.dot(b_dA, tl.trans(b_A), input_precision="tf32x3"), input_precision="tf32x3"
     )
     tl.debug_barrier()
-    tl.store(A + p_cc, tl.where(o_c[:, None] > o_c[None, :], b_dL, 0.0))
+    tl.store(dAv + p_cc, tl.where(o_c[:, None] > o_c[None, :], b_dL, 0.0))
 
 
 @triton.jit
 def gdn2_bwd_kernel_scores(
-    q, k, gam, b, rq, rk, dL, dP, dq_acc, dk_acc, db_acc, dgam, db, chunk_bos, chunk_len, scale,
+    q, k, g, b, rq, rk, dL, dP, dq_acc, dk_acc, db_acc, dgam, db, chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
     SPAN: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
@@ -243,7 +243,7 @@ def gdn2_bwd_kernel_scores(
     on the row side (d(b k), dq) and the column side (dk), anchored like the forward so every exponent is
     bounded; a sub-chunk that decays by more than SPAN takes exact pairwise differences on its diagonal
     block. Built from 16 x 16 blocks of dL and dP and [16, BK] tiles of the other sub-chunks, with the
-    forward's gamma and inverse norms. Every product is per channel, so key columns split freely; the L2
+    forward's inverse norms. Every product is per channel, so key columns split freely; the L2
     normalisation needs whole rows and is undone in `gdn2_bwd_kernel_finish`."""
     # a chunk's sub-chunks and key blocks run next to each other, so the rows they share are still in L2
     i_sk, i_c, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -251,7 +251,7 @@ def gdn2_bwd_kernel_scores(
     col0 = (i_sk % (K // BK)) * BK
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
-    q, k, gam, b = q + bos * H * K, k + bos * H * K, gam + bos * H * K, b + bos * H * K
+    q, k, g, b = q + bos * H * K, k + bos * H * K, g + bos * H * K, b + bos * H * K
     ch = (i_c * H + i_h).to(tl.int64)
     o_r = tl.arange(0, BC)
     rows = i_s * BC + o_r
@@ -259,32 +259,43 @@ def gdn2_bwd_kernel_scores(
     b_k = _load_tile(k, rows, n, H, K, i_h, col0, BK) * tl.load(rk + ch * C + rows)[:, None]
     b_b = _load_tile(b, rows, n, H, K, i_h, col0, BK)
     b_bk = b_b * b_k
-    # padding rows take the last valid row's gamma (no decay after the end), which keeps every anchor valid
-    b_gam = _load_tile(gam, tl.minimum(rows, n - 1), n, H, K, i_h, col0, BK)  # [BC, BK]
+    # gamma up to an additive constant (only differences enter): the sub-chunk's local cumsum of g, flat on
+    # padding rows (no decay after the end), which keeps every anchor valid
+    b_gl = _load_tile(g, rows, n, H, K, i_h, col0, BK)
+    b_gam = tl.cumsum(b_gl, 0)  # [BC, BK]
     b_r = tl.sum(tl.where((o_r == 0)[:, None], b_gam, 0.0), 0)  # [BK] row-side anchor: first row
-    b_r2 = tl.sum(tl.where((o_r == BC - 1)[:, None], b_gam, 0.0), 0)  # [BK] column-side anchor: last row
+    b_r2 = tl.sum(b_gl, 0)  # [BK] column-side anchor: last row
     fast = tl.max(b_r - b_r2, 0) < SPAN
     p_ss = (ch * C + rows)[:, None] * C + rows[None, :]
     b_dL_ss = tl.load(dL + p_ss)  # [BC, BC] diagonal blocks; P carries the scale, folded into dP
     b_dP_ss = tl.load(dP + p_ss) * scale
 
-    # row side: d(b k)_i, dq_i = sum_j dL_ij (dP_ij) e^{gam_i - r} (k_j e^{r - gam_j}), earlier blocks
+    # row side: d(b k)_i, dq_i = sum_j dL_ij (dP_ij) e^{gam_i - r} (k_j e^{r - gam_j}), earlier blocks,
+    # walking back from the diagonal: r - gam_j = r + (g summed over blocks j .. this one - 1) - cumsum_j
     b_dbk = tl.zeros([BC, BK], dtype=tl.float32)
     b_dqn = tl.zeros([BC, BK], dtype=tl.float32)
-    # column side: dk_j = sum_i e^{r2 - gam_j} (dL_ij bk_i + dP_ij q_i) e^{gam_i - r2}, later blocks
-    b_dkn = tl.zeros([BC, BK], dtype=tl.float32)
-    for j in tl.static_range(C // BC):
-        cols = j * BC + o_r
+    b_back = b_r
+    for jr in tl.static_range(C // BC):
+        j = C // BC - 1 - jr
         if j < i_s:
-            b_gj = _load_tile(gam, cols, n, H, K, i_h, col0, BK)
+            cols = j * BC + o_r
+            b_gj = _load_tile(g, cols, n, H, K, i_h, col0, BK)
+            b_back += tl.sum(b_gj, 0)
             b_y = _load_tile(k, cols, n, H, K, i_h, col0, BK) * tl.load(rk + ch * C + cols)[:, None]
-            b_y *= tl.exp(tl.minimum(b_r[None, :] - b_gj, 0.0))
+            b_y *= tl.exp(tl.minimum(b_back[None, :] - tl.cumsum(b_gj, 0), 0.0))
             p_blk = (ch * C + rows)[:, None] * C + cols[None, :]
             b_dbk += _dot(tl.load(dL + p_blk), b_y, PREC)
             b_dqn += _dot(tl.load(dP + p_blk) * scale, b_y, PREC)
+    # column side: dk_j = sum_i e^{r2 - gam_j} (dL_ij bk_i + dP_ij q_i) e^{gam_i - r2}, later blocks,
+    # walking forward: gam_i - r2 = (g summed over the blocks between) + cumsum_i
+    b_dkn = tl.zeros([BC, BK], dtype=tl.float32)
+    b_ahead = tl.zeros([BK], dtype=tl.float32)
+    for j in tl.static_range(C // BC):
         if j > i_s:
-            b_gj = _load_tile(gam, tl.minimum(cols, n - 1), n, H, K, i_h, col0, BK)
-            b_z = tl.exp(tl.minimum(b_gj - b_r2[None, :], 0.0))
+            cols = j * BC + o_r
+            b_gj = _load_tile(g, cols, n, H, K, i_h, col0, BK)
+            b_z = tl.exp(tl.minimum(b_ahead[None, :] + tl.cumsum(b_gj, 0), 0.0))
+            b_ahead += tl.sum(b_gj, 0)
             b_kj = _load_tile(k, cols, n, H, K, i_h, col0, BK) * tl.load(rk + ch * C + cols)[:, None]
             b_zl = _load_tile(b, cols, n, H, K, i_h, col0, BK) * b_kj * b_z
             b_zp = _load_tile(q, cols, n, H, K, i_h, col0, BK) * tl.load(rq + ch * C + cols)[:, None] * b_z
@@ -388,8 +399,10 @@ def chunk_gdn2_bwd(
     table: ChunkTable,
     l2norm_qk: bool,
     chunk_size: int,
+    scores: tuple[torch.Tensor, torch.Tensor],
 ) -> tuple[torch.Tensor, ...]:
-    """Flat [tokens, H, *] inputs and output grad; returns (dq, dk, dv, dg, db, dw, dh0 or None)."""
+    """Flat [tokens, H, *] inputs and output grad, and the forward's (A, P); returns
+    (dq, dk, dv, dg, db, dw, dh0 or None)."""
     Ttot, H, K = q.shape
     V = v.shape[-1]
     C, BC = chunk_size, 16
@@ -397,7 +410,7 @@ def chunk_gdn2_bwd(
     dev = q.device
     _, _, it = chunk_gdn2_fwd(
         q, k, v, g, b, w, scale=scale, initial_state=h0, output_final_state=False, table=table,
-        l2norm_qk=l2norm_qk, chunk_size=C, save_states=True,
+        l2norm_qk=l2norm_qk, chunk_size=C, save_states=True, scores=scores,
     )  # fmt: skip
     dh = torch.empty(NC, H, K, V, device=dev, dtype=torch.float32)
     du = torch.empty(NC, H, C, V, device=dev, dtype=torch.float32)
@@ -421,20 +434,21 @@ def chunk_gdn2_bwd(
     dAv = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
     dApart = torch.empty(NC, H, K // BK, C, C, device=dev, dtype=torch.float32)
     gdn2_bwd_kernel_wy_values[(NC, H)](
-        it["h"], du, it["ut"], it["kb"], do, v, w, it["L"], u, dP, dAv, dv, dw,
+        it["h"], du, it["ut"], it["kb"], do, v, w, it["A"], u, dP, dAv, dv, dw,
         table.chunk_bos, table.chunk_len, H=H, K=K, V=V, C=C, BV=BVW, num_warps=BWD_WY_WARPS,
     )  # fmt: skip
     gdn2_bwd_kernel_wy_keys[(NC, H, K // BK)](
-        q, k, g, b, it["rq"], it["rk"], it["h"], dh, du, u, do, it["L"], dApart, dq_acc, dk_acc, db_acc, dgam,
+        q, k, g, b, it["rq"], it["rk"], it["h"], dh, du, u, do, it["A"], dApart, dq_acc, dk_acc, db_acc, dgam,
         table.chunk_bos, table.chunk_len, scale,
         H=H, K=K, V=V, C=C, BV=BVW, BK=BK, num_warps=BWD_WY_WARPS,
     )  # fmt: skip
-    gdn2_bwd_kernel_wy_finish[(NC, H)](it["L"], dAv, dApart, H=H, C=C, NKB=K // BK, num_warps=4)
-    del dh, du, u, dAv, dApart
+    gdn2_bwd_kernel_wy_finish[(NC, H)](it["A"], dAv, dApart, H=H, C=C, NKB=K // BK, num_warps=4)
+    dL = dAv  # the finish kernel left dL there
+    del dh, du, u, dApart
     db = torch.empty_like(b)
     BKS = min(BWD_SCORES_BK, K)
     LAST_COMPILED["bwd_scores"] = gdn2_bwd_kernel_scores[((C // BC) * (K // BKS), NC, H)](
-        q, k, it["gam"], b, it["rq"], it["rk"], it["L"], dP, dq_acc, dk_acc, db_acc, dgam, db,
+        q, k, g, b, it["rq"], it["rk"], dL, dP, dq_acc, dk_acc, db_acc, dgam, db,
         table.chunk_bos, table.chunk_len, scale, H=H, K=K, C=C, BC=BC, BK=BKS,
         SPAN=SPAN, PREC=BWD_DOT_PRECISION, num_warps=BWD_SCORES_WARPS,
     )  # fmt: skip

@@ -119,20 +119,8 @@ def _inv_norms(x, rows, n, H: tl.constexpr, K: tl.constexpr, i_h, BK: tl.constex
 
 
 @triton.jit
-def gdn2_fwd_kernel_gamma(g, gam, chunk_bos, chunk_len, H: tl.constexpr, K: tl.constexpr, C: tl.constexpr):
-    """gamma = within-chunk cumulative sum of g, once per chunk, for the kernels that follow."""
-    i_c, i_h = tl.program_id(0), tl.program_id(1)
-    bos = tl.load(chunk_bos + i_c).to(tl.int64)
-    n = tl.load(chunk_len + i_c)
-    o_c = tl.arange(0, C)
-    p = ((bos + o_c) * H + i_h)[:, None] * K + tl.arange(0, K)[None, :]
-    b_g = tl.load(g + p, mask=(o_c < n)[:, None], other=0.0)
-    tl.store(gam + p, tl.cumsum(b_g, 0), mask=(o_c < n)[:, None])
-
-
-@triton.jit
 def gdn2_fwd_kernel_scores(
-    q, k, g, gam, b, L, P, chunk_bos, chunk_len, scale,
+    q, k, g, b, L, P, chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
     L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
@@ -140,59 +128,65 @@ def gdn2_fwd_kernel_scores(
     its rows, e^{r - gam_j} <= 1 for earlier rows and <= e^{span} inside it. A sub-chunk that decays by
     more than SPAN takes exact pairwise differences on its diagonal block. The rows are built one
     16 x 16 block at a time over [16, K] tiles, only the 10 of 16 blocks on or left of the diagonal
-    (3.1 vs 3.9 ms for whole [16, C] rows over [C, K] tiles at 1 x 102400, H200)."""
+    (3.1 vs 3.9 ms for whole [16, C] rows over [C, K] tiles at 1 x 102400, H200).
+
+    Only differences of gamma enter, so they come from sums of g taken here: within the sub-chunk a local
+    cumsum, and for an earlier block j, r - gam_j = g_r + (g summed over blocks j .. this one - 1) - its
+    local cumsum, accumulated walking back from the diagonal."""
     i_c, i_s, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
     q, k, g, b = q + bos * H * K, k + bos * H * K, g + bos * H * K, b + bos * H * K
-    gam = gam + bos * H * K
     ch = (i_c * H + i_h).to(tl.int64)
     o_r = tl.arange(0, BC)
     rows = i_s * BC + o_r
-    b_g = _load_rows(g, rows, n, H, K, i_h)  # [BC, K]
-    # decay spanned inside the sub-chunk: -(sum of g over its rows after the first), max over channels
-    b_span = tl.max(-tl.sum(tl.where((o_r > 0)[:, None], b_g, 0.0), 0), 0)
-    b_gam_s = _load_rows(gam, rows, n, H, K, i_h)
-    b_r = tl.sum(tl.where((o_r == 0)[:, None], b_gam_s, 0.0), 0)  # [K]: the anchor
-    # padding rows (gamma loaded as 0) must not produce e^{-r}: their q, k, b are zero anyway
-    b_es = tl.where((rows < n)[:, None], tl.exp(tl.minimum(b_gam_s - b_r[None, :], 0.0)), 0.0)
+    b_g = _load_rows(g, rows, n, H, K, i_h)  # [BC, K], 0 on padding rows
+    f_gam = tl.cumsum(b_g, 0)  # [BC, K]: gamma up to an additive constant
+    b_g0 = tl.sum(tl.where((o_r == 0)[:, None], b_g, 0.0), 0)  # [K]: g of the anchor row
+    b_rel = f_gam - b_g0[None, :]  # [BC, K]: gam_i - r, <= 0
+    # decay spanned inside the sub-chunk, max over channels
+    b_span = tl.max(-tl.sum(tl.where((o_r == BC - 1)[:, None], b_rel, 0.0), 0), 0)
+    b_es = tl.where((rows < n)[:, None], tl.exp(tl.minimum(b_rel, 0.0)), 0.0)
     b_ks = _l2norm_rows(_load_rows(k, rows, n, H, K, i_h), L2NORM)
     b_bk = _load_rows(b, rows, n, H, K, i_h) * b_ks
     b_qs = _l2norm_rows(_load_rows(q, rows, n, H, K, i_h), L2NORM)
     b_xe = b_bk * b_es
     b_qe = b_qs * b_es
-    for j in tl.static_range(C // BC):
+    # the diagonal block
+    p_blk = (ch * C + rows)[:, None] * C + rows[None, :]
+    if b_span < SPAN:
+        b_y = b_ks * tl.exp(tl.minimum(-b_rel, SPAN))
+        b_l = _dot(b_xe, tl.trans(b_y), PREC)
+        b_p = _dot(b_qe, tl.trans(b_y), PREC)
+    else:
+        # exact pairwise decays inside the sub-chunk, one column at a time (rare path)
+        b_l = tl.zeros([BC, BC], dtype=tl.float32)
+        b_p = tl.zeros([BC, BC], dtype=tl.float32)
+        for jj in range(BC):
+            f_kj = tl.sum(tl.where((o_r == jj)[:, None], b_ks, 0.0), 0)  # [K]
+            f_gj = tl.sum(tl.where((o_r == jj)[:, None], f_gam, 0.0), 0)
+            f_e = tl.exp(tl.where((o_r >= jj)[:, None], f_gam - f_gj[None, :], 0.0)) * f_kj[None, :]
+            m_col = (o_r == jj)[None, :]
+            b_l += tl.where(m_col, tl.sum(b_bk * f_e, 1)[:, None], 0.0)
+            b_p += tl.where(m_col, tl.sum(b_qs * f_e, 1)[:, None], 0.0)
+    tl.store(L + p_blk, tl.where(o_r[None, :] < o_r[:, None], b_l, 0.0))
+    tl.store(P + p_blk, (tl.where(o_r[None, :] <= o_r[:, None], b_p, 0.0) * scale).to(P.dtype.element_ty))
+    # earlier blocks, walking back from the diagonal; later blocks are zero
+    b_back = b_g0  # [K]: r - (gamma before block j) once block j's g is added
+    for jr in tl.static_range(C // BC):
+        j = C // BC - 1 - jr
         cols = j * BC + o_r
         p_blk = (ch * C + rows)[:, None] * C + cols[None, :]
         if j < i_s:
+            b_gj = _load_rows(g, cols, n, H, K, i_h)
+            b_back += tl.sum(b_gj, 0)
             b_kj = _l2norm_rows(_load_rows(k, cols, n, H, K, i_h), L2NORM)
-            b_y = b_kj * tl.exp(tl.minimum(b_r[None, :] - _load_rows(gam, cols, n, H, K, i_h), 0.0))
-            b_l = _dot(b_xe, tl.trans(b_y), PREC)
-            b_p = _dot(b_qe, tl.trans(b_y), PREC)
-        elif j == i_s:
-            if b_span < SPAN:
-                b_y = b_ks * tl.exp(tl.minimum(b_r[None, :] - b_gam_s, SPAN))
-                b_l = _dot(b_xe, tl.trans(b_y), PREC)
-                b_p = _dot(b_qe, tl.trans(b_y), PREC)
-            else:
-                # exact pairwise decays inside the sub-chunk, one column at a time (rare path)
-                f_gam = tl.cumsum(b_g, 0)  # [BC, K]: differences of it are the exact decays
-                b_l = tl.zeros([BC, BC], dtype=tl.float32)
-                b_p = tl.zeros([BC, BC], dtype=tl.float32)
-                for jj in range(BC):
-                    f_kj = tl.sum(tl.where((o_r == jj)[:, None], b_ks, 0.0), 0)  # [K]
-                    f_gj = tl.sum(tl.where((o_r == jj)[:, None], f_gam, 0.0), 0)
-                    f_e = tl.exp(tl.where((o_r >= jj)[:, None], f_gam - f_gj[None, :], 0.0)) * f_kj[None, :]
-                    m_col = (o_r == jj)[None, :]
-                    b_l += tl.where(m_col, tl.sum(b_bk * f_e, 1)[:, None], 0.0)
-                    b_p += tl.where(m_col, tl.sum(b_qs * f_e, 1)[:, None], 0.0)
-            b_l = tl.where(o_r[None, :] < o_r[:, None], b_l, 0.0)
-            b_p = tl.where(o_r[None, :] <= o_r[:, None], b_p, 0.0)
-        else:
-            b_l = tl.zeros([BC, BC], dtype=tl.float32)
-            b_p = tl.zeros([BC, BC], dtype=tl.float32)
-        tl.store(L + p_blk, b_l)
-        tl.store(P + p_blk, (b_p * scale).to(P.dtype.element_ty))
+            b_y = b_kj * tl.exp(tl.minimum(b_back[None, :] - tl.cumsum(b_gj, 0), 0.0))
+            tl.store(L + p_blk, _dot(b_xe, tl.trans(b_y), PREC))
+            tl.store(P + p_blk, (_dot(b_qe, tl.trans(b_y), PREC) * scale).to(P.dtype.element_ty))
+        elif j > i_s:
+            tl.store(L + p_blk, tl.zeros([BC, BC], dtype=tl.float32))
+            tl.store(P + p_blk, tl.zeros([BC, BC], dtype=P.dtype.element_ty))
 
 
 @triton.jit
@@ -221,15 +215,16 @@ def _wy_inverse(L, ch, C: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
 
 @triton.jit
 def _wy_key_block(
-    q, k, gam, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, col0,
+    q, k, g, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, col0,
     H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """Columns [col0, col0 + BK) of Kb = A (B K e^Gamma), Qg, Ke and e^{gamma_C}; q, k, gam, b point at the
+    """Columns [col0, col0 + BK) of Kb = A (B K e^Gamma), Qg, Ke and e^{gamma_C}; q, k, g, b point at the
     chunk."""
     o_c = tl.arange(0, C)
     o_k = col0 + tl.arange(0, BK)
-    b_gam = _load_tile(gam, o_c, n, H, K, i_h, col0, BK)  # [C, BK], 0 on padding rows
-    b_gC = tl.sum(tl.where((o_c == n - 1)[:, None], b_gam, 0.0), 0)  # [BK]: gamma of the last row
+    b_g = _load_tile(g, o_c, n, H, K, i_h, col0, BK)  # [C, BK], 0 on padding rows
+    b_gam = tl.cumsum(b_g, 0)  # flat on padding rows
+    b_gC = tl.sum(b_g, 0)  # [BK]: gamma of the last row
     tl.store(eg + ch * K + o_k, tl.exp(b_gC))
     p_ck = (ch * C + o_c)[:, None] * K + o_k[None, :]
     b_kn = _load_tile(k, o_c, n, H, K, i_h, col0, BK) * b_rk[:, None]
@@ -256,19 +251,24 @@ def _wy_value_block(
 
 @triton.jit
 def gdn2_fwd_kernel_wy(
-    q, k, gam, b, v, w, L, kb, ut, qg, ke, eg, rk, rq, chunk_bos, chunk_len, scale,
+    q, k, g, b, v, w, L, kb, ut, qg, ke, eg, rk, rq, chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
     BK: tl.constexpr, L2NORM: tl.constexpr, PREC: tl.constexpr, STORE_NORMS: tl.constexpr,
+    INVERT: tl.constexpr,
 ):  # fmt: skip
-    """A = (I + L)^{-1} (in place of L), Kb = A (B K e^Gamma), Ut = A (W V), Qg, Ke, e^{gamma_C}."""
+    """A = (I + L)^{-1} (in place of L; with INVERT off, L already holds A), Kb = A (B K e^Gamma),
+    Ut = A (W V), Qg, Ke, e^{gamma_C}."""
     i_c, i_h = tl.program_id(0), tl.program_id(1)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
-    q, k, gam, b = q + bos * H * K, k + bos * H * K, gam + bos * H * K, b + bos * H * K
+    q, k, g, b = q + bos * H * K, k + bos * H * K, g + bos * H * K, b + bos * H * K
     v, w = v + bos * H * V, w + bos * H * V
     ch = (i_c * H + i_h).to(tl.int64)
     o_c = tl.arange(0, C)
-    b_A = _wy_inverse(L, ch, C, BC, PREC)
+    if INVERT:
+        b_A = _wy_inverse(L, ch, C, BC, PREC)
+    else:
+        b_A = tl.load(L + (ch * C + o_c)[:, None] * C + o_c[None, :])
     b_rk = _inv_norms(k, o_c, n, H, K, i_h, BK, L2NORM)  # [C]
     b_rq = _inv_norms(q, o_c, n, H, K, i_h, BK, L2NORM)
     if STORE_NORMS:
@@ -277,7 +277,7 @@ def gdn2_fwd_kernel_wy(
         tl.store(rq + ch * C + o_c, b_rq)
     b_rq *= scale
     for kb_ in tl.static_range(K // BK):
-        _wy_key_block(q, k, gam, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, kb_ * BK, H, K, C, BK, PREC)
+        _wy_key_block(q, k, g, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, kb_ * BK, H, K, C, BK, PREC)
     for vb in tl.static_range(V // BK):
         _wy_value_block(v, w, b_A, ut, ch, n, i_h, vb * BK, H, V, C, BK, PREC)
 
@@ -351,11 +351,14 @@ def chunk_gdn2_fwd(
     chunk_size: int = 64,
     block_v: int | None = None,
     save_states: bool = False,
+    scores: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, dict[str, torch.Tensor]]:
     """Forward on flat [tokens, H, *] contiguous inputs; returns (o, final_state, intermediates).
 
     `save_states` is the backward's recompute: it stores every chunk's entering state in the
-    intermediates and skips the output (o is None), which the backward does not read.
+    intermediates and skips the output (o is None), which the backward does not read. `scores` is the
+    (A, P) pair of an earlier forward over the same inputs (intermediates "A" and "P"): the scores step
+    and the inversion are skipped.
 
     Steps: 1. L, P (scores)  2. A, Kb, Ut, Qg, Ke, e^{gamma_C} (wy)  3. state pass + output (state_o).
     The per-chunk operands read by the state pass are stored in WORK_DTYPE.
@@ -365,10 +368,13 @@ def chunk_gdn2_fwd(
     C, BC = chunk_size, 16
     NC, N = table.num_chunks, table.num_seqs
     dev = q.device
-    L = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
     work_dtype = WORK_DTYPE
-    # P only feeds the state pass, which multiplies it in work_dtype anyway
-    P = torch.empty(NC, H, C, C, device=dev, dtype=work_dtype)
+    if scores is None:
+        L = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)  # L, then A in its place
+        # P only feeds the state pass, which multiplies it in work_dtype anyway
+        P = torch.empty(NC, H, C, C, device=dev, dtype=work_dtype)
+    else:
+        L, P = scores
     kb = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     qg = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     ke = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
@@ -377,18 +383,17 @@ def chunk_gdn2_fwd(
     # 1 / |k|, 1 / |q| per token (ones without L2 norm), for the backward
     rk = torch.empty(NC, H, C, device=dev, dtype=torch.float32) if save_states else None
     rq = torch.empty(NC, H, C, device=dev, dtype=torch.float32) if save_states else None
-    gam = torch.empty_like(g)
-    gdn2_fwd_kernel_gamma[(NC, H)](g, gam, table.chunk_bos, table.chunk_len, H=H, K=K, C=C, num_warps=4)
     # chunk-major launch order: 3.04 ms vs 3.55 with a chunk's sub-chunks adjacent (1 x 102400, H200)
-    LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(NC, C // BC, H)](
-        q, k, g, gam, b, L, P, table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
-        num_warps=SCORES_WARPS,
-    )  # fmt: skip
+    if scores is None:
+        LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(NC, C // BC, H)](
+            q, k, g, b, L, P, table.chunk_bos, table.chunk_len, scale,
+            H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
+            num_warps=SCORES_WARPS,
+        )  # fmt: skip
     LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(NC, H)](
-        q, k, gam, b, v, w, L, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale,
+        q, k, g, b, v, w, L, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale,
         H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), L2NORM=l2norm_qk, PREC=WY_PRECISION,
-        STORE_NORMS=save_states, num_warps=WY_WARPS,
+        STORE_NORMS=save_states, INVERT=scores is None, num_warps=WY_WARPS,
     )  # fmt: skip
     if block_v is None:
         # enough programs to cover the SMs even for one sequence (measured on H200: B=1, H=16 best at
@@ -404,5 +409,5 @@ def chunk_gdn2_fwd(
         H=H, K=K, V=V, C=C, BV=BV, HAS_H0=initial_state is not None, STORE_HT=output_final_state,
         STORE_H=save_states, STORE_O=not save_states, num_warps=STATE_WARPS, stages=STATE_STAGES,
     )  # fmt: skip
-    inter = dict(L=L, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, gam=gam, rk=rk, rq=rq)
+    inter = dict(A=L, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)
     return o, ht, inter

@@ -50,3 +50,8 @@ def test_strong_decay_exact_path(errors, name):
 def test_decode(errors):
     for key, err in errors["decode"].items():
         assert err <= 1e-5, f"decode {key}: {err:.2e}"
+
+
+def test_backward_twice_reads_intact_forward_state(errors):
+    for key, err in errors["backward_twice"].items():
+        assert err == 0.0, f"second backward {key}: {err:.2e}"

@@ -63,6 +63,16 @@ def decode_case():
     return {"o": rel_err(o_ref, o), "ht": rel_err(ht_ref, state)}
 
 
+def backward_twice_case():
+    """The backward reads the forward's A and P: a second backward on the same graph sees them intact."""
+    xs = [x.requires_grad_() for x in rand_inputs(1, 70, 1, 16, 16, dtype=torch.float32, seed=9)]
+    o, _ = triton_chunk.chunk_gdn2(*xs)
+    do = torch.randn(o.shape, generator=torch.Generator().manual_seed(10))
+    first = torch.autograd.grad(o, xs, do, retain_graph=True)
+    second = torch.autograd.grad(o, xs, do)
+    return {f"d{name}": rel_err(a, b) for name, a, b in zip(NAMES, first, second, strict=False)}
+
+
 if __name__ == "__main__":
     out = {
         "T70": case(70),
@@ -72,6 +82,7 @@ if __name__ == "__main__":
         # q, k taken as given (no L2 norm in the kernels)
         "no_l2norm": case(70, seed=4, l2norm_qk=False),
         "decode": decode_case(),
+        "backward_twice": backward_twice_case(),
     }
     # one key block per backward kernel (the GPU default for K <= 128)
     chunk_bwd.BWD_WY_BK = chunk_bwd.BWD_SCORES_BK = 16

@@ -103,10 +103,7 @@ def fwd_bwd_kernel_ms(xs) -> dict[str, float]:
 # (name, module constants of kernels.gdn2.chunk_bwd, or of chunk_fwd where bwd has no such name), measured
 # like VARIANTS
 BWD_VARIANTS = [
-    ("bwd base (score grads: 128 key columns, 4 warps, tf32x3)", {}),
-    ("score grads 2 warps", {"BWD_SCORES_WARPS": 2}),
-    ("score grads 8 warps", {"BWD_SCORES_WARPS": 8}),
-    ("score grads tf32", {"BWD_DOT_PRECISION": "tf32"}),
+    ("bwd base (v9 recompute: WY and state pass only)", {}),
 ]
 
 
@@ -153,7 +150,13 @@ def probe_backward() -> None:
 
 # (name, module constants of kernels.gdn2.chunk_fwd to set); each row is measured, then the defaults return
 VARIANTS = [
-    ("base (v7)", {}),
+    ("v9: diag blocks inverted in scores, norms from scores", {}),
+    ("diag blocks inverted in WY", {"DIAG_INVERSE": "wy"}),
+    ("scores: dynamic walk", {"SCORES_BACK_LOOP": "dynamic"}),
+    ("scores: 4 warps", {"SCORES_WARPS": 4}),
+    ("scores: dynamic walk, 4 warps", {"SCORES_BACK_LOOP": "dynamic", "SCORES_WARPS": 4}),
+    ("WY: 8 warps", {"WY_WARPS": 8}),
+    ("WY: key blocks of 128", {"WY_BK": 128}),
 ]
 
 

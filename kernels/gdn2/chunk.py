@@ -42,9 +42,10 @@ class ChunkGDN2Function(torch.autograd.Function):
             l2norm_qk=l2norm_qk,
             chunk_size=CHUNK_SIZE,
         )
-        # A and P (C x C per chunk and head, 0.6 GB at 100k tokens and 16 heads) spare the backward the
-        # scores step and the inversion; the rest is recomputed
-        scores = (it["A"], it["P"]) if any(ctx.needs_input_grad) else (None, None)
+        # A and P (C x C per chunk and head, 0.6 GB at 100k tokens and 16 heads) and the inverse norms spare
+        # the backward the scores step and the inversion; the rest is recomputed
+        saved = ("A", "P", "rk", "rq")
+        scores = [it[name] if any(ctx.needs_input_grad) else None for name in saved]
         ctx.save_for_backward(*flat, h0, *scores)
         ctx.table = table
         ctx.shape = (B, T, H, K, V)
@@ -55,7 +56,7 @@ class ChunkGDN2Function(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, g, b, w, h0, A, P = ctx.saved_tensors
+        q, k, v, g, b, w, h0, *scores = ctx.saved_tensors
         B, T, H, K, V = ctx.shape
         grads = chunk_gdn2_bwd(
             q, k, v, g, b, w, h0,
@@ -65,7 +66,7 @@ class ChunkGDN2Function(torch.autograd.Function):
             table=ctx.table,
             l2norm_qk=ctx.l2norm_qk,
             chunk_size=CHUNK_SIZE,
-            scores=(A, P),
+            scores=tuple(scores),
         )  # fmt: skip
         dq, dk, dv, dg, db, dw, dh0 = grads
         out = [

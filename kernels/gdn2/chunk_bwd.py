@@ -399,9 +399,9 @@ def chunk_gdn2_bwd(
     table: ChunkTable,
     l2norm_qk: bool,
     chunk_size: int,
-    scores: tuple[torch.Tensor, torch.Tensor],
+    scores: tuple[torch.Tensor, ...],
 ) -> tuple[torch.Tensor, ...]:
-    """Flat [tokens, H, *] inputs and output grad, and the forward's (A, P); returns
+    """Flat [tokens, H, *] inputs and output grad, and the forward's (A, P, rk, rq); returns
     (dq, dk, dv, dg, db, dw, dh0 or None)."""
     Ttot, H, K = q.shape
     V = v.shape[-1]

@@ -43,6 +43,12 @@ WY_BK = 64
 # the scores kernel builds one 16 x 16 block of L and P at a time over [16, K] tiles; 2 warps measured
 # 3.10 ms at 1 x 102400 (H200) vs 3.43 at 4 and 6.23 at 8 (the earlier [64, K]-tile row layout: 3.88)
 SCORES_WARPS = 2
+# where the 16 x 16 diagonal blocks of L are inverted: "scores" (in registers, as each block is built) or
+# "wy" (row by row from memory before the block composition)
+DIAG_INVERSE = "scores"
+# the scores kernel's walk over the blocks left of the diagonal: "static" (unrolled over all C / BC blocks,
+# each guarded) or "dynamic" (a loop of i_s steps the compiler may pipeline)
+SCORES_BACK_LOOP = "static"
 STATE_WARPS = 4
 # software-pipelining depth of the state pass: the next chunk's operands load while this one computes;
 # 3 stages measured 1.85 ms vs 2 stages 2.84 ms at 1 x 102400 (H200); 4 do not fit in shared memory
@@ -63,10 +69,37 @@ def _load_rows(ptr, rows, n_valid, H: tl.constexpr, D: tl.constexpr, i_h):
 
 
 @triton.jit
-def _l2norm_rows(x, L2NORM: tl.constexpr):
+def _inv_norm_rows(x, L2NORM: tl.constexpr):
+    """1 / max(|x_row|, eps) of each row of x [R, D] (ones without L2NORM): the L2-norm scale."""
     if L2NORM:
-        x = x / tl.maximum(tl.sqrt(tl.sum(x * x, 1)), 1e-6)[:, None]
+        r = 1.0 / tl.maximum(tl.sqrt(tl.sum(x * x, 1)), 1e-6)
+    else:
+        r = tl.full([x.shape[0]], 1.0, tl.float32)
+    return r
+
+
+@triton.jit
+def _operand(x, PREC: tl.constexpr):
+    """x as a `_dot` operand: rounded to bfloat16 once (PREC "bf16"), not at every product."""
+    if PREC == "bf16":
+        x = x.to(tl.bfloat16)
     return x
+
+
+@triton.jit
+def _unit_lower_inverse(b_l, BC: tl.constexpr):
+    """(I + L)^{-1} of a strictly lower-triangular [BC, BC] block held in registers (BC = 16).
+
+    With X = -L nilpotent (X^16 = 0), (I - X)^{-1} = (I + X)(I + X^2)(I + X^4)(I + X^8): six small fp32
+    products instead of BC dependent row steps, each reading a row of L from memory.
+    """
+    o = tl.arange(0, BC)
+    b_x = -b_l
+    b_a = tl.where(o[:, None] == o[None, :], 1.0, 0.0) + b_x
+    for _sq in tl.static_range(3):
+        b_x = tl.dot(b_x, b_x, input_precision="ieee")
+        b_a += tl.dot(b_a, b_x, input_precision="ieee")
+    return b_a
 
 
 @triton.jit
@@ -105,24 +138,11 @@ def _load_tile(ptr, rows, n_valid, H: tl.constexpr, D: tl.constexpr, i_h, col0, 
 
 
 @triton.jit
-def _inv_norms(x, rows, n, H: tl.constexpr, K: tl.constexpr, i_h, BK: tl.constexpr, L2NORM: tl.constexpr):
-    """1 / max(|x_row|, eps) for the given rows (ones without L2NORM), summed block by block over K."""
-    b_ss = tl.zeros([rows.shape[0]], dtype=tl.float32)
-    if L2NORM:
-        for kb in tl.static_range(K // BK):
-            b_x = _load_tile(x, rows, n, H, K, i_h, kb * BK, BK)
-            b_ss += tl.sum(b_x * b_x, 1)
-        b_inv = 1.0 / tl.maximum(tl.sqrt(b_ss), 1e-6)
-    else:
-        b_inv = b_ss + 1.0
-    return b_inv
-
-
-@triton.jit
 def gdn2_fwd_kernel_scores(
-    q, k, g, b, L, P, chunk_bos, chunk_len, scale,
+    q, k, g, b, L, P, rk, rq, chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr,
+    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr, INVERT_DIAG: tl.constexpr,
+    DYNAMIC_BACK: tl.constexpr,
 ):  # fmt: skip
     """Rows of L and P for one sub-chunk of 16 rows, anchored at its first row r: e^{gam_i - r} <= 1 for
     its rows, e^{r - gam_j} <= 1 for earlier rows and <= e^{span} inside it. A sub-chunk that decays by
@@ -132,7 +152,10 @@ def gdn2_fwd_kernel_scores(
 
     Only differences of gamma enter, so they come from sums of g taken here: within the sub-chunk a local
     cumsum, and for an earlier block j, r - gam_j = g_r + (g summed over blocks j .. this one - 1) - its
-    local cumsum, accumulated walking back from the diagonal."""
+    local cumsum, accumulated walking back from the diagonal.
+
+    Also stored: the inverse norms 1/|k|, 1/|q| of its rows (read by WY and the backward), and with
+    INVERT_DIAG the diagonal block already inverted, (I + L_ss)^{-1}, in place of L_ss."""
     i_c, i_s, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
@@ -147,9 +170,15 @@ def gdn2_fwd_kernel_scores(
     # decay spanned inside the sub-chunk, max over channels
     b_span = tl.max(-tl.sum(tl.where((o_r == BC - 1)[:, None], b_rel, 0.0), 0), 0)
     b_es = tl.where((rows < n)[:, None], tl.exp(tl.minimum(b_rel, 0.0)), 0.0)
-    b_ks = _l2norm_rows(_load_rows(k, rows, n, H, K, i_h), L2NORM)
+    b_ks = _load_rows(k, rows, n, H, K, i_h)
+    b_rk = _inv_norm_rows(b_ks, L2NORM)
+    b_ks *= b_rk[:, None]
     b_bk = _load_rows(b, rows, n, H, K, i_h) * b_ks
-    b_qs = _l2norm_rows(_load_rows(q, rows, n, H, K, i_h), L2NORM)
+    b_qs = _load_rows(q, rows, n, H, K, i_h)
+    b_rq = _inv_norm_rows(b_qs, L2NORM)
+    b_qs *= b_rq[:, None]
+    tl.store(rk + ch * C + rows, b_rk)
+    tl.store(rq + ch * C + rows, b_rq)
     b_xe = b_bk * b_es
     b_qe = b_qs * b_es
     # the diagonal block
@@ -169,37 +198,71 @@ def gdn2_fwd_kernel_scores(
             m_col = (o_r == jj)[None, :]
             b_l += tl.where(m_col, tl.sum(b_bk * f_e, 1)[:, None], 0.0)
             b_p += tl.where(m_col, tl.sum(b_qs * f_e, 1)[:, None], 0.0)
-    tl.store(L + p_blk, tl.where(o_r[None, :] < o_r[:, None], b_l, 0.0))
+    b_l = tl.where(o_r[None, :] < o_r[:, None], b_l, 0.0)
+    if INVERT_DIAG:
+        b_l = _unit_lower_inverse(b_l, BC)
+    tl.store(L + p_blk, b_l)
     tl.store(P + p_blk, (tl.where(o_r[None, :] <= o_r[:, None], b_p, 0.0) * scale).to(P.dtype.element_ty))
     # earlier blocks, walking back from the diagonal; later blocks are zero
+    b_xe = _operand(b_xe, PREC)
+    b_qe = _operand(b_qe, PREC)
     b_back = b_g0  # [K]: r - (gamma before block j) once block j's g is added
-    for jr in tl.static_range(C // BC):
-        j = C // BC - 1 - jr
-        cols = j * BC + o_r
-        p_blk = (ch * C + rows)[:, None] * C + cols[None, :]
-        if j < i_s:
-            b_gj = _load_rows(g, cols, n, H, K, i_h)
-            b_back += tl.sum(b_gj, 0)
-            b_kj = _l2norm_rows(_load_rows(k, cols, n, H, K, i_h), L2NORM)
-            b_y = b_kj * tl.exp(tl.minimum(b_back[None, :] - tl.cumsum(b_gj, 0), 0.0))
-            tl.store(L + p_blk, _dot(b_xe, tl.trans(b_y), PREC))
-            tl.store(P + p_blk, (_dot(b_qe, tl.trans(b_y), PREC) * scale).to(P.dtype.element_ty))
-        elif j > i_s:
-            tl.store(L + p_blk, tl.zeros([BC, BC], dtype=tl.float32))
-            tl.store(P + p_blk, tl.zeros([BC, BC], dtype=P.dtype.element_ty))
+    if DYNAMIC_BACK:
+        for jr in range(i_s):
+            b_back = _earlier_block(k, g, L, P, b_xe, b_qe, b_back, rows, i_s - 1 - jr, ch, n, i_h, scale,
+                                    H, K, C, BC, L2NORM, PREC)  # fmt: skip
+        for jz in range(i_s + 1, C // BC):
+            _zero_block(L, P, rows, jz, ch, C, BC)
+    else:
+        for jr in tl.static_range(C // BC):
+            j = C // BC - 1 - jr
+            if j < i_s:
+                b_back = _earlier_block(k, g, L, P, b_xe, b_qe, b_back, rows, j, ch, n, i_h, scale,
+                                        H, K, C, BC, L2NORM, PREC)  # fmt: skip
+            elif j > i_s:
+                _zero_block(L, P, rows, j, ch, C, BC)
 
 
 @triton.jit
-def _wy_inverse(L, ch, C: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
+def _earlier_block(
+    k, g, L, P, b_xe, b_qe, b_back, rows, j, ch, n, i_h, scale,
+    H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, L2NORM: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """Block j (left of the diagonal) of the sub-chunk's rows of L and P; returns b_back with block j's g
+    added (see the scores kernel)."""
+    cols = j * BC + tl.arange(0, BC)
+    p_blk = (ch * C + rows)[:, None] * C + cols[None, :]
+    b_gj = _load_rows(g, cols, n, H, K, i_h)
+    b_back += tl.sum(b_gj, 0)
+    b_kj = _load_rows(k, cols, n, H, K, i_h)
+    b_kj *= _inv_norm_rows(b_kj, L2NORM)[:, None]
+    b_y = b_kj * tl.exp(tl.minimum(b_back[None, :] - tl.cumsum(b_gj, 0), 0.0))
+    tl.store(L + p_blk, _dot(b_xe, tl.trans(b_y), PREC))
+    tl.store(P + p_blk, (_dot(b_qe, tl.trans(b_y), PREC) * scale).to(P.dtype.element_ty))
+    return b_back
+
+
+@triton.jit
+def _zero_block(L, P, rows, j, ch, C: tl.constexpr, BC: tl.constexpr):
+    """Block j (right of the diagonal) of the sub-chunk's rows of L and P: zeros."""
+    cols = j * BC + tl.arange(0, BC)
+    p_blk = (ch * C + rows)[:, None] * C + cols[None, :]
+    tl.store(L + p_blk, tl.zeros([BC, BC], dtype=tl.float32))
+    tl.store(P + p_blk, tl.zeros([BC, BC], dtype=P.dtype.element_ty))
+
+
+@triton.jit
+def _wy_inverse(L, ch, C: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr, DIAG_DONE: tl.constexpr):
     """A = (I + L)^{-1} of one chunk, written in place of L and returned [C, C].
 
-    The diagonal blocks are inverted in place first; then with M = A_bd N (N the blocks below the
+    The diagonal blocks are inverted in place first (unless the scores kernel did: DIAG_DONE); then with M = A_bd N (N the blocks below the
     diagonal, M^4 = 0):  A = (I + M)^{-1} A_bd = (I - M)(I + M^2) A_bd.
     """
     o_c = tl.arange(0, C)
-    for s in tl.static_range(C // BC):
-        _invert_diag_block(L, ch, s, C, BC)
-    tl.debug_barrier()
+    if not DIAG_DONE:
+        for s in tl.static_range(C // BC):
+            _invert_diag_block(L, ch, s, C, BC)
+        tl.debug_barrier()
     p_cc = (ch * C + o_c)[:, None] * C + o_c[None, :]
     b_t = tl.load(L + p_cc)  # [C, C]
     blk_i = (o_c // BC)[:, None]
@@ -253,11 +316,10 @@ def _wy_value_block(
 def gdn2_fwd_kernel_wy(
     q, k, g, b, v, w, L, kb, ut, qg, ke, eg, rk, rq, chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    BK: tl.constexpr, L2NORM: tl.constexpr, PREC: tl.constexpr, STORE_NORMS: tl.constexpr,
-    INVERT: tl.constexpr,
+    BK: tl.constexpr, PREC: tl.constexpr, INVERT: tl.constexpr, DIAG_DONE: tl.constexpr,
 ):  # fmt: skip
     """A = (I + L)^{-1} (in place of L; with INVERT off, L already holds A), Kb = A (B K e^Gamma),
-    Ut = A (W V), Qg, Ke, e^{gamma_C}."""
+    Ut = A (W V), Qg, Ke, e^{gamma_C}. The inverse norms rk, rq come from the scores kernel."""
     i_c, i_h = tl.program_id(0), tl.program_id(1)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
@@ -266,16 +328,11 @@ def gdn2_fwd_kernel_wy(
     ch = (i_c * H + i_h).to(tl.int64)
     o_c = tl.arange(0, C)
     if INVERT:
-        b_A = _wy_inverse(L, ch, C, BC, PREC)
+        b_A = _wy_inverse(L, ch, C, BC, PREC, DIAG_DONE)
     else:
         b_A = tl.load(L + (ch * C + o_c)[:, None] * C + o_c[None, :])
-    b_rk = _inv_norms(k, o_c, n, H, K, i_h, BK, L2NORM)  # [C]
-    b_rq = _inv_norms(q, o_c, n, H, K, i_h, BK, L2NORM)
-    if STORE_NORMS:
-        # the backward reads the inverse norms instead of taking them again from whole rows
-        tl.store(rk + ch * C + o_c, b_rk)
-        tl.store(rq + ch * C + o_c, b_rq)
-    b_rq *= scale
+    b_rk = tl.load(rk + ch * C + o_c)  # [C]
+    b_rq = tl.load(rq + ch * C + o_c) * scale
     for kb_ in tl.static_range(K // BK):
         _wy_key_block(q, k, g, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, kb_ * BK, H, K, C, BK, PREC)
     for vb in tl.static_range(V // BK):
@@ -351,14 +408,14 @@ def chunk_gdn2_fwd(
     chunk_size: int = 64,
     block_v: int | None = None,
     save_states: bool = False,
-    scores: tuple[torch.Tensor, torch.Tensor] | None = None,
+    scores: tuple[torch.Tensor, ...] | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, dict[str, torch.Tensor]]:
     """Forward on flat [tokens, H, *] contiguous inputs; returns (o, final_state, intermediates).
 
     `save_states` is the backward's recompute: it stores every chunk's entering state in the
-    intermediates and skips the output (o is None), which the backward does not read. `scores` is the
-    (A, P) pair of an earlier forward over the same inputs (intermediates "A" and "P"): the scores step
-    and the inversion are skipped.
+    intermediates and skips the output (o is None), which the backward does not read. `scores` is
+    (A, P, rk, rq) of an earlier forward over the same inputs (the intermediates of those names): the
+    scores step and the inversion are skipped.
 
     Steps: 1. L, P (scores)  2. A, Kb, Ut, Qg, Ke, e^{gamma_C} (wy)  3. state pass + output (state_o).
     The per-chunk operands read by the state pass are stored in WORK_DTYPE.
@@ -373,27 +430,28 @@ def chunk_gdn2_fwd(
         L = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)  # L, then A in its place
         # P only feeds the state pass, which multiplies it in work_dtype anyway
         P = torch.empty(NC, H, C, C, device=dev, dtype=work_dtype)
+        # 1 / |k|, 1 / |q| per token (ones without L2 norm), for WY and the backward
+        rk = torch.empty(NC, H, C, device=dev, dtype=torch.float32)
+        rq = torch.empty(NC, H, C, device=dev, dtype=torch.float32)
     else:
-        L, P = scores
+        L, P, rk, rq = scores
     kb = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     qg = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     ke = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     ut = torch.empty(NC, H, C, V, device=dev, dtype=work_dtype)
     eg = torch.empty(NC, H, K, device=dev, dtype=torch.float32)
-    # 1 / |k|, 1 / |q| per token (ones without L2 norm), for the backward
-    rk = torch.empty(NC, H, C, device=dev, dtype=torch.float32) if save_states else None
-    rq = torch.empty(NC, H, C, device=dev, dtype=torch.float32) if save_states else None
     # chunk-major launch order: 3.04 ms vs 3.55 with a chunk's sub-chunks adjacent (1 x 102400, H200)
     if scores is None:
         LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(NC, C // BC, H)](
-            q, k, g, b, L, P, table.chunk_bos, table.chunk_len, scale,
+            q, k, g, b, L, P, rk, rq, table.chunk_bos, table.chunk_len, scale,
             H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
+            INVERT_DIAG=DIAG_INVERSE == "scores", DYNAMIC_BACK=SCORES_BACK_LOOP == "dynamic",
             num_warps=SCORES_WARPS,
         )  # fmt: skip
     LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(NC, H)](
         q, k, g, b, v, w, L, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), L2NORM=l2norm_qk, PREC=WY_PRECISION,
-        STORE_NORMS=save_states, INVERT=scores is None, num_warps=WY_WARPS,
+        H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), PREC=WY_PRECISION,
+        INVERT=scores is None, DIAG_DONE=DIAG_INVERSE == "scores", num_warps=WY_WARPS,
     )  # fmt: skip
     if block_v is None:
         # enough programs to cover the SMs even for one sequence (measured on H200: B=1, H=16 best at

@@ -226,7 +226,8 @@ def gdn2_fwd_kernel_scores(
 @triton.jit
 def _earlier_block(
     k, g, L, P, b_xe, b_qe, b_back, rows, j, ch, n, i_h, scale,
-    H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, L2NORM: tl.constexpr, PREC: tl.constexpr,
+    H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, L2NORM: tl.constexpr,
+    PREC: tl.constexpr,
 ):  # fmt: skip
     """Block j (left of the diagonal) of the sub-chunk's rows of L and P; returns b_back with block j's g
     added (see the scores kernel)."""
@@ -255,8 +256,8 @@ def _zero_block(L, P, rows, j, ch, C: tl.constexpr, BC: tl.constexpr):
 def _wy_inverse(L, ch, C: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr, DIAG_DONE: tl.constexpr):
     """A = (I + L)^{-1} of one chunk, written in place of L and returned [C, C].
 
-    The diagonal blocks are inverted in place first (unless the scores kernel did: DIAG_DONE); then with M = A_bd N (N the blocks below the
-    diagonal, M^4 = 0):  A = (I + M)^{-1} A_bd = (I - M)(I + M^2) A_bd.
+    The diagonal blocks are inverted in place first (unless the scores kernel did: DIAG_DONE); then with
+    M = A_bd N (N the blocks below the diagonal, M^4 = 0):  A = (I + M)^{-1} A_bd = (I - M)(I + M^2) A_bd.
     """
     o_c = tl.arange(0, C)
     if not DIAG_DONE:

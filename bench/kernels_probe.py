@@ -103,7 +103,7 @@ def fwd_bwd_kernel_ms(xs) -> dict[str, float]:
 # (name, module constants of kernels.gdn2.chunk_bwd, or of chunk_fwd where bwd has no such name), measured
 # like VARIANTS
 BWD_VARIANTS = [
-    ("bwd base (v9 recompute: WY and state pass only)", {}),
+    ("bwd base (v9: score grads read gamma stored by wy_keys)", {}),
 ]
 
 
@@ -150,13 +150,9 @@ def probe_backward() -> None:
 
 # (name, module constants of kernels.gdn2.chunk_fwd to set); each row is measured, then the defaults return
 VARIANTS = [
-    ("v9: diag blocks inverted in scores, norms from scores", {}),
-    ("diag blocks inverted in WY", {"DIAG_INVERSE": "wy"}),
-    ("scores: dynamic walk", {"SCORES_BACK_LOOP": "dynamic"}),
-    ("scores: 4 warps", {"SCORES_WARPS": 4}),
-    ("scores: dynamic walk, 4 warps", {"SCORES_BACK_LOOP": "dynamic", "SCORES_WARPS": 4}),
-    ("WY: 8 warps", {"WY_WARPS": 8}),
-    ("WY: key blocks of 128", {"WY_BK": 128}),
+    ("v9: exact diagonal blocks in a fixup kernel", {}),
+    ("exact diagonal blocks inline", {"SCORES_EXACT": "inline"}),
+    ("state pass: 2 warps", {"STATE_WARPS": 2}),
 ]
 
 

@@ -11,7 +11,7 @@ Within a chunk of C tokens (gamma = within-chunk cumsum of g, S0 the state enter
 Steps (one launch each; 1 and 2 run over all chunks in parallel):
   1. `scores` (chunk, 16-row sub-chunk, head): rows of L and P anchored at the sub-chunk's first row, so
      every exponent is bounded; a sub-chunk that decays by more than SPAN gets exact pairwise differences
-     on its diagonal block.
+     on its diagonal block. Its 16 x 16 diagonal blocks of L are stored inverted.
   2. `wy` (chunk, head): A = (I + L)^{-1} from the inverted diagonal blocks, then Kb, Ut and the decayed
      operands Qg, Ke, e^{gamma_C}.
   3. `state_o`: the only sequential part. One program per (V block, head, sequence) keeps its slice of the
@@ -37,18 +37,18 @@ SPAN = 80.0
 # than tf32 for the same end error, which the bf16 state pass dominates (bench/kernels_probe.py)
 SCORES_PRECISION = "bf16"
 WY_PRECISION = "bf16"
-# warps of the WY kernel, and its K (and V) block: smaller tiles, fewer registers
+# warps of the WY kernel, and its K (and V) block: with the diagonal inverses from the scores kernel, 128
+# measured 1.94 ms at 1 x 102400 and 0.63 at 8 x 4096 (H200) vs 2.06 / 0.67 at 64, despite 66 spilled
+# registers; 8 warps: 3.28 ms
 WY_WARPS = 4
-WY_BK = 64
+WY_BK = 128
 # the scores kernel builds one 16 x 16 block of L and P at a time over [16, K] tiles; 2 warps measured
-# 3.10 ms at 1 x 102400 (H200) vs 3.43 at 4 and 6.23 at 8 (the earlier [64, K]-tile row layout: 3.88)
+# 3.10 ms at 1 x 102400 (H200) vs 3.43 at 4 and 6.23 at 8 (the earlier [64, K]-tile row layout: 3.88);
+# with the diagonal inversion added (v9): 2.95 at 2 warps vs 5.35 at 4
 SCORES_WARPS = 2
-# where the 16 x 16 diagonal blocks of L are inverted: "scores" (in registers, as each block is built) or
-# "wy" (row by row from memory before the block composition)
-DIAG_INVERSE = "scores"
-# the scores kernel's walk over the blocks left of the diagonal: "static" (unrolled over all C / BC blocks,
-# each guarded) or "dynamic" (a loop of i_s steps the compiler may pipeline)
-SCORES_BACK_LOOP = "static"
+# where a strongly decaying sub-chunk's diagonal block is built: "inline" (a runtime branch in the scores
+# kernel) or "fixup" (the scores kernel flags it, a second kernel rebuilds those blocks)
+SCORES_EXACT = "fixup"
 STATE_WARPS = 4
 # software-pipelining depth of the state pass: the next chunk's operands load while this one computes;
 # 3 stages measured 1.85 ms vs 2 stages 2.84 ms at 1 x 102400 (H200); 4 do not fit in shared memory
@@ -113,23 +113,6 @@ def _dot(a, b, PREC: tl.constexpr):
 
 
 @triton.jit
-def _invert_diag_block(L, ch, s: tl.constexpr, C: tl.constexpr, BC: tl.constexpr):
-    """Replace diagonal block s of the chunk's L by (I + L_ss)^{-1}.
-
-    Forward substitution, row by row: A_i = e_i - sum_{m<i} L_im A_m, rows of L read from memory.
-    """
-    o = tl.arange(0, BC)
-    row0 = ch * C + s * BC
-    b_A = tl.where(o[:, None] == o[None, :], 1.0, 0.0)  # [BC, BC]
-    for i in range(1, BC):
-        b_li = tl.load(L + (row0 + i) * C + s * BC + o)  # [BC]
-        b_li = tl.where(o < i, b_li, 0.0)
-        b_new = tl.where(o == i, 1.0, 0.0) - tl.sum(b_li[:, None] * b_A, 0)  # [BC]
-        b_A = tl.where((o == i)[:, None], b_new[None, :], b_A)
-    tl.store(L + (row0 + o)[:, None] * C + s * BC + o[None, :], b_A)
-
-
-@triton.jit
 def _load_tile(ptr, rows, n_valid, H: tl.constexpr, D: tl.constexpr, i_h, col0, BD: tl.constexpr):
     """Rows x columns [col0, col0 + BD) of a [tokens, H, D] tensor as float32, zero past n_valid."""
     o_d = col0 + tl.arange(0, BD)
@@ -139,10 +122,9 @@ def _load_tile(ptr, rows, n_valid, H: tl.constexpr, D: tl.constexpr, i_h, col0, 
 
 @triton.jit
 def gdn2_fwd_kernel_scores(
-    q, k, g, b, L, P, rk, rq, chunk_bos, chunk_len, scale,
+    q, k, g, b, L, P, rk, rq, strong, chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr, INVERT_DIAG: tl.constexpr,
-    DYNAMIC_BACK: tl.constexpr,
+    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr, EXACT_INLINE: tl.constexpr,
 ):  # fmt: skip
     """Rows of L and P for one sub-chunk of 16 rows, anchored at its first row r: e^{gam_i - r} <= 1 for
     its rows, e^{r - gam_j} <= 1 for earlier rows and <= e^{span} inside it. A sub-chunk that decays by
@@ -154,8 +136,9 @@ def gdn2_fwd_kernel_scores(
     cumsum, and for an earlier block j, r - gam_j = g_r + (g summed over blocks j .. this one - 1) - its
     local cumsum, accumulated walking back from the diagonal.
 
-    Also stored: the inverse norms 1/|k|, 1/|q| of its rows (read by WY and the backward), and with
-    INVERT_DIAG the diagonal block already inverted, (I + L_ss)^{-1}, in place of L_ss."""
+    Also stored: the inverse norms 1/|k|, 1/|q| of its rows (read by WY and the backward), and the diagonal
+    block already inverted, (I + L_ss)^{-1}, in place of L_ss: in registers here it costs 0.3 ms at
+    1 x 102400 (H200) and spares WY 0.8 ms of row-by-row substitution reading L from memory."""
     i_c, i_s, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
@@ -182,45 +165,76 @@ def gdn2_fwd_kernel_scores(
     b_xe = b_bk * b_es
     b_qe = b_qs * b_es
     # the diagonal block
-    p_blk = (ch * C + rows)[:, None] * C + rows[None, :]
-    if b_span < SPAN:
-        b_y = b_ks * tl.exp(tl.minimum(-b_rel, SPAN))
-        b_l = _dot(b_xe, tl.trans(b_y), PREC)
-        b_p = _dot(b_qe, tl.trans(b_y), PREC)
+    b_y = b_ks * tl.exp(tl.minimum(-b_rel, SPAN))
+    b_l = _dot(b_xe, tl.trans(b_y), PREC)
+    b_p = _dot(b_qe, tl.trans(b_y), PREC)
+    if EXACT_INLINE:
+        if b_span >= SPAN:
+            b_l, b_p = _exact_diag(b_bk, b_qs, b_ks, f_gam, BC)
     else:
-        # exact pairwise decays inside the sub-chunk, one column at a time (rare path)
-        b_l = tl.zeros([BC, BC], dtype=tl.float32)
-        b_p = tl.zeros([BC, BC], dtype=tl.float32)
-        for jj in range(BC):
-            f_kj = tl.sum(tl.where((o_r == jj)[:, None], b_ks, 0.0), 0)  # [K]
-            f_gj = tl.sum(tl.where((o_r == jj)[:, None], f_gam, 0.0), 0)
-            f_e = tl.exp(tl.where((o_r >= jj)[:, None], f_gam - f_gj[None, :], 0.0)) * f_kj[None, :]
-            m_col = (o_r == jj)[None, :]
-            b_l += tl.where(m_col, tl.sum(b_bk * f_e, 1)[:, None], 0.0)
-            b_p += tl.where(m_col, tl.sum(b_qs * f_e, 1)[:, None], 0.0)
-    b_l = tl.where(o_r[None, :] < o_r[:, None], b_l, 0.0)
-    if INVERT_DIAG:
-        b_l = _unit_lower_inverse(b_l, BC)
-    tl.store(L + p_blk, b_l)
-    tl.store(P + p_blk, (tl.where(o_r[None, :] <= o_r[:, None], b_p, 0.0) * scale).to(P.dtype.element_ty))
+        tl.store(strong + ch * (C // BC) + i_s, (b_span >= SPAN).to(tl.int32))
+    _store_diag_block(L, P, b_l, b_p, ch, rows, scale, C, BC)
     # earlier blocks, walking back from the diagonal; later blocks are zero
     b_xe = _operand(b_xe, PREC)
     b_qe = _operand(b_qe, PREC)
     b_back = b_g0  # [K]: r - (gamma before block j) once block j's g is added
-    if DYNAMIC_BACK:
-        for jr in range(i_s):
-            b_back = _earlier_block(k, g, L, P, b_xe, b_qe, b_back, rows, i_s - 1 - jr, ch, n, i_h, scale,
+    # (a dynamic loop of i_s steps measured the same: 2.96 vs 2.95 ms at 1 x 102400, H200)
+    for jr in tl.static_range(C // BC):
+        j = C // BC - 1 - jr
+        if j < i_s:
+            b_back = _earlier_block(k, g, L, P, b_xe, b_qe, b_back, rows, j, ch, n, i_h, scale,
                                     H, K, C, BC, L2NORM, PREC)  # fmt: skip
-        for jz in range(i_s + 1, C // BC):
-            _zero_block(L, P, rows, jz, ch, C, BC)
-    else:
-        for jr in tl.static_range(C // BC):
-            j = C // BC - 1 - jr
-            if j < i_s:
-                b_back = _earlier_block(k, g, L, P, b_xe, b_qe, b_back, rows, j, ch, n, i_h, scale,
-                                        H, K, C, BC, L2NORM, PREC)  # fmt: skip
-            elif j > i_s:
-                _zero_block(L, P, rows, j, ch, C, BC)
+        elif j > i_s:
+            _zero_block(L, P, rows, j, ch, C, BC)
+
+
+@triton.jit
+def _exact_diag(b_bk, b_qs, b_ks, f_gam, BC: tl.constexpr):
+    """L and P of a sub-chunk's diagonal block with exact pairwise decays e^{gam_i - gam_j}, one column at a
+    time: the rare path of a sub-chunk that decays by more than SPAN."""
+    o_r = tl.arange(0, BC)
+    b_l = tl.zeros([BC, BC], dtype=tl.float32)
+    b_p = tl.zeros([BC, BC], dtype=tl.float32)
+    for jj in range(BC):
+        f_kj = tl.sum(tl.where((o_r == jj)[:, None], b_ks, 0.0), 0)  # [K]
+        f_gj = tl.sum(tl.where((o_r == jj)[:, None], f_gam, 0.0), 0)
+        f_e = tl.exp(tl.where((o_r >= jj)[:, None], f_gam - f_gj[None, :], 0.0)) * f_kj[None, :]
+        m_col = (o_r == jj)[None, :]
+        b_l += tl.where(m_col, tl.sum(b_bk * f_e, 1)[:, None], 0.0)
+        b_p += tl.where(m_col, tl.sum(b_qs * f_e, 1)[:, None], 0.0)
+    return b_l, b_p
+
+
+@triton.jit
+def _store_diag_block(L, P, b_l, b_p, ch, rows, scale, C: tl.constexpr, BC: tl.constexpr):
+    """The diagonal block: (I + L_ss)^{-1} (strictly lower part of b_l) into L, scale * P_ss into P."""
+    o_r = tl.arange(0, BC)
+    p_blk = (ch * C + rows)[:, None] * C + rows[None, :]
+    tl.store(L + p_blk, _unit_lower_inverse(tl.where(o_r[None, :] < o_r[:, None], b_l, 0.0), BC))
+    tl.store(P + p_blk, (tl.where(o_r[None, :] <= o_r[:, None], b_p, 0.0) * scale).to(P.dtype.element_ty))
+
+
+@triton.jit
+def gdn2_fwd_kernel_scores_exact(
+    q, k, g, b, L, P, rk, rq, strong, chunk_bos, chunk_len, scale,
+    H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
+):  # fmt: skip
+    """The diagonal blocks of the sub-chunks the scores kernel flagged as decaying by more than SPAN, with
+    exact pairwise decays; every other program does nothing. Keeping this rare path out of the scores
+    kernel leaves that kernel fewer registers."""
+    i_c, i_s, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    ch = (i_c * H + i_h).to(tl.int64)
+    if tl.load(strong + ch * (C // BC) + i_s) != 0:
+        bos = tl.load(chunk_bos + i_c).to(tl.int64)
+        n = tl.load(chunk_len + i_c)
+        q, k, g, b = q + bos * H * K, k + bos * H * K, g + bos * H * K, b + bos * H * K
+        rows = i_s * BC + tl.arange(0, BC)
+        f_gam = tl.cumsum(_load_rows(g, rows, n, H, K, i_h), 0)
+        b_ks = _load_rows(k, rows, n, H, K, i_h) * tl.load(rk + ch * C + rows)[:, None]
+        b_bk = _load_rows(b, rows, n, H, K, i_h) * b_ks
+        b_qs = _load_rows(q, rows, n, H, K, i_h) * tl.load(rq + ch * C + rows)[:, None]
+        b_l, b_p = _exact_diag(b_bk, b_qs, b_ks, f_gam, BC)
+        _store_diag_block(L, P, b_l, b_p, ch, rows, scale, C, BC)
 
 
 @triton.jit
@@ -253,17 +267,13 @@ def _zero_block(L, P, rows, j, ch, C: tl.constexpr, BC: tl.constexpr):
 
 
 @triton.jit
-def _wy_inverse(L, ch, C: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr, DIAG_DONE: tl.constexpr):
+def _wy_inverse(L, ch, C: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
     """A = (I + L)^{-1} of one chunk, written in place of L and returned [C, C].
 
-    The diagonal blocks are inverted in place first (unless the scores kernel did: DIAG_DONE); then with
-    M = A_bd N (N the blocks below the diagonal, M^4 = 0):  A = (I + M)^{-1} A_bd = (I - M)(I + M^2) A_bd.
+    The scores kernel left the diagonal blocks inverted, A_bd; with M = A_bd N (N the blocks below the
+    diagonal, M^4 = 0):  A = (I + M)^{-1} A_bd = (I - M)(I + M^2) A_bd.
     """
     o_c = tl.arange(0, C)
-    if not DIAG_DONE:
-        for s in tl.static_range(C // BC):
-            _invert_diag_block(L, ch, s, C, BC)
-        tl.debug_barrier()
     p_cc = (ch * C + o_c)[:, None] * C + o_c[None, :]
     b_t = tl.load(L + p_cc)  # [C, C]
     blk_i = (o_c // BC)[:, None]
@@ -317,7 +327,7 @@ def _wy_value_block(
 def gdn2_fwd_kernel_wy(
     q, k, g, b, v, w, L, kb, ut, qg, ke, eg, rk, rq, chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    BK: tl.constexpr, PREC: tl.constexpr, INVERT: tl.constexpr, DIAG_DONE: tl.constexpr,
+    BK: tl.constexpr, PREC: tl.constexpr, INVERT: tl.constexpr,
 ):  # fmt: skip
     """A = (I + L)^{-1} (in place of L; with INVERT off, L already holds A), Kb = A (B K e^Gamma),
     Ut = A (W V), Qg, Ke, e^{gamma_C}. The inverse norms rk, rq come from the scores kernel."""
@@ -329,7 +339,7 @@ def gdn2_fwd_kernel_wy(
     ch = (i_c * H + i_h).to(tl.int64)
     o_c = tl.arange(0, C)
     if INVERT:
-        b_A = _wy_inverse(L, ch, C, BC, PREC, DIAG_DONE)
+        b_A = _wy_inverse(L, ch, C, BC, PREC)
     else:
         b_A = tl.load(L + (ch * C + o_c)[:, None] * C + o_c[None, :])
     b_rk = tl.load(rk + ch * C + o_c)  # [C]
@@ -443,16 +453,23 @@ def chunk_gdn2_fwd(
     eg = torch.empty(NC, H, K, device=dev, dtype=torch.float32)
     # chunk-major launch order: 3.04 ms vs 3.55 with a chunk's sub-chunks adjacent (1 x 102400, H200)
     if scores is None:
+        inline = SCORES_EXACT == "inline"
+        # per sub-chunk: whether it decays by more than SPAN (its diagonal block then takes the exact path)
+        strong = None if inline else torch.empty(NC, H, C // BC, device=dev, dtype=torch.int32)
         LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(NC, C // BC, H)](
-            q, k, g, b, L, P, rk, rq, table.chunk_bos, table.chunk_len, scale,
+            q, k, g, b, L, P, rk, rq, strong, table.chunk_bos, table.chunk_len, scale,
             H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
-            INVERT_DIAG=DIAG_INVERSE == "scores", DYNAMIC_BACK=SCORES_BACK_LOOP == "dynamic",
-            num_warps=SCORES_WARPS,
+            EXACT_INLINE=inline, num_warps=SCORES_WARPS,
         )  # fmt: skip
+        if not inline:
+            gdn2_fwd_kernel_scores_exact[(NC, C // BC, H)](
+                q, k, g, b, L, P, rk, rq, strong, table.chunk_bos, table.chunk_len, scale,
+                H=H, K=K, C=C, BC=BC, num_warps=SCORES_WARPS,
+            )  # fmt: skip
     LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(NC, H)](
         q, k, g, b, v, w, L, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale,
         H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), PREC=WY_PRECISION,
-        INVERT=scores is None, DIAG_DONE=DIAG_INVERSE == "scores", num_warps=WY_WARPS,
+        INVERT=scores is None, num_warps=WY_WARPS,
     )  # fmt: skip
     if block_v is None:
         # enough programs to cover the SMs even for one sequence (measured on H200: B=1, H=16 best at

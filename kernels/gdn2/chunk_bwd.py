@@ -245,9 +245,9 @@ def gdn2_bwd_kernel_scores(
     """Per (sub-chunk and block of BK key columns, chunk, head): the decayed pairwise products of dL and dP
     on the row side (d(b k), dq) and the column side (dk), anchored like the forward so every exponent is
     bounded; a sub-chunk that decays by more than SPAN takes exact pairwise differences on its diagonal
-    block. Built from 16 x 16 blocks of dL and dP and [16, BK] tiles of the other sub-chunks, with the
-    gamma (stored by `wy_keys`) and the forward's inverse norms. Every product is per channel, so key columns split freely; the L2
-    normalisation needs whole rows and is undone in `gdn2_bwd_kernel_finish`."""
+    block. Built from 16 x 16 blocks of dL and dP and [16, BK] tiles of the other sub-chunks, with
+    gamma (stored by `wy_keys`) and the forward's inverse norms. Every product is per channel, so key
+    columns split freely; the L2 normalisation needs whole rows and is undone in `gdn2_bwd_kernel_finish`."""
     # a chunk's sub-chunks and key blocks run next to each other, so the rows they share are still in L2
     i_sk, i_c, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_s = i_sk // (K // BK)

@@ -103,7 +103,7 @@ def fwd_bwd_kernel_ms(xs) -> dict[str, float]:
 # (name, module constants of kernels.gdn2.chunk_bwd, or of chunk_fwd where bwd has no such name), measured
 # like VARIANTS
 BWD_VARIANTS = [
-    ("bwd base (v9: score grads read gamma stored by wy_keys)", {}),
+    ("bwd base (v10)", {}),
 ]
 
 
@@ -150,9 +150,9 @@ def probe_backward() -> None:
 
 # (name, module constants of kernels.gdn2.chunk_fwd to set); each row is measured, then the defaults return
 VARIANTS = [
-    ("v9: exact diagonal blocks in a fixup kernel", {}),
-    ("exact diagonal blocks inline", {"SCORES_EXACT": "inline"}),
-    ("state pass: 2 warps", {"STATE_WARPS": 2}),
+    ("v10: L scratch in bf16, A stored only for the backward", {}),
+    ("state pass: 8 warps", {"STATE_WARPS": 8}),
+    ("state pass: V blocks of 32 at B = 1", {"STATE_BV_MIN": 32}),
 ]
 
 

@@ -46,10 +46,9 @@ WY_BK = 128
 # 3.10 ms at 1 x 102400 (H200) vs 3.43 at 4 and 6.23 at 8 (the earlier [64, K]-tile row layout: 3.88);
 # with the diagonal inversion added (v9): 2.95 at 2 warps vs 5.35 at 4
 SCORES_WARPS = 2
-# where a strongly decaying sub-chunk's diagonal block is built: "inline" (a runtime branch in the scores
-# kernel) or "fixup" (the scores kernel flags it, a second kernel rebuilds those blocks)
-SCORES_EXACT = "fixup"
 STATE_WARPS = 4
+# V block of the state pass when there are fewer than 64 (sequence, head) pairs (B = 1 long sequences)
+STATE_BV_MIN = 16
 # software-pipelining depth of the state pass: the next chunk's operands load while this one computes;
 # 3 stages measured 1.85 ms vs 2 stages 2.84 ms at 1 x 102400 (H200); 4 do not fit in shared memory
 STATE_STAGES = 3
@@ -122,9 +121,9 @@ def _load_tile(ptr, rows, n_valid, H: tl.constexpr, D: tl.constexpr, i_h, col0, 
 
 @triton.jit
 def gdn2_fwd_kernel_scores(
-    q, k, g, b, L, P, rk, rq, strong, chunk_bos, chunk_len, scale,
+    q, k, g, b, L, P, rk, rq, chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr, EXACT_INLINE: tl.constexpr,
+    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """Rows of L and P for one sub-chunk of 16 rows, anchored at its first row r: e^{gam_i - r} <= 1 for
     its rows, e^{r - gam_j} <= 1 for earlier rows and <= e^{span} inside it. A sub-chunk that decays by
@@ -168,12 +167,15 @@ def gdn2_fwd_kernel_scores(
     b_y = b_ks * tl.exp(tl.minimum(-b_rel, SPAN))
     b_l = _dot(b_xe, tl.trans(b_y), PREC)
     b_p = _dot(b_qe, tl.trans(b_y), PREC)
-    if EXACT_INLINE:
-        if b_span >= SPAN:
-            b_l, b_p = _exact_diag(b_bk, b_qs, b_ks, f_gam, BC)
-    else:
-        tl.store(strong + ch * (C // BC) + i_s, (b_span >= SPAN).to(tl.int32))
-    _store_diag_block(L, P, b_l, b_p, ch, rows, scale, C, BC)
+    # the rare strongly decaying sub-chunk overwrites them (a separate kernel for it, which took the
+    # scores kernel from 255 registers with 36 spills to 209 with none, measured slower: 2.97 vs 2.77 ms at
+    # 1 x 102400, H200)
+    if b_span >= SPAN:
+        b_l, b_p = _exact_diag(b_bk, b_qs, b_ks, f_gam, BC)
+    p_blk = (ch * C + rows)[:, None] * C + rows[None, :]
+    b_a = _unit_lower_inverse(tl.where(o_r[None, :] < o_r[:, None], b_l, 0.0), BC)
+    tl.store(L + p_blk, b_a.to(L.dtype.element_ty))
+    tl.store(P + p_blk, (tl.where(o_r[None, :] <= o_r[:, None], b_p, 0.0) * scale).to(P.dtype.element_ty))
     # earlier blocks, walking back from the diagonal; later blocks are zero
     b_xe = _operand(b_xe, PREC)
     b_qe = _operand(b_qe, PREC)
@@ -206,38 +208,6 @@ def _exact_diag(b_bk, b_qs, b_ks, f_gam, BC: tl.constexpr):
 
 
 @triton.jit
-def _store_diag_block(L, P, b_l, b_p, ch, rows, scale, C: tl.constexpr, BC: tl.constexpr):
-    """The diagonal block: (I + L_ss)^{-1} (strictly lower part of b_l) into L, scale * P_ss into P."""
-    o_r = tl.arange(0, BC)
-    p_blk = (ch * C + rows)[:, None] * C + rows[None, :]
-    tl.store(L + p_blk, _unit_lower_inverse(tl.where(o_r[None, :] < o_r[:, None], b_l, 0.0), BC))
-    tl.store(P + p_blk, (tl.where(o_r[None, :] <= o_r[:, None], b_p, 0.0) * scale).to(P.dtype.element_ty))
-
-
-@triton.jit
-def gdn2_fwd_kernel_scores_exact(
-    q, k, g, b, L, P, rk, rq, strong, chunk_bos, chunk_len, scale,
-    H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-):  # fmt: skip
-    """The diagonal blocks of the sub-chunks the scores kernel flagged as decaying by more than SPAN, with
-    exact pairwise decays; every other program does nothing. Keeping this rare path out of the scores
-    kernel leaves that kernel fewer registers."""
-    i_c, i_s, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    ch = (i_c * H + i_h).to(tl.int64)
-    if tl.load(strong + ch * (C // BC) + i_s) != 0:
-        bos = tl.load(chunk_bos + i_c).to(tl.int64)
-        n = tl.load(chunk_len + i_c)
-        q, k, g, b = q + bos * H * K, k + bos * H * K, g + bos * H * K, b + bos * H * K
-        rows = i_s * BC + tl.arange(0, BC)
-        f_gam = tl.cumsum(_load_rows(g, rows, n, H, K, i_h), 0)
-        b_ks = _load_rows(k, rows, n, H, K, i_h) * tl.load(rk + ch * C + rows)[:, None]
-        b_bk = _load_rows(b, rows, n, H, K, i_h) * b_ks
-        b_qs = _load_rows(q, rows, n, H, K, i_h) * tl.load(rq + ch * C + rows)[:, None]
-        b_l, b_p = _exact_diag(b_bk, b_qs, b_ks, f_gam, BC)
-        _store_diag_block(L, P, b_l, b_p, ch, rows, scale, C, BC)
-
-
-@triton.jit
 def _earlier_block(
     k, g, L, P, b_xe, b_qe, b_back, rows, j, ch, n, i_h, scale,
     H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, L2NORM: tl.constexpr,
@@ -252,7 +222,7 @@ def _earlier_block(
     b_kj = _load_rows(k, cols, n, H, K, i_h)
     b_kj *= _inv_norm_rows(b_kj, L2NORM)[:, None]
     b_y = b_kj * tl.exp(tl.minimum(b_back[None, :] - tl.cumsum(b_gj, 0), 0.0))
-    tl.store(L + p_blk, _dot(b_xe, tl.trans(b_y), PREC))
+    tl.store(L + p_blk, _dot(b_xe, tl.trans(b_y), PREC).to(L.dtype.element_ty))
     tl.store(P + p_blk, (_dot(b_qe, tl.trans(b_y), PREC) * scale).to(P.dtype.element_ty))
     return b_back
 
@@ -262,28 +232,28 @@ def _zero_block(L, P, rows, j, ch, C: tl.constexpr, BC: tl.constexpr):
     """Block j (right of the diagonal) of the sub-chunk's rows of L and P: zeros."""
     cols = j * BC + tl.arange(0, BC)
     p_blk = (ch * C + rows)[:, None] * C + cols[None, :]
-    tl.store(L + p_blk, tl.zeros([BC, BC], dtype=tl.float32))
+    tl.store(L + p_blk, tl.zeros([BC, BC], dtype=L.dtype.element_ty))
     tl.store(P + p_blk, tl.zeros([BC, BC], dtype=P.dtype.element_ty))
 
 
 @triton.jit
-def _wy_inverse(L, ch, C: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
-    """A = (I + L)^{-1} of one chunk, written in place of L and returned [C, C].
+def _wy_inverse(L, A, ch, C: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr, STORE_A: tl.constexpr):
+    """A = (I + L)^{-1} of one chunk, returned [C, C] and, with STORE_A (for the backward), stored.
 
     The scores kernel left the diagonal blocks inverted, A_bd; with M = A_bd N (N the blocks below the
     diagonal, M^4 = 0):  A = (I + M)^{-1} A_bd = (I - M)(I + M^2) A_bd.
     """
     o_c = tl.arange(0, C)
     p_cc = (ch * C + o_c)[:, None] * C + o_c[None, :]
-    b_t = tl.load(L + p_cc)  # [C, C]
+    b_t = tl.load(L + p_cc).to(tl.float32)  # [C, C]
     blk_i = (o_c // BC)[:, None]
     blk_j = (o_c // BC)[None, :]
     b_abd = tl.where(blk_i == blk_j, b_t, 0.0)
     b_m = _dot(b_abd, tl.where(blk_i > blk_j, b_t, 0.0), PREC)
     eye = tl.where(o_c[:, None] == o_c[None, :], 1.0, 0.0)
     b_A = _dot(_dot(eye - b_m, eye + _dot(b_m, b_m, PREC), PREC), b_abd, PREC)
-    tl.debug_barrier()
-    tl.store(L + p_cc, b_A)
+    if STORE_A:
+        tl.store(A + p_cc, b_A)
     return b_A
 
 
@@ -325,11 +295,11 @@ def _wy_value_block(
 
 @triton.jit
 def gdn2_fwd_kernel_wy(
-    q, k, g, b, v, w, L, kb, ut, qg, ke, eg, rk, rq, chunk_bos, chunk_len, scale,
+    q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, chunk_bos, chunk_len, scale,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    BK: tl.constexpr, PREC: tl.constexpr, INVERT: tl.constexpr,
+    BK: tl.constexpr, PREC: tl.constexpr, INVERT: tl.constexpr, STORE_A: tl.constexpr,
 ):  # fmt: skip
-    """A = (I + L)^{-1} (in place of L; with INVERT off, L already holds A), Kb = A (B K e^Gamma),
+    """A = (I + L)^{-1} (stored with STORE_A; with INVERT off, read from A instead), Kb = A (B K e^Gamma),
     Ut = A (W V), Qg, Ke, e^{gamma_C}. The inverse norms rk, rq come from the scores kernel."""
     i_c, i_h = tl.program_id(0), tl.program_id(1)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
@@ -339,9 +309,9 @@ def gdn2_fwd_kernel_wy(
     ch = (i_c * H + i_h).to(tl.int64)
     o_c = tl.arange(0, C)
     if INVERT:
-        b_A = _wy_inverse(L, ch, C, BC, PREC)
+        b_A = _wy_inverse(L, A, ch, C, BC, PREC, STORE_A)
     else:
-        b_A = tl.load(L + (ch * C + o_c)[:, None] * C + o_c[None, :])
+        b_A = tl.load(A + (ch * C + o_c)[:, None] * C + o_c[None, :])
     b_rk = tl.load(rk + ch * C + o_c)  # [C]
     b_rq = tl.load(rq + ch * C + o_c) * scale
     for kb_ in tl.static_range(K // BK):
@@ -420,13 +390,15 @@ def chunk_gdn2_fwd(
     block_v: int | None = None,
     save_states: bool = False,
     scores: tuple[torch.Tensor, ...] | None = None,
+    keep_inverse: bool = False,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, dict[str, torch.Tensor]]:
     """Forward on flat [tokens, H, *] contiguous inputs; returns (o, final_state, intermediates).
 
     `save_states` is the backward's recompute: it stores every chunk's entering state in the
     intermediates and skips the output (o is None), which the backward does not read. `scores` is
     (A, P, rk, rq) of an earlier forward over the same inputs (the intermediates of those names): the
-    scores step and the inversion are skipped.
+    scores step and the inversion are skipped. `keep_inverse` stores A in float32 for the backward; without
+    it (inference) A is never written.
 
     Steps: 1. L, P (scores)  2. A, Kb, Ut, Qg, Ke, e^{gamma_C} (wy)  3. state pass + output (state_o).
     The per-chunk operands read by the state pass are stored in WORK_DTYPE.
@@ -437,15 +409,17 @@ def chunk_gdn2_fwd(
     NC, N = table.num_chunks, table.num_seqs
     dev = q.device
     work_dtype = WORK_DTYPE
+    L = None
     if scores is None:
-        L = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)  # L, then A in its place
-        # P only feeds the state pass, which multiplies it in work_dtype anyway
+        # L and P only feed products whose operands are rounded to work_dtype anyway
+        L = torch.empty(NC, H, C, C, device=dev, dtype=work_dtype)
         P = torch.empty(NC, H, C, C, device=dev, dtype=work_dtype)
+        A = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32) if keep_inverse else None
         # 1 / |k|, 1 / |q| per token (ones without L2 norm), for WY and the backward
         rk = torch.empty(NC, H, C, device=dev, dtype=torch.float32)
         rq = torch.empty(NC, H, C, device=dev, dtype=torch.float32)
     else:
-        L, P, rk, rq = scores
+        A, P, rk, rq = scores
     kb = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     qg = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     ke = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
@@ -453,28 +427,20 @@ def chunk_gdn2_fwd(
     eg = torch.empty(NC, H, K, device=dev, dtype=torch.float32)
     # chunk-major launch order: 3.04 ms vs 3.55 with a chunk's sub-chunks adjacent (1 x 102400, H200)
     if scores is None:
-        inline = SCORES_EXACT == "inline"
-        # per sub-chunk: whether it decays by more than SPAN (its diagonal block then takes the exact path)
-        strong = None if inline else torch.empty(NC, H, C // BC, device=dev, dtype=torch.int32)
         LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(NC, C // BC, H)](
-            q, k, g, b, L, P, rk, rq, strong, table.chunk_bos, table.chunk_len, scale,
+            q, k, g, b, L, P, rk, rq, table.chunk_bos, table.chunk_len, scale,
             H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
-            EXACT_INLINE=inline, num_warps=SCORES_WARPS,
+            num_warps=SCORES_WARPS,
         )  # fmt: skip
-        if not inline:
-            gdn2_fwd_kernel_scores_exact[(NC, C // BC, H)](
-                q, k, g, b, L, P, rk, rq, strong, table.chunk_bos, table.chunk_len, scale,
-                H=H, K=K, C=C, BC=BC, num_warps=SCORES_WARPS,
-            )  # fmt: skip
     LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(NC, H)](
-        q, k, g, b, v, w, L, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale,
+        q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale,
         H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), PREC=WY_PRECISION,
-        INVERT=scores is None, num_warps=WY_WARPS,
+        INVERT=scores is None, STORE_A=scores is None and keep_inverse, num_warps=WY_WARPS,
     )  # fmt: skip
     if block_v is None:
         # enough programs to cover the SMs even for one sequence (measured on H200: B=1, H=16 best at
         # 16; 8 x 16 heads best at 64)
-        block_v = 64 if N * H >= 128 else (32 if N * H >= 64 else 16)
+        block_v = 64 if N * H >= 128 else (32 if N * H >= 64 else STATE_BV_MIN)
     BV = min(block_v, V)
     o = None if save_states else torch.empty(Ttot, H, V, device=dev, dtype=v.dtype)
     ht = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
@@ -485,5 +451,5 @@ def chunk_gdn2_fwd(
         H=H, K=K, V=V, C=C, BV=BV, HAS_H0=initial_state is not None, STORE_HT=output_final_state,
         STORE_H=save_states, STORE_O=not save_states, num_warps=STATE_WARPS, stages=STATE_STAGES,
     )  # fmt: skip
-    inter = dict(A=L, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)
+    inter = dict(A=A, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)
     return o, ht, inter

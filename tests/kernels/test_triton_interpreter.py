@@ -52,6 +52,11 @@ def test_decode(errors):
         assert err <= 1e-5, f"decode {key}: {err:.2e}"
 
 
+def test_inference_forward_without_stored_inverse(errors):
+    for key, err in errors["inference"].items():
+        assert err <= 1e-4, f"inference {key}: {err:.2e}"
+
+
 def test_backward_twice_reads_intact_forward_state(errors):
     for key, err in errors["backward_twice"].items():
         assert err == 0.0, f"second backward {key}: {err:.2e}"

@@ -63,6 +63,17 @@ def decode_case():
     return {"o": rel_err(o_ref, o), "ht": rel_err(ht_ref, state)}
 
 
+def inference_case():
+    """Without gradients the forward never stores A = (I + L)^{-1}: same output, final state and strong-decay
+    path as with them."""
+    xs = rand_inputs(1, 70, 1, 16, 16, dtype=torch.float32, seed=11, g_range=(-12.0, -0.1))
+    h0 = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(12))
+    with torch.inference_mode():
+        o, ht = triton_chunk.chunk_gdn2(*xs, initial_state=h0, output_final_state=True)
+    o_ref, ht_ref = reference(*(x.double() for x in xs), initial_state=h0.double(), output_final_state=True)
+    return {"o": rel_err(o_ref, o), "ht": rel_err(ht_ref, ht)}
+
+
 def backward_twice_case():
     """The backward reads the forward's A and P: a second backward on the same graph sees them intact."""
     xs = [x.requires_grad_() for x in rand_inputs(1, 70, 1, 16, 16, dtype=torch.float32, seed=9)]
@@ -82,6 +93,7 @@ if __name__ == "__main__":
         # q, k taken as given (no L2 norm in the kernels)
         "no_l2norm": case(70, seed=4, l2norm_qk=False),
         "decode": decode_case(),
+        "inference": inference_case(),
         "backward_twice": backward_twice_case(),
     }
     # one key block per backward kernel (the GPU default for K <= 128)

@@ -46,9 +46,8 @@ WY_BK = 128
 # 3.10 ms at 1 x 102400 (H200) vs 3.43 at 4 and 6.23 at 8 (the earlier [64, K]-tile row layout: 3.88);
 # with the diagonal inversion added (v9): 2.95 at 2 warps vs 5.35 at 4
 SCORES_WARPS = 2
+# v10 at 1 x 102400: 1.83 ms vs 2.86 at 8 warps and 5.04 at 2 (H200)
 STATE_WARPS = 4
-# V block of the state pass when there are fewer than 64 (sequence, head) pairs (B = 1 long sequences)
-STATE_BV_MIN = 16
 # software-pipelining depth of the state pass: the next chunk's operands load while this one computes;
 # 3 stages measured 1.85 ms vs 2 stages 2.84 ms at 1 x 102400 (H200); 4 do not fit in shared memory
 STATE_STAGES = 3
@@ -439,8 +438,8 @@ def chunk_gdn2_fwd(
     )  # fmt: skip
     if block_v is None:
         # enough programs to cover the SMs even for one sequence (measured on H200: B=1, H=16 best at
-        # 16; 8 x 16 heads best at 64)
-        block_v = 64 if N * H >= 128 else (32 if N * H >= 64 else STATE_BV_MIN)
+        # 16, v10: 1.83 ms vs 2.05 at 32; 8 x 16 heads best at 64)
+        block_v = 64 if N * H >= 128 else (32 if N * H >= 64 else 16)
     BV = min(block_v, V)
     o = None if save_states else torch.empty(Ttot, H, V, device=dev, dtype=v.dtype)
     ht = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None

@@ -30,6 +30,7 @@ from kernels.gdn2.chunk_fwd import (
     LAST_COMPILED,
     SPAN,
     _dot,
+    _load_lower_blocks,
     _load_tile,
     chunk_gdn2_fwd,
     launch_pipelined,
@@ -56,7 +57,7 @@ BWD_SCORES_WARPS = 4
 @triton.jit
 def gdn2_bwd_kernel_state(
     kb, qg, ke, eg, P, do, dht, dh0, dh, du, chunk_bos, chunk_len, seq_chunks,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BV: tl.constexpr,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, BV: tl.constexpr,
     HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr,
 ):  # fmt: skip
     i_v, i_h, i_n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -76,7 +77,7 @@ def gdn2_bwd_kernel_state(
         b_kb = tl.load(kb + p_ck)  # [C, K]
         b_qg = tl.load(qg + p_ck)  # [C, K]
         b_ke = tl.load(ke + p_ck)  # [C, K]
-        b_p = tl.load(P + (ch * C + o_c)[:, None] * C + o_c[None, :]).to(b_kb.dtype)  # [C, C]
+        b_p = _load_lower_blocks(P, ch, C, BC).to(b_kb.dtype)  # [C, C]
         b_eg = tl.load(eg + ch * K + o_k)  # [K]
         bos = tl.load(chunk_bos + i_c).to(tl.int64)
         n = tl.load(chunk_len + i_c)
@@ -412,7 +413,7 @@ def chunk_gdn2_bwd(
         gdn2_bwd_kernel_state, (V // BV, H, N),
         it["kb"], it["qg"], it["ke"], it["eg"], it["P"], do, dht, dh0, dh, du,
         table.chunk_bos, table.chunk_len, table.seq_chunks,
-        H=H, K=K, V=V, C=C, BV=BV, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
+        H=H, K=K, V=V, C=C, BC=BC, BV=BV, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
         num_warps=4, stages=BWD_STATE_STAGES,
     )  # fmt: skip
     acc = [torch.empty(Ttot, H, K, device=dev, dtype=torch.float32) for _ in range(5)]

@@ -57,6 +57,12 @@ def test_inference_forward_without_stored_inverse(errors):
         assert err <= 1e-4, f"inference {key}: {err:.2e}"
 
 
+@pytest.mark.parametrize("name", ["T70", "varlen"])
+def test_no_kernel_reads_unwritten_scratch(errors, name):
+    for key, err in errors["poisoned_scratch"][name].items():
+        assert err <= (1e-3 if key == "dg" else 1e-4), f"poisoned {name} {key}: {err:.2e}"
+
+
 def test_backward_twice_reads_intact_forward_state(errors):
     for key, err in errors["backward_twice"].items():
         assert err == 0.0, f"second backward {key}: {err:.2e}"

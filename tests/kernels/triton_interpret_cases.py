@@ -74,6 +74,33 @@ def inference_case():
     return {"o": rel_err(o_ref, o), "ht": rel_err(ht_ref, ht)}
 
 
+class _PoisonedTorch:
+    """torch, except that `empty` and `empty_like` fill floating buffers with NaN."""
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def empty(*args, **kw):
+        x = torch.empty(*args, **kw)
+        return x.fill_(float("nan")) if x.is_floating_point() else x
+
+    @staticmethod
+    def empty_like(*args, **kw):
+        x = torch.empty_like(*args, **kw)
+        return x.fill_(float("nan")) if x.is_floating_point() else x
+
+
+def poisoned_scratch_case():
+    """Every scratch buffer of the forward and backward starts as NaN: a kernel that reads what no kernel
+    wrote (e.g. the never-stored blocks right of the diagonal of L and P) turns the result into NaN."""
+    chunk_fwd.torch = chunk_bwd.torch = _PoisonedTorch()
+    try:
+        return {"T70": case(70, seed=13), "varlen": case(5 + 1 + 66, lens=[5, 1, 66], seed=14)}
+    finally:
+        chunk_fwd.torch = chunk_bwd.torch = torch
+
+
 def backward_twice_case():
     """The backward reads the forward's A and P: a second backward on the same graph sees them intact."""
     xs = [x.requires_grad_() for x in rand_inputs(1, 70, 1, 16, 16, dtype=torch.float32, seed=9)]
@@ -94,6 +121,7 @@ if __name__ == "__main__":
         "no_l2norm": case(70, seed=4, l2norm_qk=False),
         "decode": decode_case(),
         "inference": inference_case(),
+        "poisoned_scratch": poisoned_scratch_case(),
         "backward_twice": backward_twice_case(),
     }
     # one key block per backward kernel (the GPU default for K <= 128)

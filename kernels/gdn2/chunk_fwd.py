@@ -54,6 +54,8 @@ STATE_STAGES = 3
 # storage of the per-chunk operands of the state pass (and of the state fed to its products): bf16
 # halves its traffic; the CPU interpreter tests set float32 (the interpreter has no bfloat16)
 WORK_DTYPE = torch.bfloat16
+# segments of one long sequence whose state pass overlaps the next segment's scores and WY (1: no overlap)
+STATE_SEGMENTS = 4
 # the last launched kernels, for register / spill reports (bench/kernels_probe.py)
 LAST_COMPILED: dict = {}
 
@@ -129,7 +131,7 @@ def _load_tile(ptr, rows, n_valid, H: tl.constexpr, D: tl.constexpr, i_h, col0, 
 
 @triton.jit
 def gdn2_fwd_kernel_scores(
-    q, k, g, b, L, P, rk, rq, chunk_bos, chunk_len, scale,
+    q, k, g, b, L, P, rk, rq, chunk_bos, chunk_len, scale, c0,
     H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
     L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
@@ -146,7 +148,7 @@ def gdn2_fwd_kernel_scores(
     Also stored: the inverse norms 1/|k|, 1/|q| of its rows (read by WY and the backward), and the diagonal
     block already inverted, (I + L_ss)^{-1}, in place of L_ss: in registers here it costs 0.3 ms at
     1 x 102400 (H200) and spares WY 0.8 ms of row-by-row substitution reading L from memory."""
-    i_c, i_s, i_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_c, i_s, i_h = tl.program_id(0) + c0, tl.program_id(1), tl.program_id(2)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
     q, k, g, b = q + bos * H * K, k + bos * H * K, g + bos * H * K, b + bos * H * K
@@ -292,13 +294,13 @@ def _wy_value_block(
 
 @triton.jit
 def gdn2_fwd_kernel_wy(
-    q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, chunk_bos, chunk_len, scale,
+    q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, chunk_bos, chunk_len, scale, c0,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
     BK: tl.constexpr, PREC: tl.constexpr, INVERT: tl.constexpr, STORE_A: tl.constexpr,
 ):  # fmt: skip
     """A = (I + L)^{-1} (stored with STORE_A; with INVERT off, read from A instead), Kb = A (B K e^Gamma),
     Ut = A (W V), Qg, Ke, e^{gamma_C}. The inverse norms rk, rq come from the scores kernel."""
-    i_c, i_h = tl.program_id(0), tl.program_id(1)
+    i_c, i_h = tl.program_id(0) + c0, tl.program_id(1)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
     q, k, g, b = q + bos * H * K, k + bos * H * K, g + bos * H * K, b + bos * H * K
@@ -356,6 +358,16 @@ def gdn2_fwd_kernel_state_o(
         b_s = b_s * b_eg[:, None] + tl.dot(tl.trans(b_ke), b_ul)
     if STORE_HT:
         tl.store(ht + p_s, b_s)
+
+
+_SIDE_STREAMS: dict = {}
+
+
+def _side_stream(dev: torch.device) -> torch.cuda.Stream:
+    """A high-priority stream per device for the overlapped state pass."""
+    if dev not in _SIDE_STREAMS:
+        _SIDE_STREAMS[dev] = torch.cuda.Stream(dev, priority=-1)
+    return _SIDE_STREAMS[dev]
 
 
 def launch_pipelined(kernel, grid, *args, stages: int, **kwargs):
@@ -423,17 +435,6 @@ def chunk_gdn2_fwd(
     ut = torch.empty(NC, H, C, V, device=dev, dtype=work_dtype)
     eg = torch.empty(NC, H, K, device=dev, dtype=torch.float32)
     # chunk-major launch order: 3.04 ms vs 3.55 with a chunk's sub-chunks adjacent (1 x 102400, H200)
-    if scores is None:
-        LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(NC, C // BC, H)](
-            q, k, g, b, L, P, rk, rq, table.chunk_bos, table.chunk_len, scale,
-            H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
-            num_warps=SCORES_WARPS,
-        )  # fmt: skip
-    LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(NC, H)](
-        q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), PREC=WY_PRECISION,
-        INVERT=scores is None, STORE_A=scores is None and keep_inverse, num_warps=WY_WARPS,
-    )  # fmt: skip
     if block_v is None:
         # enough programs to cover the SMs even for one sequence (measured on H200: B=1, H=16 best at
         # 16, v10: 1.83 ms vs 2.05 at 32; 8 x 16 heads best at 64)
@@ -442,11 +443,49 @@ def chunk_gdn2_fwd(
     o = None if save_states else torch.empty(Ttot, H, V, device=dev, dtype=v.dtype)
     ht = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
     h = torch.empty(NC, H, K, V, device=dev, dtype=torch.float32) if save_states else None
-    LAST_COMPILED["state_o"] = launch_pipelined(
-        gdn2_fwd_kernel_state_o, (V // BV, H, N),
-        kb, ut, qg, ke, eg, P, o, initial_state, ht, h, table.chunk_bos, table.chunk_len, table.seq_chunks,
-        H=H, K=K, V=V, C=C, BC=BC, BV=BV, HAS_H0=initial_state is not None, STORE_HT=output_final_state,
-        STORE_H=save_states, STORE_O=not save_states, num_warps=STATE_WARPS, stages=STATE_STAGES,
-    )  # fmt: skip
+
+    def intra(c0: int, c1: int) -> None:
+        """Scores and WY of chunks [c0, c1)."""
+        if scores is None:
+            LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(c1 - c0, C // BC, H)](
+                q, k, g, b, L, P, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
+                H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
+                num_warps=SCORES_WARPS,
+            )  # fmt: skip
+        LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(c1 - c0, H)](
+            q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
+            H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), PREC=WY_PRECISION,
+            INVERT=scores is None, STORE_A=scores is None and keep_inverse, num_warps=WY_WARPS,
+        )  # fmt: skip
+
+    def state(seq_chunks, h0, h_out, n_seqs: int) -> None:
+        LAST_COMPILED["state_o"] = launch_pipelined(
+            gdn2_fwd_kernel_state_o, (V // BV, H, n_seqs),
+            kb, ut, qg, ke, eg, P, o, h0, h_out, h, table.chunk_bos, table.chunk_len, seq_chunks,
+            H=H, K=K, V=V, C=C, BC=BC, BV=BV, HAS_H0=h0 is not None, STORE_HT=h_out is not None,
+            STORE_H=save_states, STORE_O=not save_states, num_warps=STATE_WARPS, stages=STATE_STAGES,
+        )  # fmt: skip
+
+    n_seg = STATE_SEGMENTS if N == 1 and not save_states and NC >= 64 * STATE_SEGMENTS else 1
+    if n_seg == 1:
+        intra(0, NC)
+        state(table.seq_chunks, initial_state, ht, N)
+    else:
+        # one long sequence: the state pass of segment s (a side stream, one SM-light program per V block
+        # and head) runs while scores and WY of segment s + 1 fill the rest of the card
+        seg = -(-NC // (16 * n_seg)) * 16
+        bounds = torch.arange(0, NC + seg, seg, device=dev, dtype=torch.int32).clamp_(max=NC)
+        main, side = torch.cuda.current_stream(dev), _side_stream(dev)
+        h_prev = initial_state
+        for s_i in range(bounds.numel() - 1):
+            c0, c1 = s_i * seg, min(NC, (s_i + 1) * seg)
+            intra(c0, c1)
+            side.wait_stream(main)
+            last = c1 == NC
+            with torch.cuda.stream(side):
+                h_next = ht if last else torch.empty(1, H, K, V, device=dev, dtype=torch.float32)
+                state(bounds[s_i : s_i + 2], h_prev, h_next, 1)
+            h_prev = h_next
+        main.wait_stream(side)
     inter = dict(A=A, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)
     return o, ht, inter

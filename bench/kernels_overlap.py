@@ -1,0 +1,38 @@
+"""Forward wall time at 1 x 65536 and 1 x 102400 with the state pass overlapped over 1, 2, 4, 8 segments
+(kernels.gdn2.chunk_fwd.STATE_SEGMENTS), FLA in the same run, and each variant's output against segments=1.
+
+    PYTHONPATH=<fla wheels>:. python3 bench/kernels_overlap.py
+"""
+
+from __future__ import annotations
+
+import torch
+from kernels_bench import bench_ms, fla_fwd, make_inputs, ours_fwd
+
+from kernels.gdn2 import chunk_fwd as cf
+
+
+def main() -> None:
+    print(torch.cuda.get_device_name())
+    rows = []
+    for T in (65536, 102400):
+        xs = make_inputs(1, T)
+        with torch.no_grad():
+            cf.STATE_SEGMENTS = 1
+            ref = ours_fwd(xs).float()
+            row = {"T": T, "fla": bench_ms(lambda xs=xs: fla_fwd(xs), 100)}
+            for segs in (1, 2, 4, 8, 16):
+                cf.STATE_SEGMENTS = segs
+                out = ours_fwd(xs).float()
+                diff = ((out - ref).norm() / ref.norm()).item()
+                row[segs] = (bench_ms(lambda xs=xs: ours_fwd(xs), 100), diff)
+        rows.append(row)
+        print(row, flush=True)
+    print("\n| T | FLA fwd | " + " | ".join(f"{s} seg" for s in (1, 2, 4, 8, 16)) + " |")
+    for r in rows:
+        cells = [f"{r[s][0]:.2f} ms ({r['fla'] / r[s][0]:.2f}x, diff {r[s][1]:.0e})" for s in (1, 2, 4, 8, 16)]
+        print(f"| {r['T']} | {r['fla']:.2f} ms | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

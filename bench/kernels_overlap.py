@@ -11,6 +11,8 @@ from kernels_bench import bench_ms, fla_fwd, make_inputs, ours_fwd
 
 from kernels.gdn2 import chunk_fwd as cf
 
+SEGS = (1, 2, 4, 8, 16)
+
 
 def main() -> None:
     print(torch.cuda.get_device_name())
@@ -21,16 +23,16 @@ def main() -> None:
             cf.STATE_SEGMENTS = 1
             ref = ours_fwd(xs).float()
             row = {"T": T, "fla": bench_ms(lambda xs=xs: fla_fwd(xs), 100)}
-            for segs in (1, 2, 4, 8, 16):
+            for segs in SEGS:
                 cf.STATE_SEGMENTS = segs
                 out = ours_fwd(xs).float()
                 diff = ((out - ref).norm() / ref.norm()).item()
                 row[segs] = (bench_ms(lambda xs=xs: ours_fwd(xs), 100), diff)
         rows.append(row)
         print(row, flush=True)
-    print("\n| T | FLA fwd | " + " | ".join(f"{s} seg" for s in (1, 2, 4, 8, 16)) + " |")
+    print("\n| T | FLA fwd | " + " | ".join(f"{s} seg" for s in SEGS) + " |")
     for r in rows:
-        cells = [f"{r[s][0]:.2f} ms ({r['fla'] / r[s][0]:.2f}x, diff {r[s][1]:.0e})" for s in (1, 2, 4, 8, 16)]
+        cells = [f"{r[s][0]:.2f} ms ({r['fla'] / r[s][0]:.2f}x, diff {r[s][1]:.0e})" for s in SEGS]
         print(f"| {r['T']} | {r['fla']:.2f} ms | " + " | ".join(cells) + " |")
 
 

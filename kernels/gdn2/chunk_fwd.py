@@ -21,6 +21,8 @@ Steps (one launch each; 1 and 2 run over all chunks in parallel):
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import triton
 import triton.language as tl
@@ -54,8 +56,11 @@ STATE_STAGES = 3
 # storage of the per-chunk operands of the state pass (and of the state fed to its products): bf16
 # halves its traffic; the CPU interpreter tests set float32 (the interpreter has no bfloat16)
 WORK_DTYPE = torch.bfloat16
-# segments of one long sequence whose state pass overlaps the next segment's scores and WY (1: no overlap)
+# segments of one long sequence (with at least SEGMENT_MIN_CHUNKS chunks each): the state pass of one runs
+# on a side stream while scores and WY of the next fill the card. At 1 x 102400 (H200): 6.31 ms in one
+# segment, 6.00 in 2, 5.86 in 4, 5.87 in 8, 6.04 in 16 (bench/kernels_overlap.py)
 STATE_SEGMENTS = 4
+SEGMENT_MIN_CHUNKS = 64
 # the last launched kernels, for register / spill reports (bench/kernels_probe.py)
 LAST_COMPILED: dict = {}
 
@@ -360,14 +365,28 @@ def gdn2_fwd_kernel_state_o(
         tl.store(ht + p_s, b_s)
 
 
+class _SameStream:
+    """Stand-in for a pair of CUDA streams off the GPU (the Triton interpreter): everything runs in order."""
+
+    def wait_stream(self, other) -> None:
+        pass
+
+
 _SIDE_STREAMS: dict = {}
 
 
-def _side_stream(dev: torch.device) -> torch.cuda.Stream:
-    """A high-priority stream per device for the overlapped state pass."""
+def _streams(dev: torch.device):
+    """(the caller's stream, a high-priority side stream) on CUDA, for the overlapped state pass."""
+    if dev.type != "cuda":
+        return _SameStream(), _SameStream()
     if dev not in _SIDE_STREAMS:
         _SIDE_STREAMS[dev] = torch.cuda.Stream(dev, priority=-1)
-    return _SIDE_STREAMS[dev]
+    return torch.cuda.current_stream(dev), _SIDE_STREAMS[dev]
+
+
+def _on(stream):
+    """Context that makes `stream` current (nothing for the interpreter's stand-in)."""
+    return contextlib.nullcontext() if isinstance(stream, _SameStream) else torch.cuda.stream(stream)
 
 
 def launch_pipelined(kernel, grid, *args, stages: int, **kwargs):
@@ -466,26 +485,24 @@ def chunk_gdn2_fwd(
             STORE_H=save_states, STORE_O=not save_states, num_warps=STATE_WARPS, stages=STATE_STAGES,
         )  # fmt: skip
 
-    n_seg = STATE_SEGMENTS if N == 1 and not save_states and NC >= 64 * STATE_SEGMENTS else 1
+    n_seg = STATE_SEGMENTS if N == 1 and not save_states and NC >= SEGMENT_MIN_CHUNKS * STATE_SEGMENTS else 1
     if n_seg == 1:
         intra(0, NC)
         state(table.seq_chunks, initial_state, ht, N)
-    else:
-        # one long sequence: the state pass of segment s (a side stream, one SM-light program per V block
-        # and head) runs while scores and WY of segment s + 1 fill the rest of the card
-        seg = -(-NC // (16 * n_seg)) * 16
-        bounds = torch.arange(0, NC + seg, seg, device=dev, dtype=torch.int32).clamp_(max=NC)
-        main, side = torch.cuda.current_stream(dev), _side_stream(dev)
-        h_prev = initial_state
-        for s_i in range(bounds.numel() - 1):
-            c0, c1 = s_i * seg, min(NC, (s_i + 1) * seg)
-            intra(c0, c1)
-            side.wait_stream(main)
-            last = c1 == NC
-            with torch.cuda.stream(side):
-                h_next = ht if last else torch.empty(1, H, K, V, device=dev, dtype=torch.float32)
-                state(bounds[s_i : s_i + 2], h_prev, h_next, 1)
-            h_prev = h_next
-        main.wait_stream(side)
-    inter = dict(A=A, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)
-    return o, ht, inter
+        return o, ht, dict(A=A, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)
+    # one long sequence: the state pass of segment s (a side stream; its 128 programs leave most of each
+    # SM idle) runs while scores and WY of segment s + 1 fill the rest of the card
+    seg = -(-NC // n_seg)
+    bounds = torch.arange(0, NC + seg, seg, device=dev, dtype=torch.int32).clamp_(max=NC)
+    main, side = _streams(dev)
+    h_prev = initial_state
+    for s_i in range(bounds.numel() - 1):
+        c0, c1 = s_i * seg, min(NC, (s_i + 1) * seg)
+        intra(c0, c1)
+        side.wait_stream(main)
+        with _on(side):
+            h_next = ht if c1 == NC else torch.empty(1, H, K, V, device=dev, dtype=torch.float32)
+            state(bounds[s_i : s_i + 2], h_prev, h_next, 1)
+        h_prev = h_next
+    main.wait_stream(side)
+    return o, ht, dict(A=A, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)

@@ -1,13 +1,16 @@
-"""Forward wall time at 1 x 65536 and 1 x 102400 with the state pass overlapped over 1, 2, 4, 8 segments
-(kernels.gdn2.chunk_fwd.STATE_SEGMENTS), FLA in the same run, and each variant's output against segments=1.
+"""Forward wall time at 1 x 65536 and 1 x 102400 with the state pass overlapped over 1 to 16 segments
+(kernels.gdn2.chunk_fwd.STATE_SEGMENTS), FLA (tuned for each length) in the same run, and each variant's
+output against segments=1.
 
     PYTHONPATH=<fla wheels>:. python3 bench/kernels_overlap.py
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
-from kernels_bench import bench_ms, fla_fwd, make_inputs, ours_fwd
+from kernels_bench import bench_ms, fla_fwd, make_inputs, ours_fwd, retune_fla
 
 from kernels.gdn2 import chunk_fwd as cf
 
@@ -17,7 +20,9 @@ SEGS = (1, 2, 4, 8, 16)
 def main() -> None:
     print(torch.cuda.get_device_name())
     rows = []
+    os.environ["FLA_CACHE_RESULTS"] = "0"  # FLA tunes for each length (see kernels_bench.retune_fla)
     for T in (65536, 102400):
+        retune_fla()
         xs = make_inputs(1, T)
         with torch.no_grad():
             cf.STATE_SEGMENTS = 1

@@ -16,7 +16,8 @@ Steps (one launch each; 1 and 2 run over all chunks in parallel):
      operands Qg, Ke, e^{gamma_C}.
   3. `state_o`: the only sequential part. One program per (V block, head, sequence) keeps its slice of the
      state in registers, walks the chunks and writes O directly, so per-chunk states never touch memory.
-     Small V blocks give the single long sequence (B = 1) enough programs to fill the card.
+     Small V blocks give the single long sequence (B = 1) enough programs to fill the card. A single
+     long sequence runs it in segments on a side stream, each overlapping the next segment's steps 1-2.
 """
 
 from __future__ import annotations

@@ -454,7 +454,6 @@ def chunk_gdn2_fwd(
     ke = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     ut = torch.empty(NC, H, C, V, device=dev, dtype=work_dtype)
     eg = torch.empty(NC, H, K, device=dev, dtype=torch.float32)
-    # chunk-major launch order: 3.04 ms vs 3.55 with a chunk's sub-chunks adjacent (1 x 102400, H200)
     if block_v is None:
         # enough programs to cover the SMs even for one sequence (measured on H200: B=1, H=16 best at
         # 16, v10: 1.83 ms vs 2.05 at 32; 8 x 16 heads best at 64)
@@ -467,6 +466,7 @@ def chunk_gdn2_fwd(
     def intra(c0: int, c1: int) -> None:
         """Scores and WY of chunks [c0, c1)."""
         if scores is None:
+            # chunk-major launch order: 3.04 ms vs 3.55 with a chunk's sub-chunks adjacent (1 x 102400, H200)
             LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(c1 - c0, C // BC, H)](
                 q, k, g, b, L, P, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
                 H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
@@ -486,18 +486,19 @@ def chunk_gdn2_fwd(
             STORE_H=save_states, STORE_O=not save_states, num_warps=STATE_WARPS, stages=STATE_STAGES,
         )  # fmt: skip
 
+    inter = dict(A=A, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)
     n_seg = STATE_SEGMENTS if N == 1 and not save_states and NC >= SEGMENT_MIN_CHUNKS * STATE_SEGMENTS else 1
     if n_seg == 1:
         intra(0, NC)
         state(table.seq_chunks, initial_state, ht, N)
-        return o, ht, dict(A=A, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)
+        return o, ht, inter
     # one long sequence: the state pass of segment s (a side stream; its 128 programs leave most of each
     # SM idle) runs while scores and WY of segment s + 1 fill the rest of the card
     seg = -(-NC // n_seg)
     bounds = torch.arange(0, NC + seg, seg, device=dev, dtype=torch.int32).clamp_(max=NC)
     main, side = _streams(dev)
     h_prev = initial_state
-    for s_i in range(bounds.numel() - 1):
+    for s_i in range(-(-NC // seg)):
         c0, c1 = s_i * seg, min(NC, (s_i + 1) * seg)
         intra(c0, c1)
         side.wait_stream(main)
@@ -506,4 +507,4 @@ def chunk_gdn2_fwd(
             state(bounds[s_i : s_i + 2], h_prev, h_next, 1)
         h_prev = h_next
     main.wait_stream(side)
-    return o, ht, dict(A=A, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)
+    return o, ht, inter

@@ -103,7 +103,7 @@ def fwd_bwd_kernel_ms(xs) -> dict[str, float]:
 # (name, module constants of kernels.gdn2.chunk_bwd, or of chunk_fwd where bwd has no such name), measured
 # like VARIANTS
 BWD_VARIANTS = [
-    ("bwd base (v10)", {}),
+    ("bwd base (v12)", {}),
 ]
 
 
@@ -150,9 +150,8 @@ def probe_backward() -> None:
 
 # (name, module constants of kernels.gdn2.chunk_fwd to set); each row is measured, then the defaults return
 VARIANTS = [
-    ("v10: L scratch in bf16, A stored only for the backward", {}),
-    ("state pass: 8 warps", {"STATE_WARPS": 8}),
-    ("state pass: V blocks of 32 at B = 1", {"STATE_BV_MIN": 32}),
+    ("v12 (state pass overlapped in 4 segments; per-kernel times still add up)", {}),
+    ("one segment, no overlap", {"STATE_SEGMENTS": 1}),
 ]
 
 

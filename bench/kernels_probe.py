@@ -150,7 +150,7 @@ def probe_backward() -> None:
 
 # (name, module constants of kernels.gdn2.chunk_fwd to set); each row is measured, then the defaults return
 VARIANTS = [
-    ("v12 (state pass overlapped in 4 segments; per-kernel times still add up)", {}),
+    ("v12: 4 overlapped segments (kernel times overlap; their sum exceeds the wall time)", {}),
     ("one segment, no overlap", {"STATE_SEGMENTS": 1}),
 ]
 

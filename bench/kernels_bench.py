@@ -199,6 +199,8 @@ def profile_fwd(B: int, T: int, backward: bool = False) -> None:
 
         def call(fn=fn):
             if backward:
+                for x in xs:  # else the profiled call also accumulates into the warm call's grads
+                    x.grad = None
                 fn(xs).backward(do)
             else:
                 with torch.no_grad():

@@ -1,6 +1,7 @@
-"""Forward wall time at 1 x 65536 and 1 x 102400 of state-pass overlap variants (module constants of
-kernels.gdn2.chunk_fwd: STATE_SEGMENTS, STATE_STAGES), FLA (tuned for each length) in the same run, and each
-variant's output against the first variant's.
+"""Forward wall time at 1 x 65536, 1 x 102400 (and the batches) of state-pass variants (module constants
+of kernels.gdn2.chunk_fwd: STATE_SEGMENTS, STATE_STAGES, SEGMENT_BLOCK_V, SEGMENT_STATE_WARPS,
+SEGMENT_SHRINK, UT_IN_STATE_PASS), FLA (tuned for each size) in the same run, and each variant's output
+against the first variant's.
 
     PYTHONPATH=<fla wheels>:. python3 bench/kernels_overlap.py
 """
@@ -14,16 +15,23 @@ from kernels_bench import bench_ms, fla_fwd, make_inputs, ours_fwd, retune_fla
 
 from kernels.gdn2 import chunk_fwd as cf
 
-# (name, module constants); measured on one H200 (2026-11-27, 100k): 1 segment 6.31 ms, 2: 6.00, 4: 5.86,
-# 8: 5.87, 16: 6.04 (FLA 7.85)
+# (name, module constants). Measured on one H200 (2026-11-27, 100k): 1 segment 6.31 ms, 2: 6.00, 4: 5.86,
+# 8: 5.87, 16: 6.04 (FLA 7.85); V blocks of 64 in 8 segments 5.46-5.57, shrink 0.7: 5.46
+V12 = {"STATE_SEGMENTS": 4, "SEGMENT_BLOCK_V": 16, "SEGMENT_SHRINK": 1.0, "UT_IN_STATE_PASS": False}
+V13A = {"STATE_SEGMENTS": 8, "SEGMENT_BLOCK_V": 64, "SEGMENT_SHRINK": 0.7, "UT_IN_STATE_PASS": False}
 VARIANTS = [
-    ("1 segment", {"STATE_SEGMENTS": 1}),
-    ("4 segments (default)", {}),
-    ("8 segments", {"STATE_SEGMENTS": 8}),
-    # untried: fewer pipeline stages leave shared memory for the intra programs beside the state pass
-    ("4 segments, 2 stages", {"STATE_STAGES": 2}),
-    ("8 segments, 2 stages", {"STATE_SEGMENTS": 8, "STATE_STAGES": 2}),
+    ("1 segment", {"STATE_SEGMENTS": 1, "UT_IN_STATE_PASS": False}),
+    ("v12: 4 seg, BV 16", V12),
+    ("8 seg, BV 64, shrink 0.7", V13A),
+    # Ut = A (W V) made in the state pass: WY reads neither v nor w
+    ("1 segment, Ut in state", {"STATE_SEGMENTS": 1, "UT_IN_STATE_PASS": True}),
+    ("8/64/0.7, Ut in state", {**V13A, "UT_IN_STATE_PASS": True}),
+    ("8/32/0.7, Ut in state", {**V13A, "SEGMENT_BLOCK_V": 32, "UT_IN_STATE_PASS": True}),
+    ("8/64/1.0, Ut in state", {**V13A, "SEGMENT_SHRINK": 1.0, "UT_IN_STATE_PASS": True}),
+    ("12/64/0.8, Ut in state", {**V13A, "STATE_SEGMENTS": 12, "SEGMENT_SHRINK": 0.8, "UT_IN_STATE_PASS": 1}),
+    ("8/64/0.7 8 warps, Ut in state", {**V13A, "SEGMENT_STATE_WARPS": 8, "UT_IN_STATE_PASS": True}),
 ]
+SIZES = [(1, 65536), (1, 102400), (8, 4096), (2, 16384)]
 
 
 def with_constants(consts: dict, fn):
@@ -41,11 +49,11 @@ def main() -> None:
     print(torch.cuda.get_device_name())
     os.environ["FLA_CACHE_RESULTS"] = "0"  # FLA tunes for each length (see kernels_bench.retune_fla)
     rows = []
-    for T in (65536, 102400):
+    for B, T in SIZES:
         retune_fla()
-        xs = make_inputs(1, T)
+        xs = make_inputs(B, T)
         with torch.no_grad():
-            row = {"T": T, "fla": bench_ms(lambda xs=xs: fla_fwd(xs), 100)}
+            row = {"T": f"{B}x{T}", "fla": bench_ms(lambda xs=xs: fla_fwd(xs), 100)}
             ref = None
             for name, consts in VARIANTS:
 
@@ -53,6 +61,8 @@ def main() -> None:
                     return ours_fwd(xs).float(), bench_ms(lambda: ours_fwd(xs), 100)
 
                 out, ms = with_constants(consts, measure)
+                st = cf.LAST_COMPILED["state_o"].metadata
+                print(f"{B}x{T} {name}: {ms:.3f} ms; state pass {st.num_stages} stages, {st.shared} B smem")
                 ref = out if ref is None else ref
                 row[name] = (ms, ((out - ref).norm() / ref.norm()).item())
         rows.append(row)

@@ -62,6 +62,14 @@ WORK_DTYPE = torch.bfloat16
 # segment, 6.00 in 2, 5.86 in 4, 5.87 in 8, 6.04 in 16 (bench/kernels_overlap.py)
 STATE_SEGMENTS = 4
 SEGMENT_MIN_CHUNKS = 64
+# V block and warps of the state pass while it overlaps (segments): wider blocks leave whole SMs to the intra
+# kernels at the cost of a longer chain per program
+SEGMENT_BLOCK_V = 16
+SEGMENT_STATE_WARPS = 4
+SEGMENT_SHRINK = 1.0
+# the forward's state pass makes Ut = A (W V) itself from A, v and w (off its chain of dependent products)
+# instead of reading Ut from WY, which then reads neither v nor w
+UT_IN_STATE_PASS = True
 # the last launched kernels, for register / spill reports (bench/kernels_probe.py)
 LAST_COMPILED: dict = {}
 
@@ -258,7 +266,7 @@ def _wy_inverse(L, A, ch, C: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr,
     eye = tl.where(o_c[:, None] == o_c[None, :], 1.0, 0.0)
     b_A = _dot(_dot(eye - b_m, eye + _dot(b_m, b_m, PREC), PREC), b_abd, PREC)
     if STORE_A:
-        tl.store(A + p_cc, b_A)
+        tl.store(A + p_cc, b_A.to(A.dtype.element_ty))
     return b_A
 
 
@@ -302,10 +310,11 @@ def _wy_value_block(
 def gdn2_fwd_kernel_wy(
     q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, chunk_bos, chunk_len, scale, c0,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    BK: tl.constexpr, PREC: tl.constexpr, INVERT: tl.constexpr, STORE_A: tl.constexpr,
+    BK: tl.constexpr, PREC: tl.constexpr, INVERT: tl.constexpr, STORE_A: tl.constexpr, STORE_UT: tl.constexpr,
 ):  # fmt: skip
     """A = (I + L)^{-1} (stored with STORE_A; with INVERT off, read from A instead), Kb = A (B K e^Gamma),
-    Ut = A (W V), Qg, Ke, e^{gamma_C}. The inverse norms rk, rq come from the scores kernel."""
+    Ut = A (W V) (with STORE_UT; else the state pass makes it from A), Qg, Ke, e^{gamma_C}. The inverse
+    norms rk, rq come from the scores kernel."""
     i_c, i_h = tl.program_id(0) + c0, tl.program_id(1)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
@@ -321,16 +330,20 @@ def gdn2_fwd_kernel_wy(
     b_rq = tl.load(rq + ch * C + o_c) * scale
     for kb_ in tl.static_range(K // BK):
         _wy_key_block(q, k, g, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, kb_ * BK, H, K, C, BK, PREC)
-    for vb in tl.static_range(V // BK):
-        _wy_value_block(v, w, b_A, ut, ch, n, i_h, vb * BK, H, V, C, BK, PREC)
+    if STORE_UT:
+        for vb in tl.static_range(V // BK):
+            _wy_value_block(v, w, b_A, ut, ch, n, i_h, vb * BK, H, V, C, BK, PREC)
 
 
 @triton.jit
 def gdn2_fwd_kernel_state_o(
-    kb, ut, qg, ke, eg, P, o, h0, ht, h, chunk_bos, chunk_len, seq_chunks,
+    kb, ut, qg, ke, eg, P, A, v, w, o, h0, ht, h, chunk_bos, chunk_len, seq_chunks,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, BV: tl.constexpr,
     HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, STORE_H: tl.constexpr, STORE_O: tl.constexpr,
+    UT_FROM_A: tl.constexpr,
 ):  # fmt: skip
+    """The state pass (step 3). With UT_FROM_A it makes its slice of Ut = A (W V) itself, off the chain of
+    dependent products, from A and the chunk's v, w, instead of reading Ut from the WY kernel."""
     i_v, i_h, i_n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     o_k = tl.arange(0, K)
     o_c = tl.arange(0, C)
@@ -346,7 +359,17 @@ def gdn2_fwd_kernel_state_o(
         p_ck = (ch * C + o_c)[:, None] * K + o_k[None, :]
         b_kb = tl.load(kb + p_ck)  # [C, K]
         b_ke = tl.load(ke + p_ck)  # [C, K]
-        b_ut = tl.load(ut + (ch * C + o_c)[:, None] * V + o_v[None, :]).to(tl.float32)  # [C, BV]
+        bos = tl.load(chunk_bos + i_c).to(tl.int64)
+        n = tl.load(chunk_len + i_c)
+        p_tok = ((bos + o_c) * H + i_h)[:, None] * V + o_v[None, :]  # rows of v, w, o
+        if UT_FROM_A:
+            b_a = tl.load(A + (ch * C + o_c)[:, None] * C + o_c[None, :]).to(b_kb.dtype)  # [C, C]
+            m_n = (o_c < n)[:, None]
+            b_wv = tl.load(w + p_tok, mask=m_n, other=0.0).to(tl.float32)
+            b_wv *= tl.load(v + p_tok, mask=m_n, other=0.0).to(tl.float32)
+            b_ut = tl.dot(b_a, b_wv.to(b_kb.dtype))  # [C, BV]
+        else:
+            b_ut = tl.load(ut + (ch * C + o_c)[:, None] * V + o_v[None, :]).to(tl.float32)  # [C, BV]
         b_eg = tl.load(eg + ch * K + o_k)  # [K]
         if STORE_H:
             tl.store(h + (ch * K + o_k)[:, None] * V + o_v[None, :], b_s.to(h.dtype.element_ty))
@@ -357,10 +380,7 @@ def gdn2_fwd_kernel_state_o(
             b_qg = tl.load(qg + p_ck)  # [C, K]
             b_p = _load_lower_blocks(P, ch, C, BC)  # [C, C]
             b_o = tl.dot(b_qg, b_sl) + tl.dot(b_p.to(b_kb.dtype), b_ul)  # [C, BV]
-            bos = tl.load(chunk_bos + i_c).to(tl.int64)
-            n = tl.load(chunk_len + i_c)
-            p_o = o + ((bos + o_c) * H + i_h)[:, None] * V + o_v[None, :]
-            tl.store(p_o, b_o.to(o.dtype.element_ty), mask=(o_c < n)[:, None])
+            tl.store(o + p_tok, b_o.to(o.dtype.element_ty), mask=(o_c < n)[:, None])
         b_s = b_s * b_eg[:, None] + tl.dot(tl.trans(b_ke), b_ul)
     if STORE_HT:
         tl.store(ht + p_s, b_s)
@@ -402,6 +422,21 @@ def launch_pipelined(kernel, grid, *args, stages: int, **kwargs):
     return None
 
 
+def segment_bounds(num_chunks: int, n_seg: int) -> list[int]:
+    """Chunk boundaries [0, ..., num_chunks] of `n_seg` segments, each SEGMENT_SHRINK times as long as the
+    one before. The last segment's state pass runs alone on a few SMs, so a short last segment ends the call
+    sooner; the first one's intra kernels overlap nothing either way."""
+    weights = [SEGMENT_SHRINK**i for i in range(n_seg)]
+    cuts, acc = [0], 0.0
+    for wgt in weights:
+        acc += wgt
+        cut = round(num_chunks * acc / sum(weights))
+        if cut > cuts[-1]:
+            cuts.append(cut)
+    cuts[-1] = num_chunks
+    return cuts
+
+
 def chunk_gdn2_fwd(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -439,11 +474,15 @@ def chunk_gdn2_fwd(
     dev = q.device
     work_dtype = WORK_DTYPE
     L = None
+    # the forward with output makes Ut in the state pass from A (which it then needs); the backward's
+    # recompute reads Ut itself
+    ut_from_a = UT_IN_STATE_PASS and not save_states
     if scores is None:
         # L and P only feed products whose operands are rounded to work_dtype anyway
         L = torch.empty(NC, H, C, C, device=dev, dtype=work_dtype)
         P = torch.empty(NC, H, C, C, device=dev, dtype=work_dtype)
-        A = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32) if keep_inverse else None
+        a_dtype = torch.float32 if keep_inverse else (work_dtype if ut_from_a else None)
+        A = None if a_dtype is None else torch.empty(NC, H, C, C, device=dev, dtype=a_dtype)
         # 1 / |k|, 1 / |q| per token (ones without L2 norm), for WY and the backward
         rk = torch.empty(NC, H, C, device=dev, dtype=torch.float32)
         rq = torch.empty(NC, H, C, device=dev, dtype=torch.float32)
@@ -452,9 +491,13 @@ def chunk_gdn2_fwd(
     kb = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     qg = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     ke = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
-    ut = torch.empty(NC, H, C, V, device=dev, dtype=work_dtype)
+    ut = None if ut_from_a else torch.empty(NC, H, C, V, device=dev, dtype=work_dtype)
     eg = torch.empty(NC, H, K, device=dev, dtype=torch.float32)
-    if block_v is None:
+    n_seg = STATE_SEGMENTS if N == 1 and not save_states and NC >= SEGMENT_MIN_CHUNKS * STATE_SEGMENTS else 1
+    state_warps = SEGMENT_STATE_WARPS if n_seg > 1 else STATE_WARPS
+    if block_v is None and n_seg > 1:
+        block_v = SEGMENT_BLOCK_V
+    elif block_v is None:
         # enough programs to cover the SMs even for one sequence (measured on H200: B=1, H=16 best at
         # 16, v10: 1.83 ms vs 2.05 at 32; 8 x 16 heads best at 64)
         block_v = 64 if N * H >= 128 else (32 if N * H >= 64 else 16)
@@ -475,35 +518,36 @@ def chunk_gdn2_fwd(
         LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(c1 - c0, H)](
             q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
             H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), PREC=WY_PRECISION,
-            INVERT=scores is None, STORE_A=scores is None and keep_inverse, num_warps=WY_WARPS,
+            INVERT=scores is None, STORE_A=scores is None and A is not None, STORE_UT=not ut_from_a,
+            num_warps=WY_WARPS,
         )  # fmt: skip
 
     def state(seq_chunks, h0, h_out, n_seqs: int) -> None:
         LAST_COMPILED["state_o"] = launch_pipelined(
             gdn2_fwd_kernel_state_o, (V // BV, H, n_seqs),
-            kb, ut, qg, ke, eg, P, o, h0, h_out, h, table.chunk_bos, table.chunk_len, seq_chunks,
+            kb, ut, qg, ke, eg, P, A, v, w, o, h0, h_out, h, table.chunk_bos, table.chunk_len, seq_chunks,
             H=H, K=K, V=V, C=C, BC=BC, BV=BV, HAS_H0=h0 is not None, STORE_HT=h_out is not None,
-            STORE_H=save_states, STORE_O=not save_states, num_warps=STATE_WARPS, stages=STATE_STAGES,
+            STORE_H=save_states, STORE_O=not save_states, UT_FROM_A=ut_from_a, num_warps=state_warps,
+            stages=STATE_STAGES,
         )  # fmt: skip
 
     inter = dict(A=A, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)
-    n_seg = STATE_SEGMENTS if N == 1 and not save_states and NC >= SEGMENT_MIN_CHUNKS * STATE_SEGMENTS else 1
     if n_seg == 1:
         intra(0, NC)
         state(table.seq_chunks, initial_state, ht, N)
         return o, ht, inter
-    # one long sequence: the state pass of segment s (a side stream; its 128 programs leave most of each
-    # SM idle) runs while scores and WY of segment s + 1 fill the rest of the card
-    seg = -(-NC // n_seg)
-    bounds = torch.arange(0, NC + seg, seg, device=dev, dtype=torch.int32).clamp_(max=NC)
+    # one long sequence: the state pass of segment s (a side stream, few programs) runs while scores and WY
+    # of segment s + 1 fill the rest of the card
+    cuts = segment_bounds(NC, n_seg)
+    bounds = torch.tensor(cuts, device=dev, dtype=torch.int32)
     main, side = _streams(dev)
     h_prev = initial_state
-    for s_i in range(-(-NC // seg)):
-        c0, c1 = s_i * seg, min(NC, (s_i + 1) * seg)
-        intra(c0, c1)
+    for s_i in range(len(cuts) - 1):
+        intra(cuts[s_i], cuts[s_i + 1])
         side.wait_stream(main)
         with _on(side):
-            h_next = ht if c1 == NC else torch.empty(1, H, K, V, device=dev, dtype=torch.float32)
+            last = s_i == len(cuts) - 2
+            h_next = ht if last else torch.empty(1, H, K, V, device=dev, dtype=torch.float32)
             state(bounds[s_i : s_i + 2], h_prev, h_next, 1)
         h_prev = h_next
     main.wait_stream(side)

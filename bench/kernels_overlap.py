@@ -19,17 +19,18 @@ from kernels.gdn2 import chunk_fwd as cf
 # 8: 5.87, 16: 6.04 (FLA 7.85); V blocks of 64 in 8 segments 5.46-5.57, shrink 0.7: 5.46
 V12 = {"STATE_SEGMENTS": 4, "SEGMENT_BLOCK_V": 16, "SEGMENT_SHRINK": 1.0, "UT_IN_STATE_PASS": False}
 V13A = {"STATE_SEGMENTS": 8, "SEGMENT_BLOCK_V": 64, "SEGMENT_SHRINK": 0.7, "UT_IN_STATE_PASS": False}
+UT = {"UT_IN_STATE_PASS": True}
 VARIANTS = [
     ("1 segment", {"STATE_SEGMENTS": 1, "UT_IN_STATE_PASS": False}),
     ("v12: 4 seg, BV 16", V12),
     ("8 seg, BV 64, shrink 0.7", V13A),
-    # Ut = A (W V) made in the state pass: WY reads neither v nor w
-    ("1 segment, Ut in state", {"STATE_SEGMENTS": 1, "UT_IN_STATE_PASS": True}),
-    ("8/64/0.7, Ut in state", {**V13A, "UT_IN_STATE_PASS": True}),
-    ("8/32/0.7, Ut in state", {**V13A, "SEGMENT_BLOCK_V": 32, "UT_IN_STATE_PASS": True}),
-    ("8/64/1.0, Ut in state", {**V13A, "SEGMENT_SHRINK": 1.0, "UT_IN_STATE_PASS": True}),
-    ("12/64/0.8, Ut in state", {**V13A, "STATE_SEGMENTS": 12, "SEGMENT_SHRINK": 0.8, "UT_IN_STATE_PASS": 1}),
-    ("8/64/0.7 8 warps, Ut in state", {**V13A, "SEGMENT_STATE_WARPS": 8, "UT_IN_STATE_PASS": True}),
+    ("8/32/0.7", {**V13A, "SEGMENT_BLOCK_V": 32}),
+    # Ut = A (W V) made in the state pass: WY reads neither v nor w (BV 64 does not fit 3 stages)
+    ("1 segment, Ut in state", {"STATE_SEGMENTS": 1, **UT}),
+    ("8/32/0.7, Ut in state", {**V13A, "SEGMENT_BLOCK_V": 32, **UT}),
+    ("8/16/0.7, Ut in state", {**V13A, "SEGMENT_BLOCK_V": 16, **UT}),
+    ("6/32/0.7, Ut in state", {**V13A, "STATE_SEGMENTS": 6, "SEGMENT_BLOCK_V": 32, **UT}),
+    ("12/32/0.8, Ut", {**V13A, **UT, "STATE_SEGMENTS": 12, "SEGMENT_BLOCK_V": 32, "SEGMENT_SHRINK": 0.8}),
 ]
 SIZES = [(1, 65536), (1, 102400), (8, 4096), (2, 16384)]
 

@@ -354,13 +354,21 @@ def gdn2_fwd_kernel_state_o(
         b_s += tl.load(h0 + p_s).to(tl.float32)
     c_lo = tl.load(seq_chunks + i_n)
     c_hi = tl.load(seq_chunks + i_n + 1)
+    # a sequence's chunks are consecutive runs of C tokens, so each chunk's tokens follow from the first
+    # chunk's start and the last one's end, with no table read inside the loop: a per-chunk read would
+    # make the v, w loads indirect, which costs them (and the rest) a pipeline stage
+    some = c_hi > c_lo
+    tok0 = tl.load(chunk_bos + c_lo, mask=some, other=0).to(tl.int64)
+    tok_end = tl.load(chunk_bos + c_hi - 1, mask=some, other=0) + tl.load(
+        chunk_len + c_hi - 1, mask=some, other=0
+    )
     for i_c in range(c_lo, c_hi):
         ch = (i_c * H + i_h).to(tl.int64)
         p_ck = (ch * C + o_c)[:, None] * K + o_k[None, :]
         b_kb = tl.load(kb + p_ck)  # [C, K]
         b_ke = tl.load(ke + p_ck)  # [C, K]
-        bos = tl.load(chunk_bos + i_c).to(tl.int64)
-        n = tl.load(chunk_len + i_c)
+        bos = tok0 + (i_c - c_lo) * C
+        n = tl.minimum(tok_end - bos, C)
         p_tok = ((bos + o_c) * H + i_h)[:, None] * V + o_v[None, :]  # rows of v, w, o
         if UT_FROM_A:
             b_a = tl.load(A + (ch * C + o_c)[:, None] * C + o_c[None, :]).to(b_kb.dtype)  # [C, C]

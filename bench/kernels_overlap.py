@@ -17,20 +17,18 @@ from kernels.gdn2 import chunk_fwd as cf
 
 # (name, module constants). Measured on one H200 (2026-11-27, 100k): 1 segment 6.31 ms, 2: 6.00, 4: 5.86,
 # 8: 5.87, 16: 6.04 (FLA 7.85); V blocks of 64 in 8 segments 5.46-5.57, shrink 0.7: 5.46
-V12 = {"STATE_SEGMENTS": 4, "SEGMENT_BLOCK_V": 16, "SEGMENT_SHRINK": 1.0, "UT_IN_STATE_PASS": False}
-V13A = {"STATE_SEGMENTS": 8, "SEGMENT_BLOCK_V": 64, "SEGMENT_SHRINK": 0.7, "UT_IN_STATE_PASS": False}
-UT = {"UT_IN_STATE_PASS": True}
+V12 = {"STATE_SEGMENTS": 4, "SEGMENT_BLOCK_V": 16, "SEGMENT_SHRINK": 1.0, "QG_IN_SCORES": False}
+V13 = {"STATE_SEGMENTS": 8, "SEGMENT_BLOCK_V": 64, "SEGMENT_SHRINK": 0.7, "QG_IN_SCORES": False}
+QG = {"QG_IN_SCORES": True}
 VARIANTS = [
-    ("1 segment", {"STATE_SEGMENTS": 1, "UT_IN_STATE_PASS": False}),
+    ("1 segment", {"STATE_SEGMENTS": 1, "QG_IN_SCORES": False}),
     ("v12: 4 seg, BV 16", V12),
-    ("8 seg, BV 64, shrink 0.7", V13A),
-    ("8/32/0.7", {**V13A, "SEGMENT_BLOCK_V": 32}),
-    # Ut = A (W V) made in the state pass: WY reads neither v nor w (BV 64 does not fit 3 stages)
-    ("1 segment, Ut in state", {"STATE_SEGMENTS": 1, **UT}),
-    ("8/32/0.7, Ut in state", {**V13A, "SEGMENT_BLOCK_V": 32, **UT}),
-    ("8/16/0.7, Ut in state", {**V13A, "SEGMENT_BLOCK_V": 16, **UT}),
-    ("6/32/0.7, Ut in state", {**V13A, "STATE_SEGMENTS": 6, "SEGMENT_BLOCK_V": 32, **UT}),
-    ("12/32/0.8, Ut", {**V13A, **UT, "STATE_SEGMENTS": 12, "SEGMENT_BLOCK_V": 32, "SEGMENT_SHRINK": 0.8}),
+    ("v13: 8 seg, BV 64, shrink 0.7", V13),
+    # Qg stored by the scores kernel: WY reads no q
+    ("1 segment, Qg in scores", {"STATE_SEGMENTS": 1, **QG}),
+    ("v13, Qg in scores", {**V13, **QG}),
+    ("v13 shrink 0.6, Qg in scores", {**V13, **QG, "SEGMENT_SHRINK": 0.6}),
+    ("10 seg shrink 0.75, Qg in scores", {**V13, **QG, "STATE_SEGMENTS": 10, "SEGMENT_SHRINK": 0.75}),
 ]
 SIZES = [(1, 65536), (1, 102400), (8, 4096), (2, 16384)]
 

@@ -16,13 +16,15 @@ Steps (one launch each; 1 and 2 run over all chunks in parallel):
      operands Qg, Ke, e^{gamma_C}.
   3. `state_o`: the only sequential part. One program per (V block, head, sequence) keeps its slice of the
      state in registers, walks the chunks and writes O directly, so per-chunk states never touch memory.
-     Small V blocks give the single long sequence (B = 1) enough programs to fill the card. A single
-     long sequence runs it in segments on a side stream, each overlapping the next segment's steps 1-2.
+     Small V blocks give a single short sequence enough programs to fill the card. A single long one
+     runs it in segments on a side stream, with wide V blocks, each overlapping the next segment's steps
+     1-2 on the SMs it leaves free.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 import triton
@@ -49,6 +51,8 @@ WY_BK = 128
 # 3.10 ms at 1 x 102400 (H200) vs 3.43 at 4 and 6.23 at 8 (the earlier [64, K]-tile row layout: 3.88);
 # with the diagonal inversion added (v9): 2.95 at 2 warps vs 5.35 at 4
 SCORES_WARPS = 2
+# the scores kernel stores Qg (it holds q and, after its walk back, the anchor's gamma), so WY reads no q
+QG_IN_SCORES = True
 # v10 at 1 x 102400: 1.83 ms vs 2.86 at 8 warps and 5.04 at 2 (H200)
 STATE_WARPS = 4
 # software-pipelining depth of the state pass: the next chunk's operands load while this one computes;
@@ -58,18 +62,18 @@ STATE_STAGES = 3
 # halves its traffic; the CPU interpreter tests set float32 (the interpreter has no bfloat16)
 WORK_DTYPE = torch.bfloat16
 # segments of one long sequence (with at least SEGMENT_MIN_CHUNKS chunks each): the state pass of one runs
-# on a side stream while scores and WY of the next fill the card. At 1 x 102400 (H200): 6.31 ms in one
-# segment, 6.00 in 2, 5.86 in 4, 5.87 in 8, 6.04 in 16 (bench/kernels_overlap.py)
-STATE_SEGMENTS = 4
+# on a side stream while scores and WY of the next fill the card. A state program leaves no room on its SM
+# for intra programs (3 stages of [C, K] tiles: 213 KB of shared memory at V blocks of 64), so while it
+# overlaps, wide V blocks (32 programs at H = 16) leave the most SMs to the intra kernels, despite the
+# longer chain of each program; each segment SEGMENT_SHRINK times the one before shortens the last state
+# pass, which runs alone. 1 x 102400 on an H200 (bench/kernels_overlap.py, one run): 6.28 ms in one
+# segment, 5.89 in 4 at V blocks of 16 (v12), 5.44 in 8 at 32, 5.36 in 8 at 64 with shrink 0.7 (1.0:
+# 5.46-5.57); V blocks of 128: 7.9; 2 stages: 5.8
+STATE_SEGMENTS = 8
 SEGMENT_MIN_CHUNKS = 64
-# V block and warps of the state pass while it overlaps (segments): wider blocks leave whole SMs to the intra
-# kernels at the cost of a longer chain per program
-SEGMENT_BLOCK_V = 16
+SEGMENT_BLOCK_V = 64
 SEGMENT_STATE_WARPS = 4
-SEGMENT_SHRINK = 1.0
-# the forward's state pass makes Ut = A (W V) itself from A, v and w (off its chain of dependent products)
-# instead of reading Ut from WY, which then reads neither v nor w
-UT_IN_STATE_PASS = True
+SEGMENT_SHRINK = 0.7
 # the last launched kernels, for register / spill reports (bench/kernels_probe.py)
 LAST_COMPILED: dict = {}
 
@@ -145,9 +149,9 @@ def _load_tile(ptr, rows, n_valid, H: tl.constexpr, D: tl.constexpr, i_h, col0, 
 
 @triton.jit
 def gdn2_fwd_kernel_scores(
-    q, k, g, b, L, P, rk, rq, chunk_bos, chunk_len, scale, c0,
+    q, k, g, b, L, P, rk, rq, qg, chunk_bos, chunk_len, scale, c0,
     H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr,
+    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr, STORE_QG: tl.constexpr,
 ):  # fmt: skip
     """Rows of L and P for one sub-chunk of 16 rows, anchored at its first row r: e^{gam_i - r} <= 1 for
     its rows, e^{r - gam_j} <= 1 for earlier rows and <= e^{span} inside it. A sub-chunk that decays by
@@ -210,6 +214,13 @@ def gdn2_fwd_kernel_scores(
         if j < i_s:
             b_back = _earlier_block(k, g, L, P, b_xe, b_qe, b_back, rows, j, ch, n, i_h, scale,
                                     H, K, C, BC, L2NORM, PREC)  # fmt: skip
+    if STORE_QG:
+        # b_back is now gamma of the anchor row (from the chunk's start), so gamma_i = b_rel + b_back; WY
+        # then need not read q
+        o_k = tl.arange(0, K)
+        b_qg = b_qs * tl.exp(tl.minimum(b_rel + b_back[None, :], 0.0)) * scale
+        p_qg = (ch * C + rows)[:, None] * K + o_k[None, :]
+        tl.store(qg + p_qg, b_qg.to(qg.dtype.element_ty))
 
 
 @triton.jit
@@ -266,7 +277,7 @@ def _wy_inverse(L, A, ch, C: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr,
     eye = tl.where(o_c[:, None] == o_c[None, :], 1.0, 0.0)
     b_A = _dot(_dot(eye - b_m, eye + _dot(b_m, b_m, PREC), PREC), b_abd, PREC)
     if STORE_A:
-        tl.store(A + p_cc, b_A.to(A.dtype.element_ty))
+        tl.store(A + p_cc, b_A)
     return b_A
 
 
@@ -274,9 +285,10 @@ def _wy_inverse(L, A, ch, C: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr,
 def _wy_key_block(
     q, k, g, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, col0,
     H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
+    STORE_QG: tl.constexpr,
 ):  # fmt: skip
-    """Columns [col0, col0 + BK) of Kb = A (B K e^Gamma), Qg, Ke and e^{gamma_C}; q, k, g, b point at the
-    chunk."""
+    """Columns [col0, col0 + BK) of Kb = A (B K e^Gamma), Qg (with STORE_QG), Ke and e^{gamma_C}; q, k, g,
+    b point at the chunk."""
     o_c = tl.arange(0, C)
     o_k = col0 + tl.arange(0, BK)
     b_g = _load_tile(g, o_c, n, H, K, i_h, col0, BK)  # [C, BK], 0 on padding rows
@@ -289,8 +301,9 @@ def _wy_key_block(
     b_e = tl.exp(b_gam)
     b_x = _load_tile(b, o_c, n, H, K, i_h, col0, BK) * b_kn * b_e
     tl.store(kb + p_ck, _dot(b_A, b_x, PREC).to(kb.dtype.element_ty))
-    b_qg = _load_tile(q, o_c, n, H, K, i_h, col0, BK) * b_rq[:, None] * b_e
-    tl.store(qg + p_ck, b_qg.to(qg.dtype.element_ty))
+    if STORE_QG:
+        b_qg = _load_tile(q, o_c, n, H, K, i_h, col0, BK) * b_rq[:, None] * b_e
+        tl.store(qg + p_ck, b_qg.to(qg.dtype.element_ty))
 
 
 @triton.jit
@@ -310,11 +323,10 @@ def _wy_value_block(
 def gdn2_fwd_kernel_wy(
     q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, chunk_bos, chunk_len, scale, c0,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    BK: tl.constexpr, PREC: tl.constexpr, INVERT: tl.constexpr, STORE_A: tl.constexpr, STORE_UT: tl.constexpr,
+    BK: tl.constexpr, PREC: tl.constexpr, INVERT: tl.constexpr, STORE_A: tl.constexpr, STORE_QG: tl.constexpr,
 ):  # fmt: skip
     """A = (I + L)^{-1} (stored with STORE_A; with INVERT off, read from A instead), Kb = A (B K e^Gamma),
-    Ut = A (W V) (with STORE_UT; else the state pass makes it from A), Qg, Ke, e^{gamma_C}. The inverse
-    norms rk, rq come from the scores kernel."""
+    Ut = A (W V), Qg, Ke, e^{gamma_C}. The inverse norms rk, rq come from the scores kernel."""
     i_c, i_h = tl.program_id(0) + c0, tl.program_id(1)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
@@ -329,21 +341,18 @@ def gdn2_fwd_kernel_wy(
     b_rk = tl.load(rk + ch * C + o_c)  # [C]
     b_rq = tl.load(rq + ch * C + o_c) * scale
     for kb_ in tl.static_range(K // BK):
-        _wy_key_block(q, k, g, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, kb_ * BK, H, K, C, BK, PREC)
-    if STORE_UT:
-        for vb in tl.static_range(V // BK):
-            _wy_value_block(v, w, b_A, ut, ch, n, i_h, vb * BK, H, V, C, BK, PREC)
+        _wy_key_block(q, k, g, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, kb_ * BK, H, K, C, BK, PREC,
+                      STORE_QG)  # fmt: skip
+    for vb in tl.static_range(V // BK):
+        _wy_value_block(v, w, b_A, ut, ch, n, i_h, vb * BK, H, V, C, BK, PREC)
 
 
 @triton.jit
 def gdn2_fwd_kernel_state_o(
-    kb, ut, qg, ke, eg, P, A, v, w, o, h0, ht, h, chunk_bos, chunk_len, seq_chunks,
+    kb, ut, qg, ke, eg, P, o, h0, ht, h, chunk_bos, chunk_len, seq_chunks,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, BV: tl.constexpr,
     HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, STORE_H: tl.constexpr, STORE_O: tl.constexpr,
-    UT_FROM_A: tl.constexpr,
 ):  # fmt: skip
-    """The state pass (step 3). With UT_FROM_A it makes its slice of Ut = A (W V) itself, off the chain of
-    dependent products, from A and the chunk's v, w, instead of reading Ut from the WY kernel."""
     i_v, i_h, i_n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     o_k = tl.arange(0, K)
     o_c = tl.arange(0, C)
@@ -354,30 +363,12 @@ def gdn2_fwd_kernel_state_o(
         b_s += tl.load(h0 + p_s).to(tl.float32)
     c_lo = tl.load(seq_chunks + i_n)
     c_hi = tl.load(seq_chunks + i_n + 1)
-    # a sequence's chunks are consecutive runs of C tokens, so each chunk's tokens follow from the first
-    # chunk's start and the last one's end, with no table read inside the loop: a per-chunk read would
-    # make the v, w loads indirect, which costs them (and the rest) a pipeline stage
-    some = c_hi > c_lo
-    tok0 = tl.load(chunk_bos + c_lo, mask=some, other=0).to(tl.int64)
-    tok_end = tl.load(chunk_bos + c_hi - 1, mask=some, other=0) + tl.load(
-        chunk_len + c_hi - 1, mask=some, other=0
-    )
     for i_c in range(c_lo, c_hi):
         ch = (i_c * H + i_h).to(tl.int64)
         p_ck = (ch * C + o_c)[:, None] * K + o_k[None, :]
         b_kb = tl.load(kb + p_ck)  # [C, K]
         b_ke = tl.load(ke + p_ck)  # [C, K]
-        bos = tok0 + (i_c - c_lo) * C
-        n = tl.minimum(tok_end - bos, C)
-        p_tok = ((bos + o_c) * H + i_h)[:, None] * V + o_v[None, :]  # rows of v, w, o
-        if UT_FROM_A:
-            b_a = tl.load(A + (ch * C + o_c)[:, None] * C + o_c[None, :]).to(b_kb.dtype)  # [C, C]
-            m_n = (o_c < n)[:, None]
-            b_wv = tl.load(w + p_tok, mask=m_n, other=0.0).to(tl.float32)
-            b_wv *= tl.load(v + p_tok, mask=m_n, other=0.0).to(tl.float32)
-            b_ut = tl.dot(b_a, b_wv.to(b_kb.dtype))  # [C, BV]
-        else:
-            b_ut = tl.load(ut + (ch * C + o_c)[:, None] * V + o_v[None, :]).to(tl.float32)  # [C, BV]
+        b_ut = tl.load(ut + (ch * C + o_c)[:, None] * V + o_v[None, :]).to(tl.float32)  # [C, BV]
         b_eg = tl.load(eg + ch * K + o_k)  # [K]
         if STORE_H:
             tl.store(h + (ch * K + o_k)[:, None] * V + o_v[None, :], b_s.to(h.dtype.element_ty))
@@ -388,7 +379,10 @@ def gdn2_fwd_kernel_state_o(
             b_qg = tl.load(qg + p_ck)  # [C, K]
             b_p = _load_lower_blocks(P, ch, C, BC)  # [C, C]
             b_o = tl.dot(b_qg, b_sl) + tl.dot(b_p.to(b_kb.dtype), b_ul)  # [C, BV]
-            tl.store(o + p_tok, b_o.to(o.dtype.element_ty), mask=(o_c < n)[:, None])
+            bos = tl.load(chunk_bos + i_c).to(tl.int64)
+            n = tl.load(chunk_len + i_c)
+            p_o = o + ((bos + o_c) * H + i_h)[:, None] * V + o_v[None, :]
+            tl.store(p_o, b_o.to(o.dtype.element_ty), mask=(o_c < n)[:, None])
         b_s = b_s * b_eg[:, None] + tl.dot(tl.trans(b_ke), b_ul)
     if STORE_HT:
         tl.store(ht + p_s, b_s)
@@ -445,6 +439,12 @@ def segment_bounds(num_chunks: int, n_seg: int) -> list[int]:
     return cuts
 
 
+@functools.lru_cache(maxsize=64)
+def _device_bounds(cuts: tuple[int, ...], dev: torch.device) -> torch.Tensor:
+    """`cuts` as a device int32 tensor, made once: a host-to-device copy per call would wait for the GPU."""
+    return torch.tensor(cuts, device=dev, dtype=torch.int32)
+
+
 def chunk_gdn2_fwd(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -482,15 +482,11 @@ def chunk_gdn2_fwd(
     dev = q.device
     work_dtype = WORK_DTYPE
     L = None
-    # the forward with output makes Ut in the state pass from A (which it then needs); the backward's
-    # recompute reads Ut itself
-    ut_from_a = UT_IN_STATE_PASS and not save_states
     if scores is None:
         # L and P only feed products whose operands are rounded to work_dtype anyway
         L = torch.empty(NC, H, C, C, device=dev, dtype=work_dtype)
         P = torch.empty(NC, H, C, C, device=dev, dtype=work_dtype)
-        a_dtype = torch.float32 if keep_inverse else (work_dtype if ut_from_a else None)
-        A = None if a_dtype is None else torch.empty(NC, H, C, C, device=dev, dtype=a_dtype)
+        A = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32) if keep_inverse else None
         # 1 / |k|, 1 / |q| per token (ones without L2 norm), for WY and the backward
         rk = torch.empty(NC, H, C, device=dev, dtype=torch.float32)
         rq = torch.empty(NC, H, C, device=dev, dtype=torch.float32)
@@ -499,7 +495,7 @@ def chunk_gdn2_fwd(
     kb = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     qg = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
     ke = torch.empty(NC, H, C, K, device=dev, dtype=work_dtype)
-    ut = None if ut_from_a else torch.empty(NC, H, C, V, device=dev, dtype=work_dtype)
+    ut = torch.empty(NC, H, C, V, device=dev, dtype=work_dtype)
     eg = torch.empty(NC, H, K, device=dev, dtype=torch.float32)
     n_seg = STATE_SEGMENTS if N == 1 and not save_states and NC >= SEGMENT_MIN_CHUNKS * STATE_SEGMENTS else 1
     state_warps = SEGMENT_STATE_WARPS if n_seg > 1 else STATE_WARPS
@@ -519,24 +515,23 @@ def chunk_gdn2_fwd(
         if scores is None:
             # chunk-major launch order: 3.04 ms vs 3.55 with a chunk's sub-chunks adjacent (1 x 102400, H200)
             LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(c1 - c0, C // BC, H)](
-                q, k, g, b, L, P, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
+                q, k, g, b, L, P, rk, rq, qg, table.chunk_bos, table.chunk_len, scale, c0,
                 H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
-                num_warps=SCORES_WARPS,
+                STORE_QG=QG_IN_SCORES, num_warps=SCORES_WARPS,
             )  # fmt: skip
         LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(c1 - c0, H)](
             q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
             H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), PREC=WY_PRECISION,
-            INVERT=scores is None, STORE_A=scores is None and A is not None, STORE_UT=not ut_from_a,
-            num_warps=WY_WARPS,
+            INVERT=scores is None, STORE_A=scores is None and keep_inverse,
+            STORE_QG=scores is not None or not QG_IN_SCORES, num_warps=WY_WARPS,
         )  # fmt: skip
 
     def state(seq_chunks, h0, h_out, n_seqs: int) -> None:
         LAST_COMPILED["state_o"] = launch_pipelined(
             gdn2_fwd_kernel_state_o, (V // BV, H, n_seqs),
-            kb, ut, qg, ke, eg, P, A, v, w, o, h0, h_out, h, table.chunk_bos, table.chunk_len, seq_chunks,
+            kb, ut, qg, ke, eg, P, o, h0, h_out, h, table.chunk_bos, table.chunk_len, seq_chunks,
             H=H, K=K, V=V, C=C, BC=BC, BV=BV, HAS_H0=h0 is not None, STORE_HT=h_out is not None,
-            STORE_H=save_states, STORE_O=not save_states, UT_FROM_A=ut_from_a, num_warps=state_warps,
-            stages=STATE_STAGES,
+            STORE_H=save_states, STORE_O=not save_states, num_warps=state_warps, stages=STATE_STAGES,
         )  # fmt: skip
 
     inter = dict(A=A, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)
@@ -547,7 +542,7 @@ def chunk_gdn2_fwd(
     # one long sequence: the state pass of segment s (a side stream, few programs) runs while scores and WY
     # of segment s + 1 fill the rest of the card
     cuts = segment_bounds(NC, n_seg)
-    bounds = torch.tensor(cuts, device=dev, dtype=torch.int32)
+    bounds = _device_bounds(tuple(cuts), dev)
     main, side = _streams(dev)
     h_prev = initial_state
     for s_i in range(len(cuts) - 1):

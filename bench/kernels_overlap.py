@@ -17,18 +17,17 @@ from kernels.gdn2 import chunk_fwd as cf
 
 # (name, module constants). Measured on one H200 (2026-11-27, 100k): 1 segment 6.31 ms, 2: 6.00, 4: 5.86,
 # 8: 5.87, 16: 6.04 (FLA 7.85); V blocks of 64 in 8 segments 5.46-5.57, shrink 0.7: 5.46
-V12 = {"STATE_SEGMENTS": 4, "SEGMENT_BLOCK_V": 16, "SEGMENT_SHRINK": 1.0, "QG_IN_SCORES": False}
-V13 = {"STATE_SEGMENTS": 8, "SEGMENT_BLOCK_V": 64, "SEGMENT_SHRINK": 0.7, "QG_IN_SCORES": False}
-QG = {"QG_IN_SCORES": True}
+V12 = {"STATE_SEGMENTS": 4, "SEGMENT_BLOCK_V": 16, "SEGMENT_SHRINK": 1.0, "WY_STREAM": False}
+V13 = {"STATE_SEGMENTS": 8, "SEGMENT_BLOCK_V": 64, "SEGMENT_SHRINK": 0.7, "WY_STREAM": False}
+WYS = {"WY_STREAM": True}
 VARIANTS = [
-    ("1 segment", {"STATE_SEGMENTS": 1, "QG_IN_SCORES": False}),
+    ("1 segment", {"STATE_SEGMENTS": 1}),
     ("v12: 4 seg, BV 16", V12),
     ("v13: 8 seg, BV 64, shrink 0.7", V13),
-    # Qg stored by the scores kernel: WY reads no q
-    ("1 segment, Qg in scores", {"STATE_SEGMENTS": 1, **QG}),
-    ("v13, Qg in scores", {**V13, **QG}),
-    ("v13 shrink 0.6, Qg in scores", {**V13, **QG, "SEGMENT_SHRINK": 0.6}),
-    ("10 seg shrink 0.75, Qg in scores", {**V13, **QG, "STATE_SEGMENTS": 10, "SEGMENT_SHRINK": 0.75}),
+    # WY on its own stream: the next segment's scores fill the tail of each WY launch
+    ("v13 + WY stream", {**V13, **WYS}),
+    ("v13 + WY stream, shrink 0.6", {**V13, **WYS, "SEGMENT_SHRINK": 0.6}),
+    ("v13 + WY stream, 12 seg, shrink 0.8", {**V13, **WYS, "STATE_SEGMENTS": 12, "SEGMENT_SHRINK": 0.8}),
 ]
 SIZES = [(1, 65536), (1, 102400), (8, 4096), (2, 16384)]
 

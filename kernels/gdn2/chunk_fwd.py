@@ -51,8 +51,6 @@ WY_BK = 128
 # 3.10 ms at 1 x 102400 (H200) vs 3.43 at 4 and 6.23 at 8 (the earlier [64, K]-tile row layout: 3.88);
 # with the diagonal inversion added (v9): 2.95 at 2 warps vs 5.35 at 4
 SCORES_WARPS = 2
-# the scores kernel stores Qg (it holds q and, after its walk back, the anchor's gamma), so WY reads no q
-QG_IN_SCORES = True
 # v10 at 1 x 102400: 1.83 ms vs 2.86 at 8 warps and 5.04 at 2 (H200)
 STATE_WARPS = 4
 # software-pipelining depth of the state pass: the next chunk's operands load while this one computes;
@@ -74,6 +72,8 @@ SEGMENT_MIN_CHUNKS = 64
 SEGMENT_BLOCK_V = 64
 SEGMENT_STATE_WARPS = 4
 SEGMENT_SHRINK = 0.7
+# WY of each segment on its own stream, so the next segment's scores fill the tail of each WY launch
+WY_STREAM = True
 # the last launched kernels, for register / spill reports (bench/kernels_probe.py)
 LAST_COMPILED: dict = {}
 
@@ -149,9 +149,9 @@ def _load_tile(ptr, rows, n_valid, H: tl.constexpr, D: tl.constexpr, i_h, col0, 
 
 @triton.jit
 def gdn2_fwd_kernel_scores(
-    q, k, g, b, L, P, rk, rq, qg, chunk_bos, chunk_len, scale, c0,
+    q, k, g, b, L, P, rk, rq, chunk_bos, chunk_len, scale, c0,
     H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr, STORE_QG: tl.constexpr,
+    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """Rows of L and P for one sub-chunk of 16 rows, anchored at its first row r: e^{gam_i - r} <= 1 for
     its rows, e^{r - gam_j} <= 1 for earlier rows and <= e^{span} inside it. A sub-chunk that decays by
@@ -214,13 +214,6 @@ def gdn2_fwd_kernel_scores(
         if j < i_s:
             b_back = _earlier_block(k, g, L, P, b_xe, b_qe, b_back, rows, j, ch, n, i_h, scale,
                                     H, K, C, BC, L2NORM, PREC)  # fmt: skip
-    if STORE_QG:
-        # b_back is now gamma of the anchor row (from the chunk's start), so gamma_i = b_rel + b_back; WY
-        # then need not read q
-        o_k = tl.arange(0, K)
-        b_qg = b_qs * tl.exp(tl.minimum(b_rel + b_back[None, :], 0.0)) * scale
-        p_qg = (ch * C + rows)[:, None] * K + o_k[None, :]
-        tl.store(qg + p_qg, b_qg.to(qg.dtype.element_ty))
 
 
 @triton.jit
@@ -285,10 +278,9 @@ def _wy_inverse(L, A, ch, C: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr,
 def _wy_key_block(
     q, k, g, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, col0,
     H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
-    STORE_QG: tl.constexpr,
 ):  # fmt: skip
-    """Columns [col0, col0 + BK) of Kb = A (B K e^Gamma), Qg (with STORE_QG), Ke and e^{gamma_C}; q, k, g,
-    b point at the chunk."""
+    """Columns [col0, col0 + BK) of Kb = A (B K e^Gamma), Qg, Ke and e^{gamma_C}; q, k, g, b point at the
+    chunk."""
     o_c = tl.arange(0, C)
     o_k = col0 + tl.arange(0, BK)
     b_g = _load_tile(g, o_c, n, H, K, i_h, col0, BK)  # [C, BK], 0 on padding rows
@@ -301,9 +293,8 @@ def _wy_key_block(
     b_e = tl.exp(b_gam)
     b_x = _load_tile(b, o_c, n, H, K, i_h, col0, BK) * b_kn * b_e
     tl.store(kb + p_ck, _dot(b_A, b_x, PREC).to(kb.dtype.element_ty))
-    if STORE_QG:
-        b_qg = _load_tile(q, o_c, n, H, K, i_h, col0, BK) * b_rq[:, None] * b_e
-        tl.store(qg + p_ck, b_qg.to(qg.dtype.element_ty))
+    b_qg = _load_tile(q, o_c, n, H, K, i_h, col0, BK) * b_rq[:, None] * b_e
+    tl.store(qg + p_ck, b_qg.to(qg.dtype.element_ty))
 
 
 @triton.jit
@@ -323,7 +314,7 @@ def _wy_value_block(
 def gdn2_fwd_kernel_wy(
     q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, chunk_bos, chunk_len, scale, c0,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    BK: tl.constexpr, PREC: tl.constexpr, INVERT: tl.constexpr, STORE_A: tl.constexpr, STORE_QG: tl.constexpr,
+    BK: tl.constexpr, PREC: tl.constexpr, INVERT: tl.constexpr, STORE_A: tl.constexpr,
 ):  # fmt: skip
     """A = (I + L)^{-1} (stored with STORE_A; with INVERT off, read from A instead), Kb = A (B K e^Gamma),
     Ut = A (W V), Qg, Ke, e^{gamma_C}. The inverse norms rk, rq come from the scores kernel."""
@@ -341,8 +332,7 @@ def gdn2_fwd_kernel_wy(
     b_rk = tl.load(rk + ch * C + o_c)  # [C]
     b_rq = tl.load(rq + ch * C + o_c) * scale
     for kb_ in tl.static_range(K // BK):
-        _wy_key_block(q, k, g, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, kb_ * BK, H, K, C, BK, PREC,
-                      STORE_QG)  # fmt: skip
+        _wy_key_block(q, k, g, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, kb_ * BK, H, K, C, BK, PREC)
     for vb in tl.static_range(V // BK):
         _wy_value_block(v, w, b_A, ut, ch, n, i_h, vb * BK, H, V, C, BK, PREC)
 
@@ -389,7 +379,7 @@ def gdn2_fwd_kernel_state_o(
 
 
 class _SameStream:
-    """Stand-in for a pair of CUDA streams off the GPU (the Triton interpreter): everything runs in order."""
+    """Stand-in for CUDA streams off the GPU (the Triton interpreter): everything runs in order."""
 
     def wait_stream(self, other) -> None:
         pass
@@ -399,12 +389,14 @@ _SIDE_STREAMS: dict = {}
 
 
 def _streams(dev: torch.device):
-    """(the caller's stream, a high-priority side stream) on CUDA, for the overlapped state pass."""
+    """(the caller's stream, the state pass's, WY's) on CUDA, for the overlapped state pass. Priorities:
+    state pass first, then WY (whose output the state pass waits for), then scores on the caller's stream,
+    which fills what the other two leave."""
     if dev.type != "cuda":
-        return _SameStream(), _SameStream()
+        return _SameStream(), _SameStream(), _SameStream()
     if dev not in _SIDE_STREAMS:
-        _SIDE_STREAMS[dev] = torch.cuda.Stream(dev, priority=-1)
-    return torch.cuda.current_stream(dev), _SIDE_STREAMS[dev]
+        _SIDE_STREAMS[dev] = torch.cuda.Stream(dev, priority=-2), torch.cuda.Stream(dev, priority=-1)
+    return torch.cuda.current_stream(dev), *_SIDE_STREAMS[dev]
 
 
 def _on(stream):
@@ -510,20 +502,20 @@ def chunk_gdn2_fwd(
     ht = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
     h = torch.empty(NC, H, K, V, device=dev, dtype=torch.float32) if save_states else None
 
-    def intra(c0: int, c1: int) -> None:
-        """Scores and WY of chunks [c0, c1)."""
+    def scores_of(c0: int, c1: int) -> None:
         if scores is None:
             # chunk-major launch order: 3.04 ms vs 3.55 with a chunk's sub-chunks adjacent (1 x 102400, H200)
             LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(c1 - c0, C // BC, H)](
-                q, k, g, b, L, P, rk, rq, qg, table.chunk_bos, table.chunk_len, scale, c0,
+                q, k, g, b, L, P, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
                 H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
-                STORE_QG=QG_IN_SCORES, num_warps=SCORES_WARPS,
+                num_warps=SCORES_WARPS,
             )  # fmt: skip
+
+    def wy_of(c0: int, c1: int) -> None:
         LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(c1 - c0, H)](
             q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
             H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), PREC=WY_PRECISION,
-            INVERT=scores is None, STORE_A=scores is None and keep_inverse,
-            STORE_QG=scores is not None or not QG_IN_SCORES, num_warps=WY_WARPS,
+            INVERT=scores is None, STORE_A=scores is None and keep_inverse, num_warps=WY_WARPS,
         )  # fmt: skip
 
     def state(seq_chunks, h0, h_out, n_seqs: int) -> None:
@@ -536,18 +528,24 @@ def chunk_gdn2_fwd(
 
     inter = dict(A=A, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)
     if n_seg == 1:
-        intra(0, NC)
+        scores_of(0, NC)
+        wy_of(0, NC)
         state(table.seq_chunks, initial_state, ht, N)
         return o, ht, inter
     # one long sequence: the state pass of segment s (a side stream, few programs) runs while scores and WY
     # of segment s + 1 fill the rest of the card
     cuts = segment_bounds(NC, n_seg)
     bounds = _device_bounds(tuple(cuts), dev)
-    main, side = _streams(dev)
+    main, side, wy_stream = _streams(dev)
+    if not WY_STREAM:
+        wy_stream = main
     h_prev = initial_state
     for s_i in range(len(cuts) - 1):
-        intra(cuts[s_i], cuts[s_i + 1])
-        side.wait_stream(main)
+        scores_of(cuts[s_i], cuts[s_i + 1])
+        wy_stream.wait_stream(main)
+        with _on(wy_stream):
+            wy_of(cuts[s_i], cuts[s_i + 1])
+        side.wait_stream(wy_stream)
         with _on(side):
             last = s_i == len(cuts) - 2
             h_next = ht if last else torch.empty(1, H, K, V, device=dev, dtype=torch.float32)

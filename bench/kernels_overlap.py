@@ -9,6 +9,7 @@ against the first variant's.
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 from kernels_bench import bench_ms, fla_fwd, make_inputs, ours_fwd, retune_fla
@@ -20,14 +21,21 @@ from kernels.gdn2 import chunk_fwd as cf
 V12 = {"STATE_SEGMENTS": 4, "SEGMENT_BLOCK_V": 16, "SEGMENT_SHRINK": 1.0, "WY_STREAM": False}
 V13 = {"STATE_SEGMENTS": 8, "SEGMENT_BLOCK_V": 64, "SEGMENT_SHRINK": 0.7, "WY_STREAM": False}
 WYS = {"WY_STREAM": True}
+OLD = {"STATE_TRANSPOSED": False, "STATE_OUTPUT_LAST": False}
+TR = {"STATE_TRANSPOSED": True}
 VARIANTS = [
-    ("1 segment", {"STATE_SEGMENTS": 1}),
-    ("v12: 4 seg, BV 16", V12),
-    ("v13: 8 seg, BV 64, shrink 0.7", V13),
-    # WY on its own stream: the next segment's scores fill the tail of each WY launch
-    ("v13 + WY stream", {**V13, **WYS}),
-    ("v13 + WY stream, shrink 0.6", {**V13, **WYS, "SEGMENT_SHRINK": 0.6}),
-    ("v13 + WY stream, 12 seg, shrink 0.8", {**V13, **WYS, "STATE_SEGMENTS": 12, "SEGMENT_SHRINK": 0.8}),
+    ("1 segment", {"STATE_SEGMENTS": 1, **OLD}),
+    ("v12: 4 seg, BV 16", {**V12, **OLD}),
+    ("v13: 8 seg, BV 64, shrink 0.7", {**V13, **OLD}),
+    # the state update first in each step, the output's products after it
+    ("v13, output last", {**V13, **OLD, "STATE_OUTPUT_LAST": True}),
+    # the state pass on S^T: products take S^T and U^T from registers (and 174 KB of shared memory at BV 64
+    # instead of 213, so intra programs fit beside it)
+    ("1 segment, S^T", {"STATE_SEGMENTS": 1, **TR}),
+    ("v13, S^T", {**V13, **TR}),
+    ("v13 + WY stream, S^T", {**V13, **WYS, **TR}),
+    ("v13, S^T, 2 stages", {**V13, **TR, "STATE_STAGES": 2}),
+    ("v13, S^T, BV 32", {**V13, **TR, "SEGMENT_BLOCK_V": 32}),
 ]
 SIZES = [(1, 65536), (1, 102400), (8, 4096), (2, 16384)]
 
@@ -44,10 +52,13 @@ def with_constants(consts: dict, fn):
 
 
 def main() -> None:
+    sizes = SIZES
+    if len(sys.argv) > 1:  # e.g. 1x65536,1x102400
+        sizes = [tuple(int(x) for x in bt.split("x")) for bt in sys.argv[1].split(",")]
     print(torch.cuda.get_device_name())
     os.environ["FLA_CACHE_RESULTS"] = "0"  # FLA tunes for each length (see kernels_bench.retune_fla)
     rows = []
-    for B, T in SIZES:
+    for B, T in sizes:
         retune_fla()
         xs = make_inputs(B, T)
         with torch.no_grad():

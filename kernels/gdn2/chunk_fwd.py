@@ -56,6 +56,10 @@ STATE_WARPS = 4
 # software-pipelining depth of the state pass: the next chunk's operands load while this one computes;
 # 3 stages measured 1.85 ms vs 2 stages 2.84 ms at 1 x 102400 (H200); 4 do not fit in shared memory
 STATE_STAGES = 3
+# the state update before the output's products in each step (it alone feeds the next step)
+STATE_OUTPUT_LAST = True
+# the forward's state pass on the transposed state (gdn2_fwd_kernel_state_o_t)
+STATE_TRANSPOSED = True
 # storage of the per-chunk operands of the state pass (and of the state fed to its products): bf16
 # halves its traffic; the CPU interpreter tests set float32 (the interpreter has no bfloat16)
 WORK_DTYPE = torch.bfloat16
@@ -342,6 +346,7 @@ def gdn2_fwd_kernel_state_o(
     kb, ut, qg, ke, eg, P, o, h0, ht, h, chunk_bos, chunk_len, seq_chunks,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, BV: tl.constexpr,
     HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, STORE_H: tl.constexpr, STORE_O: tl.constexpr,
+    OUTPUT_LAST: tl.constexpr,
 ):  # fmt: skip
     i_v, i_h, i_n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     o_k = tl.arange(0, K)
@@ -365,6 +370,9 @@ def gdn2_fwd_kernel_state_o(
         b_sl = b_s.to(b_kb.dtype)
         b_u = b_ut - tl.dot(b_kb, b_sl)  # [C, BV]
         b_ul = b_u.to(b_kb.dtype)
+        b_s_prev = b_s
+        if OUTPUT_LAST:
+            b_s = b_s * b_eg[:, None] + tl.dot(tl.trans(b_ke), b_ul)
         if STORE_O:
             b_qg = tl.load(qg + p_ck)  # [C, K]
             b_p = _load_lower_blocks(P, ch, C, BC)  # [C, C]
@@ -373,9 +381,50 @@ def gdn2_fwd_kernel_state_o(
             n = tl.load(chunk_len + i_c)
             p_o = o + ((bos + o_c) * H + i_h)[:, None] * V + o_v[None, :]
             tl.store(p_o, b_o.to(o.dtype.element_ty), mask=(o_c < n)[:, None])
-        b_s = b_s * b_eg[:, None] + tl.dot(tl.trans(b_ke), b_ul)
+        if not OUTPUT_LAST:
+            b_s = b_s_prev * b_eg[:, None] + tl.dot(tl.trans(b_ke), b_ul)
     if STORE_HT:
         tl.store(ht + p_s, b_s)
+
+
+@triton.jit
+def gdn2_fwd_kernel_state_o_t(
+    kb, ut, qg, ke, eg, P, o, h0, ht, chunk_bos, chunk_len, seq_chunks,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, BV: tl.constexpr,
+    HAS_H0: tl.constexpr, STORE_HT: tl.constexpr,
+):  # fmt: skip
+    """The forward's state pass on the transposed state S^T [BV, K]: every product has S^T or U^T as its
+    first operand, which the tensor cores take from registers, so neither goes through shared memory."""
+    i_v, i_h, i_n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    o_k = tl.arange(0, K)
+    o_c = tl.arange(0, C)
+    o_v = i_v * BV + tl.arange(0, BV)
+    p_st = ((i_n * H + i_h) * K + o_k).to(tl.int64)[None, :] * V + o_v[:, None]  # [BV, K] view of [K, V]
+    b_st = tl.zeros([BV, K], dtype=tl.float32)
+    if HAS_H0:
+        b_st += tl.load(h0 + p_st).to(tl.float32)
+    c_lo = tl.load(seq_chunks + i_n)
+    c_hi = tl.load(seq_chunks + i_n + 1)
+    for i_c in range(c_lo, c_hi):
+        ch = (i_c * H + i_h).to(tl.int64)
+        p_ck = (ch * C + o_c)[:, None] * K + o_k[None, :]
+        b_kb = tl.load(kb + p_ck)  # [C, K]
+        b_ke = tl.load(ke + p_ck)  # [C, K]
+        b_qg = tl.load(qg + p_ck)  # [C, K]
+        b_utt = tl.load(ut + (ch * C + o_c)[None, :] * V + o_v[:, None]).to(tl.float32)  # [BV, C]
+        b_eg = tl.load(eg + ch * K + o_k)  # [K]
+        b_p = _load_lower_blocks(P, ch, C, BC)  # [C, C]
+        b_stl = b_st.to(b_kb.dtype)
+        b_ut = b_utt - tl.dot(b_stl, tl.trans(b_kb))  # U^T [BV, C]
+        b_utl = b_ut.to(b_kb.dtype)
+        b_st = b_st * b_eg[None, :] + tl.dot(b_utl, b_ke)
+        b_ot = tl.dot(b_stl, tl.trans(b_qg)) + tl.dot(b_utl, tl.trans(b_p.to(b_kb.dtype)))  # O^T [BV, C]
+        bos = tl.load(chunk_bos + i_c).to(tl.int64)
+        n = tl.load(chunk_len + i_c)
+        p_o = o + ((bos + o_c) * H + i_h)[None, :] * V + o_v[:, None]
+        tl.store(p_o, b_ot.to(o.dtype.element_ty), mask=(o_c < n)[None, :])
+    if STORE_HT:
+        tl.store(ht + p_st, b_st)
 
 
 class _SameStream:
@@ -519,11 +568,20 @@ def chunk_gdn2_fwd(
         )  # fmt: skip
 
     def state(seq_chunks, h0, h_out, n_seqs: int) -> None:
+        if STATE_TRANSPOSED and not save_states:
+            LAST_COMPILED["state_o"] = launch_pipelined(
+                gdn2_fwd_kernel_state_o_t, (V // BV, H, n_seqs),
+                kb, ut, qg, ke, eg, P, o, h0, h_out, table.chunk_bos, table.chunk_len, seq_chunks,
+                H=H, K=K, V=V, C=C, BC=BC, BV=BV, HAS_H0=h0 is not None, STORE_HT=h_out is not None,
+                num_warps=state_warps, stages=STATE_STAGES,
+            )  # fmt: skip
+            return
         LAST_COMPILED["state_o"] = launch_pipelined(
             gdn2_fwd_kernel_state_o, (V // BV, H, n_seqs),
             kb, ut, qg, ke, eg, P, o, h0, h_out, h, table.chunk_bos, table.chunk_len, seq_chunks,
             H=H, K=K, V=V, C=C, BC=BC, BV=BV, HAS_H0=h0 is not None, STORE_HT=h_out is not None,
-            STORE_H=save_states, STORE_O=not save_states, num_warps=state_warps, stages=STATE_STAGES,
+            STORE_H=save_states, STORE_O=not save_states, OUTPUT_LAST=STATE_OUTPUT_LAST,
+            num_warps=state_warps, stages=STATE_STAGES,
         )  # fmt: skip
 
     inter = dict(A=A, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)

@@ -1,9 +1,9 @@
 """Forward wall time at 1 x 65536, 1 x 102400 (and the batches) of state-pass variants (module constants
 of kernels.gdn2.chunk_fwd: STATE_SEGMENTS, STATE_STAGES, SEGMENT_BLOCK_V, SEGMENT_STATE_WARPS,
-SEGMENT_SHRINK, UT_IN_STATE_PASS), FLA (tuned for each size) in the same run, and each variant's output
-against the first variant's.
+SEGMENT_SHRINK), FLA (tuned for each size) in the same run, and each variant's output against the first
+variant's.
 
-    PYTHONPATH=<fla wheels>:. python3 bench/kernels_overlap.py
+    cd bench && PYTHONPATH=<fla wheels>:.. python3 kernels_overlap.py [1x65536,1x102400]
 """
 
 from __future__ import annotations
@@ -16,26 +16,23 @@ from kernels_bench import bench_ms, fla_fwd, make_inputs, ours_fwd, retune_fla
 
 from kernels.gdn2 import chunk_fwd as cf
 
-# (name, module constants). Measured on one H200 (2026-11-27, 100k): 1 segment 6.31 ms, 2: 6.00, 4: 5.86,
-# 8: 5.87, 16: 6.04 (FLA 7.85); V blocks of 64 in 8 segments 5.46-5.57, shrink 0.7: 5.46
-V12 = {"STATE_SEGMENTS": 4, "SEGMENT_BLOCK_V": 16, "SEGMENT_SHRINK": 1.0, "WY_STREAM": False}
-V13 = {"STATE_SEGMENTS": 8, "SEGMENT_BLOCK_V": 64, "SEGMENT_SHRINK": 0.7, "WY_STREAM": False}
-WYS = {"WY_STREAM": True}
-OLD = {"STATE_TRANSPOSED": False, "STATE_OUTPUT_LAST": False}
-TR = {"STATE_TRANSPOSED": True}
+# (name, module constants). Measured on one H200 (2026-11-27), 1 x 102400, FLA 7.87 ms: one segment 6.30,
+# v12 (4 segments, V blocks of 16) 5.84-6.05, v13 (8, V blocks of 64, shrink 0.7) 5.25-5.48. Tried and
+# dropped (raw: bench/results/raw/kernels_overlap_v13_h200.log): V blocks of 128 (7.9), 2 stages (5.8-6.3),
+# 8 warps (6.0), Ut made in the state pass (6.24 vs 6.28 in one segment, slower overlapped), Qg stored by
+# the scores kernel (6.41 vs 6.30), WY on a third stream (5.25 vs 5.27), the state update before the output
+# products (5.38 vs 5.27), the state pass on S^T with register operands (6.50)
+V12 = {"STATE_SEGMENTS": 4, "SEGMENT_BLOCK_V": 16, "SEGMENT_SHRINK": 1.0}
+V13 = {"STATE_SEGMENTS": 8, "SEGMENT_BLOCK_V": 64, "SEGMENT_SHRINK": 0.7}
 VARIANTS = [
-    ("1 segment", {"STATE_SEGMENTS": 1, **OLD}),
-    ("v12: 4 seg, BV 16", {**V12, **OLD}),
-    ("v13: 8 seg, BV 64, shrink 0.7", {**V13, **OLD}),
-    # the state update first in each step, the output's products after it
-    ("v13, output last", {**V13, **OLD, "STATE_OUTPUT_LAST": True}),
-    # the state pass on S^T: products take S^T and U^T from registers (and 174 KB of shared memory at BV 64
-    # instead of 213, so intra programs fit beside it)
-    ("1 segment, S^T", {"STATE_SEGMENTS": 1, **TR}),
-    ("v13, S^T", {**V13, **TR}),
-    ("v13 + WY stream, S^T", {**V13, **WYS, **TR}),
-    ("v13, S^T, 2 stages", {**V13, **TR, "STATE_STAGES": 2}),
-    ("v13, S^T, BV 32", {**V13, **TR, "SEGMENT_BLOCK_V": 32}),
+    ("1 segment", {"STATE_SEGMENTS": 1}),
+    ("v12: 4 seg, BV 16", V12),
+    ("8 seg, BV 16", {**V12, "STATE_SEGMENTS": 8}),
+    ("8 seg, BV 32, shrink 0.7", {**V13, "SEGMENT_BLOCK_V": 32}),
+    ("8 seg, BV 64", {**V13, "SEGMENT_SHRINK": 1.0}),
+    ("v13: 8 seg, BV 64, shrink 0.7", V13),
+    ("6 seg, BV 64, shrink 0.7", {**V13, "STATE_SEGMENTS": 6}),
+    ("12 seg, BV 64, shrink 0.8", {**V13, "STATE_SEGMENTS": 12, "SEGMENT_SHRINK": 0.8}),
 ]
 SIZES = [(1, 65536), (1, 102400), (8, 4096), (2, 16384)]
 

@@ -56,10 +56,6 @@ STATE_WARPS = 4
 # software-pipelining depth of the state pass: the next chunk's operands load while this one computes;
 # 3 stages measured 1.85 ms vs 2 stages 2.84 ms at 1 x 102400 (H200); 4 do not fit in shared memory
 STATE_STAGES = 3
-# the state update before the output's products in each step (it alone feeds the next step)
-STATE_OUTPUT_LAST = True
-# the forward's state pass on the transposed state (gdn2_fwd_kernel_state_o_t)
-STATE_TRANSPOSED = True
 # storage of the per-chunk operands of the state pass (and of the state fed to its products): bf16
 # halves its traffic; the CPU interpreter tests set float32 (the interpreter has no bfloat16)
 WORK_DTYPE = torch.bfloat16
@@ -76,8 +72,6 @@ SEGMENT_MIN_CHUNKS = 64
 SEGMENT_BLOCK_V = 64
 SEGMENT_STATE_WARPS = 4
 SEGMENT_SHRINK = 0.7
-# WY of each segment on its own stream, so the next segment's scores fill the tail of each WY launch
-WY_STREAM = True
 # the last launched kernels, for register / spill reports (bench/kernels_probe.py)
 LAST_COMPILED: dict = {}
 
@@ -346,7 +340,6 @@ def gdn2_fwd_kernel_state_o(
     kb, ut, qg, ke, eg, P, o, h0, ht, h, chunk_bos, chunk_len, seq_chunks,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, BV: tl.constexpr,
     HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, STORE_H: tl.constexpr, STORE_O: tl.constexpr,
-    OUTPUT_LAST: tl.constexpr,
 ):  # fmt: skip
     i_v, i_h, i_n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     o_k = tl.arange(0, K)
@@ -370,9 +363,6 @@ def gdn2_fwd_kernel_state_o(
         b_sl = b_s.to(b_kb.dtype)
         b_u = b_ut - tl.dot(b_kb, b_sl)  # [C, BV]
         b_ul = b_u.to(b_kb.dtype)
-        b_s_prev = b_s
-        if OUTPUT_LAST:
-            b_s = b_s * b_eg[:, None] + tl.dot(tl.trans(b_ke), b_ul)
         if STORE_O:
             b_qg = tl.load(qg + p_ck)  # [C, K]
             b_p = _load_lower_blocks(P, ch, C, BC)  # [C, C]
@@ -381,54 +371,13 @@ def gdn2_fwd_kernel_state_o(
             n = tl.load(chunk_len + i_c)
             p_o = o + ((bos + o_c) * H + i_h)[:, None] * V + o_v[None, :]
             tl.store(p_o, b_o.to(o.dtype.element_ty), mask=(o_c < n)[:, None])
-        if not OUTPUT_LAST:
-            b_s = b_s_prev * b_eg[:, None] + tl.dot(tl.trans(b_ke), b_ul)
+        b_s = b_s * b_eg[:, None] + tl.dot(tl.trans(b_ke), b_ul)
     if STORE_HT:
         tl.store(ht + p_s, b_s)
 
 
-@triton.jit
-def gdn2_fwd_kernel_state_o_t(
-    kb, ut, qg, ke, eg, P, o, h0, ht, chunk_bos, chunk_len, seq_chunks,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, BV: tl.constexpr,
-    HAS_H0: tl.constexpr, STORE_HT: tl.constexpr,
-):  # fmt: skip
-    """The forward's state pass on the transposed state S^T [BV, K]: every product has S^T or U^T as its
-    first operand, which the tensor cores take from registers, so neither goes through shared memory."""
-    i_v, i_h, i_n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    o_k = tl.arange(0, K)
-    o_c = tl.arange(0, C)
-    o_v = i_v * BV + tl.arange(0, BV)
-    p_st = ((i_n * H + i_h) * K + o_k).to(tl.int64)[None, :] * V + o_v[:, None]  # [BV, K] view of [K, V]
-    b_st = tl.zeros([BV, K], dtype=tl.float32)
-    if HAS_H0:
-        b_st += tl.load(h0 + p_st).to(tl.float32)
-    c_lo = tl.load(seq_chunks + i_n)
-    c_hi = tl.load(seq_chunks + i_n + 1)
-    for i_c in range(c_lo, c_hi):
-        ch = (i_c * H + i_h).to(tl.int64)
-        p_ck = (ch * C + o_c)[:, None] * K + o_k[None, :]
-        b_kb = tl.load(kb + p_ck)  # [C, K]
-        b_ke = tl.load(ke + p_ck)  # [C, K]
-        b_qg = tl.load(qg + p_ck)  # [C, K]
-        b_utt = tl.load(ut + (ch * C + o_c)[None, :] * V + o_v[:, None]).to(tl.float32)  # [BV, C]
-        b_eg = tl.load(eg + ch * K + o_k)  # [K]
-        b_p = _load_lower_blocks(P, ch, C, BC)  # [C, C]
-        b_stl = b_st.to(b_kb.dtype)
-        b_ut = b_utt - tl.dot(b_stl, tl.trans(b_kb))  # U^T [BV, C]
-        b_utl = b_ut.to(b_kb.dtype)
-        b_st = b_st * b_eg[None, :] + tl.dot(b_utl, b_ke)
-        b_ot = tl.dot(b_stl, tl.trans(b_qg)) + tl.dot(b_utl, tl.trans(b_p.to(b_kb.dtype)))  # O^T [BV, C]
-        bos = tl.load(chunk_bos + i_c).to(tl.int64)
-        n = tl.load(chunk_len + i_c)
-        p_o = o + ((bos + o_c) * H + i_h)[None, :] * V + o_v[:, None]
-        tl.store(p_o, b_ot.to(o.dtype.element_ty), mask=(o_c < n)[None, :])
-    if STORE_HT:
-        tl.store(ht + p_st, b_st)
-
-
 class _SameStream:
-    """Stand-in for CUDA streams off the GPU (the Triton interpreter): everything runs in order."""
+    """Stand-in for a pair of CUDA streams off the GPU (the Triton interpreter): everything runs in order."""
 
     def wait_stream(self, other) -> None:
         pass
@@ -438,14 +387,12 @@ _SIDE_STREAMS: dict = {}
 
 
 def _streams(dev: torch.device):
-    """(the caller's stream, the state pass's, WY's) on CUDA, for the overlapped state pass. Priorities:
-    state pass first, then WY (whose output the state pass waits for), then scores on the caller's stream,
-    which fills what the other two leave."""
+    """(the caller's stream, a high-priority side stream) on CUDA, for the overlapped state pass."""
     if dev.type != "cuda":
-        return _SameStream(), _SameStream(), _SameStream()
+        return _SameStream(), _SameStream()
     if dev not in _SIDE_STREAMS:
-        _SIDE_STREAMS[dev] = torch.cuda.Stream(dev, priority=-2), torch.cuda.Stream(dev, priority=-1)
-    return torch.cuda.current_stream(dev), *_SIDE_STREAMS[dev]
+        _SIDE_STREAMS[dev] = torch.cuda.Stream(dev, priority=-1)
+    return torch.cuda.current_stream(dev), _SIDE_STREAMS[dev]
 
 
 def _on(stream):
@@ -551,7 +498,8 @@ def chunk_gdn2_fwd(
     ht = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
     h = torch.empty(NC, H, K, V, device=dev, dtype=torch.float32) if save_states else None
 
-    def scores_of(c0: int, c1: int) -> None:
+    def intra(c0: int, c1: int) -> None:
+        """Scores and WY of chunks [c0, c1)."""
         if scores is None:
             # chunk-major launch order: 3.04 ms vs 3.55 with a chunk's sub-chunks adjacent (1 x 102400, H200)
             LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(c1 - c0, C // BC, H)](
@@ -559,8 +507,6 @@ def chunk_gdn2_fwd(
                 H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
                 num_warps=SCORES_WARPS,
             )  # fmt: skip
-
-    def wy_of(c0: int, c1: int) -> None:
         LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(c1 - c0, H)](
             q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
             H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), PREC=WY_PRECISION,
@@ -568,42 +514,27 @@ def chunk_gdn2_fwd(
         )  # fmt: skip
 
     def state(seq_chunks, h0, h_out, n_seqs: int) -> None:
-        if STATE_TRANSPOSED and not save_states:
-            LAST_COMPILED["state_o"] = launch_pipelined(
-                gdn2_fwd_kernel_state_o_t, (V // BV, H, n_seqs),
-                kb, ut, qg, ke, eg, P, o, h0, h_out, table.chunk_bos, table.chunk_len, seq_chunks,
-                H=H, K=K, V=V, C=C, BC=BC, BV=BV, HAS_H0=h0 is not None, STORE_HT=h_out is not None,
-                num_warps=state_warps, stages=STATE_STAGES,
-            )  # fmt: skip
-            return
         LAST_COMPILED["state_o"] = launch_pipelined(
             gdn2_fwd_kernel_state_o, (V // BV, H, n_seqs),
             kb, ut, qg, ke, eg, P, o, h0, h_out, h, table.chunk_bos, table.chunk_len, seq_chunks,
             H=H, K=K, V=V, C=C, BC=BC, BV=BV, HAS_H0=h0 is not None, STORE_HT=h_out is not None,
-            STORE_H=save_states, STORE_O=not save_states, OUTPUT_LAST=STATE_OUTPUT_LAST,
-            num_warps=state_warps, stages=STATE_STAGES,
+            STORE_H=save_states, STORE_O=not save_states, num_warps=state_warps, stages=STATE_STAGES,
         )  # fmt: skip
 
     inter = dict(A=A, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)
     if n_seg == 1:
-        scores_of(0, NC)
-        wy_of(0, NC)
+        intra(0, NC)
         state(table.seq_chunks, initial_state, ht, N)
         return o, ht, inter
     # one long sequence: the state pass of segment s (a side stream, few programs) runs while scores and WY
     # of segment s + 1 fill the rest of the card
     cuts = segment_bounds(NC, n_seg)
     bounds = _device_bounds(tuple(cuts), dev)
-    main, side, wy_stream = _streams(dev)
-    if not WY_STREAM:
-        wy_stream = main
+    main, side = _streams(dev)
     h_prev = initial_state
     for s_i in range(len(cuts) - 1):
-        scores_of(cuts[s_i], cuts[s_i + 1])
-        wy_stream.wait_stream(main)
-        with _on(wy_stream):
-            wy_of(cuts[s_i], cuts[s_i + 1])
-        side.wait_stream(wy_stream)
+        intra(cuts[s_i], cuts[s_i + 1])
+        side.wait_stream(main)
         with _on(side):
             last = s_i == len(cuts) - 2
             h_next = ht if last else torch.empty(1, H, K, V, device=dev, dtype=torch.float32)

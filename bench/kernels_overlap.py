@@ -21,18 +21,19 @@ from kernels.gdn2 import chunk_fwd as cf
 # dropped (raw: bench/results/raw/kernels_overlap_v13_h200.log): V blocks of 128 (7.9), 2 stages (5.8-6.3),
 # 8 warps (6.0), Ut made in the state pass (6.24 vs 6.28 in one segment, slower overlapped), Qg stored by
 # the scores kernel (6.41 vs 6.30), WY on a third stream (5.25 vs 5.27), the state update before the output
-# products (5.38 vs 5.27), the state pass on S^T with register operands (6.50)
+# products (5.38 vs 5.27), the state pass on S^T with register operands (6.50), the scores of a chunk in one
+# program reading each sub-chunk once (7.06 vs 6.30 in one segment; 6.53 overlapped)
 V12 = {"STATE_SEGMENTS": 4, "SEGMENT_BLOCK_V": 16, "SEGMENT_SHRINK": 1.0}
 V13 = {"STATE_SEGMENTS": 8, "SEGMENT_BLOCK_V": 64, "SEGMENT_SHRINK": 0.7}
-OLD = {"SCORES_PER_CHUNK": False}
 VARIANTS = [
-    ("1 segment", {"STATE_SEGMENTS": 1, **OLD}),
-    ("v13: 8 seg, BV 64, shrink 0.7", {**V13, **OLD}),
-    # the scores of a chunk in one program: each sub-chunk's rows read and decayed once
-    ("1 segment, scores per chunk", {"STATE_SEGMENTS": 1, "SCORES_PER_CHUNK": True}),
-    ("v13, scores per chunk (4 warps)", {**V13, "SCORES_PER_CHUNK": True}),
-    ("v13, scores per chunk, 2 warps", {**V13, "SCORES_PER_CHUNK": True, "SCORES_CHUNK_WARPS": 2}),
-    ("v13, scores per chunk, 8 warps", {**V13, "SCORES_PER_CHUNK": True, "SCORES_CHUNK_WARPS": 8}),
+    ("1 segment", {"STATE_SEGMENTS": 1}),
+    ("v12: 4 seg, BV 16", V12),
+    ("8 seg, BV 16", {**V12, "STATE_SEGMENTS": 8}),
+    ("8 seg, BV 32, shrink 0.7", {**V13, "SEGMENT_BLOCK_V": 32}),
+    ("8 seg, BV 64", {**V13, "SEGMENT_SHRINK": 1.0}),
+    ("v13: 8 seg, BV 64, shrink 0.7", V13),
+    ("6 seg, BV 64, shrink 0.7", {**V13, "STATE_SEGMENTS": 6}),
+    ("12 seg, BV 64, shrink 0.8", {**V13, "STATE_SEGMENTS": 12, "SEGMENT_SHRINK": 0.8}),
 ]
 SIZES = [(1, 65536), (1, 102400), (8, 4096), (2, 16384)]
 

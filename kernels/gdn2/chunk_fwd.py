@@ -51,9 +51,6 @@ WY_BK = 128
 # 3.10 ms at 1 x 102400 (H200) vs 3.43 at 4 and 6.23 at 8 (the earlier [64, K]-tile row layout: 3.88);
 # with the diagonal inversion added (v9): 2.95 at 2 warps vs 5.35 at 4
 SCORES_WARPS = 2
-# one program per chunk (gdn2_fwd_kernel_scores_chunk) instead of one per sub-chunk
-SCORES_PER_CHUNK = True
-SCORES_CHUNK_WARPS = 4
 # v10 at 1 x 102400: 1.83 ms vs 2.86 at 8 warps and 5.04 at 2 (H200)
 STATE_WARPS = 4
 # software-pipelining depth of the state pass: the next chunk's operands load while this one computes;
@@ -215,93 +212,6 @@ def gdn2_fwd_kernel_scores(
         if j < i_s:
             b_back = _earlier_block(k, g, L, P, b_xe, b_qe, b_back, rows, j, ch, n, i_h, scale,
                                     H, K, C, BC, L2NORM, PREC)  # fmt: skip
-
-
-@triton.jit
-def gdn2_fwd_kernel_scores_chunk(
-    q, k, g, b, L, P, rk, rq, chunk_bos, chunk_len, scale, c0,
-    H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr,
-):  # fmt: skip
-    """The scores of one chunk (4 sub-chunks of BC rows), the same blocks as `gdn2_fwd_kernel_scores` but
-    each sub-chunk's rows read, normalised and decayed once. With a_j the gamma of sub-chunk j's last row
-    and r_i that of sub-chunk i's first, the block left of the diagonal factors through per-channel terms
-    that are all <= 1:
-        L_ij = (X_i e^{gam - r_i}) Diag(e^{r_i - a_j}) (K_j e^{a_j - gam})^T
-    so Z_j = K_j e^{a_j - gam} is made once per sub-chunk and each block costs a [K] exponential."""
-    tl.static_assert(C == 4 * BC)
-    i_c, i_h = tl.program_id(0) + c0, tl.program_id(1)
-    bos = tl.load(chunk_bos + i_c).to(tl.int64)
-    n = tl.load(chunk_len + i_c)
-    q, k, g, b = q + bos * H * K, k + bos * H * K, g + bos * H * K, b + bos * H * K
-    ch = (i_c * H + i_h).to(tl.int64)
-    o_r = tl.arange(0, BC)
-    _x0, _q0, z0, _f0, _t0 = _sub_chunk(q, k, g, b, L, P, rk, rq, ch, n, i_h, scale, 0,
-                                        H, K, C, BC, L2NORM, SPAN, PREC)  # fmt: skip
-    x1, q1, z1, f1, t1 = _sub_chunk(q, k, g, b, L, P, rk, rq, ch, n, i_h, scale, 1,
-                                    H, K, C, BC, L2NORM, SPAN, PREC)  # fmt: skip
-    _sub_chunk_pair(L, P, x1, q1, z0, f1, ch, BC + o_r, o_r, scale, C, PREC)
-    x2, q2, z2, f2, _t2 = _sub_chunk(q, k, g, b, L, P, rk, rq, ch, n, i_h, scale, 2,
-                                     H, K, C, BC, L2NORM, SPAN, PREC)  # fmt: skip
-    _sub_chunk_pair(L, P, x2, q2, z1, f2, ch, 2 * BC + o_r, BC + o_r, scale, C, PREC)
-    _sub_chunk_pair(L, P, x2, q2, z0, f2 + t1, ch, 2 * BC + o_r, o_r, scale, C, PREC)
-    x3, q3, _z3, f3, _t3 = _sub_chunk(q, k, g, b, L, P, rk, rq, ch, n, i_h, scale, 3,
-                                      H, K, C, BC, L2NORM, SPAN, PREC)  # fmt: skip
-    _sub_chunk_pair(L, P, x3, q3, z2, f3, ch, 3 * BC + o_r, 2 * BC + o_r, scale, C, PREC)
-    _sub_chunk_pair(L, P, x3, q3, z1, f3 + _t2, ch, 3 * BC + o_r, BC + o_r, scale, C, PREC)
-    _sub_chunk_pair(L, P, x3, q3, z0, f3 + _t2 + t1, ch, 3 * BC + o_r, o_r, scale, C, PREC)
-
-
-@triton.jit
-def _sub_chunk(
-    q, k, g, b, L, P, rk, rq, ch, n, i_h, scale, i_s: tl.constexpr,
-    H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr,
-):  # fmt: skip
-    """Sub-chunk i_s of `gdn2_fwd_kernel_scores_chunk`: its inverse norms and diagonal blocks (L inverted,
-    P), as in `gdn2_fwd_kernel_scores`. Returns X e^{gam - r} and Q e^{gam - r} (float32), the operand
-    Z = K e^{a - gam}, g of its first row and g summed over it ([K] each)."""
-    o_r = tl.arange(0, BC)
-    rows = i_s * BC + o_r
-    b_g = _load_rows(g, rows, n, H, K, i_h)  # [BC, K], 0 on padding rows
-    f_gam = tl.cumsum(b_g, 0)
-    b_g0 = tl.sum(tl.where((o_r == 0)[:, None], b_g, 0.0), 0)  # [K]
-    b_tot = tl.sum(b_g, 0)  # [K]
-    b_rel = f_gam - b_g0[None, :]  # gam - r, <= 0
-    b_span = tl.max(b_g0 - b_tot, 0)
-    b_es = tl.where((rows < n)[:, None], tl.exp(tl.minimum(b_rel, 0.0)), 0.0)
-    b_ks = _load_rows(k, rows, n, H, K, i_h)
-    b_rk = _inv_norm_rows(b_ks, L2NORM)
-    b_ks *= b_rk[:, None]
-    b_bk = _load_rows(b, rows, n, H, K, i_h) * b_ks
-    b_qs = _load_rows(q, rows, n, H, K, i_h)
-    b_rq = _inv_norm_rows(b_qs, L2NORM)
-    b_qs *= b_rq[:, None]
-    tl.store(rk + ch * C + rows, b_rk)
-    tl.store(rq + ch * C + rows, b_rq)
-    b_x = b_bk * b_es
-    b_qx = b_qs * b_es
-    b_y = b_ks * tl.exp(tl.minimum(-b_rel, SPAN))
-    b_l = _dot(b_x, tl.trans(b_y), PREC)
-    b_p = _dot(b_qx, tl.trans(b_y), PREC)
-    if b_span >= SPAN:
-        b_l, b_p = _exact_diag(b_bk, b_qs, b_ks, f_gam, BC)
-    p_blk = (ch * C + rows)[:, None] * C + rows[None, :]
-    b_a = _unit_lower_inverse(tl.where(o_r[None, :] < o_r[:, None], b_l, 0.0), BC)
-    tl.store(L + p_blk, b_a.to(L.dtype.element_ty))
-    tl.store(P + p_blk, (tl.where(o_r[None, :] <= o_r[:, None], b_p, 0.0) * scale).to(P.dtype.element_ty))
-    b_z = _operand(b_ks * tl.exp(tl.minimum(b_tot[None, :] - f_gam, 0.0)), PREC)
-    return b_x, b_qx, b_z, b_g0, b_tot
-
-
-@triton.jit
-def _sub_chunk_pair(L, P, b_x, b_qx, b_z, b_dec, ch, rows, cols, scale, C: tl.constexpr, PREC: tl.constexpr):
-    """Block (i, j < i) of L and P from sub-chunk i's X, Q, sub-chunk j's Z and b_dec = r_i - a_j ([K])."""
-    b_d = tl.exp(tl.minimum(b_dec, 0.0))[None, :]
-    p_blk = (ch * C + rows)[:, None] * C + cols[None, :]
-    b_zt = tl.trans(b_z)
-    tl.store(L + p_blk, _dot(b_x * b_d, b_zt, PREC).to(L.dtype.element_ty))
-    tl.store(P + p_blk, (_dot(b_qx * b_d, b_zt, PREC) * scale).to(P.dtype.element_ty))
 
 
 @triton.jit
@@ -592,18 +502,11 @@ def chunk_gdn2_fwd(
         """Scores and WY of chunks [c0, c1)."""
         if scores is None:
             # chunk-major launch order: 3.04 ms vs 3.55 with a chunk's sub-chunks adjacent (1 x 102400, H200)
-            if SCORES_PER_CHUNK:
-                LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores_chunk[(c1 - c0, H)](
-                    q, k, g, b, L, P, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
-                    H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
-                    num_warps=SCORES_CHUNK_WARPS,
-                )  # fmt: skip
-            else:
-                LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(c1 - c0, C // BC, H)](
-                    q, k, g, b, L, P, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
-                    H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
-                    num_warps=SCORES_WARPS,
-                )  # fmt: skip
+            LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(c1 - c0, C // BC, H)](
+                q, k, g, b, L, P, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
+                H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
+                num_warps=SCORES_WARPS,
+            )  # fmt: skip
         LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(c1 - c0, H)](
             q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
             H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), PREC=WY_PRECISION,

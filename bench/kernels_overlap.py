@@ -34,6 +34,10 @@ VARIANTS = [
     ("v13: 8 seg, BV 64, shrink 0.7", V13),
     ("6 seg, BV 64, shrink 0.7", {**V13, "STATE_SEGMENTS": 6}),
     ("12 seg, BV 64, shrink 0.8", {**V13, "STATE_SEGMENTS": 12, "SEGMENT_SHRINK": 0.8}),
+    # untried: Ut loaded a step ahead into registers; 192 KB of shared memory instead of 208 leaves room for
+    # one WY or two scores programs beside each state program (bench/kernels_sm90.py)
+    ("v13 + Ut prefetch", {**V13, "SEGMENT_UT_PREFETCH": True}),
+    ("8 seg, BV 64, Ut prefetch", {**V13, "SEGMENT_SHRINK": 1.0, "SEGMENT_UT_PREFETCH": True}),
 ]
 SIZES = [(1, 65536), (1, 102400), (8, 4096), (2, 16384)]
 

@@ -88,12 +88,21 @@ def main() -> None:
             ("A",),
         ),
     ]
-    for bv in (16, 64):
+    for bv, prefetch in ((16, False), (64, False), (64, True)):
         rows.append(
             (
-                f"state_o, V blocks of {bv}",
+                f"state_o, V blocks of {bv}" + (", Ut prefetched" if prefetch else ""),
                 cf.gdn2_fwd_kernel_state_o,
-                dict(**SHAPE, V=128, BV=bv, HAS_H0=True, STORE_HT=True, STORE_H=False, STORE_O=True),
+                dict(
+                    **SHAPE,
+                    V=128,
+                    BV=bv,
+                    HAS_H0=True,
+                    STORE_HT=True,
+                    STORE_H=False,
+                    STORE_O=True,
+                    UT_PREFETCH=prefetch,
+                ),
                 cf.STATE_WARPS,
                 ("h",),
             )

@@ -73,7 +73,7 @@ SEGMENT_BLOCK_V = 64
 SEGMENT_STATE_WARPS = 4
 SEGMENT_SHRINK = 0.7
 # untried on a GPU: the overlapped state pass loads Ut into registers a step ahead (bench/kernels_sm90.py:
-# 192 KB of shared memory instead of 208, 236 registers instead of 219), which would leave room for one WY
+# 192 KB of shared memory instead of 208, 242 registers instead of 219), which would leave room for one WY
 # or two scores programs beside each state program
 SEGMENT_UT_PREFETCH = False
 # the last launched kernels, for register / spill reports (bench/kernels_probe.py)

@@ -1,7 +1,6 @@
 """Forward wall time at 1 x 65536, 1 x 102400 (and the batches) of state-pass variants (module constants
-of kernels.gdn2.chunk_fwd: STATE_SEGMENTS, STATE_STAGES, SEGMENT_BLOCK_V, SEGMENT_STATE_WARPS,
-SEGMENT_SHRINK), FLA (tuned for each size) in the same run, and each variant's output against the first
-variant's.
+of kernels.gdn2.chunk_fwd: STATE_SEGMENTS, STATE_STAGES, SEGMENT_BLOCK_V, SEGMENT_SHRINK), FLA (tuned
+for each size) in the same run, and each variant's output against the first variant's.
 
     cd bench && PYTHONPATH=<fla wheels>:.. python3 kernels_overlap.py [1x65536,1x102400]
 """
@@ -34,10 +33,6 @@ VARIANTS = [
     ("v13: 8 seg, BV 64, shrink 0.7", V13),
     ("6 seg, BV 64, shrink 0.7", {**V13, "STATE_SEGMENTS": 6}),
     ("12 seg, BV 64, shrink 0.8", {**V13, "STATE_SEGMENTS": 12, "SEGMENT_SHRINK": 0.8}),
-    # untried: Ut loaded a step ahead into registers; 192 KB of shared memory instead of 208 leaves room for
-    # one WY or two scores programs beside each state program (bench/kernels_sm90.py)
-    ("v13 + Ut prefetch", {**V13, "SEGMENT_UT_PREFETCH": True}),
-    ("8 seg, BV 64, Ut prefetch", {**V13, "SEGMENT_SHRINK": 1.0, "SEGMENT_UT_PREFETCH": True}),
 ]
 SIZES = [(1, 65536), (1, 102400), (8, 4096), (2, 16384)]
 

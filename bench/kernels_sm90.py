@@ -88,21 +88,13 @@ def main() -> None:
             ("A",),
         ),
     ]
-    for bv, prefetch in ((16, False), (64, False), (64, True)):
+    state_consts = dict(**SHAPE, V=128, HAS_H0=True, STORE_HT=True, STORE_H=False, STORE_O=True)
+    for bv in (16, 64):
         rows.append(
             (
-                f"state_o, V blocks of {bv}" + (", Ut prefetched" if prefetch else ""),
+                f"state_o, V blocks of {bv}",
                 cf.gdn2_fwd_kernel_state_o,
-                dict(
-                    **SHAPE,
-                    V=128,
-                    BV=bv,
-                    HAS_H0=True,
-                    STORE_HT=True,
-                    STORE_H=False,
-                    STORE_O=True,
-                    UT_PREFETCH=prefetch,
-                ),
+                dict(**state_consts, BV=bv),
                 cf.STATE_WARPS,
                 ("h",),
             )

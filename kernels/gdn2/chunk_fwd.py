@@ -66,16 +66,11 @@ WORK_DTYPE = torch.bfloat16
 # longer chain of each program; each segment SEGMENT_SHRINK times the one before shortens the last state
 # pass, which runs alone. 1 x 102400 on an H200 (bench/kernels_overlap.py, one run): 6.28 ms in one
 # segment, 5.89 in 4 at V blocks of 16 (v12), 5.44 in 8 at 32, 5.36 in 8 at 64 with shrink 0.7 (1.0:
-# 5.46-5.57); V blocks of 128: 7.9; 2 stages: 5.8
+# 5.46-5.57); V blocks of 128: 7.9; 2 stages: 5.8; 8 warps: 6.0
 STATE_SEGMENTS = 8
 SEGMENT_MIN_CHUNKS = 64
 SEGMENT_BLOCK_V = 64
-SEGMENT_STATE_WARPS = 4
 SEGMENT_SHRINK = 0.7
-# untried on a GPU: the overlapped state pass loads Ut into registers a step ahead (bench/kernels_sm90.py:
-# 192 KB of shared memory instead of 208, 242 registers instead of 219), which would leave room for one WY
-# or two scores programs beside each state program
-SEGMENT_UT_PREFETCH = False
 # the last launched kernels, for register / spill reports (bench/kernels_probe.py)
 LAST_COMPILED: dict = {}
 
@@ -344,10 +339,7 @@ def gdn2_fwd_kernel_state_o(
     kb, ut, qg, ke, eg, P, o, h0, ht, h, chunk_bos, chunk_len, seq_chunks,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, BV: tl.constexpr,
     HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, STORE_H: tl.constexpr, STORE_O: tl.constexpr,
-    UT_PREFETCH: tl.constexpr,
 ):  # fmt: skip
-    """The state pass (step 3). With UT_PREFETCH the next chunk's Ut is loaded into registers one step
-    ahead instead of through the pipeliner's shared-memory stages (16 KB less at V blocks of 64)."""
     i_v, i_h, i_n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     o_k = tl.arange(0, K)
     o_c = tl.arange(0, C)
@@ -358,20 +350,12 @@ def gdn2_fwd_kernel_state_o(
         b_s += tl.load(h0 + p_s).to(tl.float32)
     c_lo = tl.load(seq_chunks + i_n)
     c_hi = tl.load(seq_chunks + i_n + 1)
-    if UT_PREFETCH:
-        p_ut = ut + o_c[:, None] * V + o_v[None, :]  # + the chunk's offset
-        c_first = tl.where(c_hi > c_lo, c_lo, 0)  # an empty sequence loads chunk 0 and never reads it
-        b_ut_next = tl.load(p_ut + (c_first * H + i_h).to(tl.int64) * C * V)
     for i_c in range(c_lo, c_hi):
         ch = (i_c * H + i_h).to(tl.int64)
         p_ck = (ch * C + o_c)[:, None] * K + o_k[None, :]
         b_kb = tl.load(kb + p_ck)  # [C, K]
         b_ke = tl.load(ke + p_ck)  # [C, K]
-        if UT_PREFETCH:
-            b_ut = b_ut_next.to(tl.float32)
-            b_ut_next = tl.load(p_ut + (tl.minimum(i_c + 1, c_hi - 1) * H + i_h).to(tl.int64) * C * V)
-        else:
-            b_ut = tl.load(ut + (ch * C + o_c)[:, None] * V + o_v[None, :]).to(tl.float32)  # [C, BV]
+        b_ut = tl.load(ut + (ch * C + o_c)[:, None] * V + o_v[None, :]).to(tl.float32)  # [C, BV]
         b_eg = tl.load(eg + ch * K + o_k)  # [K]
         if STORE_H:
             tl.store(h + (ch * K + o_k)[:, None] * V + o_v[None, :], b_s.to(h.dtype.element_ty))
@@ -501,7 +485,6 @@ def chunk_gdn2_fwd(
     ut = torch.empty(NC, H, C, V, device=dev, dtype=work_dtype)
     eg = torch.empty(NC, H, K, device=dev, dtype=torch.float32)
     n_seg = STATE_SEGMENTS if N == 1 and not save_states and NC >= SEGMENT_MIN_CHUNKS * STATE_SEGMENTS else 1
-    state_warps = SEGMENT_STATE_WARPS if n_seg > 1 else STATE_WARPS
     if block_v is None and n_seg > 1:
         block_v = SEGMENT_BLOCK_V
     elif block_v is None:
@@ -533,8 +516,7 @@ def chunk_gdn2_fwd(
             gdn2_fwd_kernel_state_o, (V // BV, H, n_seqs),
             kb, ut, qg, ke, eg, P, o, h0, h_out, h, table.chunk_bos, table.chunk_len, seq_chunks,
             H=H, K=K, V=V, C=C, BC=BC, BV=BV, HAS_H0=h0 is not None, STORE_HT=h_out is not None,
-            STORE_H=save_states, STORE_O=not save_states, UT_PREFETCH=n_seg > 1 and SEGMENT_UT_PREFETCH,
-            num_warps=state_warps, stages=STATE_STAGES,
+            STORE_H=save_states, STORE_O=not save_states, num_warps=STATE_WARPS, stages=STATE_STAGES,
         )  # fmt: skip
 
     inter = dict(A=A, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)

@@ -1,8 +1,12 @@
 """Forward wall time at 1 x 65536, 1 x 102400 (and the batches) of state-pass variants (module constants
-of kernels.gdn2.chunk_fwd: STATE_SEGMENTS, STATE_STAGES, SEGMENT_BLOCK_V, SEGMENT_SHRINK), FLA (tuned
-for each size) in the same run, and each variant's output against the first variant's.
+of kernels.gdn2.chunk_fwd: STATE_SEGMENTS, STATE_STAGES, SEGMENT_BLOCK_V, SEGMENT_STATE_WARPS, SEGMENT_SHRINK,
+SEGMENT_UT_PREFETCH), FLA (tuned for each size) in the same run, and each variant's output against the first
+variant's.
 
-    cd bench && PYTHONPATH=<fla wheels>:.. python3 kernels_overlap.py [1x65536,1x102400]
+    cd bench && PYTHONPATH=<fla wheels>:.. python3 kernels_overlap.py [1x65536,1x102400 ["name;name"]]
+
+The optional second argument keeps the variants whose names contain one of the ';'-separated parts (the
+first kept variant is the reference for the output differences).
 """
 
 from __future__ import annotations
@@ -16,14 +20,22 @@ from kernels_bench import bench_ms, fla_fwd, make_inputs, ours_fwd, retune_fla
 from kernels.gdn2 import chunk_fwd as cf
 
 # (name, module constants). Measured on one H200 (2026-11-27), 1 x 102400, FLA 7.87 ms: one segment 6.30,
-# v12 (4 segments, V blocks of 16) 5.84-6.05, v13 (8, V blocks of 64, shrink 0.7) 5.25-5.48. Tried and
-# dropped (raw: bench/results/raw/kernels_overlap_v13_h200.log): V blocks of 128 (7.9), 2 stages (5.8-6.3),
-# 8 warps (6.0), Ut made in the state pass (6.24 vs 6.28 in one segment, slower overlapped), Qg stored by
-# the scores kernel (6.41 vs 6.30), WY on a third stream (5.25 vs 5.27), the state update before the output
-# products (5.38 vs 5.27), the state pass on S^T with register operands (6.50), the scores of a chunk in one
-# program reading each sub-chunk once (7.06 vs 6.30 in one segment; 6.53 overlapped)
-V12 = {"STATE_SEGMENTS": 4, "SEGMENT_BLOCK_V": 16, "SEGMENT_SHRINK": 1.0}
-V13 = {"STATE_SEGMENTS": 8, "SEGMENT_BLOCK_V": 64, "SEGMENT_SHRINK": 0.7}
+# v12 (4 segments, V blocks of 16) 5.84-6.05, v13 (8, V blocks of 64, shrink 0.7) 5.25-5.48, v14 (v13 with
+# Ut prefetched) 5.23-5.25. Tried and dropped (raw: bench/results/raw/kernels_overlap_v1[34]_*h200.log):
+# V blocks of 128 (7.9), 2 stages (5.8-6.3), 8 warps (6.0), Ut made in the state pass (6.24 vs 6.28 in one
+# segment, slower overlapped), Qg stored by the scores kernel (6.41 vs 6.30), WY on a third stream (5.25 vs
+# 5.27), the state update before the output products (5.38 vs 5.27), the state pass on S^T with register
+# operands (6.50), the scores of a chunk in one program reading each sub-chunk once (7.06 vs 6.30 in one
+# segment; 6.53 overlapped), register caps on scores or WY (5.70-7.49 vs 5.25)
+V12 = {"STATE_SEGMENTS": 4, "SEGMENT_BLOCK_V": 16, "SEGMENT_SHRINK": 1.0, "SEGMENT_UT_PREFETCH": False}
+V13 = {
+    "STATE_SEGMENTS": 8,
+    "SEGMENT_BLOCK_V": 64,
+    "SEGMENT_STATE_WARPS": 4,
+    "SEGMENT_SHRINK": 0.7,
+    "SEGMENT_UT_PREFETCH": False,
+}
+V14 = {**V13, "SEGMENT_UT_PREFETCH": True}
 VARIANTS = [
     ("1 segment", {"STATE_SEGMENTS": 1}),
     ("v12: 4 seg, BV 16", V12),
@@ -33,6 +45,25 @@ VARIANTS = [
     ("v13: 8 seg, BV 64, shrink 0.7", V13),
     ("6 seg, BV 64, shrink 0.7", {**V13, "STATE_SEGMENTS": 6}),
     ("12 seg, BV 64, shrink 0.8", {**V13, "STATE_SEGMENTS": 12, "SEGMENT_SHRINK": 0.8}),
+    # Ut loaded a step ahead into registers: 192 KB of shared memory instead of 208
+    ("v14: v13 + Ut prefetch", V14),
+    ("8 seg, BV 64, Ut prefetch", {**V14, "SEGMENT_SHRINK": 1.0}),
+    ("6 seg, Ut prefetch", {**V14, "STATE_SEGMENTS": 6}),
+    ("12 seg, shrink 0.8, Ut prefetch", {**V14, "STATE_SEGMENTS": 12, "SEGMENT_SHRINK": 0.8}),
+    # V blocks of 128 (16 programs, each operand read once) fit 3 stages only with the prefetch and 8 warps
+    # (216 KB of shared memory, 255 registers with 112 B of spills; bench/kernels_sm90.py)
+    ("BV 128, 8 warps, Ut prefetch", {**V14, "SEGMENT_BLOCK_V": 128, "SEGMENT_STATE_WARPS": 8}),
+    (
+        "BV 128, 8 warps, pf, 6 seg",
+        {**V14, "SEGMENT_BLOCK_V": 128, "SEGMENT_STATE_WARPS": 8, "STATE_SEGMENTS": 6},
+    ),
+    ("BV 64, 8 warps, Ut prefetch", {**V14, "SEGMENT_STATE_WARPS": 8}),
+    # register caps: 255 registers leave ~4 scores (2 warps) and 2 WY (4 warps) programs per SM
+    ("pf, scores maxnreg 168", {**V14, "SCORES_MAXNREG": 168}),
+    ("pf, scores maxnreg 128", {**V14, "SCORES_MAXNREG": 128}),
+    ("pf, wy maxnreg 168", {**V14, "WY_MAXNREG": 168}),
+    ("pf, wy maxnreg 128", {**V14, "WY_MAXNREG": 128}),
+    ("pf, both maxnreg 168", {**V14, "SCORES_MAXNREG": 168, "WY_MAXNREG": 168}),
 ]
 SIZES = [(1, 65536), (1, 102400), (8, 4096), (2, 16384)]
 
@@ -49,9 +80,11 @@ def with_constants(consts: dict, fn):
 
 
 def main() -> None:
-    sizes = SIZES
+    sizes, variants = SIZES, VARIANTS
     if len(sys.argv) > 1:  # e.g. 1x65536,1x102400
         sizes = [tuple(int(x) for x in bt.split("x")) for bt in sys.argv[1].split(",")]
+    if len(sys.argv) > 2:  # e.g. "1 segment;v13"
+        variants = [(name, c) for name, c in VARIANTS if any(p in name for p in sys.argv[2].split(";"))]
     print(torch.cuda.get_device_name())
     os.environ["FLA_CACHE_RESULTS"] = "0"  # FLA tunes for each length (see kernels_bench.retune_fla)
     rows = []
@@ -61,7 +94,7 @@ def main() -> None:
         with torch.no_grad():
             row = {"T": f"{B}x{T}", "fla": bench_ms(lambda xs=xs: fla_fwd(xs), 100)}
             ref = None
-            for name, consts in VARIANTS:
+            for name, consts in variants:
 
                 def measure(xs=xs):
                     return ours_fwd(xs).float(), bench_ms(lambda: ours_fwd(xs), 100)
@@ -73,9 +106,9 @@ def main() -> None:
                 row[name] = (ms, ((out - ref).norm() / ref.norm()).item())
         rows.append(row)
         print(row, flush=True)
-    print("\n| T | FLA fwd | " + " | ".join(name for name, _ in VARIANTS) + " |")
+    print("\n| T | FLA fwd | " + " | ".join(name for name, _ in variants) + " |")
     for r in rows:
-        cells = [f"{r[n][0]:.2f} ms ({r['fla'] / r[n][0]:.2f}x, diff {r[n][1]:.0e})" for n, _ in VARIANTS]
+        cells = [f"{r[n][0]:.2f} ms ({r['fla'] / r[n][0]:.2f}x, diff {r[n][1]:.0e})" for n, _ in variants]
         print(f"| {r['T']} | {r['fla']:.2f} ms | " + " | ".join(cells) + " |")
 
 

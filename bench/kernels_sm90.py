@@ -89,12 +89,12 @@ def main() -> None:
         ),
     ]
     state_consts = dict(**SHAPE, V=128, HAS_H0=True, STORE_HT=True, STORE_H=False, STORE_O=True)
-    for bv in (16, 64):
+    for bv, prefetch in ((16, False), (64, False), (64, True)):
         rows.append(
             (
-                f"state_o, V blocks of {bv}",
+                f"state_o, V blocks of {bv}" + (", Ut prefetched" if prefetch else ""),
                 cf.gdn2_fwd_kernel_state_o,
-                dict(**state_consts, BV=bv),
+                dict(**state_consts, BV=bv, UT_PREFETCH=prefetch),
                 cf.STATE_WARPS,
                 ("h",),
             )

@@ -51,6 +51,12 @@ WY_BK = 128
 # 3.10 ms at 1 x 102400 (H200) vs 3.43 at 4 and 6.23 at 8 (the earlier [64, K]-tile row layout: 3.88);
 # with the diagonal inversion added (v9): 2.95 at 2 warps vs 5.35 at 4
 SCORES_WARPS = 2
+# register caps (ptxas maxnreg) of the scores and WY programs, None for the compiler's choice (255 for
+# both, with spills, which leaves ~4 scores or 2 WY programs per SM). More programs per SM with more spills
+# lost everywhere (1 x 102400, H200, one run): 5.25 ms uncapped, scores at 168 / 128: 5.70 / 6.54, WY at
+# 168 / 128: 5.88 / 7.49 (raw: bench/results/raw/kernels_overlap_v14_maxnreg_h200.log)
+SCORES_MAXNREG: int | None = None
+WY_MAXNREG: int | None = None
 # v10 at 1 x 102400: 1.83 ms vs 2.86 at 8 warps and 5.04 at 2 (H200)
 STATE_WARPS = 4
 # software-pipelining depth of the state pass: the next chunk's operands load while this one computes;
@@ -70,7 +76,14 @@ WORK_DTYPE = torch.bfloat16
 STATE_SEGMENTS = 8
 SEGMENT_MIN_CHUNKS = 64
 SEGMENT_BLOCK_V = 64
+SEGMENT_STATE_WARPS = 4
 SEGMENT_SHRINK = 0.7
+# the overlapped state pass loads Ut into registers a step ahead instead of through the pipeliner's stages:
+# 192 KB of shared memory instead of 208 and 242 registers instead of 219 (bench/kernels_sm90.py), room for
+# one WY or two scores programs beside each state program. Two runs on an H200 (bench/kernels_overlap.py):
+# 5.26 -> 5.23 and 5.30 -> 5.25 ms at 1 x 102400, 3.46 -> 3.45 and 3.45 -> 3.44 at 1 x 65536; the
+# predicted halving of the overlap cost did not come
+SEGMENT_UT_PREFETCH = True
 # the last launched kernels, for register / spill reports (bench/kernels_probe.py)
 LAST_COMPILED: dict = {}
 
@@ -339,7 +352,10 @@ def gdn2_fwd_kernel_state_o(
     kb, ut, qg, ke, eg, P, o, h0, ht, h, chunk_bos, chunk_len, seq_chunks,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr, BV: tl.constexpr,
     HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, STORE_H: tl.constexpr, STORE_O: tl.constexpr,
+    UT_PREFETCH: tl.constexpr,
 ):  # fmt: skip
+    """The state pass (step 3). With UT_PREFETCH the next chunk's Ut is loaded into registers one step
+    ahead instead of through the pipeliner's shared-memory stages (16 KB less at V blocks of 64)."""
     i_v, i_h, i_n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     o_k = tl.arange(0, K)
     o_c = tl.arange(0, C)
@@ -350,12 +366,20 @@ def gdn2_fwd_kernel_state_o(
         b_s += tl.load(h0 + p_s).to(tl.float32)
     c_lo = tl.load(seq_chunks + i_n)
     c_hi = tl.load(seq_chunks + i_n + 1)
+    if UT_PREFETCH:
+        p_ut = ut + o_c[:, None] * V + o_v[None, :]  # + the chunk's offset
+        c_first = tl.where(c_hi > c_lo, c_lo, 0)  # an empty sequence loads chunk 0 and never reads it
+        b_ut_next = tl.load(p_ut + (c_first * H + i_h).to(tl.int64) * C * V)
     for i_c in range(c_lo, c_hi):
         ch = (i_c * H + i_h).to(tl.int64)
         p_ck = (ch * C + o_c)[:, None] * K + o_k[None, :]
         b_kb = tl.load(kb + p_ck)  # [C, K]
         b_ke = tl.load(ke + p_ck)  # [C, K]
-        b_ut = tl.load(ut + (ch * C + o_c)[:, None] * V + o_v[None, :]).to(tl.float32)  # [C, BV]
+        if UT_PREFETCH:
+            b_ut = b_ut_next.to(tl.float32)
+            b_ut_next = tl.load(p_ut + (tl.minimum(i_c + 1, c_hi - 1) * H + i_h).to(tl.int64) * C * V)
+        else:
+            b_ut = tl.load(ut + (ch * C + o_c)[:, None] * V + o_v[None, :]).to(tl.float32)  # [C, BV]
         b_eg = tl.load(eg + ch * K + o_k)  # [K]
         if STORE_H:
             tl.store(h + (ch * K + o_k)[:, None] * V + o_v[None, :], b_s.to(h.dtype.element_ty))
@@ -426,6 +450,11 @@ def segment_bounds(num_chunks: int, n_seg: int) -> list[int]:
     return cuts
 
 
+def _reg_cap(maxnreg: int | None) -> dict:
+    """Launch options capping a program's registers (none: the interpreter takes no such option)."""
+    return {} if maxnreg is None else {"maxnreg": maxnreg}
+
+
 @functools.lru_cache(maxsize=64)
 def _device_bounds(cuts: tuple[int, ...], dev: torch.device) -> torch.Tensor:
     """`cuts` as a device int32 tensor, made once: a host-to-device copy per call would wait for the GPU."""
@@ -492,6 +521,7 @@ def chunk_gdn2_fwd(
         # 16, v10: 1.83 ms vs 2.05 at 32; 8 x 16 heads best at 64)
         block_v = 64 if N * H >= 128 else (32 if N * H >= 64 else 16)
     BV = min(block_v, V)
+    state_warps = SEGMENT_STATE_WARPS if n_seg > 1 else STATE_WARPS
     o = None if save_states else torch.empty(Ttot, H, V, device=dev, dtype=v.dtype)
     ht = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
     h = torch.empty(NC, H, K, V, device=dev, dtype=torch.float32) if save_states else None
@@ -503,12 +533,13 @@ def chunk_gdn2_fwd(
             LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(c1 - c0, C // BC, H)](
                 q, k, g, b, L, P, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
                 H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
-                num_warps=SCORES_WARPS,
+                num_warps=SCORES_WARPS, **_reg_cap(SCORES_MAXNREG),
             )  # fmt: skip
         LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(c1 - c0, H)](
             q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
             H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), PREC=WY_PRECISION,
             INVERT=scores is None, STORE_A=scores is None and keep_inverse, num_warps=WY_WARPS,
+            **_reg_cap(WY_MAXNREG),
         )  # fmt: skip
 
     def state(seq_chunks, h0, h_out, n_seqs: int) -> None:
@@ -516,7 +547,8 @@ def chunk_gdn2_fwd(
             gdn2_fwd_kernel_state_o, (V // BV, H, n_seqs),
             kb, ut, qg, ke, eg, P, o, h0, h_out, h, table.chunk_bos, table.chunk_len, seq_chunks,
             H=H, K=K, V=V, C=C, BC=BC, BV=BV, HAS_H0=h0 is not None, STORE_HT=h_out is not None,
-            STORE_H=save_states, STORE_O=not save_states, num_warps=STATE_WARPS, stages=STATE_STAGES,
+            STORE_H=save_states, STORE_O=not save_states, UT_PREFETCH=n_seg > 1 and SEGMENT_UT_PREFETCH,
+            num_warps=state_warps, stages=STATE_STAGES,
         )  # fmt: skip
 
     inter = dict(A=A, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)

@@ -8,6 +8,7 @@ import torch
 from gdn2_testutils import assert_close, rand_inputs
 
 from kernels import gdn2, gdn2_step
+from kernels.gdn2 import chunk_fwd
 from kernels.gdn2.reference import chunk_gdn2 as torch_chunk_gdn2
 
 pytestmark = pytest.mark.gpu
@@ -45,6 +46,31 @@ def test_chunk_fwd_bwd_matches_float64_reference(B, T):
     assert_close("ht", ht_ref, ht, FWD_TOL)
     for name, r, t in zip(NAMES, grads_ref, grads, strict=True):
         assert_close(f"d{name}", r, t, BWD_TOL)
+
+
+@pytest.mark.parametrize(
+    "consts",
+    [
+        {"SEGMENT_UT_PREFETCH": False},
+        {"SEGMENT_UT_PREFETCH": True},
+        {"SEGMENT_UT_PREFETCH": True, "SEGMENT_BLOCK_V": 128, "SEGMENT_STATE_WARPS": 8},
+    ],
+)
+def test_long_sequence_overlapped_state_pass(monkeypatch, consts):
+    # one sequence long enough for the state pass to run in segments on a side stream, overlapping the next
+    # segment's intra kernels (the reader's case; the sizes above all take the single-pass path)
+    for name, value in consts.items():
+        monkeypatch.setattr(chunk_fwd, name, value)
+    T, H, K, V = 40000, 2, 128, 128
+    assert T // 64 >= chunk_fwd.SEGMENT_MIN_CHUNKS * chunk_fwd.STATE_SEGMENTS
+    xs, h0, _, _ = _cuda_inputs(1, T, H, K, V, seed=40)
+    with torch.no_grad():
+        o, ht = gdn2(*xs, initial_state=h0, output_final_state=True)
+        o_ref, ht_ref = torch_chunk_gdn2(
+            *(x.double() for x in xs), initial_state=h0.double(), output_final_state=True
+        )
+    assert_close("o", o_ref, o, FWD_TOL)
+    assert_close("ht", ht_ref, ht, FWD_TOL)
 
 
 @pytest.mark.parametrize("K,V", [(64, 64), (64, 128), (128, 64)])

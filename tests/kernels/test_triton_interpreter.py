@@ -52,9 +52,10 @@ def test_decode(errors):
         assert err <= 1e-5, f"decode {key}: {err:.2e}"
 
 
-@pytest.mark.parametrize("name", ["inference", "segmented"])
+@pytest.mark.parametrize("name", ["inference", "segmented", "segmented_ut_prefetch"])
 def test_gradient_free_forward(errors, name):
-    # no stored inverse; "segmented" also chains the state pass over two segments of one sequence
+    # no stored inverse; "segmented" also chains the state pass over two segments of one sequence, and
+    # "segmented_ut_prefetch" loads Ut a step ahead there
     for key, err in errors[name].items():
         assert err <= 1e-4, f"{name} {key}: {err:.2e}"
 

@@ -101,18 +101,19 @@ def poisoned_scratch_case():
         chunk_fwd.torch = chunk_bwd.torch = torch
 
 
-def segmented_case():
+def segmented_case(ut_prefetch: bool = False):
     """One long sequence cut into segments whose state passes chain through the final states (on the GPU
-    they overlap the next segment's intra kernels on a side stream): 5 chunks in 2 segments."""
-    saved = chunk_fwd.STATE_SEGMENTS, chunk_fwd.SEGMENT_MIN_CHUNKS
-    chunk_fwd.STATE_SEGMENTS, chunk_fwd.SEGMENT_MIN_CHUNKS = 2, 1
+    they overlap the next segment's intra kernels on a side stream): 5 chunks in 2 segments. With
+    `ut_prefetch` the state pass loads Ut a step ahead."""
+    saved = chunk_fwd.STATE_SEGMENTS, chunk_fwd.SEGMENT_MIN_CHUNKS, chunk_fwd.SEGMENT_UT_PREFETCH
+    chunk_fwd.STATE_SEGMENTS, chunk_fwd.SEGMENT_MIN_CHUNKS, chunk_fwd.SEGMENT_UT_PREFETCH = 2, 1, ut_prefetch
     xs = rand_inputs(1, 300, 1, 16, 16, dtype=torch.float32, seed=15)
     h0 = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(16))
     try:
         with torch.inference_mode():
             o, ht = triton_chunk.chunk_gdn2(*xs, initial_state=h0, output_final_state=True)
     finally:
-        chunk_fwd.STATE_SEGMENTS, chunk_fwd.SEGMENT_MIN_CHUNKS = saved
+        chunk_fwd.STATE_SEGMENTS, chunk_fwd.SEGMENT_MIN_CHUNKS, chunk_fwd.SEGMENT_UT_PREFETCH = saved
     o_ref, ht_ref = reference(*(x.double() for x in xs), initial_state=h0.double(), output_final_state=True)
     return {"o": rel_err(o_ref, o), "ht": rel_err(ht_ref, ht)}
 
@@ -138,6 +139,7 @@ if __name__ == "__main__":
         "decode": decode_case(),
         "inference": inference_case(),
         "segmented": segmented_case(),
+        "segmented_ut_prefetch": segmented_case(ut_prefetch=True),
         "poisoned_scratch": poisoned_scratch_case(),
         "backward_twice": backward_twice_case(),
     }

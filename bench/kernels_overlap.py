@@ -1,5 +1,5 @@
 """Forward wall time at 1 x 65536, 1 x 102400 (and the batches) of state-pass variants (module constants
-of kernels.gdn2.chunk_fwd: STATE_SEGMENTS, STATE_STAGES, SEGMENT_BLOCK_V, SEGMENT_STATE_WARPS, SEGMENT_SHRINK,
+of kernels.gdn2.chunk_fwd: STATE_SEGMENTS, STATE_STAGES, SEGMENT_BLOCK_V, SEGMENT_SHRINK,
 SEGMENT_UT_PREFETCH), FLA (tuned for each size) in the same run, and each variant's output against the first
 variant's.
 
@@ -26,12 +26,12 @@ from kernels.gdn2 import chunk_fwd as cf
 # segment, slower overlapped), Qg stored by the scores kernel (6.41 vs 6.30), WY on a third stream (5.25 vs
 # 5.27), the state update before the output products (5.38 vs 5.27), the state pass on S^T with register
 # operands (6.50), the scores of a chunk in one program reading each sub-chunk once (7.06 vs 6.30 in one
-# segment; 6.53 overlapped), register caps on scores or WY (5.70-7.49 vs 5.25)
+# segment; 6.53 overlapped); with the prefetch: register caps on scores or WY (5.70-7.49 vs 5.25), V blocks
+# of 128 at 8 warps (7.90), V blocks of 64 at 8 warps (5.70); their rows are in commit 55d0362
 V12 = {"STATE_SEGMENTS": 4, "SEGMENT_BLOCK_V": 16, "SEGMENT_SHRINK": 1.0, "SEGMENT_UT_PREFETCH": False}
 V13 = {
     "STATE_SEGMENTS": 8,
     "SEGMENT_BLOCK_V": 64,
-    "SEGMENT_STATE_WARPS": 4,
     "SEGMENT_SHRINK": 0.7,
     "SEGMENT_UT_PREFETCH": False,
 }
@@ -50,20 +50,6 @@ VARIANTS = [
     ("8 seg, BV 64, Ut prefetch", {**V14, "SEGMENT_SHRINK": 1.0}),
     ("6 seg, Ut prefetch", {**V14, "STATE_SEGMENTS": 6}),
     ("12 seg, shrink 0.8, Ut prefetch", {**V14, "STATE_SEGMENTS": 12, "SEGMENT_SHRINK": 0.8}),
-    # V blocks of 128 (16 programs, each operand read once) fit 3 stages only with the prefetch and 8 warps
-    # (216 KB of shared memory, 255 registers with 112 B of spills; bench/kernels_sm90.py)
-    ("BV 128, 8 warps, Ut prefetch", {**V14, "SEGMENT_BLOCK_V": 128, "SEGMENT_STATE_WARPS": 8}),
-    (
-        "BV 128, 8 warps, pf, 6 seg",
-        {**V14, "SEGMENT_BLOCK_V": 128, "SEGMENT_STATE_WARPS": 8, "STATE_SEGMENTS": 6},
-    ),
-    ("BV 64, 8 warps, Ut prefetch", {**V14, "SEGMENT_STATE_WARPS": 8}),
-    # register caps: 255 registers leave ~4 scores (2 warps) and 2 WY (4 warps) programs per SM
-    ("pf, scores maxnreg 168", {**V14, "SCORES_MAXNREG": 168}),
-    ("pf, scores maxnreg 128", {**V14, "SCORES_MAXNREG": 128}),
-    ("pf, wy maxnreg 168", {**V14, "WY_MAXNREG": 168}),
-    ("pf, wy maxnreg 128", {**V14, "WY_MAXNREG": 128}),
-    ("pf, both maxnreg 168", {**V14, "SCORES_MAXNREG": 168, "WY_MAXNREG": 168}),
 ]
 SIZES = [(1, 65536), (1, 102400), (8, 4096), (2, 16384)]
 

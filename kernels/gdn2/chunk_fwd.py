@@ -51,12 +51,9 @@ WY_BK = 128
 # 3.10 ms at 1 x 102400 (H200) vs 3.43 at 4 and 6.23 at 8 (the earlier [64, K]-tile row layout: 3.88);
 # with the diagonal inversion added (v9): 2.95 at 2 warps vs 5.35 at 4
 SCORES_WARPS = 2
-# register caps (ptxas maxnreg) of the scores and WY programs, None for the compiler's choice (255 for
-# both, with spills, which leaves ~4 scores or 2 WY programs per SM). More programs per SM with more spills
-# lost everywhere (1 x 102400, H200, one run): 5.25 ms uncapped, scores at 168 / 128: 5.70 / 6.54, WY at
-# 168 / 128: 5.88 / 7.49 (raw: bench/results/raw/kernels_overlap_v14_maxnreg_h200.log)
-SCORES_MAXNREG: int | None = None
-WY_MAXNREG: int | None = None
+# register caps (ptxas maxnreg) on scores or WY, for more programs per SM at the price of spills, lost
+# everywhere (1 x 102400, H200, one run, commit 55d0362): 5.25 ms uncapped, scores at 168 / 128 registers
+# 5.70 / 6.54, WY at 168 / 128 5.88 / 7.49 (raw: bench/results/raw/kernels_overlap_v14_maxnreg_h200.log)
 # v10 at 1 x 102400: 1.83 ms vs 2.86 at 8 warps and 5.04 at 2 (H200)
 STATE_WARPS = 4
 # software-pipelining depth of the state pass: the next chunk's operands load while this one computes;
@@ -72,11 +69,11 @@ WORK_DTYPE = torch.bfloat16
 # longer chain of each program; each segment SEGMENT_SHRINK times the one before shortens the last state
 # pass, which runs alone. 1 x 102400 on an H200 (bench/kernels_overlap.py, one run): 6.28 ms in one
 # segment, 5.89 in 4 at V blocks of 16 (v12), 5.44 in 8 at 32, 5.36 in 8 at 64 with shrink 0.7 (1.0:
-# 5.46-5.57); V blocks of 128: 7.9; 2 stages: 5.8; 8 warps: 6.0
+# 5.46-5.57); V blocks of 128: 7.9 (7.90 with 8 warps and Ut prefetched, which fits 3 stages in 216 KB);
+# 2 stages: 5.8; 8 warps: 6.0 (5.70 with Ut prefetched)
 STATE_SEGMENTS = 8
 SEGMENT_MIN_CHUNKS = 64
 SEGMENT_BLOCK_V = 64
-SEGMENT_STATE_WARPS = 4
 SEGMENT_SHRINK = 0.7
 # the overlapped state pass loads Ut into registers a step ahead instead of through the pipeliner's stages:
 # 192 KB of shared memory instead of 208 and 242 registers instead of 219 (bench/kernels_sm90.py), room for
@@ -450,11 +447,6 @@ def segment_bounds(num_chunks: int, n_seg: int) -> list[int]:
     return cuts
 
 
-def _reg_cap(maxnreg: int | None) -> dict:
-    """Launch options capping a program's registers (none: the interpreter takes no such option)."""
-    return {} if maxnreg is None else {"maxnreg": maxnreg}
-
-
 @functools.lru_cache(maxsize=64)
 def _device_bounds(cuts: tuple[int, ...], dev: torch.device) -> torch.Tensor:
     """`cuts` as a device int32 tensor, made once: a host-to-device copy per call would wait for the GPU."""
@@ -521,7 +513,6 @@ def chunk_gdn2_fwd(
         # 16, v10: 1.83 ms vs 2.05 at 32; 8 x 16 heads best at 64)
         block_v = 64 if N * H >= 128 else (32 if N * H >= 64 else 16)
     BV = min(block_v, V)
-    state_warps = SEGMENT_STATE_WARPS if n_seg > 1 else STATE_WARPS
     o = None if save_states else torch.empty(Ttot, H, V, device=dev, dtype=v.dtype)
     ht = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
     h = torch.empty(NC, H, K, V, device=dev, dtype=torch.float32) if save_states else None
@@ -533,13 +524,12 @@ def chunk_gdn2_fwd(
             LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(c1 - c0, C // BC, H)](
                 q, k, g, b, L, P, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
                 H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
-                num_warps=SCORES_WARPS, **_reg_cap(SCORES_MAXNREG),
+                num_warps=SCORES_WARPS,
             )  # fmt: skip
         LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(c1 - c0, H)](
             q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
             H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), PREC=WY_PRECISION,
             INVERT=scores is None, STORE_A=scores is None and keep_inverse, num_warps=WY_WARPS,
-            **_reg_cap(WY_MAXNREG),
         )  # fmt: skip
 
     def state(seq_chunks, h0, h_out, n_seqs: int) -> None:
@@ -548,7 +538,7 @@ def chunk_gdn2_fwd(
             kb, ut, qg, ke, eg, P, o, h0, h_out, h, table.chunk_bos, table.chunk_len, seq_chunks,
             H=H, K=K, V=V, C=C, BC=BC, BV=BV, HAS_H0=h0 is not None, STORE_HT=h_out is not None,
             STORE_H=save_states, STORE_O=not save_states, UT_PREFETCH=n_seg > 1 and SEGMENT_UT_PREFETCH,
-            num_warps=state_warps, stages=STATE_STAGES,
+            num_warps=STATE_WARPS, stages=STATE_STAGES,
         )  # fmt: skip
 
     inter = dict(A=A, P=P, kb=kb, ut=ut, qg=qg, ke=ke, eg=eg, h=h, rk=rk, rq=rq)

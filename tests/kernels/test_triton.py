@@ -53,7 +53,6 @@ def test_chunk_fwd_bwd_matches_float64_reference(B, T):
     [
         {"SEGMENT_UT_PREFETCH": False},
         {"SEGMENT_UT_PREFETCH": True},
-        {"SEGMENT_UT_PREFETCH": True, "SEGMENT_BLOCK_V": 128, "SEGMENT_STATE_WARPS": 8},
     ],
 )
 def test_long_sequence_overlapped_state_pass(monkeypatch, consts):

@@ -47,6 +47,9 @@ WY_PRECISION = "bf16"
 # registers; 8 warps: 3.28 ms
 WY_WARPS = 4
 WY_BK = 128
+# order of the WY kernel's global loads (see gdn2_fwd_kernel_wy): 0 as the math reads them, 1 each key
+# block's tiles before its stores, 2 the value tiles too
+WY_LOADS_FIRST = 0
 # the scores kernel builds one 16 x 16 block of L and P at a time over [16, K] tiles; 2 warps measured
 # 3.10 ms at 1 x 102400 (H200) vs 3.43 at 4 and 6.23 at 8 (the earlier [64, K]-tile row layout: 3.88);
 # with the diagonal inversion added (v9): 2.95 at 2 warps vs 5.35 at 4
@@ -147,11 +150,17 @@ def _load_lower_blocks(ptr, ch, C: tl.constexpr, BC: tl.constexpr):
 
 
 @triton.jit
-def _load_tile(ptr, rows, n_valid, H: tl.constexpr, D: tl.constexpr, i_h, col0, BD: tl.constexpr):
-    """Rows x columns [col0, col0 + BD) of a [tokens, H, D] tensor as float32, zero past n_valid."""
+def _load_raw(ptr, rows, n_valid, H: tl.constexpr, D: tl.constexpr, i_h, col0, BD: tl.constexpr):
+    """Rows x columns [col0, col0 + BD) of a [tokens, H, D] tensor in its own dtype, zero past n_valid."""
     o_d = col0 + tl.arange(0, BD)
     p = ptr + rows.to(tl.int64)[:, None] * (H * D) + i_h * D + o_d[None, :]
-    return tl.load(p, mask=(rows < n_valid)[:, None], other=0.0).to(tl.float32)
+    return tl.load(p, mask=(rows < n_valid)[:, None], other=0.0)
+
+
+@triton.jit
+def _load_tile(ptr, rows, n_valid, H: tl.constexpr, D: tl.constexpr, i_h, col0, BD: tl.constexpr):
+    """Rows x columns [col0, col0 + BD) of a [tokens, H, D] tensor as float32, zero past n_valid."""
+    return _load_raw(ptr, rows, n_valid, H, D, i_h, col0, BD).to(tl.float32)
 
 
 @triton.jit
@@ -285,34 +294,46 @@ def _wy_inverse(L, A, ch, C: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr,
 def _wy_key_block(
     q, k, g, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, col0,
     H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
+    LOADS_FIRST: tl.constexpr,
 ):  # fmt: skip
     """Columns [col0, col0 + BK) of Kb = A (B K e^Gamma), Qg, Ke and e^{gamma_C}; q, k, g, b point at the
-    chunk."""
+    chunk. With LOADS_FIRST all four tiles are loaded before the first store: loads and stores keep their
+    program order (the compiler cannot rule out aliasing), so a load after a store waits for its own trip to
+    memory."""
     o_c = tl.arange(0, C)
     o_k = col0 + tl.arange(0, BK)
     b_g = _load_tile(g, o_c, n, H, K, i_h, col0, BK)  # [C, BK], 0 on padding rows
+    if LOADS_FIRST:
+        b_kr = _load_raw(k, o_c, n, H, K, i_h, col0, BK)
+        b_br = _load_raw(b, o_c, n, H, K, i_h, col0, BK)
+        b_qr = _load_raw(q, o_c, n, H, K, i_h, col0, BK)
     b_gam = tl.cumsum(b_g, 0)  # flat on padding rows
     b_gC = tl.sum(b_g, 0)  # [BK]: gamma of the last row
     tl.store(eg + ch * K + o_k, tl.exp(b_gC))
     p_ck = (ch * C + o_c)[:, None] * K + o_k[None, :]
-    b_kn = _load_tile(k, o_c, n, H, K, i_h, col0, BK) * b_rk[:, None]
+    if not LOADS_FIRST:
+        b_kr = _load_raw(k, o_c, n, H, K, i_h, col0, BK)
+    b_kn = b_kr.to(tl.float32) * b_rk[:, None]
     tl.store(ke + p_ck, (b_kn * tl.exp(b_gC[None, :] - b_gam)).to(ke.dtype.element_ty))
     b_e = tl.exp(b_gam)
-    b_x = _load_tile(b, o_c, n, H, K, i_h, col0, BK) * b_kn * b_e
+    if not LOADS_FIRST:
+        b_br = _load_raw(b, o_c, n, H, K, i_h, col0, BK)
+    b_x = b_br.to(tl.float32) * b_kn * b_e
     tl.store(kb + p_ck, _dot(b_A, b_x, PREC).to(kb.dtype.element_ty))
-    b_qg = _load_tile(q, o_c, n, H, K, i_h, col0, BK) * b_rq[:, None] * b_e
+    if not LOADS_FIRST:
+        b_qr = _load_raw(q, o_c, n, H, K, i_h, col0, BK)
+    b_qg = b_qr.to(tl.float32) * b_rq[:, None] * b_e
     tl.store(qg + p_ck, b_qg.to(qg.dtype.element_ty))
 
 
 @triton.jit
 def _wy_value_block(
-    v, w, b_A, ut, ch, n, i_h, col0, H: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BK: tl.constexpr,
-    PREC: tl.constexpr,
-):  # fmt: skip
-    """Columns [col0, col0 + BK) of Ut = A (W V); v, w point at the chunk."""
+    b_wr, b_vr, b_A, ut, ch, col0, V: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr
+):
+    """Columns [col0, col0 + BK) of Ut = A (W V) from those columns of w and v (`_load_raw`)."""
     o_c = tl.arange(0, C)
     o_v = col0 + tl.arange(0, BK)
-    b_wv = _load_tile(w, o_c, n, H, V, i_h, col0, BK) * _load_tile(v, o_c, n, H, V, i_h, col0, BK)
+    b_wv = b_wr.to(tl.float32) * b_vr.to(tl.float32)
     p_cv = (ch * C + o_c)[:, None] * V + o_v[None, :]
     tl.store(ut + p_cv, _dot(b_A, b_wv, PREC).to(ut.dtype.element_ty))
 
@@ -322,9 +343,12 @@ def gdn2_fwd_kernel_wy(
     q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, chunk_bos, chunk_len, scale, c0,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
     BK: tl.constexpr, PREC: tl.constexpr, INVERT: tl.constexpr, STORE_A: tl.constexpr,
+    LOADS_FIRST: tl.constexpr,
 ):  # fmt: skip
     """A = (I + L)^{-1} (stored with STORE_A; with INVERT off, read from A instead), Kb = A (B K e^Gamma),
-    Ut = A (W V), Qg, Ke, e^{gamma_C}. The inverse norms rk, rq come from the scores kernel."""
+    Ut = A (W V), Qg, Ke, e^{gamma_C}. The inverse norms rk, rq come from the scores kernel. LOADS_FIRST
+    (0, 1, 2): 1 loads each key block's tiles before its stores, 2 also the values' (when V is one block)
+    before any store."""
     i_c, i_h = tl.program_id(0) + c0, tl.program_id(1)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
@@ -338,10 +362,20 @@ def gdn2_fwd_kernel_wy(
         b_A = tl.load(A + (ch * C + o_c)[:, None] * C + o_c[None, :])
     b_rk = tl.load(rk + ch * C + o_c)  # [C]
     b_rq = tl.load(rq + ch * C + o_c) * scale
+    VALUES_FIRST: tl.constexpr = LOADS_FIRST >= 2 and V == BK
+    if VALUES_FIRST:
+        b_wr = _load_raw(w, o_c, n, H, V, i_h, 0, BK)
+        b_vr = _load_raw(v, o_c, n, H, V, i_h, 0, BK)
     for kb_ in tl.static_range(K // BK):
-        _wy_key_block(q, k, g, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, kb_ * BK, H, K, C, BK, PREC)
-    for vb in tl.static_range(V // BK):
-        _wy_value_block(v, w, b_A, ut, ch, n, i_h, vb * BK, H, V, C, BK, PREC)
+        _wy_key_block(q, k, g, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, kb_ * BK, H, K, C, BK, PREC,
+                      LOADS_FIRST > 0)  # fmt: skip
+    if VALUES_FIRST:
+        _wy_value_block(b_wr, b_vr, b_A, ut, ch, 0, V, C, BK, PREC)
+    else:
+        for vb in tl.static_range(V // BK):
+            b_wr = _load_raw(w, o_c, n, H, V, i_h, vb * BK, BK)
+            b_vr = _load_raw(v, o_c, n, H, V, i_h, vb * BK, BK)
+            _wy_value_block(b_wr, b_vr, b_A, ut, ch, vb * BK, V, C, BK, PREC)
 
 
 @triton.jit
@@ -529,7 +563,8 @@ def chunk_gdn2_fwd(
         LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(c1 - c0, H)](
             q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
             H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), PREC=WY_PRECISION,
-            INVERT=scores is None, STORE_A=scores is None and keep_inverse, num_warps=WY_WARPS,
+            INVERT=scores is None, STORE_A=scores is None and keep_inverse, LOADS_FIRST=WY_LOADS_FIRST,
+            num_warps=WY_WARPS,
         )  # fmt: skip
 
     def state(seq_chunks, h0, h_out, n_seqs: int) -> None:

@@ -47,9 +47,12 @@ WY_PRECISION = "bf16"
 # registers; 8 warps: 3.28 ms
 WY_WARPS = 4
 WY_BK = 128
-# order of the WY kernel's global loads (see gdn2_fwd_kernel_wy): 0 as the math reads them, 1 each key
-# block's tiles before its stores, 2 the value tiles too
-WY_LOADS_FIRST = 0
+# WY loads each key block's k, b, q tiles before its first store (a load after a store waits for its own
+# trip to memory). One run, H200, 64k / 100k (raw: bench/results/raw/kernels_overlap_v14_wy_loads_h200.log):
+# with K blocks of 64, 3.415 / 5.224 ms against 3.448 / 5.253 for v14 (outputs within 3e-5 of v14's);
+# with K blocks of 128 the held tiles spill 1.3 KB per thread, 4.48 / 6.82. Off until repeated and run
+# through the GPU tests with K blocks of 64
+WY_LOADS_FIRST = False
 # the scores kernel builds one 16 x 16 block of L and P at a time over [16, K] tiles; 2 warps measured
 # 3.10 ms at 1 x 102400 (H200) vs 3.43 at 4 and 6.23 at 8 (the earlier [64, K]-tile row layout: 3.88);
 # with the diagonal inversion added (v9): 2.95 at 2 warps vs 5.35 at 4
@@ -328,12 +331,13 @@ def _wy_key_block(
 
 @triton.jit
 def _wy_value_block(
-    b_wr, b_vr, b_A, ut, ch, col0, V: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr
-):
-    """Columns [col0, col0 + BK) of Ut = A (W V) from those columns of w and v (`_load_raw`)."""
+    v, w, b_A, ut, ch, n, i_h, col0, H: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BK: tl.constexpr,
+    PREC: tl.constexpr,
+):  # fmt: skip
+    """Columns [col0, col0 + BK) of Ut = A (W V); v, w point at the chunk."""
     o_c = tl.arange(0, C)
     o_v = col0 + tl.arange(0, BK)
-    b_wv = b_wr.to(tl.float32) * b_vr.to(tl.float32)
+    b_wv = _load_tile(w, o_c, n, H, V, i_h, col0, BK) * _load_tile(v, o_c, n, H, V, i_h, col0, BK)
     p_cv = (ch * C + o_c)[:, None] * V + o_v[None, :]
     tl.store(ut + p_cv, _dot(b_A, b_wv, PREC).to(ut.dtype.element_ty))
 
@@ -346,9 +350,8 @@ def gdn2_fwd_kernel_wy(
     LOADS_FIRST: tl.constexpr,
 ):  # fmt: skip
     """A = (I + L)^{-1} (stored with STORE_A; with INVERT off, read from A instead), Kb = A (B K e^Gamma),
-    Ut = A (W V), Qg, Ke, e^{gamma_C}. The inverse norms rk, rq come from the scores kernel. LOADS_FIRST
-    (0, 1, 2): 1 loads each key block's tiles before its stores, 2 also the values' (when V is one block)
-    before any store."""
+    Ut = A (W V), Qg, Ke, e^{gamma_C}. The inverse norms rk, rq come from the scores kernel. LOADS_FIRST:
+    each key block's tiles are loaded before its stores (see `_wy_key_block`)."""
     i_c, i_h = tl.program_id(0) + c0, tl.program_id(1)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
@@ -362,20 +365,11 @@ def gdn2_fwd_kernel_wy(
         b_A = tl.load(A + (ch * C + o_c)[:, None] * C + o_c[None, :])
     b_rk = tl.load(rk + ch * C + o_c)  # [C]
     b_rq = tl.load(rq + ch * C + o_c) * scale
-    VALUES_FIRST: tl.constexpr = LOADS_FIRST >= 2 and V == BK
-    if VALUES_FIRST:
-        b_wr = _load_raw(w, o_c, n, H, V, i_h, 0, BK)
-        b_vr = _load_raw(v, o_c, n, H, V, i_h, 0, BK)
     for kb_ in tl.static_range(K // BK):
         _wy_key_block(q, k, g, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, kb_ * BK, H, K, C, BK, PREC,
-                      LOADS_FIRST > 0)  # fmt: skip
-    if VALUES_FIRST:
-        _wy_value_block(b_wr, b_vr, b_A, ut, ch, 0, V, C, BK, PREC)
-    else:
-        for vb in tl.static_range(V // BK):
-            b_wr = _load_raw(w, o_c, n, H, V, i_h, vb * BK, BK)
-            b_vr = _load_raw(v, o_c, n, H, V, i_h, vb * BK, BK)
-            _wy_value_block(b_wr, b_vr, b_A, ut, ch, vb * BK, V, C, BK, PREC)
+                      LOADS_FIRST)  # fmt: skip
+    for vb in tl.static_range(V // BK):
+        _wy_value_block(v, w, b_A, ut, ch, n, i_h, vb * BK, H, V, C, BK, PREC)
 
 
 @triton.jit

@@ -83,7 +83,15 @@ def main() -> None:
         (
             "wy",
             cf.gdn2_fwd_kernel_wy,
-            dict(**SHAPE, V=128, BK=cf.WY_BK, PREC=cf.WY_PRECISION, INVERT=True, STORE_A=False),
+            dict(
+                **SHAPE,
+                V=128,
+                BK=cf.WY_BK,
+                PREC=cf.WY_PRECISION,
+                INVERT=True,
+                STORE_A=False,
+                LOADS_FIRST=cf.WY_LOADS_FIRST,
+            ),
             cf.WY_WARPS,
             ("A",),
         ),

@@ -1,6 +1,6 @@
-"""Forward wall time at 1 x 65536, 1 x 102400 (and the batches) of state-pass variants (module constants
-of kernels.gdn2.chunk_fwd: STATE_SEGMENTS, STATE_STAGES, SEGMENT_BLOCK_V, SEGMENT_SHRINK,
-SEGMENT_UT_PREFETCH), FLA (tuned for each size) in the same run, and each variant's output against the first
+"""Forward wall time at 1 x 65536, 1 x 102400 (and the batches) of variants set by module constants of
+kernels.gdn2.chunk_fwd (STATE_SEGMENTS, SEGMENT_BLOCK_V, SEGMENT_SHRINK, SEGMENT_UT_PREFETCH, WY_BK,
+WY_LOADS_FIRST, ...), FLA (tuned for each size) in the same run, and each variant's output against the first
 variant's.
 
     cd bench && PYTHONPATH=<fla wheels>:.. python3 kernels_overlap.py [1x65536,1x102400 ["name;name"]]

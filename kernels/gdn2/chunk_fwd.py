@@ -55,11 +55,10 @@ WY_BK = 128
 WY_LOADS_FIRST = False
 # the scores kernel builds one 16 x 16 block of L and P at a time over [16, K] tiles; 2 warps measured
 # 3.10 ms at 1 x 102400 (H200) vs 3.43 at 4 and 6.23 at 8 (the earlier [64, K]-tile row layout: 3.88);
-# with the diagonal inversion added (v9): 2.95 at 2 warps vs 5.35 at 4
+# with the diagonal inversion added (v9): 2.95 at 2 warps vs 5.35 at 4. Register caps (ptxas maxnreg) for
+# more scores or WY programs per SM, at the price of spills, lost everywhere (1 x 102400, H200, commit
+# 55d0362): 5.25 ms uncapped; scores at 168 / 128 registers 5.70 / 6.54; WY at 168 / 128 5.88 / 7.49
 SCORES_WARPS = 2
-# register caps (ptxas maxnreg) on scores or WY, for more programs per SM at the price of spills, lost
-# everywhere (1 x 102400, H200, one run, commit 55d0362): 5.25 ms uncapped, scores at 168 / 128 registers
-# 5.70 / 6.54, WY at 168 / 128 5.88 / 7.49 (raw: bench/results/raw/kernels_overlap_v14_maxnreg_h200.log)
 # v10 at 1 x 102400: 1.83 ms vs 2.86 at 8 warps and 5.04 at 2 (H200)
 STATE_WARPS = 4
 # software-pipelining depth of the state pass: the next chunk's operands load while this one computes;

@@ -48,18 +48,11 @@ def test_chunk_fwd_bwd_matches_float64_reference(B, T):
         assert_close(f"d{name}", r, t, BWD_TOL)
 
 
-@pytest.mark.parametrize(
-    "consts",
-    [
-        {"SEGMENT_UT_PREFETCH": False},
-        {"SEGMENT_UT_PREFETCH": True},
-    ],
-)
-def test_long_sequence_overlapped_state_pass(monkeypatch, consts):
+@pytest.mark.parametrize("ut_prefetch", [False, True])
+def test_long_sequence_overlapped_state_pass(monkeypatch, ut_prefetch):
     # one sequence long enough for the state pass to run in segments on a side stream, overlapping the next
     # segment's intra kernels (the reader's case; the sizes above all take the single-pass path)
-    for name, value in consts.items():
-        monkeypatch.setattr(chunk_fwd, name, value)
+    monkeypatch.setattr(chunk_fwd, "SEGMENT_UT_PREFETCH", ut_prefetch)
     T, H, K, V = 40000, 2, 128, 128
     assert T // 64 >= chunk_fwd.SEGMENT_MIN_CHUNKS * chunk_fwd.STATE_SEGMENTS
     xs, h0, _, _ = _cuda_inputs(1, T, H, K, V, seed=40)

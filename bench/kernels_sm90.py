@@ -76,7 +76,7 @@ def main() -> None:
         (
             "scores",
             cf.gdn2_fwd_kernel_scores,
-            dict(**SHAPE, L2NORM=True, SPAN=cf.SPAN, **prec),
+            dict(**SHAPE, L2NORM=True, SPAN=cf.SPAN, EXACT_BK=32, **prec),
             cf.SCORES_WARPS,
             (),
         ),

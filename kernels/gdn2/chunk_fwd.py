@@ -44,21 +44,27 @@ SCORES_PRECISION = "bf16"
 WY_PRECISION = "bf16"
 # warps of the WY kernel, and its K (and V) block: with the diagonal inverses from the scores kernel, 128
 # measured 1.94 ms at 1 x 102400 and 0.63 at 8 x 4096 (H200) vs 2.06 / 0.67 at 64, despite 66 spilled
-# registers; 8 warps: 3.28 ms
+# registers; 8 warps: 3.28 ms. K blocks of 32 crashed on the H200 (illegal address; not pursued)
 WY_WARPS = 4
-WY_BK = 128
+WY_BK = 64
 # WY loads each key block's k, b, q tiles before its first store (a load after a store waits for its own
-# trip to memory). One run, H200, 64k / 100k (raw: bench/results/raw/kernels_overlap_v14_wy_loads_h200.log):
-# with K blocks of 64, 3.415 / 5.224 ms against 3.448 / 5.253 for v14 (outputs within 3e-5 of v14's);
-# with K blocks of 128 the held tiles spill 1.3 KB per thread, 4.48 / 6.82. Off until repeated and run
-# through the GPU tests with K blocks of 64
-WY_LOADS_FIRST = False
+# trip to memory). H200, 64k / 100k, with the scores kernel at 168 registers: 3.362 / 5.112 ms against
+# 3.393 / 5.160 for K blocks of 128 stored as they load (raw: bench/results/raw/kernels_overlap_v15_*); at
+# K blocks of 128 the held tiles spill 1.3 KB per thread: 4.48 / 6.82
+WY_LOADS_FIRST = True
 # the scores kernel builds one 16 x 16 block of L and P at a time over [16, K] tiles; 2 warps measured
 # 3.10 ms at 1 x 102400 (H200) vs 3.43 at 4 and 6.23 at 8 (the earlier [64, K]-tile row layout: 3.88);
-# with the diagonal inversion added (v9): 2.95 at 2 warps vs 5.35 at 4. Register caps (ptxas maxnreg) for
-# more scores or WY programs per SM, at the price of spills, lost everywhere (1 x 102400, H200, commit
-# 55d0362): 5.25 ms uncapped; scores at 168 / 128 registers 5.70 / 6.54; WY at 168 / 128 5.88 / 7.49
+# with the diagonal inversion added (v9): 2.95 at 2 warps vs 5.35 at 4
 SCORES_WARPS = 2
+# register caps (ptxas maxnreg) of the scores and WY programs, None for the compiler's choice. Scores at 168
+# registers runs 6 programs per SM instead of 4 (255; 3 instead of 2 beside a state program). It won once
+# the rare exact-diagonal branch stopped holding the common path's tiles (255 registers and 148 B of spills
+# before, 221 and none after; at 168, 216 B of spills): H200, 64k / 100k, 3.393 / 5.160 ms against 3.508 /
+# 5.321 uncapped; 200 (5 per SM, no spills) 3.540, 184: 3.565, 144: 3.603 / 5.425, 128: 3.537 / 5.329.
+# Before that change the same caps lost (168: 5.70 vs 5.25 ms at 100k, commit 55d0362). WY at 168 (3 per SM,
+# 112 B of spills) with K blocks of 64: 3.399 / 5.133, no gain
+SCORES_MAXNREG: int | None = 168
+WY_MAXNREG: int | None = None
 # v10 at 1 x 102400: 1.83 ms vs 2.86 at 8 warps and 5.04 at 2 (H200)
 STATE_WARPS = 4
 # software-pipelining depth of the state pass: the next chunk's operands load while this one computes;
@@ -75,11 +81,17 @@ WORK_DTYPE = torch.bfloat16
 # pass, which runs alone. 1 x 102400 on an H200 (bench/kernels_overlap.py, one run): 6.28 ms in one
 # segment, 5.89 in 4 at V blocks of 16 (v12), 5.44 in 8 at 32, 5.36 in 8 at 64 with shrink 0.7 (1.0:
 # 5.46-5.57); V blocks of 128: 7.9 (7.90 with 8 warps and Ut prefetched, which fits 3 stages in 216 KB);
-# 2 stages: 5.8; 8 warps: 6.0 (5.70 with Ut prefetched)
-STATE_SEGMENTS = 8
+# 2 stages: 5.8; 8 warps: 6.0 (5.70 with Ut prefetched). With the v15 intra kernels (H200, 64k / 100k):
+# 8 segments 3.362 / 5.112 ms, 7: 3.341 / 5.102, 6: 3.350 / 5.118, and with the last state pass at V
+# blocks of 16, 8: 3.345 / 5.087, 6: 3.314 / 5.060; shrink 0.6 / 0.8 (8 segments): 3.489 / 5.356,
+# 3.468 / 5.199
+STATE_SEGMENTS = 6
 SEGMENT_MIN_CHUNKS = 64
 SEGMENT_BLOCK_V = 64
 SEGMENT_SHRINK = 0.7
+# V block of the last segment's state pass: it runs alone, so narrow blocks (128 programs) shorten its chain
+# (None: SEGMENT_BLOCK_V)
+SEGMENT_LAST_BLOCK_V: int | None = 16
 # the overlapped state pass loads Ut into registers a step ahead instead of through the pipeliner's stages:
 # 192 KB of shared memory instead of 208 and 242 registers instead of 219 (bench/kernels_sm90.py), room for
 # one WY or two scores programs beside each state program. Two runs on an H200 (bench/kernels_overlap.py):
@@ -169,7 +181,7 @@ def _load_tile(ptr, rows, n_valid, H: tl.constexpr, D: tl.constexpr, i_h, col0, 
 def gdn2_fwd_kernel_scores(
     q, k, g, b, L, P, rk, rq, chunk_bos, chunk_len, scale, c0,
     H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr,
+    L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr, EXACT_BK: tl.constexpr,
 ):  # fmt: skip
     """Rows of L and P for one sub-chunk of 16 rows, anchored at its first row r: e^{gam_i - r} <= 1 for
     its rows, e^{r - gam_j} <= 1 for earlier rows and <= e^{span} inside it. A sub-chunk that decays by
@@ -214,11 +226,10 @@ def gdn2_fwd_kernel_scores(
     b_y = b_ks * tl.exp(tl.minimum(-b_rel, SPAN))
     b_l = _dot(b_xe, tl.trans(b_y), PREC)
     b_p = _dot(b_qe, tl.trans(b_y), PREC)
-    # the rare strongly decaying sub-chunk overwrites them (a separate kernel for it, which took the
-    # scores kernel from 255 registers with 36 spills to 209 with none, measured slower: 2.97 vs 2.77 ms at
-    # 1 x 102400, H200)
+    # the rare strongly decaying sub-chunk overwrites them (a separate kernel for it measured slower: 2.97
+    # vs 2.77 ms at 1 x 102400, H200)
     if b_span >= SPAN:
-        b_l, b_p = _exact_diag(b_bk, b_qs, b_ks, f_gam, BC)
+        b_l, b_p = _exact_diag(q, k, g, b, b_rk, b_rq, rows, n, i_h, H, K, BC, EXACT_BK)
     p_blk = (ch * C + rows)[:, None] * C + rows[None, :]
     b_a = _unit_lower_inverse(tl.where(o_r[None, :] < o_r[:, None], b_l, 0.0), BC)
     tl.store(L + p_blk, b_a.to(L.dtype.element_ty))
@@ -235,19 +246,37 @@ def gdn2_fwd_kernel_scores(
 
 
 @triton.jit
-def _exact_diag(b_bk, b_qs, b_ks, f_gam, BC: tl.constexpr):
-    """L and P of a sub-chunk's diagonal block with exact pairwise decays e^{gam_i - gam_j}, one column at a
-    time: the rare path of a sub-chunk that decays by more than SPAN."""
+def _exact_diag(
+    q, k, g, b, b_rk, b_rq, rows, n, i_h, H: tl.constexpr, K: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr
+):
+    """L and P of a sub-chunk's diagonal block with exact pairwise decays e^{gam_i - gam_j}: the rare path
+    of a sub-chunk that decays by more than SPAN. b_rk, b_rq: the rows' inverse norms.
+
+    It loads its rows again (cache hits), BK channels and one column j at a time, rather than keep the
+    common path's [16, K] tiles alive through its products: a branch holding them set the scores kernel's
+    register count (255 with 148 B of spills, against 221 and none; ptxas for sm_90), which kept the
+    SCORES_MAXNREG cap from paying."""
     o_r = tl.arange(0, BC)
+    r0 = tl.min(rows, 0)
     b_l = tl.zeros([BC, BC], dtype=tl.float32)
     b_p = tl.zeros([BC, BC], dtype=tl.float32)
-    for jj in range(BC):
-        f_kj = tl.sum(tl.where((o_r == jj)[:, None], b_ks, 0.0), 0)  # [K]
-        f_gj = tl.sum(tl.where((o_r == jj)[:, None], f_gam, 0.0), 0)
-        f_e = tl.exp(tl.where((o_r >= jj)[:, None], f_gam - f_gj[None, :], 0.0)) * f_kj[None, :]
-        m_col = (o_r == jj)[None, :]
-        b_l += tl.where(m_col, tl.sum(b_bk * f_e, 1)[:, None], 0.0)
-        b_p += tl.where(m_col, tl.sum(b_qs * f_e, 1)[:, None], 0.0)
+    for col0 in range(0, K, BK):
+        o_k = col0 + tl.arange(0, BK)
+        f_gam = tl.cumsum(_load_tile(g, rows, n, H, K, i_h, col0, BK), 0)
+        b_x = _load_tile(b, rows, n, H, K, i_h, col0, BK) * _load_tile(k, rows, n, H, K, i_h, col0, BK)
+        b_x *= b_rk[:, None]
+        b_qx = _load_tile(q, rows, n, H, K, i_h, col0, BK) * b_rq[:, None]
+        f_gj = tl.zeros([BK], dtype=tl.float32)
+        for jj in range(BC):
+            p_j = (r0 + jj).to(tl.int64) * (H * K) + i_h * K + o_k
+            m_j = (o_k * 0 + r0 + jj) < n  # as a vector: the interpreter rejects a scalar mask
+            f_rkj = tl.sum(tl.where(o_r == jj, b_rk, 0.0), 0)
+            f_gj += tl.load(g + p_j, mask=m_j, other=0.0)  # gamma of row jj, as f_gam's
+            f_kj = tl.load(k + p_j, mask=m_j, other=0.0).to(tl.float32) * f_rkj
+            f_e = tl.exp(tl.where((o_r >= jj)[:, None], f_gam - f_gj[None, :], 0.0)) * f_kj[None, :]
+            m_col = (o_r == jj)[None, :]
+            b_l += tl.where(m_col, tl.sum(b_x * f_e, 1)[:, None], 0.0)
+            b_p += tl.where(m_col, tl.sum(b_qx * f_e, 1)[:, None], 0.0)
     return b_l, b_p
 
 
@@ -474,6 +503,11 @@ def segment_bounds(num_chunks: int, n_seg: int) -> list[int]:
     return cuts
 
 
+def _reg_cap(maxnreg: int | None) -> dict:
+    """Launch options capping a program's registers (none: the interpreter takes no such option)."""
+    return {} if maxnreg is None else {"maxnreg": maxnreg}
+
+
 @functools.lru_cache(maxsize=64)
 def _device_bounds(cuts: tuple[int, ...], dev: torch.device) -> torch.Tensor:
     """`cuts` as a device int32 tensor, made once: a host-to-device copy per call would wait for the GPU."""
@@ -550,21 +584,21 @@ def chunk_gdn2_fwd(
             # chunk-major launch order: 3.04 ms vs 3.55 with a chunk's sub-chunks adjacent (1 x 102400, H200)
             LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(c1 - c0, C // BC, H)](
                 q, k, g, b, L, P, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
-                H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION,
-                num_warps=SCORES_WARPS,
+                H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=SCORES_PRECISION, EXACT_BK=min(32, K),
+                num_warps=SCORES_WARPS, **_reg_cap(SCORES_MAXNREG),
             )  # fmt: skip
         LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(c1 - c0, H)](
             q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
             H=H, K=K, V=V, C=C, BC=BC, BK=min(WY_BK, K, V), PREC=WY_PRECISION,
             INVERT=scores is None, STORE_A=scores is None and keep_inverse, LOADS_FIRST=WY_LOADS_FIRST,
-            num_warps=WY_WARPS,
+            num_warps=WY_WARPS, **_reg_cap(WY_MAXNREG),
         )  # fmt: skip
 
-    def state(seq_chunks, h0, h_out, n_seqs: int) -> None:
+    def state(seq_chunks, h0, h_out, n_seqs: int, bv: int = BV) -> None:
         LAST_COMPILED["state_o"] = launch_pipelined(
-            gdn2_fwd_kernel_state_o, (V // BV, H, n_seqs),
+            gdn2_fwd_kernel_state_o, (V // bv, H, n_seqs),
             kb, ut, qg, ke, eg, P, o, h0, h_out, h, table.chunk_bos, table.chunk_len, seq_chunks,
-            H=H, K=K, V=V, C=C, BC=BC, BV=BV, HAS_H0=h0 is not None, STORE_HT=h_out is not None,
+            H=H, K=K, V=V, C=C, BC=BC, BV=bv, HAS_H0=h0 is not None, STORE_HT=h_out is not None,
             STORE_H=save_states, STORE_O=not save_states, UT_PREFETCH=n_seg > 1 and SEGMENT_UT_PREFETCH,
             num_warps=STATE_WARPS, stages=STATE_STAGES,
         )  # fmt: skip
@@ -586,7 +620,8 @@ def chunk_gdn2_fwd(
         with _on(side):
             last = s_i == len(cuts) - 2
             h_next = ht if last else torch.empty(1, H, K, V, device=dev, dtype=torch.float32)
-            state(bounds[s_i : s_i + 2], h_prev, h_next, 1)
+            bv = min(SEGMENT_LAST_BLOCK_V or BV, V) if last else BV
+            state(bounds[s_i : s_i + 2], h_prev, h_next, 1, bv)
         h_prev = h_next
     main.wait_stream(side)
     return o, ht, inter

@@ -57,12 +57,13 @@ WY_LOADS_FIRST = True
 # with the diagonal inversion added (v9): 2.95 at 2 warps vs 5.35 at 4
 SCORES_WARPS = 2
 # register caps (ptxas maxnreg) of the scores and WY programs, None for the compiler's choice. Scores at 168
-# registers runs 6 programs per SM instead of 4 (255; 3 instead of 2 beside a state program). It won once
+# registers runs 6 programs per SM instead of 4 (beside a state program shared memory allows 2). It won once
 # the rare exact-diagonal branch stopped holding the common path's tiles (255 registers and 148 B of spills
-# before, 221 and none after; at 168, 216 B of spills): H200, 64k / 100k, 3.393 / 5.160 ms against 3.508 /
-# 5.321 uncapped; 200 (5 per SM, no spills) 3.540, 184: 3.565, 144: 3.603 / 5.425, 128: 3.537 / 5.329.
-# Before that change the same caps lost (168: 5.70 vs 5.25 ms at 100k, commit 55d0362). WY at 168 (3 per SM,
-# 112 B of spills) with K blocks of 64: 3.399 / 5.133, no gain
+# before, 221 and none after; at 168, 216 B of spills): H200, 64k / 100k, v15 3.307 / 5.035 ms against
+# 3.429 / 5.225 uncapped (bench/results/raw/kernels_overlap_v15_final_h200.log). Other caps (one run, an
+# interim load order): 200 (5 per SM, no spills) 3.540 vs 3.508 uncapped, 184: 3.565, 144: 3.603, 128: 3.537.
+# Before the branch change the same caps lost (168: 5.70 vs 5.25 ms at 100k, commit 55d0362). WY at 168 (3
+# per SM, 112 B of spills) with K blocks of 64: 3.399 / 5.133 vs 3.374 / 5.111 uncapped, no gain
 SCORES_MAXNREG: int | None = 168
 WY_MAXNREG: int | None = None
 # v10 at 1 x 102400: 1.83 ms vs 2.86 at 8 warps and 5.04 at 2 (H200)

@@ -148,7 +148,10 @@ if __name__ == "__main__":
     out["T70_wholek"] = case(70)
     out["varlen_wholek"] = case(5 + 1 + 66, lens=[5, 1, 66], seed=2)
     out["strong_decay_wholek"] = case(40, g_range=(-20.0, -10.0), seed=3)
-    # WY loading each key block's tiles before its stores, over two key blocks (K = V = 32, blocks of 16)
+    # WY over two key blocks (K = V = 32, blocks of 16): each block's tiles loaded before its stores (the
+    # default), and stored as they load (WY_LOADS_FIRST off)
     chunk_fwd.WY_LOADS_FIRST, chunk_fwd.WY_BK = True, 16
     out["wy_loads_first"] = case(70, K=32, V=32, seed=5)
+    chunk_fwd.WY_LOADS_FIRST = False
+    out["wy_stores_in_order"] = case(70, K=32, V=32, seed=5)
     print(json.dumps(out))

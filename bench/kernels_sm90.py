@@ -29,8 +29,16 @@ INT_ARGS = {"chunk_bos", "chunk_len", "seq_chunks"}
 SHAPE = dict(H=16, K=128, C=64, BC=16)
 
 
-def compile_sm90(fn, constexprs: dict, num_warps: int, num_stages: int = 3, none_args: tuple[str, ...] = ()):
-    """`fn` compiled for sm_90 with these constexprs; `none_args` are pointer arguments passed as None."""
+def compile_sm90(
+    fn,
+    constexprs: dict,
+    num_warps: int,
+    num_stages: int = 3,
+    none_args: tuple[str, ...] = (),
+    maxnreg: int | None = None,
+):
+    """`fn` compiled for sm_90 with these constexprs; `none_args` are pointer arguments passed as None;
+    `maxnreg` caps its registers as the launch option of that name does."""
     names = fn.arg_names
     consts = {**constexprs, **{name: None for name in none_args}}
     sig = {}
@@ -51,7 +59,10 @@ def compile_sm90(fn, constexprs: dict, num_warps: int, num_stages: int = 3, none
     src = ASTSource(
         fn=fn, signature=sig, constexprs={(names.index(k),): v for k, v in consts.items()}, attrs=attrs
     )
-    return triton.compile(src, target=TARGET, options={"num_warps": num_warps, "num_stages": num_stages})
+    options = {"num_warps": num_warps, "num_stages": num_stages}
+    if maxnreg is not None:
+        options["maxnreg"] = maxnreg
+    return triton.compile(src, target=TARGET, options=options)
 
 
 def ptxas_report(kernel) -> str:
@@ -79,6 +90,7 @@ def main() -> None:
             dict(**SHAPE, L2NORM=True, SPAN=cf.SPAN, EXACT_BK=32, **prec),
             cf.SCORES_WARPS,
             (),
+            cf.SCORES_MAXNREG,
         ),
         (
             "wy",
@@ -94,10 +106,11 @@ def main() -> None:
             ),
             cf.WY_WARPS,
             ("A",),
+            cf.WY_MAXNREG,
         ),
     ]
     state_consts = dict(**SHAPE, V=128, HAS_H0=True, STORE_HT=True, STORE_H=False, STORE_O=True)
-    for bv, prefetch in ((16, False), (64, False), (64, True)):
+    for bv, prefetch in ((16, False), (16, True), (64, False), (64, True)):
         rows.append(
             (
                 f"state_o, V blocks of {bv}" + (", Ut prefetched" if prefetch else ""),
@@ -105,11 +118,12 @@ def main() -> None:
                 dict(**state_consts, BV=bv, UT_PREFETCH=prefetch),
                 cf.STATE_WARPS,
                 ("h",),
+                None,
             )
         )
-    for name, fn, consts, warps, none_args in rows:
+    for name, fn, consts, warps, none_args, maxnreg in rows:
         stages = cf.STATE_STAGES if fn is cf.gdn2_fwd_kernel_state_o else 3
-        kernel = compile_sm90(fn, consts, warps, stages, none_args)
+        kernel = compile_sm90(fn, consts, warps, stages, none_args, maxnreg)
         print(f"{name}: {warps} warps, {kernel.metadata.shared} B shared; {ptxas_report(kernel)}")
 
 

@@ -13,6 +13,7 @@ v14 baseline: `git show ec17e32:kernels/gdn2/chunk_fwd.py > bench/chunk_fwd_v14.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -75,11 +76,15 @@ def with_constants(consts: dict, fn):
 
 
 def main() -> None:
-    sizes, variants = SIZES, VARIANTS
+    sizes, variants = SIZES, list(VARIANTS)
     if len(sys.argv) > 1:  # e.g. 1x65536,1x102400
         sizes = [tuple(int(x) for x in bt.split("x")) for bt in sys.argv[1].split(",")]
     if len(sys.argv) > 2:  # e.g. "1 segment;v13"
         variants = [(name, c) for name, c in VARIANTS if any(p in name for p in sys.argv[2].split(";"))]
+    for name, c in list(variants):
+        if "_module" in c and importlib.util.find_spec(c["_module"]) is None:
+            print(f"skipped {name!r}: no bench/{c['_module']}.py (see the docstring)")
+            variants.remove((name, c))
     print(torch.cuda.get_device_name())
     os.environ["FLA_CACHE_RESULTS"] = "0"  # FLA tunes for each length (see kernels_bench.retune_fla)
     rows = []

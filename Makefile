@@ -29,7 +29,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# on the GPU machine (system python with torch + triton; the rag/ GPU test also needs the ingest deps)
+# on the GPU machine (system python with torch + triton; the gdn2_rag/ GPU test also needs the ingest deps)
 test-gpu:
 	python3 -m pytest -q -m gpu tests/kernels tests/model
 

@@ -47,7 +47,7 @@ def corpus_paths() -> list[str]:
 
 
 def ensure_index(index: Path) -> None:
-    from rag import RAG
+    from gdn2_rag import RAG
 
     if (index / "CURRENT").exists():
         return
@@ -62,11 +62,11 @@ def p50(xs: list[float]) -> float:
 
 def run_cpu(args) -> dict:
     """Cold CLI call once, then warm library asks (one warm-up, `repeats` timed)."""
-    from rag import RAG, RAGConfig
+    from gdn2_rag import RAG, RAGConfig
 
     index = Path(args.index)
     ensure_index(index)
-    cmd = [sys.executable, "-c", "import cli; cli.main()", "ask", args.question, "--index", str(index)]
+    cmd = [sys.executable, "-c", "import gdn2_cli; gdn2_cli.main()", "ask", args.question, "--index", str(index)]
     cmd += ["--context-tokens", str(args.context_tokens), "--json", "--device", "cpu"]
     if args.model:
         cmd += ["--model", args.model]
@@ -120,7 +120,7 @@ def run_cpu(args) -> dict:
 
 def run_dump(args) -> dict:
     """Retrieve + assemble a context on CPU with the reader's tokenizer; save pieces and CPU timings."""
-    from rag import RAG, RAGConfig
+    from gdn2_rag import RAG, RAGConfig
 
     index = Path(args.index)
     ensure_index(index)
@@ -128,9 +128,9 @@ def run_dump(args) -> dict:
     if args.random_reader:
         # no trained checkpoint yet: count with a BPE of the reader's vocabulary size trained on the corpus,
         # shipped inside the dump so the GPU side builds a random-weight reader around the same tokenizer
-        from model.tokenizer import train_tokenizer
-        from rag.reading import ReaderRuntime
-        from rag.tokens import TokenizerCounter
+        from gdn2_model.tokenizer import train_tokenizer
+        from gdn2_rag.reading import ReaderRuntime
+        from gdn2_rag.tokens import TokenizerCounter
 
         texts = [Path(p).read_text(errors="replace") for p in corpus_paths()]
         tok = train_tokenizer(texts, vocab_size=16384)
@@ -141,7 +141,7 @@ def run_dump(args) -> dict:
     else:
         rag = RAG.open(index, config=RAGConfig(device="cpu", model_path=args.model))
     rag.ask(args.question, context_tokens=args.context_tokens)  # warm: embedder, reader tokenizer
-    from rag.assemble import assemble_context
+    from gdn2_rag.assemble import assemble_context
 
     runs, warm_assemble = [], []
     cache: dict = {}
@@ -185,7 +185,7 @@ def run_dump(args) -> dict:
 
 
 def _no_filter():
-    from rag.filters import MetadataFilter
+    from gdn2_rag.filters import MetadataFilter
 
     return MetadataFilter()
 
@@ -194,8 +194,8 @@ def run_read(args) -> dict:
     """Time `Reader.extract` (tokenise + layout + streamed prefill + span search) on a saved context."""
     import torch
 
-    from model.prompt import ContextPiece, build_reader_input
-    from model.reader import Reader
+    from gdn2_model.prompt import ContextPiece, build_reader_input
+    from gdn2_model.reader import Reader
 
     data = json.loads(Path(args.context).read_text())
     pieces = [ContextPiece(text=p["text"], header=p["header"]) for p in data["pieces"]]
@@ -270,8 +270,8 @@ def _random_reader(tokenizer_json: str, config_name: str) -> str:
     import torch
     from tokenizers import Tokenizer
 
-    from model.tokenizer import save_tokenizer
-    from model.train import build_model, named_config
+    from gdn2_model.tokenizer import save_tokenizer
+    from gdn2_model.train import build_model, named_config
 
     torch.manual_seed(0)
     path = Path(tempfile.mkdtemp(prefix="random-reader-"))
@@ -283,7 +283,7 @@ def _random_reader(tokenizer_json: str, config_name: str) -> str:
 
 def run_random_reader(args) -> dict:
     """Write a random-weight reader (named config, corpus-trained BPE) to a folder, for CPU runs."""
-    from model.tokenizer import train_tokenizer
+    from gdn2_model.tokenizer import train_tokenizer
 
     texts = [Path(p).read_text(errors="replace") for p in corpus_paths()]
     path = _random_reader(train_tokenizer(texts, vocab_size=16384).to_str(), args.random_config)

@@ -1,4 +1,4 @@
-"""Ingest benchmark: our ingest/ vs LlamaIndex on the same corpus, same embedder, same machine.
+"""Ingest benchmark: our gdn2_ingest/ vs LlamaIndex on the same corpus, same embedder, same machine.
 
 Corpus (chosen deterministically, copied into WORK/corpus so both sides read identical bytes):
 all regular files of /usr/share/common-licenses; 150 man pages from /usr/share/man/man1 (not gcloud_*,
@@ -104,7 +104,7 @@ def _recall(hits: list[list[str]]) -> dict:
 
 def _token_stats(texts: list[str]) -> dict:
     """Embedder tokens per embedded text (special tokens included) and how many exceed the 256 window."""
-    from ingest.embed import SentenceTransformerEmbedder, TokenCounter
+    from gdn2_ingest.embed import SentenceTransformerEmbedder, TokenCounter
 
     counts = TokenCounter(SentenceTransformerEmbedder().load_tokenizer()).count(texts)
     over = sum(1 for c in counts if c > 256)
@@ -114,7 +114,7 @@ def _token_stats(texts: list[str]) -> dict:
 
 def child_ours(corpus: Path, index: Path, reingest: bool, dtype: str = "auto") -> dict:
     t0 = time.perf_counter()
-    from ingest import Index, IngestConfig, ingest_paths
+    from gdn2_ingest import Index, IngestConfig, ingest_paths
 
     t_imp = time.perf_counter() - t0
     rep = ingest_paths(index, [corpus], IngestConfig(domain="auto", dtype=dtype), progress=False)
@@ -224,7 +224,7 @@ def main() -> None:
     corpus = work / "corpus"
     if a.child:
         if a.child == "llamaindex":
-            from ingest.embed import default_model_path
+            from gdn2_ingest.embed import default_model_path
 
             res = child_llamaindex(corpus, work / "li-index", str(default_model_path()))
         elif a.child == "ours-fp32":

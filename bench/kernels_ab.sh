@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A/B of kernel versions in one device call, against this tree's kernels and FLA in the same run.
-#   bash bench/kernels_ab.sh --export kernels-no-gamma kernels-save-scores   # CPU machine: each ref's kernels/
+#   bash bench/kernels_ab.sh --export kernels-no-gamma kernels-save-scores   # CPU machine: each ref's gdn2_kernels/
 #                                                                           # into .ab/<ref>/ (git-ignored)
 #   bash bench/kernels_ab.sh .ab/kernels-no-gamma .ab/kernels-save-scores   # device, carry [".whl", ".ab"]
-# This tree is timed first with FLA; each directory then shadows the `kernels` package and is timed without
+# This tree is timed first with FLA; each directory then shadows the `gdn2_kernels` package and is timed without
 # FLA. Forward and forward+backward only (the branches do not touch decode): about 2-3 min per tree on an H200. Logs and JSON under $OUT; the tables print last.
 set -eu
 if [ "${1:-}" = "--export" ]; then

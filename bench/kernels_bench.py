@@ -19,7 +19,7 @@ import sys
 import torch
 import triton
 
-from kernels import gdn2, gdn2_step
+from gdn2_kernels import gdn2, gdn2_step
 
 H, K, V, C = 16, 128, 128, 64
 

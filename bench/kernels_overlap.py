@@ -1,5 +1,5 @@
 """Forward wall time at 1 x 65536, 1 x 102400 (and the batches) of variants set by module constants of
-kernels.gdn2.chunk_fwd (STATE_SEGMENTS, SEGMENT_LAST_BLOCK_V, SCORES_MAXNREG, WY_BK, ...), FLA (tuned for
+gdn2_kernels.gdn2.chunk_fwd (STATE_SEGMENTS, SEGMENT_LAST_BLOCK_V, SCORES_MAXNREG, WY_BK, ...), FLA (tuned for
 each size) in the same run, and each variant's output against the first variant's.
 
     cd bench && PYTHONPATH=<fla wheels>:.. python3 kernels_overlap.py [1x65536,1x102400 ["name;name"]]
@@ -7,7 +7,7 @@ each size) in the same run, and each variant's output against the first variant'
 The optional second argument keeps the variants whose names contain one of the ';'-separated parts (the
 first kept variant is the reference for the output differences). A variant's constants apply on top of the
 current defaults. A variant may instead name a saved copy of chunk_fwd.py to run (key "_module"), e.g. the
-v14 baseline: `git show ec17e32:kernels/gdn2/chunk_fwd.py > bench/chunk_fwd_v14.py`.
+v14 baseline: `git show ec17e32:gdn2_kernels/gdn2/chunk_fwd.py > bench/chunk_fwd_v14.py`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import sys
 import torch
 from kernels_bench import bench_ms, fla_fwd, make_inputs, ours_fwd, retune_fla
 
-from kernels.gdn2 import chunk as chunk_mod
-from kernels.gdn2 import chunk_fwd as cf
+from gdn2_kernels.gdn2 import chunk as chunk_mod
+from gdn2_kernels.gdn2 import chunk_fwd as cf
 
 # (name, module constants). Measured on one H200 (2026-11-27), 1 x 102400, FLA 7.87 ms: one segment 6.30,
 # v12 (4 segments, V blocks of 16) 5.84-6.05, v13 (8, V blocks of 64, shrink 0.7) 5.25-5.48, v14 (v13 with
@@ -32,7 +32,7 @@ from kernels.gdn2 import chunk_fwd as cf
 # 5.27), the state update before the output products (5.38 vs 5.27), the state pass on S^T with register
 # operands (6.50), the scores of a chunk in one program reading each sub-chunk once (7.06 vs 6.30 in one
 # segment; 6.53 overlapped); with the prefetch: V blocks of 128 at 8 warps (7.90), V blocks of 64 at 8 warps
-# (5.70); the v15 ablations are in the comments of kernels/gdn2/chunk_fwd.py. Older rows: commit 55d0362
+# (5.70); the v15 ablations are in the comments of gdn2_kernels/gdn2/chunk_fwd.py. Older rows: commit 55d0362
 V13 = {
     "STATE_SEGMENTS": 8,
     "SEGMENT_BLOCK_V": 64,

@@ -1,4 +1,4 @@
-"""Per-kernel times and accuracy of kernel variants (module constants of kernels.gdn2.chunk_fwd / chunk_bwd).
+"""Per-kernel times and accuracy of kernel variants (module constants of gdn2_kernels.gdn2.chunk_fwd / chunk_bwd).
 
     PYTHONPATH=. python3 bench/kernels_probe.py
 
@@ -15,11 +15,11 @@ import statistics
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from kernels.common.chunks import build_chunk_table
-from kernels.gdn2 import chunk_bwd as cb
-from kernels.gdn2 import chunk_fwd as cf
-from kernels.gdn2.chunk import chunk_gdn2 as triton_chunk_gdn2
-from kernels.gdn2.reference import chunk_gdn2 as torch_chunk_gdn2
+from gdn2_kernels.common.chunks import build_chunk_table
+from gdn2_kernels.gdn2 import chunk_bwd as cb
+from gdn2_kernels.gdn2 import chunk_fwd as cf
+from gdn2_kernels.gdn2.chunk import chunk_gdn2 as triton_chunk_gdn2
+from gdn2_kernels.gdn2.reference import chunk_gdn2 as torch_chunk_gdn2
 
 
 def inputs(B, T, H, K=128, V=128, seed=0, g_range=(-5.0, -0.1)):
@@ -100,7 +100,7 @@ def fwd_bwd_kernel_ms(xs) -> dict[str, float]:
     return {k.replace("gdn2_", ""): statistics.median(v) for k, v in times.items()}
 
 
-# (name, module constants of kernels.gdn2.chunk_bwd, or of chunk_fwd where bwd has no such name), measured
+# (name, module constants of gdn2_kernels.gdn2.chunk_bwd, or of chunk_fwd where bwd has no such name), measured
 # like VARIANTS
 BWD_VARIANTS = [
     ("bwd base (v12)", {}),
@@ -148,7 +148,7 @@ def probe_backward() -> None:
         )
 
 
-# (name, module constants of kernels.gdn2.chunk_fwd to set); each row is measured, then the defaults return
+# (name, module constants of gdn2_kernels.gdn2.chunk_fwd to set); each row is measured, then the defaults return
 VARIANTS = [
     ("v12: 4 overlapped segments (kernel times overlap; their sum exceeds the wall time)", {}),
     ("one segment, no overlap", {"STATE_SEGMENTS": 1}),

@@ -21,7 +21,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from kernels.gdn2 import chunk_fwd as cf
+from gdn2_kernels.gdn2 import chunk_fwd as cf
 
 TARGET = GPUTarget("cuda", 90, 32)
 BF16_ARGS = {"q", "k", "b", "v", "w", "P", "L", "kb", "ut", "qg", "ke", "o"}

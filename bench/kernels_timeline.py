@@ -19,7 +19,7 @@ import sys
 import torch
 from kernels_bench import make_inputs, ours_fwd
 
-from kernels.gdn2 import chunk_fwd as cf
+from gdn2_kernels.gdn2 import chunk_fwd as cf
 
 
 class EventLog:

@@ -41,7 +41,7 @@ def _gib(n: int) -> float:
 
 
 def build_gdn2(layers: int, fused_ops: bool = True) -> torch.nn.Module:
-    from model import GDN2Config, GDN2ForCausalLM
+    from gdn2_model import GDN2Config, GDN2ForCausalLM
 
     cfg = GDN2Config(
         fused_ops=fused_ops,
@@ -90,7 +90,7 @@ def run_model(name: str, model, lengths: list[int], segment: int, decode_steps: 
 
     def prefill(ids):
         if is_gdn2:
-            from model import streaming_prefill
+            from gdn2_model import streaming_prefill
 
             return streaming_prefill(model, ids, segment_len=segment)
         return model(input_ids=ids, use_cache=True, logits_to_keep=1)
@@ -153,8 +153,8 @@ def run_model(name: str, model, lengths: list[int], segment: int, decode_steps: 
 
 
 def _graph_decode(model, cache, nxt, decode_ctx: int, steps_n: int) -> dict:
-    """The same decode replayed from a CUDA graph (`model.streaming.CudaGraphDecoder`)."""
-    from model.streaming import CudaGraphDecoder
+    """The same decode replayed from a CUDA graph (`gdn2_model.streaming.CudaGraphDecoder`)."""
+    from gdn2_model.streaming import CudaGraphDecoder
 
     dec = CudaGraphDecoder(model, cache)
     steps = []
@@ -176,7 +176,7 @@ def profile_gdn2(layers: int, T: int, segment: int, fused_ops: bool) -> None:
     """Top CUDA kernels of one streaming prefill: GEMMs vs the GDN-2 kernel vs elementwise."""
     from torch.profiler import ProfilerActivity, profile
 
-    from model import streaming_prefill
+    from gdn2_model import streaming_prefill
 
     print(f"profile: {T} tokens, segments of {segment}, fused_ops={fused_ops}")
     model = build_gdn2(layers, fused_ops)
@@ -223,7 +223,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--profile", type=int, default=0, help="first profile a prefill this long")
     ap.add_argument(
-        "--compare-plain", action="store_true", help="also run the GDN-2 model without kernels.layer_ops"
+        "--compare-plain", action="store_true", help="also run the GDN-2 model without gdn2_kernels.layer_ops"
     )
     args = ap.parse_args()
     if not torch.cuda.is_available():

@@ -6,7 +6,7 @@ export PYTHONPATH=.:${PYTHONPATH:-} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=fa
 W=/tmp/e2e; rm -rf $W; mkdir -p $W "$OUT"
 CONFIG=${1:-default}; STEPS=${2:-6}
 for arch in gdn2 transformer; do
-  python3 -m model.train train --config $CONFIG --arch $arch --data data --out $W/$arch --export $W/ck_$arch \
+  python3 -m gdn2_model.train train --config $CONFIG --arch $arch --data data --out $W/$arch --export $W/ck_$arch \
     --steps $STEPS --num-workers 4 2>&1 | grep -v "Writing model" | tail -n 4
 done
 ls -la $W/ck_gdn2

@@ -2,7 +2,7 @@
 
     python bench/reader_eval.py --ckpt CKPT [--ckpt BASELINE_CKPT ...] --data data --out results.json
 
-Samples come from held-out documents only (the split of model/data/corpus.py) with fixed seeds, so
+Samples come from held-out documents only (the split of gdn2_model/data/corpus.py) with fixed seeds, so
 every checkpoint reads exactly the same inputs. Scores:
 
 - NIAH (per task and length, query-first and RULER's question-last layout): exact match of the best
@@ -11,7 +11,7 @@ every checkpoint reads exactly the same inputs. Scores:
 - QA (per domain and length): exact match and F1 (SQuAD normalisation) and evidence@1 (the answer
   comes from the evidence piece).
 - retrieval-only: the best passage by BM25 against the question, then its best sentence by
-  `rag.extractive.best_span` (what the pipeline answers without a reader), same metrics.
+  `gdn2_rag.extractive.best_span` (what the pipeline answers without a reader), same metrics.
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model.data.corpus import load_corpus  # noqa: E402
-from model.data.niah import TASKS, NeedleTaskMaker  # noqa: E402
-from model.data.qa import QATaskMaker  # noqa: E402
-from model.data.sample import Sample  # noqa: E402
-from model.prompt import build_reader_input  # noqa: E402
-from model.tokenizer import load_tokenizer  # noqa: E402
-from rag.evaluate import exact_match, f1_score  # noqa: E402
-from rag.extractive import best_span  # noqa: E402
+from gdn2_model.data.corpus import load_corpus  # noqa: E402
+from gdn2_model.data.niah import TASKS, NeedleTaskMaker  # noqa: E402
+from gdn2_model.data.qa import QATaskMaker  # noqa: E402
+from gdn2_model.data.sample import Sample  # noqa: E402
+from gdn2_model.prompt import build_reader_input  # noqa: E402
+from gdn2_model.tokenizer import load_tokenizer  # noqa: E402
+from gdn2_rag.evaluate import exact_match, f1_score  # noqa: E402
+from gdn2_rag.extractive import best_span  # noqa: E402
 
 _TOKEN = re.compile(r"\w+")
 
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", default="reader_eval.json")
     a = ap.parse_args(argv)
-    from model.reader import Reader
+    from gdn2_model.reader import Reader
 
     def log(msg: str) -> None:
         print(msg, flush=True)

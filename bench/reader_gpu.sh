@@ -13,7 +13,7 @@ W=/tmp/train
 mkdir -p $W "$OUT"
 train() {  # ARCH MIN CONFIG [TRAIN ARGS...]
   rm -rf $W/$1 $W/ck_$1
-  python3 -m model.train train --config $3 --arch $1 --data $W/data --out $W/$1 --export $W/ck_$1 \
+  python3 -m gdn2_model.train train --config $3 --arch $1 --data $W/data --out $W/$1 --export $W/ck_$1 \
     --max-minutes "$2" --num-workers 12 "${@:4}" 2>&1 | grep -v "Writing model" | tee $W/$1.log | tail -n 6
   cp $W/$1/history.jsonl "$OUT/history_$1.jsonl"
 }

@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from model.data.corpus import load_corpus  # noqa: E402
-from model.tokenizer import load_tokenizer  # noqa: E402
-from model.train import build_model, forward_loss, make_optimizer, named_config  # noqa: E402
-from model.training_data import ReaderBatches  # noqa: E402
+from gdn2_model.data.corpus import load_corpus  # noqa: E402
+from gdn2_model.tokenizer import load_tokenizer  # noqa: E402
+from gdn2_model.train import build_model, forward_loss, make_optimizer, named_config  # noqa: E402
+from gdn2_model.training_data import ReaderBatches  # noqa: E402
 
 
 def main(argv=None) -> int:

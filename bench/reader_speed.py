@@ -21,8 +21,8 @@ import torch  # noqa: E402
 
 
 def _models(ckpts: list[str], device: str):
-    from model.reader import Reader
-    from model.train import build_model, named_config
+    from gdn2_model.reader import Reader
+    from gdn2_model.train import build_model, named_config
 
     if ckpts:
         for ck in ckpts:
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     ap.add_argument("--segment", type=int, default=8192)
     ap.add_argument("--out", default="reader_speed.json")
     a = ap.parse_args(argv)
-    from model import streaming_prefill
+    from gdn2_model import streaming_prefill
 
     rows = []
     for name, net, streams in _models(a.ckpt, "cuda"):

@@ -28,11 +28,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest import IngestConfig, ingest_paths  # noqa: E402
-from ingest.dense import search_dense_index  # noqa: E402
-from ingest.embed import SentenceTransformerEmbedder  # noqa: E402
-from rag import RAG, RAGConfig  # noqa: E402
-from rag.retrieve import limited_threads  # noqa: E402
+from gdn2_ingest import IngestConfig, ingest_paths  # noqa: E402
+from gdn2_ingest.dense import search_dense_index  # noqa: E402
+from gdn2_ingest.embed import SentenceTransformerEmbedder  # noqa: E402
+from gdn2_rag import RAG, RAGConfig  # noqa: E402
+from gdn2_rag.retrieve import limited_threads  # noqa: E402
 
 CHARS_PER_CHUNK = 520  # chars of this text per chunk at ingest defaults is ~500: aim a little over the target
 FILE_CHARS = 30_000
@@ -182,7 +182,7 @@ def main() -> None:
 
 
 def rag_filter():
-    from rag.filters import MetadataFilter
+    from gdn2_rag.filters import MetadataFilter
 
     return MetadataFilter()
 

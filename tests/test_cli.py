@@ -7,41 +7,41 @@ import sys
 
 from typer.testing import CliRunner
 
-import cli
-from rag import __version__
+import gdn2_cli
+from gdn2_rag import __version__
 
 runner = CliRunner()
 
 
 def test_help_lists_commands():
-    result = runner.invoke(cli.app, ["--help"])
+    result = runner.invoke(gdn2_cli.app, ["--help"])
     assert result.exit_code == 0
     for name in ("ingest", "ask", "search", "info"):
         assert name in result.output
 
 
 def test_version():
-    result = runner.invoke(cli.app, ["--version"])
+    result = runner.invoke(gdn2_cli.app, ["--version"])
     assert result.exit_code == 0
     assert __version__ in result.output
 
 
 def test_console_script_runs_as_subprocess():
     out = subprocess.run(
-        [sys.executable, "-c", "import cli; cli.main()", "--version"], capture_output=True, text=True
+        [sys.executable, "-c", "import gdn2_cli; gdn2_cli.main()", "--version"], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"rag {__version__}"
 
 
 def test_unknown_option_is_usage_error():
-    result = runner.invoke(cli.app, ["ask", "--no-such-flag", "q"])
+    result = runner.invoke(gdn2_cli.app, ["ask", "--no-such-flag", "q"])
     assert result.exit_code == 2
 
 
 def _rag(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", "import cli; cli.main()", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", "import gdn2_cli; gdn2_cli.main()", *args], capture_output=True, text=True, timeout=120
     )
 
 
@@ -101,9 +101,9 @@ def test_error_text_with_brackets_is_printed_verbatim(tmp_path):
 def test_closed_stdout_pipe_ends_quietly():
     # `rag ask --json | head -1`: no "internal error" line when the pipe's reader goes away
     code = (
-        "import sys, cli\n"
-        "try:\n    cli.run_guarded(lambda: print('x' * 1_000_000))\n"
-        "except cli.typer.Exit as e:\n    sys.exit(e.exit_code)"
+        "import sys, gdn2_cli\n"
+        "try:\n    gdn2_cli.run_guarded(lambda: print('x' * 1_000_000))\n"
+        "except gdn2_cli.typer.Exit as e:\n    sys.exit(e.exit_code)"
     )
     out = subprocess.run(
         f'{sys.executable} -c "{code}" | head -c 1', shell=True, capture_output=True, text=True, timeout=60

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ingest_corpus import CODE, LEGAL, SUPPORT  # noqa: E402
 from ingest_fakes import HashEmbedder  # noqa: E402
 
-from ingest import IngestConfig  # noqa: E402
+from gdn2_ingest import IngestConfig  # noqa: E402
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.embed import SentenceTransformerEmbedder
+from gdn2_ingest.embed import SentenceTransformerEmbedder
 
 
 class HashEmbedder:

@@ -7,9 +7,9 @@ import random
 import pytest
 from ingest_corpus import CODE, LEGAL, SUPPORT
 
-from ingest.chunking import chunk_document, detect_domain
-from ingest.embed import SentenceTransformerEmbedder, TokenCounter
-from ingest.types import Document
+from gdn2_ingest.chunking import chunk_document, detect_domain
+from gdn2_ingest.embed import SentenceTransformerEmbedder, TokenCounter
+from gdn2_ingest.types import Document
 
 
 @pytest.fixture(scope="module")

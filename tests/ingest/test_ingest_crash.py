@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest import Index, IndexLockedError, IndexNotFoundError, ingest_paths
+from gdn2_ingest import Index, IndexLockedError, IndexNotFoundError, ingest_paths
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -22,7 +22,7 @@ def _spawn(index: Path, src: Path, delay: float, marker: Path) -> subprocess.Pop
     code = (
         f"import sys; sys.path[:0] = [{str(ROOT)!r}, {str(HERE)!r}]\n"
         "from ingest_fakes import HashEmbedder\n"
-        "from ingest import IngestConfig, ingest_paths\n"
+        "from gdn2_ingest import IngestConfig, ingest_paths\n"
         f"emb = HashEmbedder(delay={delay}, marker={str(marker)!r})\n"
         "cfg = IngestConfig(embedder_factory=lambda: emb, batch_size=1, lock_timeout=60)\n"
         f"r = ingest_paths({str(index)!r}, [{str(src)!r}], cfg, progress=False)\n"

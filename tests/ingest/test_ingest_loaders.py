@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.loaders import CODE_LANGUAGES, SkipFile, detect_format, load_file
+from gdn2_ingest.loaders import CODE_LANGUAGES, SkipFile, detect_format, load_file
 
 
 def _load(path: Path):
@@ -286,7 +286,7 @@ def test_damaged_pdf_is_quiet(tmp_path: Path, capfd):
     assert (out, err) == ("", "")
 
 
-def test_gzipped_text_loaded_by_inner_name(tmp_path: Path, monkeypatch):
+def test_gzipped_text_loaded_by_inner_name(tmp_path: Path):
     # /usr/share/doc is full of changelog.Debian.gz and NEWS.md.gz
     log = "pkg (1.2-1) unstable; urgency=medium\n\n  * Fix the frobnicator crash.\n"
     (tmp_path / "changelog.Debian.gz").write_bytes(gzip.compress(log.encode()))
@@ -301,9 +301,11 @@ def test_gzipped_text_loaded_by_inner_name(tmp_path: Path, monkeypatch):
         _load(tmp_path / "x.tar.gz")
     with pytest.raises(SkipFile, match="corrupt gzip"):
         _load(tmp_path / "bad.txt.gz")
-    monkeypatch.setattr("ingest.loaders.MAX_GUNZIP_BYTES", 20)
+    # the cap is IngestConfig.max_expanded_bytes, passed down by the pipeline
+    p = tmp_path / "changelog.Debian.gz"
     with pytest.raises(SkipFile, match="oversized once decompressed"):
-        _load(tmp_path / "changelog.Debian.gz")
+        load_file(p, p.read_bytes(), max_expanded_bytes=20)
+    assert load_file(p, p.read_bytes(), max_expanded_bytes=len(log))[0].text == log
 
 
 def test_csv_with_semicolons_or_tabs(tmp_path: Path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingest import Index, IngestConfig, ingest_paths
-from ingest.embed import SentenceTransformerEmbedder
+from gdn2_ingest import Index, IngestConfig, ingest_paths
+from gdn2_ingest.embed import SentenceTransformerEmbedder
 
 
 def test_minilm_ingest_and_semantic_search(tmp_path: Path, corpus: Path):
@@ -33,7 +33,7 @@ def test_dtype_resolution():
     import pytest
     import torch
 
-    from ingest.embed import cpu_has_bf16, resolve_dtype
+    from gdn2_ingest.embed import cpu_has_bf16, resolve_dtype
 
     assert resolve_dtype("float32", "cpu") == torch.float32
     assert resolve_dtype("auto", "cpu") == (torch.bfloat16 if cpu_has_bf16() else torch.float32)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from ingest_fakes import HashEmbedder
 
-from ingest import (
+from gdn2_ingest import (
     EmbedderMismatchError,
     Index,
     IndexFormatError,
@@ -217,7 +217,7 @@ def test_import_is_light():
     import sys
 
     heavy = "{'torch', 'faiss', 'bm25s', 'sentence_transformers', 'transformers'}"
-    code = f"import sys, ingest; print({heavy} & set(sys.modules))"
+    code = f"import sys, gdn2_ingest; print({heavy} & set(sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "set()"
 

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from gdn2_testutils import assert_close, rand_inputs
 
-from kernels import gdn2, gdn2_step
-from kernels.gdn2.reference import chunk_gdn2, recurrent_gdn2
+from gdn2_kernels import gdn2, gdn2_step
+from gdn2_kernels.gdn2.reference import chunk_gdn2, recurrent_gdn2
 
 
 @pytest.mark.parametrize(
@@ -218,7 +218,7 @@ def test_varlen_with_an_empty_sequence():
 def test_triton_entry_with_no_tokens_returns_the_state_in_its_dtype():
     # T = 0 never launches a kernel, so the CUDA entry's answer is checkable on CPU
     pytest.importorskip("triton")
-    from kernels.gdn2 import chunk as triton_chunk
+    from gdn2_kernels.gdn2 import chunk as triton_chunk
 
     q, k, v, g, b, w = rand_inputs(1, 0, 2, 16, 16, dtype=torch.float32)
     h0 = torch.randn(1, 2, 16, 16, dtype=torch.float64)

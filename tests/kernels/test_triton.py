@@ -7,9 +7,9 @@ import pytest
 import torch
 from gdn2_testutils import assert_close, rand_inputs
 
-from kernels import gdn2, gdn2_step
-from kernels.gdn2 import chunk_fwd
-from kernels.gdn2.reference import chunk_gdn2 as torch_chunk_gdn2
+from gdn2_kernels import gdn2, gdn2_step
+from gdn2_kernels.gdn2 import chunk_fwd
+from gdn2_kernels.gdn2.reference import chunk_gdn2 as torch_chunk_gdn2
 
 pytestmark = pytest.mark.gpu
 

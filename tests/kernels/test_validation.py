@@ -6,7 +6,7 @@ import pytest
 import torch
 from gdn2_testutils import rand_inputs
 
-from kernels import gdn2, gdn2_step
+from gdn2_kernels import gdn2, gdn2_step
 
 
 def _inputs():

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from gdn2_testutils import rand_inputs, rel_err  # noqa: E402
 
-from kernels.gdn2 import chunk_bwd, chunk_fwd  # noqa: E402
+from gdn2_kernels.gdn2 import chunk_bwd, chunk_fwd  # noqa: E402
 
 # the interpreter has no bfloat16: keep the state pass operands and the intra-chunk products in float32
 chunk_fwd.WORK_DTYPE = torch.float32
@@ -23,8 +23,8 @@ chunk_fwd.SCORES_PRECISION = chunk_fwd.WY_PRECISION = "ieee"
 # two blocks of 8 key columns in the backward's column-split kernels (K = 16 here)
 chunk_bwd.BWD_WY_BK = chunk_bwd.BWD_SCORES_BK = 8
 
-from kernels.gdn2 import chunk as triton_chunk  # noqa: E402
-from kernels.gdn2.reference import chunk_gdn2 as reference  # noqa: E402
+from gdn2_kernels.gdn2 import chunk as triton_chunk  # noqa: E402
+from gdn2_kernels.gdn2.reference import chunk_gdn2 as reference  # noqa: E402
 
 NAMES = ["q", "k", "v", "g", "b", "w", "h0"]
 

@@ -1,4 +1,4 @@
-"""Run `kernels.layer_ops` under the Triton interpreter (TRITON_INTERPRET=1, CPU, float32) against the
+"""Run `gdn2_kernels.layer_ops` under the Triton interpreter (TRITON_INTERPRET=1, CPU, float32) against the
 model's PyTorch ops and print the relative errors as JSON. Launched in a subprocess by
 test_layer_ops_interpreter.py: the interpreter must be chosen before any kernel is defined."""
 
@@ -11,8 +11,8 @@ import torch
 
 assert os.environ.get("TRITON_INTERPRET") == "1", "run with TRITON_INTERPRET=1"
 
-from kernels import layer_ops  # noqa: E402
-from model.layer import GatedDeltaNet2, RMSNormGated, ShortConvolution  # noqa: E402
+from gdn2_kernels import layer_ops  # noqa: E402
+from gdn2_model.layer import GatedDeltaNet2, RMSNormGated, ShortConvolution  # noqa: E402
 
 
 def rel(ref: torch.Tensor, got: torch.Tensor) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from model import GDN2Config
+from gdn2_model import GDN2Config
 
 
 def tiny_config(**overrides) -> GDN2Config:

@@ -1,4 +1,4 @@
-"""The fused layer kernels (`kernels.layer_ops`) on CPU: under the Triton interpreter they must equal the
+"""The fused layer kernels (`gdn2_kernels.layer_ops`) on CPU: under the Triton interpreter they must equal the
 model's PyTorch ops (their reference), including the conv cache, odd sizes and strided inputs. The GPU
 test in test_model_gpu.py checks a whole model with and without them in bf16."""
 

@@ -6,7 +6,7 @@ import pytest
 from model_testutils import tiny_config
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForQuestionAnswering
 
-from model import GDN2Config, GDN2ForCausalLM, GDN2ForReader, GDN2Model
+from gdn2_model import GDN2Config, GDN2ForCausalLM, GDN2ForReader, GDN2Model
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,9 @@ import pytest
 import torch
 from model_testutils import tiny_config, tokens
 
-from model import GDN2ForCausalLM, GDN2Model
-from model.fla_compat import convert_state_dict, load_converted
-from model.layer import GatedDeltaNet2
+from gdn2_model import GDN2ForCausalLM, GDN2Model
+from gdn2_model.fla_compat import convert_state_dict, load_converted
+from gdn2_model.layer import GatedDeltaNet2
 
 HYBRID = {"layers": [1], "num_heads": 4, "num_kv_heads": 2, "window_size": 8}
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from model_testutils import rel_err, tiny_config, tokens
 
-from model import GDN2Cache, GDN2ForCausalLM, GDN2Model, streaming_prefill
-from model.layer import GatedDeltaNet2
+from gdn2_model import GDN2Cache, GDN2ForCausalLM, GDN2Model, streaming_prefill
+from gdn2_model.layer import GatedDeltaNet2
 
 pytestmark = pytest.mark.gpu
 
@@ -79,7 +79,7 @@ def test_triton_path_equals_cpu_reference_path_layer_bf16():
 
 
 def test_fused_layer_ops_as_accurate_as_pytorch_ops_bf16():
-    """The same bf16 model on CUDA with and without `kernels.layer_ops`, each against the fp32 model:
+    """The same bf16 model on CUDA with and without `gdn2_kernels.layer_ops`, each against the fp32 model:
     prefill, then a cached step. The fused kernels compute in fp32 and round once, the PyTorch ops round
     after every step, so the fused path must be at least as close to fp32 (a 4-layer bf16 model drifts
     ~2e-2 from fp32 on its own, so equality within 1e-2 is the wrong test)."""
@@ -161,7 +161,7 @@ def test_fla_gdn2_layer_parity_with_and_without_cache():
 
 
 def test_cuda_graph_decode_equals_eager_decode():
-    from model.streaming import CudaGraphDecoder
+    from gdn2_model.streaming import CudaGraphDecoder
 
     torch.manual_seed(0)
     model = GDN2ForCausalLM(_small()).eval().to("cuda", torch.bfloat16)

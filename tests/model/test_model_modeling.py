@@ -7,7 +7,7 @@ import torch
 from model_testutils import HYBRID, tiny_config, tokens
 from transformers import AutoModelForCausalLM
 
-from model import GDN2Cache, GDN2ForCausalLM, GDN2ForReader, GDN2Model
+from gdn2_model import GDN2Cache, GDN2ForCausalLM, GDN2ForReader, GDN2Model
 
 VARIANTS = [
     pytest.param({}, id="gdn2"),
@@ -228,7 +228,7 @@ def test_bf16_forward_on_cpu_keeps_the_dtype():
 
 
 def test_short_convolution_equals_a_causal_conv1d_and_continues_from_its_cache():
-    from model.layer import ShortConvolution
+    from gdn2_model.layer import ShortConvolution
 
     torch.manual_seed(0)
     conv = ShortConvolution(8, 4, bias=True)
@@ -304,7 +304,7 @@ def test_return_dict_false_gives_tuples():
 
 def test_fused_ops_flag_never_changes_the_cpu_path():
     """`fused_ops` only selects Triton kernels in CUDA inference: on CPU both settings give equal logits."""
-    from model.layer import use_fused_ops
+    from gdn2_model.layer import use_fused_ops
 
     assert not use_fused_ops(True, torch.zeros(1))
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from model_testutils import HYBRID, tiny_config, tokens
 
-from model import GDN2ForCausalLM, GDN2ForReader, GDN2Model, streaming_prefill
+from gdn2_model import GDN2ForCausalLM, GDN2ForReader, GDN2Model, streaming_prefill
 
 
 @pytest.mark.parametrize("segment_len", [1, 5, 16, 64])
@@ -97,7 +97,7 @@ def test_streaming_errors(kwargs, match):
 
 
 def test_cuda_graph_decoder_refuses_what_it_cannot_capture():
-    from model.streaming import CudaGraphDecoder
+    from gdn2_model.streaming import CudaGraphDecoder
 
     torch.manual_seed(0)
     model = GDN2ForCausalLM(tiny_config()).eval()

@@ -1,4 +1,4 @@
-"""Fixtures for rag/ tests: a tiny corpus written to tmp_path (a contract, a help page, a code module)."""
+"""Fixtures for gdn2_rag/ tests: a tiny corpus written to tmp_path (a contract, a help page, a code module)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from rag_corpus import CODE_MODULE, CONTRACT, HELP_PAGE
 from rag_fakes import FakeIndex
 
-from rag import RAG, RAGConfig
+from gdn2_rag import RAG, RAGConfig
 
 
 @pytest.fixture

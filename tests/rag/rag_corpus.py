@@ -1,4 +1,4 @@
-"""The tiny corpus of the rag/ tests: a contract, a help page and a code module."""
+"""The tiny corpus of the gdn2_rag/ tests: a contract, a help page and a code module."""
 
 CONTRACT = """SERVICE AGREEMENT
 

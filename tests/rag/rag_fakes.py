@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.types import Chunk
+from gdn2_ingest.types import Chunk
 
 _WORD = re.compile(r"\w+")
 

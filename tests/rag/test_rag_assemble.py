@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from rag_fakes import FakeIndex
 
-from rag.assemble import assemble_context
-from rag.citations import FileLines, cite_span, verify
-from rag.tokens import EstimateCounter, TokenizerCounter
+from gdn2_rag.assemble import assemble_context
+from gdn2_rag.citations import FileLines, cite_span, verify
+from gdn2_rag.tokens import EstimateCounter, TokenizerCounter
 
 
 def _scores(chunks):

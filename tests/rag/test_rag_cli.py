@@ -1,4 +1,4 @@
-"""The `rag` commands through typer's CliRunner over the small in-memory index (RAG.open patched)."""
+"""The `gdn2_rag` commands through typer's CliRunner over the small in-memory index (RAG.open patched)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import cli
-from rag import RAG
-from rag.schema import validator
+import gdn2_cli
+from gdn2_rag import RAG
+from gdn2_rag.schema import validator
 
 runner = CliRunner()
 
@@ -27,7 +27,7 @@ def patched(monkeypatch, fake_index):
 
 
 def test_ask_prints_answer_citations_and_evidence(patched):
-    result = runner.invoke(cli.app, ["ask", "When does the password reset link expire?", "--no-reader"])
+    result = runner.invoke(gdn2_cli.app, ["ask", "When does the password reset link expire?", "--no-reader"])
     assert result.exit_code == 0, result.output
     out = result.output
     assert "retrieval-only answer: no reader was used" in out
@@ -38,7 +38,7 @@ def test_ask_prints_answer_citations_and_evidence(patched):
 
 def test_ask_json_is_one_object_matching_the_schema(patched):
     result = runner.invoke(
-        cli.app,
+        gdn2_cli.app,
         ["ask", "Which laws govern this Agreement?", "--json", "--no-reader", "--top-k", "3", "-c", "2000"],
     )
     assert result.exit_code == 0, result.output
@@ -49,16 +49,16 @@ def test_ask_json_is_one_object_matching_the_schema(patched):
 
 
 def test_verbose_prints_stage_timings(patched):
-    result = runner.invoke(cli.app, ["-v", "ask", "notice to terminate", "--no-reader", "--domain", "legal"])
+    result = runner.invoke(gdn2_cli.app, ["-v", "ask", "notice to terminate", "--no-reader", "--domain", "legal"])
     assert result.exit_code == 0, result.output
     assert "timings: retrieve" in result.output and "assemble" in result.output and "read" in result.output
 
 
 def test_search_text_and_json(patched):
-    result = runner.invoke(cli.app, ["search", "reset link", "-k", "2"])
+    result = runner.invoke(gdn2_cli.app, ["search", "reset link", "-k", "2"])
     assert result.exit_code == 0, result.output
     assert "password.md:" in result.output and "bm25" in result.output
-    result = runner.invoke(cli.app, ["search", "reset link", "--json", "--path", "*.md"])
+    result = runner.invoke(gdn2_cli.app, ["search", "reset link", "--json", "--path", "*.md"])
     data = json.loads(result.stdout)
     assert not list(validator("search").iter_errors(data))
     assert all(p["path"].endswith(".md") for p in data["passages"])
@@ -67,7 +67,7 @@ def test_search_text_and_json(patched):
 def test_search_reports_the_embedder_load_apart_from_retrieval(patched, monkeypatch):
     # the first search of a process loads the query embedder: that is not retrieval time
     monkeypatch.setattr(RAG, "_warm_embedder", lambda self: 3.0)
-    result = runner.invoke(cli.app, ["-v", "search", "reset link", "--json"])
+    result = runner.invoke(gdn2_cli.app, ["-v", "search", "reset link", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert not list(validator("search").iter_errors(data))
@@ -76,10 +76,10 @@ def test_search_reports_the_embedder_load_apart_from_retrieval(patched, monkeypa
 
 
 def test_nothing_matched_names_the_filters(patched):
-    result = runner.invoke(cli.app, ["search", "reset link", "--path", "nothing/*.md"])
+    result = runner.invoke(gdn2_cli.app, ["search", "reset link", "--path", "nothing/*.md"])
     assert result.exit_code == 0 and "No passage matched (filters: --path 'nothing/*.md')." in result.stdout
     result = runner.invoke(
-        cli.app, ["ask", "reset link", "--no-reader", "--domain", "code", "--path", "*.md"]
+        gdn2_cli.app, ["ask", "reset link", "--no-reader", "--domain", "code", "--path", "*.md"]
     )
     assert result.exit_code == 0
     assert result.stdout.strip() == (
@@ -88,35 +88,35 @@ def test_nothing_matched_names_the_filters(patched):
 
 
 def test_info_prints_stats(patched):
-    result = runner.invoke(cli.app, ["info", "--json"])
+    result = runner.invoke(gdn2_cli.app, ["info", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["chunks"] > 0 and data["documents"] == 3
 
 
 def test_bad_domain_and_contradictions_exit_2(patched):
-    result = runner.invoke(cli.app, ["ask", "q", "--domain", "finance", "--no-reader"])
+    result = runner.invoke(gdn2_cli.app, ["ask", "q", "--domain", "finance", "--no-reader"])
     assert result.exit_code == 2 and "unknown domain" in result.output
-    result = runner.invoke(cli.app, ["ask", "q", "--no-reader", "--model", "."])
+    result = runner.invoke(gdn2_cli.app, ["ask", "q", "--no-reader", "--model", "."])
     assert result.exit_code == 2 and "contradict" in result.output
-    result = runner.invoke(cli.app, ["ask", "q", "--no-reader", "--generate"])
+    result = runner.invoke(gdn2_cli.app, ["ask", "q", "--no-reader", "--generate"])
     assert result.exit_code == 2 and "--generate" in result.output
 
 
 def test_empty_index_and_embedder_mismatch_exit_2(monkeypatch, tmp_path):
     from rag_fakes import FakeIndex
 
-    from ingest.errors import EmbedderMismatchError
+    from gdn2_ingest.errors import EmbedderMismatchError
 
     monkeypatch.setattr(
         RAG, "open", classmethod(lambda cls, d, create=False, config=None: RAG(d, index=FakeIndex([])))
     )
-    result = runner.invoke(cli.app, ["ask", "anything", "--no-reader"])
+    result = runner.invoke(gdn2_cli.app, ["ask", "anything", "--no-reader"])
     assert result.exit_code == 2 and "is empty" in result.output
 
     def mismatch(cls, d, create=False, config=None):
         raise EmbedderMismatchError("index built with embedder A, asked for B; re-ingest with --rebuild")
 
     monkeypatch.setattr(RAG, "open", classmethod(mismatch))
-    result = runner.invoke(cli.app, ["search", "anything"])
+    result = runner.invoke(gdn2_cli.app, ["search", "anything"])
     assert result.exit_code == 2 and "embedder A" in result.output

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import RAG, RAGConfig
+from gdn2_rag import RAG, RAGConfig
 
 QUESTIONS = [
     ("How many days of written notice are needed to terminate the Agreement?", "contract.txt", "ninety days"),
@@ -93,10 +93,10 @@ def test_cli_subprocess_with_the_real_embedder(tmp_path, corpus):
     import subprocess
     import sys
 
-    from rag.schema import validator
+    from gdn2_rag.schema import validator
 
     def rag_cli(*args):
-        cmd = [sys.executable, "-c", "import cli; cli.main()", *args]
+        cmd = [sys.executable, "-c", "import gdn2_cli; gdn2_cli.main()", *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
     index = str(tmp_path / "index")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.errors import RagError
-from rag.evaluate import _same_source, eval_command
+from gdn2_rag.errors import RagError
+from gdn2_rag.evaluate import _same_source, eval_command
 
 
 def test_relative_source_matches_by_trailing_path_components(tmp_path):

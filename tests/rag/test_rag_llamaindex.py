@@ -10,7 +10,7 @@ from llama_index.core.base.base_retriever import BaseRetriever  # noqa: E402
 from llama_index.core.llms.custom import CustomLLM  # noqa: E402
 from llama_index.core.query_engine import RetrieverQueryEngine  # noqa: E402
 
-from rag.llamaindex import READER_QA_TEMPLATE, GDN2ReaderLLM, RagQueryEngine, RagRetriever  # noqa: E402
+from gdn2_rag.llamaindex import READER_QA_TEMPLATE, GDN2ReaderLLM, RagQueryEngine, RagRetriever  # noqa: E402
 
 
 def test_classes_plug_into_llamaindex():

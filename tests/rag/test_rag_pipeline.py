@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from rag_fakes import FakeIndex
 
-from rag import RAG, RAGConfig, RagError
-from rag.citations import FileLines, verify
-from rag.schema import validator
+from gdn2_rag import RAG, RAGConfig, RagError
+from gdn2_rag.citations import FileLines, verify
+from gdn2_rag.schema import validator
 
 QUESTIONS = {
     "How many days of written notice are needed to terminate the Agreement?": ("contract.txt", "ninety days"),
@@ -136,9 +136,9 @@ def test_missing_model_path_and_cuda_without_cuda(tmp_path, fake_index):
 
 
 def test_require_reader_refuses_retrieval_only(tmp_path, fake_index, monkeypatch):
-    import rag.reading
+    import gdn2_rag.reading
 
-    monkeypatch.setattr(rag.reading, "default_checkpoint", lambda: tmp_path / "no-checkpoint")
+    monkeypatch.setattr(gdn2_rag.reading, "default_checkpoint", lambda: tmp_path / "no-checkpoint")
     rag = RAG(tmp_path, index=fake_index, config=RAGConfig(device="cpu", require_reader=True))
     with pytest.raises(RagError, match="cannot load the reader"):
         rag.ask("notice")

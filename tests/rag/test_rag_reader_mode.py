@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from rag_corpus import CODE_MODULE, CONTRACT, HELP_PAGE
 
-from rag import RAG, RAGConfig
-from rag.citations import FileLines, verify
+from gdn2_rag import RAG, RAGConfig
+from gdn2_rag.citations import FileLines, verify
 
 
 def _tiny_checkpoint(path: Path, lm_head: bool = False) -> Path:
-    from model import GDN2Config, GDN2ForReader
-    from model.tokenizer import save_tokenizer, train_tokenizer
+    from gdn2_model import GDN2Config, GDN2ForReader
+    from gdn2_model.tokenizer import save_tokenizer, train_tokenizer
 
     tok = train_tokenizer([CONTRACT, HELP_PAGE, CODE_MODULE] * 3, vocab_size=300, min_frequency=1)
     cfg = GDN2Config(
@@ -43,7 +43,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 
 def test_generate_needs_an_lm_head_and_then_writes_text(tmp_path, fake_index, tiny_checkpoint):
-    from rag import RagError
+    from gdn2_rag import RagError
 
     rag = RAG(tmp_path, index=fake_index, config=RAGConfig(model_path=str(tiny_checkpoint), device="cpu"))
     with pytest.raises(RagError, match="LM head"):
@@ -108,7 +108,7 @@ def test_reader_is_loaded_once_and_shared_by_threads(tmp_path, fake_index, tiny_
 
 
 def test_llamaindex_llm_uses_the_reader(tmp_path, fake_index, tiny_checkpoint):
-    from rag.llamaindex import READER_QA_TEMPLATE, GDN2ReaderLLM
+    from gdn2_rag.llamaindex import READER_QA_TEMPLATE, GDN2ReaderLLM
 
     rag = RAG(tmp_path, index=fake_index, config=RAGConfig(model_path=str(tiny_checkpoint), device="cpu"))
     llm = GDN2ReaderLLM(rag)
@@ -143,7 +143,7 @@ def test_default_budget_is_100k_but_16k_for_a_reader_on_cpu(tmp_path, fake_index
 
 
 def test_cli_answer_shows_the_reader_confidence(tmp_path, fake_index, tiny_checkpoint, capsys):
-    from rag.api import print_answer
+    from gdn2_rag.api import print_answer
 
     rag = RAG(tmp_path, index=fake_index, config=RAGConfig(model_path=str(tiny_checkpoint), device="cpu"))
     answer = rag.ask("How much notice is needed to terminate?", context_tokens=1500)

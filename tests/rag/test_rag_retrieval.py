@@ -1,4 +1,4 @@
-"""Fusion, filters and near-duplicate dropping (rag/fusion.py, filters.py, dedup.py, retrieve.py)."""
+"""Fusion, filters and near-duplicate dropping (gdn2_rag/fusion.py, filters.py, dedup.py, retrieve.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from rag import RAGConfig
-from rag.dedup import drop_near_duplicates
-from rag.errors import RagError
-from rag.filters import MetadataFilter
-from rag.fusion import fuse_reader_spans, piece_ranks, reciprocal_rank_fusion
-from rag.retrieve import HybridRetriever
+from gdn2_rag import RAGConfig
+from gdn2_rag.dedup import drop_near_duplicates
+from gdn2_rag.errors import RagError
+from gdn2_rag.filters import MetadataFilter
+from gdn2_rag.fusion import fuse_reader_spans, piece_ranks, reciprocal_rank_fusion
+from gdn2_rag.retrieve import HybridRetriever
 
 
 def test_rrf_sums_weighted_reciprocal_ranks():

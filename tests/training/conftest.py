@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from model.data.corpus import Document, strip_troff
-from model.tokenizer import train_tokenizer
+from gdn2_model.data.corpus import Document, strip_troff
+from gdn2_model.tokenizer import train_tokenizer
 
 LEGAL = ["Apache-2.0", "GPL-3", "MPL-2.0", "BSD", "LGPL-2.1", "Artistic"]
 MAN = ["ls.1.gz", "grep.1.gz", "tar.1.gz", "cp.1.gz", "sort.1.gz", "find.1.gz"]

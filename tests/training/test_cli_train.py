@@ -6,9 +6,9 @@ import json
 
 from typer.testing import CliRunner
 
-from cli import app
-from model.data.corpus import build_corpus
-from model.tokenizer import save_tokenizer
+from gdn2_cli import app
+from gdn2_model.data.corpus import build_corpus
+from gdn2_model.tokenizer import save_tokenizer
 
 
 def test_rag_train_tiny_run_and_export(docs, tok, tmp_path):

@@ -6,12 +6,12 @@ import random
 
 import pytest
 
-from model.data.corpus import build_corpus, load_corpus, split_of, strip_troff
-from model.data.niah import TASKS, NeedleTaskMaker
-from model.data.qa import QATaskMaker, code_questions, legal_questions, support_questions, wh_questions
-from model.prompt import ContextPiece, build_reader_input
-from model.tokenizer import ANSWER, BOS, CONTEXT, DOC, QUESTION, SEP
-from model.training_data import encode_sample
+from gdn2_model.data.corpus import build_corpus, load_corpus, split_of, strip_troff
+from gdn2_model.data.niah import TASKS, NeedleTaskMaker
+from gdn2_model.data.qa import QATaskMaker, code_questions, legal_questions, support_questions, wh_questions
+from gdn2_model.prompt import ContextPiece, build_reader_input
+from gdn2_model.tokenizer import ANSWER, BOS, CONTEXT, DOC, QUESTION, SEP
+from gdn2_model.training_data import encode_sample
 
 
 @pytest.mark.parametrize("domain", ["legal", "support", "code"])

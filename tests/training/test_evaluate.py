@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from rag.evaluate import EvalSetError, evaluate, exact_match, f1_score, load_eval_set
-from rag.types import Answer, Citation, Passage
+from gdn2_rag.evaluate import EvalSetError, evaluate, exact_match, f1_score, load_eval_set
+from gdn2_rag.types import Answer, Citation, Passage
 
 
 def _p(path, text, domain):
@@ -89,8 +89,8 @@ def test_bad_lines_name_the_line(tmp_path, line, msg):
 
 
 def test_cli_eval_prints_table_and_json(tmp_path, monkeypatch):
-    import rag
-    from cli import app
+    import gdn2_rag
+    from gdn2_cli import app
 
     seen = []
 
@@ -102,7 +102,7 @@ def test_cli_eval_prints_table_and_json(tmp_path, monkeypatch):
             seen.append((self.config.use_reader, context_tokens))
             return ANSWERS[q]
 
-    monkeypatch.setattr(rag.RAG, "open", classmethod(lambda cls, index, config=None: FakeRAG(config)))
+    monkeypatch.setattr(gdn2_rag.RAG, "open", classmethod(lambda cls, index, config=None: FakeRAG(config)))
     f = _write(tmp_path, ROWS)
     runner = CliRunner()
     res = runner.invoke(app, ["eval", str(f), "--index", str(tmp_path)])

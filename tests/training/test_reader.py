@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.prompt import ContextPiece, ReaderInput
-from model.reader import Reader, best_spans
+from gdn2_model.prompt import ContextPiece, ReaderInput
+from gdn2_model.reader import Reader, best_spans
 
 
 def _ri(pieces_of_tokens: list[int]) -> ReaderInput:

@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from model.prompt import ContextPiece
-from model.reader import Reader
-from model.train import Trainer, build_model, forward_loss, lr_at, make_optimizer, named_config
-from model.training_data import Phase, ReaderBatches, span_loss
+from gdn2_model.prompt import ContextPiece
+from gdn2_model.reader import Reader
+from gdn2_model.train import Trainer, build_model, forward_loss, lr_at, make_optimizer, named_config
+from gdn2_model.training_data import Phase, ReaderBatches, span_loss
 
 
 def _tiny(**kw):

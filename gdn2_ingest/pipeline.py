@@ -1,0 +1,323 @@
+"""`ingest_paths`: files -> documents -> chunks -> vectors -> a new index generation.
+
+Steps (all under the index lock):
+  1. find the input files; stat each, hash those whose size or mtime changed; classify as
+     new / changed / unchanged / deleted against the live generation (nothing changed: return early);
+     other chunking settings re-chunk every file, another size limit or newer loaders retry the files
+     skipped before;
+  2. copy the live docstore into a temp generation and drop the changed and deleted files' rows;
+  3. load and chunk new and changed files (bad files are skipped with one line each);
+  4. embed the chunks whose (title-prefixed) text has no vector yet: vectors of unchanged chunk text
+     are reused by content hash, identical texts are embedded once;
+  5. write chunks, rebuild FAISS and BM25 from the docstore, write the manifest, publish atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gdn2_ingest import store
+from gdn2_ingest.chunking import ChunkDraft, chunk_document
+from gdn2_ingest.config import IngestConfig
+from gdn2_ingest.docstore import DocStore
+from gdn2_ingest.embed import TokenCounter, build_embedder
+from gdn2_ingest.loaders import LOADERS_VERSION, SkipFile, load_file
+from gdn2_ingest.progress import Feedback
+from gdn2_ingest.scan import find_files, under_roots
+from gdn2_ingest.types import Document, IngestReport, SkippedFile
+
+
+def _sha(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+@dataclass
+class _Todo:
+    path: Path
+    size: int
+    mtime_ns: int
+    data: bytes
+    file_hash: str
+    is_new: bool
+    skip: str = ""  # reason, when the file cannot be ingested
+
+
+def _unchanged(report: IngestReport, key: str, prev: tuple) -> None:
+    """Count an unchanged file; one that was skipped before is reported again with its reason."""
+    if prev[3]:
+        report.skipped.append(SkippedFile(key, prev[3]))
+    else:
+        report.files_unchanged += 1
+
+
+@dataclass
+class _Loaded:
+    todo: _Todo
+    docs: list[tuple[Document, str, list[ChunkDraft]]]  # (document, domain, chunks)
+
+
+def _chunk_params(cfg: IngestConfig, max_tokens: int) -> dict:
+    p = {"target_tokens": cfg.target_tokens, "overlap_tokens": cfg.overlap_tokens,
+         "title_prefix": cfg.title_prefix, "max_tokens": max_tokens}  # fmt: skip
+    if cfg.record_text_fields is not None:
+        # other record fields make other documents of the same files
+        p["record_text_fields"] = list(cfg.record_text_fields)
+    return p
+
+
+def _skip_params(cfg: IngestConfig) -> dict:
+    """What decided that a file was skipped: when it changes, skipped files are tried again."""
+    return {"max_file_bytes": cfg.max_file_bytes, "loaders": LOADERS_VERSION}
+
+
+def ingest_paths(
+    index_dir: str | os.PathLike, paths: list[str | os.PathLike], config: IngestConfig | None = None,
+    progress: bool = True,
+) -> IngestReport:  # fmt: skip
+    """Ingest files and folders into the index at `index_dir` (created if missing).
+
+    Args:
+        index_dir: the index folder.
+        paths: files or folders; a missing one raises MissingPathError before anything is written.
+        config: chunking, embedding and store settings (IngestConfig() when None).
+        progress: show progress bars, one line per skipped file and the closing summary on stderr.
+
+    Returns:
+        IngestReport with counts, skipped files with reasons, per-stage seconds.
+    """
+    cfg = (config or IngestConfig()).validate()
+    t0 = time.perf_counter()
+    index_dir = Path(index_dir).expanduser().absolute()
+    found = find_files(paths, exclude=index_dir)
+    report = IngestReport(index_dir=str(index_dir), files_seen=len(found.files) + len(found.broken))
+    report.skipped += [SkippedFile(str(p), "broken symlink (missing target or a loop)") for p in found.broken]
+    for alias, orig in found.duplicates:
+        report.duplicates.append(SkippedFile(str(alias), f"same file as {orig}"))
+    fb = Feedback(progress)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with store.IndexLock(index_dir, cfg.lock_timeout):
+        store.prune(index_dir)
+        embedder = build_embedder(cfg.model_path, cfg.device, cfg.batch_size, cfg.embedder_factory, cfg.dtype)
+        identity = embedder.identity()
+        params = _chunk_params(cfg, embedder.max_tokens)
+        live = store.current_generation(index_dir)
+        old: DocStore | None = None
+        old_files: dict[str, tuple[int, int, str, str | None]] = {}
+        if live is not None:
+            manifest = store.read_manifest(live)
+            store.check_embedder(index_dir, manifest, identity)
+            old = DocStore(live / store.DOCSTORE, readonly=True)
+            old_files = old.files()
+            if manifest.get("chunking") != params:
+                # other chunk sizes: every file is re-chunked (vectors still reused where text matches)
+                old_files = {p: (-1, -1, "", v[3]) for p, v in old_files.items()}
+            elif manifest.get("skips") != _skip_params(cfg):
+                # another size limit or newer loaders: files skipped before are tried again
+                old_files = {p: (-1, -1, "", v[3]) if v[3] else v for p, v in old_files.items()}
+
+        # 1. classify files
+        ts = time.perf_counter()
+        todo: list[_Todo] = []
+        skips: list[_Todo] = []  # bad files, remembered so an unchanged one is not re-read next time
+        present: set[str] = set()
+        with fb.bar("scanning", len(found.files)) as adv:
+            for f in found.files:
+                adv()
+                key = str(f)
+                present.add(key)
+                prev = old_files.get(key)
+                try:
+                    st = f.stat()
+                except OSError as exc:
+                    report.skipped.append(SkippedFile(key, f"unreadable ({exc.strerror or exc})"))
+                    continue
+                if prev and prev[0] == st.st_size and prev[1] == st.st_mtime_ns:
+                    _unchanged(report, key, prev)
+                    continue
+                if st.st_size > cfg.max_file_bytes:
+                    reason = f"oversized ({st.st_size} bytes > max_file_bytes={cfg.max_file_bytes})"
+                    skips.append(_Todo(f, st.st_size, st.st_mtime_ns, b"", "", prev is None, reason))
+                    continue
+                try:
+                    data = f.read_bytes()
+                except OSError as exc:
+                    report.skipped.append(SkippedFile(key, f"unreadable ({exc.strerror or exc})"))
+                    continue
+                h = _sha(data)
+                if prev and prev[2] == h:
+                    _unchanged(report, key, prev)
+                    continue
+                todo.append(_Todo(f, st.st_size, st.st_mtime_ns, data, h, prev is None))
+        deleted = [p for p in old_files if p not in present and under_roots(p, found.roots)]
+        report.files_deleted = sum(1 for p in deleted if old_files[p][3] is None)
+        report.stage_seconds["scan"] = time.perf_counter() - ts
+        # nothing changed (a first ingest of an empty folder still creates an empty index)
+        if not todo and not deleted and not skips and live is not None:
+            report.chunks_total = old.counts()[2]
+            old.close()
+            report.generation = live.name
+            report.seconds = time.perf_counter() - t0
+            fb.finish(report)
+            return report
+
+        # 2. the next generation starts as a copy of the live docstore
+        name = store.next_generation_name(index_dir)
+        tmp = index_dir / f"{name}.tmp-{os.getpid()}"
+        tmp.mkdir()
+        if live is not None:
+            shutil.copyfile(live / store.DOCSTORE, tmp / store.DOCSTORE)
+        db = DocStore(tmp / store.DOCSTORE)
+        gone = [str(t.path) for t in todo + skips if not t.is_new] + deleted
+        # vectors of the previous generation, looked up by chunk id (for unchanged chunks and texts)
+        old_dense = None
+        reuse: dict[str, int] = {}
+        if old is not None:
+            from gdn2_ingest.dense import load_dense
+
+            old_dense = load_dense(live / store.DENSE, use_gpu=False)
+            reuse = old.ids_by_embed_hash(gone)
+            old.close()
+        first_new_id = db.max_chunk_id()
+        for p in gone:
+            report.chunks_removed += db.delete_file(p)
+
+        # 3. load and chunk
+        ts = time.perf_counter()
+        counter = TokenCounter(embedder.load_tokenizer())
+        loaded: list[_Loaded] = []
+        with fb.bar("loading + chunking", len(todo)) as adv:
+            for t in todo:
+                adv()
+                try:
+                    docs = load_file(t.path, t.data, cfg.record_text_fields)
+                    out = []
+                    for d in docs:
+                        dom, drafts = chunk_document(
+                            d, cfg.domain, counter, cfg.target_tokens, cfg.overlap_tokens,
+                            embedder.max_tokens, cfg.title_prefix,
+                        )  # fmt: skip
+                        out.append((d, dom, drafts))
+                except SkipFile as exc:
+                    t.skip = str(exc)
+                except Exception as exc:  # noqa: BLE001 - one bad file never aborts the run; reason is kept
+                    t.skip = f"failed to parse ({type(exc).__name__}: {str(exc)[:120]})"
+                t.data = b""
+                if t.skip:
+                    skips.append(t)
+                    continue
+                loaded.append(_Loaded(t, out))
+                if t.is_new:
+                    report.files_new += 1
+                else:
+                    report.files_changed += 1
+        for t in skips:
+            report.skipped.append(SkippedFile(str(t.path), t.skip))
+            db.upsert_file(str(t.path), t.size, t.mtime_ns, t.file_hash, "", 0, t.skip)
+        report.stage_seconds["load+chunk"] = time.perf_counter() - ts
+
+        # 4. embed what has no vector yet
+        ts = time.perf_counter()
+        need: dict[str, str] = {}
+        for lf in loaded:
+            for _, _, drafts in lf.docs:
+                for c in drafts:
+                    eh = _sha(c.embed_text)
+                    if eh not in reuse and eh not in need:
+                        need[eh] = c.embed_text
+        vectors: dict[str, np.ndarray] = {}
+        if reuse:
+            hashes = list(reuse)
+            from gdn2_ingest.dense import vectors_for
+
+            for h, v in zip(
+                hashes, vectors_for(old_dense, np.array([reuse[h] for h in hashes])), strict=True
+            ):
+                vectors[h] = v
+        if need:
+            keys = sorted(need, key=lambda k: len(need[k]))
+            step = max(cfg.batch_size * 4, 64)
+            with fb.bar("embedding", len(keys)) as adv:
+                for i in range(0, len(keys), step):
+                    part = keys[i : i + step]
+                    vecs = embedder.embed([need[k] for k in part])
+                    if vecs.shape != (len(part), identity["dim"]):
+                        raise RuntimeError(
+                            f"embedder returned shape {vecs.shape}, expected ({len(part)}, {identity['dim']})"
+                        )
+                    for k, v in zip(part, vecs, strict=True):
+                        vectors[k] = np.asarray(v, dtype=np.float32)
+                    adv(len(part))
+        report.chunks_embedded = len(need)
+        report.stage_seconds["embed"] = time.perf_counter() - ts
+
+        # 5. write, derive the indexes, publish
+        ts = time.perf_counter()
+        for lf in loaded:
+            t = lf.todo
+            domains = set()
+            for d, dom, drafts in lf.docs:
+                domains.add(dom)
+                doc_hash = _sha(d.text)
+                doc_id = db.add_document(str(t.path), d.sub, d.title, dom, d.fmt, doc_hash, len(drafts))
+                rows = [
+                    (doc_id, i, str(t.path), d.sub, dom, d.title, c.section, c.text, c.start, c.end,
+                     c.line_start, c.line_end, c.page, _sha(c.text), doc_hash, c.tokens,
+                     _sha(c.embed_text))
+                    for i, c in enumerate(drafts)
+                ]  # fmt: skip
+                db.add_chunks(rows)
+                report.chunks_added += len(rows)
+                report.documents += 1
+            db.upsert_file(
+                str(t.path), t.size, t.mtime_ns, t.file_hash, ",".join(sorted(domains)), len(lf.docs)
+            )
+        db.commit()
+        from gdn2_ingest.dense import build_dense, dense_kind, save_dense, vectors_for
+        from gdn2_ingest.sparse import build_bm25
+
+        # kept chunks keep their id and their vector from the previous generation; new ids get new vectors
+        kept, _ = db.ids_and_hashes()
+        kept = kept[kept <= first_new_id]
+        new_ids, new_hashes = db.ids_and_hashes(after=first_new_id)
+        ids = np.concatenate([kept, new_ids])
+        dim = identity["dim"]
+        vecs = np.concatenate(
+            [vectors_for(old_dense, kept) if len(kept) else np.zeros((0, dim), np.float32),
+             np.stack([vectors[h] for h in new_hashes]) if new_hashes else np.zeros((0, dim), np.float32)]
+        )  # fmt: skip
+        dense = build_dense(ids, vecs, dim, cfg.dense_exact_max)
+        save_dense(dense, tmp / store.DENSE)
+        build_bm25(list(db.iter_texts()), tmp / store.BM25_DIR)
+        files_n, docs_n, chunks_n, per = db.counts()
+        report.chunks_total = chunks_n
+        db.checkpoint()
+        db.close()
+        store.write_manifest(
+            tmp,
+            {
+                "format_version": store.FORMAT_VERSION,
+                "embedder": identity,
+                "chunking": params,
+                "skips": _skip_params(cfg),
+                "dense": {"kind": dense_kind(dense), "exact_max": cfg.dense_exact_max},
+                "counts": {"files": files_n, "documents": docs_n, "chunks": chunks_n, "per_domain": per},
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "config": {k: v for k, v in asdict(cfg).items() if k != "embedder_factory"},
+            },
+        )
+        report.stage_seconds["store"] = time.perf_counter() - ts
+        store.publish(index_dir, tmp, name)
+        report.generation = name
+        report.changed = True
+    report.seconds = time.perf_counter() - t0
+    fb.finish(report)
+    return report

@@ -1,0 +1,17 @@
+"""Gated DeltaNet-2 operator.
+
+    S_t = (I - k_t (b_t*k_t)^T) Diag(exp g_t) S_{t-1} + k_t (w_t*v_t)^T,    o_t = S_t^T (scale * q_t)
+
+Files, one role each:
+    api.py             public `gdn2` / `gdn2_step`: validation, then dispatch (Triton on CUDA, else reference)
+    reference.py       token loop (the definition, the oracle) and the chunked WY/UT form (the CPU path)
+    chunk.py           CUDA entry: the autograd Function and the decode step
+    chunk_fwd.py       Triton forward: gamma, scores, WY, state pass fused with the output
+    chunk_bwd.py       Triton backward: reverse state pass, WY and score gradients, gate
+    fused_recurrent.py Triton decode kernel (state updated in place)
+The Triton modules import on CPU-only machines; they are only launched for CUDA tensors.
+"""
+
+from gdn2_kernels.gdn2.api import gdn2, gdn2_step
+
+__all__ = ["gdn2", "gdn2_step"]

@@ -1,0 +1,91 @@
+"""Pipeline knobs in one dataclass (nanoGPT-style config): retrieval, fusion, context layout, reader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+DEFAULT_CONTEXT_TOKENS = 100_000
+# the reader on CPU reads ~2k tokens/s on two cores (bench/results/rag.md): 100k tokens would take a minute
+CPU_READER_CONTEXT_TOKENS = 16_000
+
+
+@dataclass(frozen=True)
+class RAGConfig:
+    """Settings of `RAG`; every field can be overridden per call where it makes sense.
+
+    Args:
+        dense_weight / bm25_weight: weights of each ranked list in reciprocal rank fusion.
+        rrf_k: the RRF constant (60 in Cormack et al.); larger flattens the rank curve.
+        candidates: how many hits each retriever returns before fusion (per `search`/`ask`).
+        top_k: passages kept after fusion for `ask` when the caller gives none; None fills the budget.
+        dedup_threshold: Jaccard similarity of word 5-shingles above which a chunk is a near-duplicate
+            of a better-ranked one and is dropped (1.0 keeps everything but exact copies).
+        context_tokens: reader-token budget for the assembled context; None: 100k, or 16k when the
+            reader runs on CPU (a 100k-token read there takes about a minute).
+        repeat_question: lay the question out again after the context ("read twice"), helping the
+            recurrent reader, which cannot look back at the question.
+        merge_gap_lines: chunks of one document whose line spans are this close are merged into one piece.
+        retrieval_prior: weight of the retrieval rank when the reader's spans are chosen: the answer
+            maximises log P_reader(span) - retrieval_prior * log(1 + rank of its passage). 0 lets the reader
+            alone decide. The default 3 raised citation accuracy on paraphrased questions from 0.72-0.78 to
+            0.86-0.89 at no cost on generated QA (bench/results/rag.md).
+        model_path: reader checkpoint folder; None means the shipped default (gdn2_model/checkpoints/default).
+        device: "cpu", "cuda" or None (cuda when available).
+        require_reader: raise instead of falling back to a retrieval-only answer when no reader loads.
+        use_reader: False answers retrieval-only on purpose (fast, no model), and says so.
+        generate: also generate a free-text answer (greedy, `max_new_tokens`) after the extractive one;
+            needs a checkpoint with an LM head.
+        retrieval_threads: torch and FAISS threads while one query is embedded and searched (restored
+            after). One short query gains nothing from more threads, and on a busy 2-core machine two
+            threads made `search` 45x slower (530 ms vs 12 ms p50, bench/results/rag.md); None leaves
+            the process settings alone.
+    """
+
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+    rrf_k: int = 60
+    candidates: int = 200
+    top_k: int | None = None
+    dedup_threshold: float = 0.9
+    context_tokens: int | None = None
+    repeat_question: bool = True
+    merge_gap_lines: int = 1
+    retrieval_prior: float = 3.0
+    max_answer_tokens: int = 32
+    model_path: str | None = None
+    device: str | None = None
+    require_reader: bool = False
+    use_reader: bool = True
+    generate: bool = False
+    max_new_tokens: int = 64
+    retrieval_threads: int | None = 1
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.dense_weight < 0 or self.bm25_weight < 0 or self.dense_weight + self.bm25_weight == 0:
+            raise ValueError(
+                "fusion weights must be >= 0 and not both 0 "
+                f"(dense={self.dense_weight}, bm25={self.bm25_weight})"
+            )
+        if self.rrf_k < 1:
+            raise ValueError(f"rrf_k must be >= 1, got {self.rrf_k}")
+        if self.candidates < 1:
+            raise ValueError(f"candidates must be >= 1, got {self.candidates}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if not 0.0 < self.dedup_threshold <= 1.0:
+            raise ValueError(f"dedup_threshold must be in (0, 1], got {self.dedup_threshold}")
+        if self.context_tokens is not None and self.context_tokens < 64:
+            raise ValueError(f"context_tokens must be >= 64, got {self.context_tokens}")
+        if self.retrieval_prior < 0:
+            raise ValueError(f"retrieval_prior must be >= 0, got {self.retrieval_prior}")
+        if self.retrieval_threads is not None and self.retrieval_threads < 1:
+            raise ValueError(f"retrieval_threads must be >= 1 or None, got {self.retrieval_threads}")
+        if self.require_reader and not self.use_reader:
+            raise ValueError("require_reader and use_reader=False contradict each other")
+        if self.device not in (None, "cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+
+    def with_(self, **changes) -> RAGConfig:
+        """A copy with some fields changed (None values are ignored, so CLI defaults pass through)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,381 @@
+"""The library API: `RAG.open(dir)` then `.ingest`, `.search`, `.ask`, `.info`.
+
+    from gdn2_rag import RAG
+    rag = RAG.open("my-index", create=True)
+    rag.ingest(["contracts/", "docs/"])
+    answer = rag.ask("What is the notice period?")
+    print(answer.text, [c.location for c in answer.citations])
+
+One `RAG` object is meant to live as long as the app: the reader is loaded once on the first `ask`
+and reused; `ask`, `search` and `info` may be called from several threads at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from pathlib import Path
+
+from gdn2_rag.assemble import AssembledContext, assemble_context
+from gdn2_rag.citations import FileLines, cite_span
+from gdn2_rag.config import CPU_READER_CONTEXT_TOKENS, DEFAULT_CONTEXT_TOKENS, RAGConfig
+from gdn2_rag.errors import RagError
+from gdn2_rag.extractive import best_span
+from gdn2_rag.filters import DOMAINS, MetadataFilter
+from gdn2_rag.reading import ReaderRuntime, ReadSpan
+from gdn2_rag.retrieve import HybridRetriever, Retrieved, limited_threads
+from gdn2_rag.types import Answer, Passage, Timings
+
+RETRIEVAL_ONLY = "retrieval-only"
+READER = "reader"
+# with no top_k, retrieve this many chunks per budget token: enough to fill it with ~250-token chunks
+CHUNKS_PER_TOKEN = 1 / 128
+EVIDENCE_CHARS = 800
+RETRIEVAL_ONLY_PASSAGES = 3
+MAX_CACHED_COUNTS = 2_000_000
+
+
+def _ingest_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from gdn2_ingest.errors import IngestError
+    except ImportError:
+        return ()
+    return (IngestError,)
+
+
+class RAG:
+    """Question answering over one index folder. Build with `RAG.open`; see the module docstring."""
+
+    def __init__(
+        self, index_dir: str | Path, index=None, config: RAGConfig | None = None, reader=None, embedder=None
+    ) -> None:
+        """Prefer `RAG.open`. `index` / `reader` inject ready objects (tests, apps sharing them);
+        `embedder` replaces the index's recorded query embedder (an `gdn2_ingest.embed.Embedder` matching it).
+        """
+        self.index_dir = Path(index_dir)
+        self.embedder = embedder
+        self.config = config or RAGConfig()
+        self._index = index
+        self._index_lock = threading.RLock()
+        self._stats_cache = None
+        self._embedder_ready = None
+        # reader-token counts of chunks, by (counter, content hash): tokenising is most of assembly
+        self._token_counts: dict = {}
+        self._reader = reader
+        self._reader_lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls, index_dir: str | Path, create: bool = False, config: RAGConfig | None = None, embedder=None
+    ) -> RAG:
+        """Open the index at `index_dir`; with `create`, a missing folder is fine (call `gdn2_ingest` next).
+
+        Raises RagError when there is no index and `create` is False.
+        """
+        rag = cls(index_dir, config=config, embedder=embedder)
+        if not create:
+            rag._open_index()
+        return rag
+
+    # index -----------------------------------------------------------------------------------------
+
+    def _open_index(self):
+        with self._index_lock:
+            if self._index is None:
+                if not self.index_dir.exists():
+                    raise RagError(
+                        f"no index at {self.index_dir}; "
+                        f"run `rag ingest PATH... --index {self.index_dir}` first"
+                    )
+                from gdn2_ingest import Index
+
+                try:
+                    self._index = Index.open(self.index_dir, embedder=self.embedder)
+                except _ingest_errors() as exc:
+                    raise RagError(str(exc)) from exc
+            return self._index
+
+    @property
+    def index(self):
+        return self._open_index()
+
+    def _nonempty_index(self):
+        index = self._open_index()
+        if self._stats_of(index).chunks == 0:
+            raise RagError(f"the index at {self.index_dir} is empty; ingest some documents first")
+        return index
+
+    def _stats_of(self, index):
+        """Stats of an open index view, computed once: a view is one immutable generation."""
+        with self._index_lock:
+            if self._stats_cache is None or self._stats_cache[0] is not index:
+                self._stats_cache = (index, index.stats())
+            return self._stats_cache[1]
+
+    def ingest(self, paths, domain: str = "auto", progress: bool = False):
+        """Add or update documents (incremental); returns ingest's IngestReport."""
+        from gdn2_ingest import IngestConfig, ingest_paths
+
+        if isinstance(paths, str | Path):
+            paths = [paths]
+        paths = [str(p) for p in paths]
+        if domain not in (*DOMAINS, "auto"):
+            raise RagError(f"unknown domain {domain!r}; expected one of {', '.join(DOMAINS)}, auto")
+        missing = [p for p in paths if not Path(p).exists()]
+        if missing:
+            raise RagError(f"no such file or folder: {missing[0]}")
+        with self._index_lock:
+            try:
+                cfg = IngestConfig(domain=domain)
+                if self.embedder is not None:
+                    cfg.embedder_factory = lambda: self.embedder
+                report = ingest_paths(self.index_dir, paths, cfg, progress=progress)
+            except _ingest_errors() as exc:
+                raise RagError(str(exc)) from exc
+            # the read-only view is stale now: reopen on next use
+            self._index = None
+        return report
+
+    def info(self):
+        """Index statistics (ingest's IndexStats)."""
+        return self._stats_of(self._open_index())
+
+    def index_identity(self) -> dict:
+        stats = self.info()
+        return {"path": str(self.index_dir), **jsonable(dataclasses.asdict(stats))}
+
+    # reader ----------------------------------------------------------------------------------------
+
+    @property
+    def reader(self) -> ReaderRuntime:
+        with self._reader_lock:
+            if self._reader is None:
+                cfg = self.config
+                self._reader = ReaderRuntime(
+                    cfg.model_path, cfg.device, require=cfg.require_reader, enabled=cfg.use_reader
+                )
+            return self._reader
+
+    # search and ask --------------------------------------------------------------------------------
+
+    def _retrieve(self, query: str, k: int, flt: MetadataFilter, candidates: int | None = None) -> Retrieved:
+        index = self._nonempty_index()
+        with self._index_lock:
+            try:
+                return HybridRetriever(index, self.config).retrieve(query, k, flt, candidates=candidates)
+            except _ingest_errors() as exc:
+                raise RagError(str(exc)) from exc
+
+    def _warm_embedder(self) -> float:
+        """Load the index's query embedder once (it loads lazily on the first dense search); seconds spent."""
+        index = self._nonempty_index()
+        if self._embedder_ready is index or self.config.dense_weight == 0:
+            return 0.0
+        t = time.perf_counter()
+        with self._index_lock:
+            embedder = getattr(index, "embedder", None)
+            if embedder is not None:
+                try:
+                    with limited_threads(self.config.retrieval_threads):
+                        embedder.embed(["warm up"])
+                except _ingest_errors() as exc:
+                    raise RagError(str(exc)) from exc
+            self._embedder_ready = index
+        return time.perf_counter() - t
+
+    def search(
+        self, query: str, k: int = 10, domain: str | None = None, path_glob: str | None = None
+    ) -> list[Passage]:
+        """The `k` best passages for `query` (hybrid dense + BM25, fused, filtered, de-duplicated)."""
+        flt = _filter(domain, path_glob)
+        return self._retrieve(query, k, flt).passages
+
+    def ask(
+        self,
+        question: str,
+        context_tokens: int | None = None,
+        top_k: int | None = None,
+        domain: str | None = None,
+        path_glob: str | None = None,
+        generate: bool | None = None,
+    ) -> Answer:
+        """Answer `question` from the index with cited file lines.
+
+        Steps: retrieve (hybrid) -> assemble up to `context_tokens` reader tokens -> read with the
+        GDN-2 reader (or pick the best passage's best sentence when no reader is available, with
+        `mode="retrieval-only"`) -> map the answer span to verified `path:line-line` citations.
+        With `generate` (or `config.generate`), a reader with an LM head also writes `Answer.generated`.
+        """
+        if not isinstance(question, str) or not question.strip():
+            raise RagError("the question is empty")
+        question = question.strip()
+        budget = self.config.context_tokens if context_tokens is None else context_tokens
+        if budget is not None and budget < 64:
+            raise RagError(f"--context-tokens must be at least 64, got {budget}")
+        if top_k is not None and top_k < 1:
+            raise RagError(f"--top-k must be at least 1, got {top_k}")
+        flt = _filter(domain, path_glob)
+        timings = Timings()
+        t0 = time.perf_counter()
+
+        generate = self.config.generate if generate is None else generate
+        reader = self.reader
+        # one-time costs of the first ask are reported apart from the stages
+        first = not reader.loaded
+        if generate and not reader.can_generate:
+            raise RagError(
+                "--generate needs a reader checkpoint with an LM head"
+                + (f" ({reader.reason})" if reader.reason else "; this one only extracts spans")
+            )
+        use_reader = reader.available
+        if budget is None:
+            on_cpu = use_reader and reader.device == "cpu"
+            budget = CPU_READER_CONTEXT_TOKENS if on_cpu else DEFAULT_CONTEXT_TOKENS
+        timings.load_reader_s = reader.load_seconds if use_reader and first else 0.0
+        timings.load_embedder_s = self._warm_embedder()
+        k = top_k or self.config.top_k or max(self.config.candidates, int(budget * CHUNKS_PER_TOKEN))
+        t = time.perf_counter()
+        retrieved = self._retrieve(question, k, flt, candidates=k)
+        timings.retrieve_s = time.perf_counter() - t
+
+        t = time.perf_counter()
+        scores = {p.chunk_id: p.score for p in retrieved.passages}
+        context = assemble_context(
+            question,
+            retrieved.chunks,
+            scores,
+            budget,
+            reader.token_counter(),
+            repeat_question=self.config.repeat_question,
+            merge_gap_lines=self.config.merge_gap_lines,
+            count_cache=self._count_cache(),
+        )
+        timings.assemble_s = time.perf_counter() - t
+        if retrieved.passages and not context.pieces:
+            raise RagError(
+                f"a context budget of {budget} tokens holds none of the {len(retrieved.passages)} retrieved "
+                "passages; raise --context-tokens"
+            )
+
+        t = time.perf_counter()
+        span = None
+        if context.pieces:
+            if use_reader:
+                span = reader.extract(
+                    context,
+                    max_answer_tokens=self.config.max_answer_tokens,
+                    retrieval_prior=self.config.retrieval_prior,
+                )
+            else:
+                span = _retrieval_only_span(question, context, retrieved)
+        if generate and span is not None:
+            span = dataclasses.replace(span, generated=reader.generate(context, self.config.max_new_tokens))
+        timings.read_s = time.perf_counter() - t
+
+        answer = self._build_answer(question, context, retrieved, span, use_reader)
+        timings.total_s = time.perf_counter() - t0
+        answer.timings = timings
+        return answer
+
+    def _build_answer(
+        self,
+        question: str,
+        context: AssembledContext,
+        retrieved: Retrieved,
+        span: ReadSpan | None,
+        use_reader: bool,
+    ) -> Answer:
+        citations, evidence = [], ""
+        if span is not None and span.char_end > span.char_start:
+            chunk_texts = {int(c.id): c.text for c in retrieved.chunks}
+            citations = cite_span(
+                context, span.piece_index, span.char_start, span.char_end, chunk_texts, FileLines()
+            )
+            evidence = _evidence(context.pieces[span.piece_index].text, span.char_start, span.char_end)
+        used = set(context.chunk_ids)
+        return Answer(
+            question=question,
+            text=span.text.strip() if span is not None else "",
+            mode=READER if use_reader else RETRIEVAL_ONLY,
+            citations=citations,
+            passages=[p for p in retrieved.passages if p.chunk_id in used],
+            evidence=evidence,
+            score=None if span is None else span.score,
+            generated=None if span is None else span.generated,
+            context_tokens=context.tokens,
+            context_budget=context.budget,
+            context_pieces=len(context.pieces),
+            token_counter=context.counter,
+            model=self.reader.identity,
+            index=self.index_identity(),
+        )
+
+    def _count_cache(self) -> dict:
+        # bounded: a few million ints at most, dropped whole when full
+        if len(self._token_counts) > MAX_CACHED_COUNTS:
+            self._token_counts = {}
+        return self._token_counts
+
+    def close(self) -> None:
+        """Drop the index view and the reader (frees memory; the object can be used again)."""
+        with self._index_lock, self._reader_lock:
+            self._index = None
+            self._reader = None
+            self._token_counts = {}
+
+    def __enter__(self) -> RAG:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _filter(domain: str | None, path_glob: str | None) -> MetadataFilter:
+    try:
+        return MetadataFilter(domain=domain, path_glob=path_glob)
+    except ValueError as exc:
+        raise RagError(str(exc)) from exc
+
+
+def jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def _retrieval_only_span(question: str, context: AssembledContext, retrieved: Retrieved) -> ReadSpan:
+    """The best-matching sentence among the best-ranked passages that made it into the context.
+
+    Looks at the top RETRIEVAL_ONLY_PASSAGES passages; a sentence's match score is discounted by
+    10% per rank, so a clearly better sentence in the second passage wins over a weak one in the first.
+    """
+    where = {}
+    for pi, piece in enumerate(context.pieces):
+        for seg in piece.segments:
+            where[seg.chunk_id] = (pi, seg)
+    ranked = [where[p.chunk_id] for p in retrieved.passages if p.chunk_id in where]
+    best = None
+    for rank, (pi, seg) in enumerate(ranked[:RETRIEVAL_ONLY_PASSAGES]):
+        text = context.pieces[pi].text[seg.offset : seg.offset + seg.length]
+        s, e, score = best_span(question, text, by_lines=context.pieces[pi].domain == "code")
+        weighted = score * (1.0 - 0.1 * rank)
+        if best is None or weighted > best[0]:
+            best = (weighted, pi, seg.offset + s, seg.offset + e, score)
+    _, pi, start, end, score = best
+    return ReadSpan(pi, start, end, context.pieces[pi].text[start:end], score)
+
+
+def _evidence(text: str, start: int, end: int) -> str:
+    """Whole lines around the span, capped at EVIDENCE_CHARS (centred on the span)."""
+    lo = text.rfind("\n", 0, start) + 1
+    hi = text.find("\n", end)
+    hi = len(text) if hi < 0 else hi
+    if hi - lo > EVIDENCE_CHARS:
+        pad = max(0, (EVIDENCE_CHARS - (end - start)) // 2)
+        lo, hi = max(lo, start - pad), min(hi, end + pad)
+    return text[lo:hi].strip()

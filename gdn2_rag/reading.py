@@ -1,0 +1,285 @@
+"""The reader stage: load the GDN-2 reader once, run it on an assembled context, thread-safely.
+
+`ReaderRuntime` wraps `gdn2_model.reader.Reader` (docs/CONTRACTS.md). It loads lazily on first use and
+keeps the model for the life of the `RAG` object. When no checkpoint is available (none shipped yet, or
+the model package cannot load) and the caller did not insist on one, `available` is False and
+`reason` says why; the pipeline then answers retrieval-only and says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from gdn2_rag.assemble import AssembledContext
+from gdn2_rag.errors import RagError
+from gdn2_rag.fusion import fuse_reader_spans, piece_ranks
+from gdn2_rag.tokens import EstimateCounter, TokenCounter, TokenizerCounter
+
+# spans of the reader considered when they are fused with the retrieval ranking
+FUSION_CANDIDATES = 30
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReadSpan:
+    """The reader's answer: a char span inside one piece of the context (rag-side mirror of ReaderSpan)."""
+
+    piece_index: int
+    char_start: int
+    char_end: int
+    text: str
+    score: float
+    generated: str | None = None
+
+
+def check_device(device: str | None) -> str:
+    """Resolve None to cuda-if-available; refuse cuda on a machine without it (a user error)."""
+    if device not in (None, "cpu", "cuda"):
+        raise RagError(f"--device must be cpu or cuda, got {device!r}")
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RagError("--device cuda was asked for, but CUDA is not available on this machine")
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_checkpoint() -> Path:
+    """gdn2_model/checkpoints/default, located without importing the model package (which imports torch)."""
+    spec = importlib.util.find_spec("gdn2_model")
+    if spec is None or not spec.submodule_search_locations:
+        return Path("gdn2_model/checkpoints/default")
+    return Path(next(iter(spec.submodule_search_locations))) / "checkpoints" / "default"
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """The files Reader.load needs: a tokenizer and safetensors weights."""
+    return (path / "tokenizer.json").is_file() and any(path.glob("*.safetensors*"))
+
+
+def _to_context_pieces(context: AssembledContext) -> list:
+    """Our pieces as gdn2_model.prompt.ContextPiece, filling whichever of its fields we know."""
+    from gdn2_model.prompt import ContextPiece
+
+    names = {f.name for f in dataclasses.fields(ContextPiece)}
+    out = []
+    for p in context.pieces:
+        values = {
+            "header": p.header,
+            "text": p.text,
+            "path": p.path,
+            "section": p.section,
+            "line_start": p.line_start,
+            "line_end": p.line_end,
+            "page": p.page,
+        }
+        out.append(ContextPiece(**{k: v for k, v in values.items() if k in names}))
+    return out
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' "Loading weights" progress bar and info/warning logs off for the block, then as before.
+
+    The library stays quiet by default; the settings are process-wide, so they are restored on exit
+    (an app that turned the bar or its logs on keeps them outside the reader load).
+    """
+    try:
+        from huggingface_hub import utils as hub_utils
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    verbosity = hf_logging.get_verbosity()
+    bar = hf_logging.is_progress_bar_enabled()
+    hub_bars_off = hub_utils.are_progress_bars_disabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+        if hub_bars_off != hub_utils.are_progress_bars_disabled():
+            (hub_utils.disable_progress_bars if hub_bars_off else hub_utils.enable_progress_bars)()
+
+
+class ReaderRuntime:
+    """One reader per process-lifetime `RAG`; `extract` calls are serialised by a lock.
+
+    Serialising is deliberate: one GPU runs one 100k-token prefill at a time anyway, and the model's
+    caches are per call, so the lock only protects the load and keeps memory bounded.
+    """
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        device: str | None = None,
+        require: bool = False,
+        enabled: bool = True,
+    ) -> None:
+        if model_path is not None and not Path(model_path).exists():
+            raise RagError(f"model path {model_path} does not exist")
+        self.enabled = enabled
+        self.model_path = model_path
+        self.requested_device = device
+        self.require = require or model_path is not None
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._reader = None
+        self.reason = ""
+        self.load_seconds = 0.0
+        self.device = "cpu"
+
+    def load(self) -> bool:
+        """Load the reader if not done yet; True when a reader is available."""
+        with self._lock:
+            if self._loaded:
+                return self._reader is not None
+            # an explicit device is always checked (--device cuda without CUDA is an error)
+            if self.requested_device is not None:
+                self.device = check_device(self.requested_device)
+            if not self.enabled:
+                self.reason = "the reader was turned off (use_reader=False / --no-reader)"
+                self._loaded = True
+                return False
+            default = default_checkpoint()
+            if self.model_path is None and not _is_checkpoint(default):
+                # no checkpoint: answer retrieval-only without importing torch and transformers (~3 s)
+                if self.require:
+                    raise RagError(f"cannot load the reader: no reader checkpoint at {default}")
+                self.reason = f"no reader checkpoint at {default}"
+                self._loaded = True
+                return False
+            self.device = check_device(self.requested_device)
+            t0 = time.perf_counter()
+            try:
+                from gdn2_model.reader import Reader
+
+                with quiet_transformers():
+                    self._reader = Reader.load(self.model_path, device=self.device)
+            except (ImportError, FileNotFoundError) as exc:
+                if self.require:
+                    raise RagError(
+                        f"cannot load the reader from {self.model_path or 'the default'}: {exc}"
+                    ) from exc
+                self.reason = str(exc)
+                log.info("answering retrieval-only: %s", self.reason)
+            self.load_seconds = time.perf_counter() - t0
+            self._loaded = True
+            return self._reader is not None
+
+    @property
+    def loaded(self) -> bool:
+        """True once `load` ran (whether or not a reader came of it)."""
+        return self._loaded
+
+    @property
+    def available(self) -> bool:
+        return self.load()
+
+    @property
+    def identity(self) -> dict:
+        if not self.load():
+            return {"name": "none", "mode": "retrieval-only", "reason": self.reason}
+        ident = dict(getattr(self._reader, "identity", {}) or {})
+        ident["device"] = self.device
+        return ident
+
+    def token_counter(self) -> TokenCounter:
+        """The reader's own tokenizer when loaded, otherwise the documented estimate."""
+        if self.load():
+            tok = getattr(self._reader, "tokenizer", None)
+            if tok is not None:
+                return TokenizerCounter(tok)
+        return EstimateCounter()
+
+    def extract(
+        self, context: AssembledContext, max_answer_tokens: int = 32, retrieval_prior: float = 0.0
+    ) -> ReadSpan:
+        """The reader's best span in the assembled context (pieces keep their headers).
+
+        With `retrieval_prior` > 0 the reader's best `FUSION_CANDIDATES` spans are fused with the retrieval
+        rank of their pieces (`gdn2_rag.fusion.fuse_reader_spans`).
+        """
+        ranks = piece_ranks([p.score for p in context.pieces]) if retrieval_prior > 0 else None
+        return self._extract(
+            context.question, _to_context_pieces(context), max_answer_tokens, ranks, retrieval_prior
+        )
+
+    def extract_texts(self, question: str, texts: list[str], max_answer_tokens: int = 32) -> ReadSpan:
+        """The reader's best span over bare passage texts (the LlamaIndex LLM adapter's case)."""
+        from gdn2_model.prompt import ContextPiece
+
+        return self._extract(question, [ContextPiece(text=t) for t in texts], max_answer_tokens)
+
+    def _extract(
+        self,
+        question: str,
+        pieces: list,
+        max_answer_tokens: int,
+        ranks: list[int] | None = None,
+        retrieval_prior: float = 0.0,
+    ) -> ReadSpan:
+        if not self.load():
+            raise RagError(f"no reader: {self.reason}")
+        with self._lock:
+            if ranks is None:
+                span = self._reader.extract(question, pieces, max_answer_tokens=max_answer_tokens)
+            else:
+                spans = self._reader.extract_spans(
+                    question, pieces, k=FUSION_CANDIDATES, max_answer_tokens=max_answer_tokens
+                )
+                if not spans:
+                    raise ValueError("no context text to read: every piece is empty")
+                span = fuse_reader_spans(spans, ranks, retrieval_prior)
+        return ReadSpan(
+            piece_index=int(span.piece_index),
+            char_start=int(span.char_start),
+            char_end=int(span.char_end),
+            text=span.text,
+            score=float(span.score),
+            generated=getattr(span, "generated", None),
+        )
+
+    @property
+    def can_generate(self) -> bool:
+        """True when the loaded checkpoint has an LM head (`config.reader_lm_head`)."""
+        return self.load() and getattr(self._reader.net, "lm_head", None) is not None
+
+    def generate(self, context: AssembledContext, max_new_tokens: int = 64) -> str:
+        """A generated answer after the query-first prompt (greedy), for checkpoints with an LM head."""
+        if not self.load():
+            raise RagError(f"--generate needs a reader: {self.reason}")
+        if not self.can_generate:
+            raise RagError(
+                "--generate needs a reader checkpoint with an LM head; this one only extracts spans"
+            )
+        import torch
+
+        from gdn2_model.prompt import build_reader_input
+        from gdn2_model.tokenizer import EOS, PAD, special_id
+
+        tok = self._reader.tokenizer
+        ri = build_reader_input(tok, context.question, _to_context_pieces(context))
+        ids = torch.from_numpy(ri.input_ids)[None].to(self._reader.device)
+        with self._lock, torch.inference_mode():
+            out = self._reader.net.generate(
+                ids,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=special_id(tok, EOS),
+                pad_token_id=special_id(tok, PAD),
+            )
+        return tok.decode(out[0, ids.shape[1] :].tolist(), skip_special_tokens=True).strip()

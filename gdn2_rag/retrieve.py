@@ -1,0 +1,159 @@
+"""Hybrid retrieval: dense (FAISS) + BM25, fused by weighted RRF, filtered, near-duplicates dropped.
+
+Steps of `HybridRetriever.retrieve`:
+1. ask each retriever for `candidates` hits (5x more when a filter is set, since filtering comes after,
+   and 5x more again while a filter keeps fewer than `k` and the retrievers have more to give);
+2. fuse the two ranked lists with weighted reciprocal rank fusion;
+3. fetch chunks in fused order, in batches, keeping those that pass the metadata filter and are not
+   near-duplicates of a better-ranked kept chunk, until `k` are kept;
+4. return them as `Passage`s with fused and raw scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from gdn2_rag.config import RAGConfig
+from gdn2_rag.dedup import NearDuplicateFilter
+from gdn2_rag.errors import RagError
+from gdn2_rag.filters import MetadataFilter
+from gdn2_rag.fusion import reciprocal_rank_fusion
+from gdn2_rag.types import Passage
+
+# with a filter active we over-fetch this many times, since most hits may be filtered away
+FILTER_OVERFETCH = 5
+# smallest docstore fetch: one SQLite round trip is cheap, many are not
+MIN_FETCH = 32
+
+
+@dataclass
+class Retrieved:
+    """Passages plus the raw chunks behind them (context assembly needs char offsets and neighbours)."""
+
+    passages: list[Passage]
+    chunks: list  # ingest.Chunk, same order as passages
+    dropped_duplicates: int = 0
+
+
+class HybridRetriever:
+    """Retrieval over an `ingest.Index` (or anything with its search/get_chunks methods)."""
+
+    def __init__(self, index, config: RAGConfig | None = None) -> None:
+        self.index = index
+        self.config = config or RAGConfig()
+
+    def retrieve(
+        self, query: str, k: int = 10, flt: MetadataFilter | None = None, candidates: int | None = None
+    ) -> Retrieved:
+        if not isinstance(query, str) or not query.strip():
+            raise RagError("the query is empty; give a question or search words")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        cfg = self.config
+        flt = flt or MetadataFilter()
+        n = max(candidates or cfg.candidates, k)
+        if flt.active:
+            n *= FILTER_OVERFETCH
+        while True:
+            lists = self._search(query, n)
+            kept, dropped, score_of = self._fuse_and_fetch(lists, k, flt)
+            # a narrow filter can reject every candidate while matching chunks rank lower: widen the
+            # search until k are kept or the retrievers have nothing more to give
+            exhausted = all(len(hits) < n for hits in lists)
+            if len(kept) == k or not flt.active or exhausted:
+                break
+            n *= FILTER_OVERFETCH
+        raw = _raw_scores(lists, [cfg.dense_weight > 0, cfg.bm25_weight > 0])
+        passages = [_to_passage(c, score_of[c.id], raw, rank) for rank, c in enumerate(kept, start=1)]
+        return Retrieved(passages, kept, dropped_duplicates=dropped)
+
+    def _search(self, query: str, n: int) -> list[list[tuple[int, float]]]:
+        """The ranked hit lists of the active retrievers (dense, then BM25), `n` each."""
+        cfg = self.config
+        lists = []
+        if cfg.dense_weight > 0:
+            with limited_threads(cfg.retrieval_threads):
+                lists.append(self.index.search_dense(query, n))
+        if cfg.bm25_weight > 0:
+            lists.append(self.index.search_bm25(query, n))
+        return lists
+
+    def _fuse_and_fetch(self, lists, k: int, flt: MetadataFilter) -> tuple[list, int, dict[int, float]]:
+        """Fuse the lists, then fetch chunks in fused order until `k` pass the filter and de-duplication."""
+        cfg = self.config
+        weights = [w for w in (cfg.dense_weight, cfg.bm25_weight) if w > 0]
+        fused = reciprocal_rank_fusion(lists, weights, k=cfg.rrf_k)
+        score_of = dict(fused)
+        ids = [i for i, _ in fused]
+        dedup = NearDuplicateFilter(cfg.dedup_threshold)
+        kept: list = []
+        dropped = 0
+        batch = max(2 * k, MIN_FETCH)
+        for start in range(0, len(ids), batch):
+            for chunk in self.index.get_chunks(ids[start : start + batch]):
+                if not flt.matches(chunk):
+                    continue
+                if dedup.is_duplicate(chunk):
+                    dropped += 1
+                    continue
+                kept.append(chunk)
+                if len(kept) == k:
+                    return kept, dropped, score_of
+        return kept, dropped, score_of
+
+
+@contextmanager
+def limited_threads(n: int | None) -> Iterator[None]:
+    """Run the block with torch and FAISS limited to `n` threads, then restore (None: no change).
+
+    Process-wide settings: callers hold the index lock, so only a concurrent CPU reader in another
+    thread can notice, and only for the few milliseconds of one query.
+    """
+    if n is None:
+        yield
+        return
+    import torch
+
+    try:
+        import faiss
+    except ImportError:
+        # an index without FAISS (a custom or test index) still limits torch
+        faiss = None
+    before_torch = torch.get_num_threads()
+    before_faiss = faiss.omp_get_max_threads() if faiss is not None else None
+    torch.set_num_threads(n)
+    if faiss is not None:
+        faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before_torch)
+        if faiss is not None:
+            faiss.omp_set_num_threads(before_faiss)
+
+
+def _raw_scores(lists, active) -> dict[str, dict[int, float]]:
+    names = [n for n, on in zip(("dense", "bm25"), active, strict=True) if on]
+    return {name: {i: s for i, s in reversed(hits)} for name, hits in zip(names, lists, strict=True)}
+
+
+def _to_passage(chunk, score: float, raw: dict[str, dict[int, float]], rank: int) -> Passage:
+    dense = raw.get("dense", {}).get(chunk.id)
+    bm25 = raw.get("bm25", {}).get(chunk.id)
+    return Passage(
+        chunk_id=int(chunk.id),
+        path=str(chunk.path),
+        text=chunk.text,
+        score=float(score),
+        line_start=int(chunk.line_start),
+        line_end=int(chunk.line_end),
+        domain=chunk.domain or "",
+        title=chunk.title or "",
+        section=chunk.section or "",
+        page=chunk.page,
+        dense_score=None if dense is None else float(dense),
+        bm25_score=None if bm25 is None else float(bm25),
+        rank=rank,
+    )

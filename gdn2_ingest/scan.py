@@ -72,6 +72,17 @@ def find_files(paths: list[str | os.PathLike], exclude: Path | None = None) -> F
     return Found(files=files, roots=roots, duplicates=dups, broken=broken)
 
 
+def display_path(path: str | os.PathLike) -> str:
+    """A path as users should see it (citations, skip lines, JSON, reader headers): undecodable bytes
+    of a non-UTF-8 file name written as '\\xe9' escapes ('caf\\xe9.txt'); UTF-8 names unchanged.
+
+    The in-memory path (Chunk.path, SkippedFile.path) keeps the surrogate-escaped str so the file
+    can still be opened; only printing and tokenizing need this form."""
+    from gdn2_ingest.loaders.base import escape_surrogates
+
+    return escape_surrogates(os.fspath(path))
+
+
 def under_roots(path: str, roots: list[Path]) -> bool:
     p = Path(path)
     return any(p == r or r in p.parents for r in roots)

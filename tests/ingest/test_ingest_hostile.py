@@ -148,3 +148,10 @@ def test_docx_zip_bomb_refused_from_the_zip_directory(tmp_path: Path):
     assert load_file(p, p.read_bytes())[0].text.startswith("word")
     with pytest.raises(SkipFile, match="oversized once decompressed"):
         load_file(p, p.read_bytes(), max_expanded_bytes=10_000)
+
+
+def test_display_path_escapes_undecodable_bytes():
+    from gdn2_ingest.scan import display_path
+
+    assert display_path(os.fsdecode(b"/d/caf\xe9.txt")) == "/d/caf\\xe9.txt"
+    assert display_path(Path("/d/caf\u00e9.txt")) == "/d/caf\u00e9.txt"

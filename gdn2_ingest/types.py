@@ -81,6 +81,7 @@ class IngestReport:
     chunks_total: int = 0
     skipped: list[SkippedFile] = field(default_factory=list)
     duplicates: list[SkippedFile] = field(default_factory=list)  # symlinks/aliases of files already ingested
+    code_fallbacks: int = 0  # code documents chunked by lines because their parser failed (reasons logged)
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     generation: str = ""

@@ -10,14 +10,15 @@ Steps of `chunk_document`:
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
 
 from gdn2_ingest.chunking.base import PARAGRAPH, Piece, Span, TokenIndex, boundaries, pack, paragraphs
-from gdn2_ingest.chunking.code import code_pieces
+from gdn2_ingest.chunking.code import CodeFallback, code_pieces, log
 from gdn2_ingest.chunking.detect import detect_domain
-from gdn2_ingest.chunking.prose import prose_pieces
+from gdn2_ingest.chunking.prose import prose_pieces, section_marks
 from gdn2_ingest.embed import TokenCounter
 from gdn2_ingest.types import Document
 
@@ -49,9 +50,18 @@ def _prefix(counter: TokenCounter, title: str, section: str) -> str:
     return p
 
 
-def _pieces(doc: Document, domain: str, tix: TokenIndex, budget: int) -> list[Piece]:
+def _pieces(
+    doc: Document, domain: str, tix: TokenIndex, budget: int, notes: list[str] | None
+) -> list[Piece]:
     if domain == "code" or doc.fmt == "code":
-        got = code_pieces(doc.text, doc.language, tix, budget)
+        try:
+            got = code_pieces(doc.text, doc.language, tix, budget)
+        except CodeFallback as exc:
+            reason = f"{exc}; chunked by lines"
+            log.warning("%s: %s", doc.path.encode("utf-8", "backslashreplace").decode(), reason)
+            if notes is not None:
+                notes.append(reason)
+            got = None
         if got is not None:
             return got
         return [Piece(s, e, "", PARAGRAPH, prose=False) for s, e in paragraphs(doc.text)]
@@ -86,9 +96,12 @@ def _halve(text: str, s: Span, prose: bool) -> list[Span]:
 
 def chunk_document(
     doc: Document, domain: str, counter: TokenCounter, target_tokens: int, overlap: int, max_tokens: int,
-    title_prefix: bool = True,
+    title_prefix: bool = True, notes: list[str] | None = None,
 ) -> tuple[str, list[ChunkDraft]]:  # fmt: skip
-    """(resolved domain, chunks) for one document; see the module docstring for the steps."""
+    """(resolved domain, chunks) for one document; see the module docstring for the steps.
+
+    `notes` (when given) receives one reason per fallback taken, e.g. a code file whose parser
+    failed and that was chunked by lines instead; the pipeline counts them in the report."""
     if domain == "auto":
         domain = detect_domain(doc)
     text = doc.text
@@ -97,16 +110,30 @@ def chunk_document(
     budget = min(target_tokens, max_tokens - reserve) - counter.special
     spans = [
         t
-        for s in pack(text, _pieces(doc, domain, tix, budget), tix, budget, overlap)
+        for s in pack(text, _pieces(doc, domain, tix, budget, notes), tix, budget, overlap)
         if (t := _trim(text, s))
     ]
     prose = domain != "code"
     nl = np.flatnonzero(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32) == 10)
     base = max(1, doc.line_offset)
     page_starts = np.asarray(doc.page_starts) if doc.page_starts else None
+    relabel = lambda s: s  # noqa: E731
     if doc.page_starts:
-        # a chunk never spans two PDF pages, so its one page number is always the right citation
-        spans = [t for s in spans for piece in _split_at(s, doc.page_starts) if (t := _trim(text, piece))]
+        # a chunk never spans two PDF pages, so its one page number is always the right citation;
+        # its section is then recomputed for its own text: the clause in force where it starts (one
+        # running on from the page before) and every clause or heading that starts inside it
+        marks = section_marks(text, domain)
+        mark_at = [m[0] for m in marks]
+
+        def relabel(s: Span) -> Span:
+            i = bisect.bisect_right(mark_at, s.start)
+            j = bisect.bisect_left(mark_at, s.end)
+            labels = list(dict.fromkeys(lab for _, lab in marks[max(0, i - 1) : j]))
+            return Span(s.start, s.end, " | ".join(labels[:4]))
+
+        spans = [
+            relabel(t) for s in spans for piece in _split_at(s, doc.page_starts) if (t := _trim(text, piece))
+        ]
     prefixes: dict[str, str] = {}
     drafts: list[ChunkDraft] = []
     pending = spans
@@ -124,7 +151,7 @@ def chunk_document(
         retry: list[Span] = []
         for s, et, n in zip(pending, embed_texts, counts, strict=True):
             if n > max_tokens:
-                retry.extend(t for h in _halve(text, s, prose) if (t := _trim(text, h)))
+                retry.extend(relabel(t) for h in _halve(text, s, prose) if (t := _trim(text, h)))
                 continue
             if doc.source_lines is not None:
                 ls, le = doc.source_lines

@@ -4,11 +4,14 @@ A unit is a definition (function, class, method, impl, ...) with the comments an
 it, labelled with its qualified symbol (`Class.method`). A unit larger than the budget is opened up
 into its children, so a long class becomes its header (signature, docstring) plus one unit per
 method, and a long function is cut between statements; tiny neighbours are merged by the packer.
-Files whose grammar is missing fall back to line-based packing.
+Files whose grammar is missing, or whose parse fails, fall back to line-based packing: `code_pieces`
+raises `CodeFallback` with the reason, which `chunk_document` logs (logger `gdn2_ingest.chunking`) and
+hands to its caller to count (IngestReport.code_fallbacks).
 """
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 
 from gdn2_ingest.chunking.base import FLOW, SECTION, Piece, TokenIndex
@@ -28,15 +31,31 @@ _COMMENTS = {"comment", "line_comment", "block_comment"}
 _WRAPPERS = {"decorated_definition", "export_statement", "template_declaration"}
 
 
+log = logging.getLogger("gdn2_ingest.chunking")
+if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
+    # a library logs; the app decides what is shown (no 'lastResort' lines on stderr by default)
+    log.addHandler(logging.NullHandler())
+
+
+class CodeFallback(Exception):
+    """Syntax-aware chunking is impossible for this file (no grammar, parser error): the message is
+    the reason; the file is chunked on lines instead."""
+
+
 @lru_cache(maxsize=32)
-def get_parser(language: str):
-    """A tree-sitter parser, or None when the grammar is unavailable (logged by the caller as fallback)."""
+def _parser(language: str) -> tuple[object | None, str]:
+    """(tree-sitter parser, "") or (None, why there is none)."""
     try:
         from tree_sitter_language_pack import get_parser as _get
 
-        return _get(language)
-    except Exception:  # noqa: BLE001 - any failure means "no grammar": we fall back to lines
-        return None
+        return _get(language), ""
+    except Exception as exc:  # noqa: BLE001 - any failure means "no grammar"; the reason is kept
+        return None, f"no {language} grammar ({type(exc).__name__}: {str(exc)[:100]})"
+
+
+def get_parser(language: str):
+    """A tree-sitter parser, or None when the grammar is unavailable."""
+    return _parser(language)[0]
 
 
 def _name(node, src: bytes) -> str:
@@ -117,10 +136,22 @@ class _Walker:
 
 
 def code_pieces(text: str, language: str | None, tix: TokenIndex, budget: int) -> list[Piece] | None:
-    """Syntax-aware pieces, or None when no grammar is available for `language`."""
-    parser = get_parser(language) if language else None
-    if parser is None:
+    """Syntax-aware pieces; None when there is no language to parse (plain line packing is the plan,
+    not a fallback); CodeFallback(reason) when the grammar is missing or parsing fails."""
+    if not language:
         return None
+    parser, why = _parser(language)
+    if parser is None:
+        raise CodeFallback(why)
+    try:
+        return _code_pieces(parser, text, tix, budget)
+    except RecursionError:
+        raise CodeFallback(f"{language} syntax tree too deep to walk") from None
+    except Exception as exc:  # noqa: BLE001 - a parser/binding failure on odd input must not lose the file
+        raise CodeFallback(f"{language} parser failed ({type(exc).__name__}: {str(exc)[:100]})") from None
+
+
+def _code_pieces(parser, text: str, tix: TokenIndex, budget: int) -> list[Piece]:
     src = text.encode("utf-8")
     tree = parser.parse(src)
     w = _Walker(text, src, tix, budget)

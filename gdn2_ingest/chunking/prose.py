@@ -152,3 +152,33 @@ def prose_pieces(text: str, domain: str, tix: TokenIndex, budget: int) -> list[P
             pieces.append(Piece(s, e, g.label, level))
             i += 1
     return pieces
+
+
+def section_marks(text: str, domain: str) -> list[tuple[int, str]]:
+    """(offset, label) of every clause/heading start in `text`, in order: each paragraph's own label
+    and, inside a paragraph, every line that is a heading or numbered clause on its own. PDF text
+    has no blank lines between clauses, so this is how a PDF chunk learns which clauses it holds
+    and which one is in force at its start (a clause running on from the page before)."""
+    marks: list[tuple[int, str]] = []
+    for s, e in paragraphs(text):
+        kind, label = classify(text[s:e], domain)
+        if label and kind != "para":
+            marks.append((s, label))
+        pos = text.find("\n", s, e)
+        while pos != -1:
+            ls = pos + 1
+            le = text.find("\n", ls, e)
+            line = text[ls : e if le == -1 else le]
+            if line.strip():
+                lab = ""
+                m = _MD_HEADING.match(line)
+                if m:
+                    lab = _short(m.group(2))
+                elif domain == "legal" and _CLAUSE.match(line):
+                    lab = _short(line.strip(), 60)
+                elif _is_title_line(line) and sum(c.isupper() for c in line) * 2 >= sum(c.isalpha() for c in line):
+                    lab = _short(line.strip())
+                if lab:
+                    marks.append((ls, lab))
+            pos = le
+    return marks

@@ -74,6 +74,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 class _State:
     debug: bool = False
     verbose: bool = False
+    threads: int | None = None
 
 
 state = _State()
@@ -92,9 +93,20 @@ def main_callback(
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Print timings per stage.")] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="CPU threads for reading and embedding (default: the cores this process can really use: "
+            "affinity, cgroup quota, less those other work keeps busy).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     state.debug = debug
     state.verbose = verbose
+    state.threads = threads
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -161,9 +173,15 @@ ModelOpt = Annotated[
     str | None, typer.Option("--model", "-m", help="Reader checkpoint folder (default: the shipped reader).")
 ]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu | cuda (default: cuda when available).")]
-NoReaderOpt = Annotated[
-    bool,
-    typer.Option("--no-reader", help="Answer retrieval-only (best passage), without loading the reader."),
+ReaderOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--reader/--no-reader",
+        help="--reader: answer with the GDN-2 reader (an error if it cannot load). --no-reader: answer from "
+        "the retrieved evidence without loading it. Default: the reader only where its checkpoint is "
+        "calibrated to beat retrieval.",
+        show_default=False,
+    ),
 ]
 DEFAULT_INDEX = ".rag"
 
@@ -173,12 +191,59 @@ def ingest(
     paths: Annotated[list[str], typer.Argument(help="Files or folders to ingest.")],
     index: IndexOpt = DEFAULT_INDEX,
     domain: Annotated[str, typer.Option(help="legal | support | code | auto (detected per file).")] = "auto",
+    max_file_mb: Annotated[
+        float,
+        typer.Option(
+            "--max-file-mb",
+            min=0.000001,
+            help="Skip files larger than this many megabytes (1 MB = 1,000,000 bytes); each skipped file is "
+            "listed with the reason, and a later run with a higher limit retries it.",
+        ),
+    ] = 50.0,
     json_out: JsonOpt = False,
 ) -> None:
-    """Chunk, embed and index documents (incremental: only new or changed files are embedded)."""
-    from gdn2_rag.api import ingest_command
+    """Chunk, embed and index documents (incremental: only new or changed files are embedded).
 
-    run_guarded(ingest_command, paths, index=index, domain=domain, json_out=json_out, verbose=state.verbose)
+    An ingest builds a new index generation next to the live one, checks it, switches to it and then
+    deletes the old one: it first checks that the disk has room for it (-v and --json report the
+    estimate). A second ingest of the same index waits for the first (and says so).
+    """
+
+    def run() -> None:
+        import json
+        import time
+
+        from gdn2_ingest import IngestConfig, ingest_paths
+        from gdn2_ingest.store import human
+        from gdn2_rag.filters import DOMAINS
+
+        if domain not in (*DOMAINS, "auto"):
+            raise RagError(f"unknown domain {domain!r}; expected one of {', '.join(DOMAINS)}, auto")
+        cfg = IngestConfig(domain=domain, max_file_bytes=max(1, round(max_file_mb * 1_000_000)))
+        t0 = time.perf_counter()
+        report = ingest_paths(
+            index, paths, cfg, progress=not json_out,
+            notify=lambda line: err_console.print(escape(line), highlight=False),
+        )  # fmt: skip
+        elapsed = time.perf_counter() - t0
+        data = report.to_dict()
+        if json_out:
+            print(json.dumps({"index": str(index), "report": data, "seconds": round(elapsed, 3)}, indent=2))
+            return
+        typer.echo(f"index ready: {index} ({report.chunks_total} chunks, {report.generation} verified)")
+        if state.verbose:
+            stages = ", ".join(f"{k} {v:.2f} s" for k, v in report.stage_seconds.items())
+            err_console.print(f"timings: ingest {elapsed:.2f} s ({stages})", highlight=False)
+            disk = data.get("disk") or {}
+            line = f"disk: generation {human(disk.get('generation_bytes', 0))}"
+            if "estimate_bytes" in disk:
+                line += f" (estimated {human(disk['estimate_bytes'])} needed)"
+            line += f", {human(disk.get('free_bytes', 0))} free"
+            if disk.get("previous_generation_kept"):
+                line += "; the previous generation is kept while a reader holds it"
+            err_console.print(escape(line), highlight=False)
+
+    run_guarded(run)
 
 
 @app.command()
@@ -192,7 +257,7 @@ def ask(
     json_out: JsonOpt = False,
     model: ModelOpt = None,
     device: DeviceOpt = None,
-    no_reader: NoReaderOpt = False,
+    reader: ReaderOpt = None,
     generate: Annotated[
         bool,
         typer.Option("--generate", help="Also generate a free-text answer (checkpoints with an LM head)."),
@@ -216,8 +281,9 @@ def ask(
         path_glob=path_glob,
         model=model,
         device=device,
-        no_reader=no_reader,
+        reader=reader,
         generate=generate,
+        threads=state.threads,
     )
 
 
@@ -268,7 +334,7 @@ def eval_(
     context_tokens: ContextTokensOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
-    no_reader: NoReaderOpt = False,
+    reader: ReaderOpt = None,
 ) -> None:
     """Score retrieval hit@k, answer EM/F1 and citation accuracy on your own question set.
 
@@ -278,7 +344,7 @@ def eval_(
     from gdn2_rag.evaluate import eval_command
 
     def run() -> None:
-        config = reader_config(model, device, no_reader)
+        config = reader_config(model, device, reader, threads=state.threads)
         eval_command(
             file, index=index, k=k, json_out=json_out, out=out, config=config, context_tokens=context_tokens
         )
@@ -313,7 +379,7 @@ def train(
     ] = False,
     device: Annotated[str | None, typer.Option(help="cuda | cpu (default: cuda if present).")] = None,
 ) -> None:
-    """Train the GDN-2 reader (bf16, resumable, long-context curriculum); see `python -m gdn2_model.train -h`."""
+    """Train the GDN-2 reader (bf16, resumable, long-context curriculum); `python -m gdn2_model.train -h`."""
     run_guarded(
         _train_command,
         config=config,

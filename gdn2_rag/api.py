@@ -50,15 +50,25 @@ def ingest_command(paths, *, index, domain, json_out, verbose) -> None:
 
 
 def reader_config(
-    model: str | None, device: str | None, no_reader: bool, generate: bool = False
+    model: str | None,
+    device: str | None,
+    reader: bool | None,
+    generate: bool = False,
+    threads: int | None = None,
 ) -> RAGConfig:
-    """The reader part of a command's RAGConfig, after the cheap checks of --model/--device/--no-reader."""
+    """The reader part of a command's RAGConfig, after the cheap checks of --model/--device/--[no-]reader.
+
+    reader: None is the default policy ("auto": the shipped reader only where it is calibrated to beat
+    retrieval), True (`--reader`) requires a reader, False (`--no-reader`) answers from retrieval alone.
+    """
     if model is not None and not Path(model).exists():
         raise RagError(f"model path {model} does not exist")
     check_device(device)
-    if no_reader and (model is not None or generate):
+    if reader is False and (model is not None or generate):
         raise RagError("--no-reader contradicts --model and --generate")
-    return RAGConfig(use_reader=not no_reader).with_(model_path=model, device=device)
+    return RAGConfig(use_reader=reader is not False, require_reader=reader is True).with_(
+        model_path=model, device=device, cpu_threads=threads
+    )
 
 
 def ask_command(
@@ -73,14 +83,15 @@ def ask_command(
     path_glob=None,
     model=None,
     device=None,
-    no_reader=False,
+    reader=None,
     generate=False,
+    threads=None,
 ) -> None:
     t0 = time.perf_counter()
     # cheap argument checks before the index and the reader are opened
     if not question.strip():
         raise RagError("the question is empty")
-    config = reader_config(model, device, no_reader, generate)
+    config = reader_config(model, device, reader, generate, threads)
     rag = RAG.open(index, config=config)
     answer = rag.ask(
         question,
@@ -91,6 +102,12 @@ def ask_command(
         generate=generate,
     )
     cold = time.perf_counter() - t0
+    if answer.reader_error and not json_out:
+        # stderr, so it is seen even when stdout is piped; --json carries it as `reader_error`
+        err.print(
+            f"[bold red]warning:[/] {escape(answer.reader_error)}; this answer comes from the retrieved "
+            "evidence only (use --no-reader to ask for that on purpose)"
+        )
     if json_out:
         _echo_json(answer.to_dict())
     else:
@@ -114,7 +131,7 @@ def print_answer(answer: Answer, filters_note: str = "") -> None:
         reason = answer.model.get("reason") or "no reader checkpoint"
         out.print(
             f"[bold yellow]retrieval-only answer: no reader was used[/] ({escape(reason)}); "
-            "showing the best-matching sentence of the best passage."
+            "showing the best-matching lines of the best passages."
         )
     if not answer.text:
         out.print(f"No answer span was found in the {len(answer.passages)} passages read.")

@@ -39,6 +39,9 @@ class RAGConfig:
             after). One short query gains nothing from more threads, and on a busy 2-core machine two
             threads made `search` 45x slower (530 ms vs 12 ms p50, bench/results/rag.md); None leaves
             the process settings alone.
+        cpu_threads: torch threads for CPU reading and ingest embedding; None picks the cores this
+            process can really use (affinity, cgroup quota, less what other work keeps busy; see
+            gdn2_rag/threads.py). `rag --threads N` sets it.
     """
 
     dense_weight: float = 1.0
@@ -59,6 +62,7 @@ class RAGConfig:
     generate: bool = False
     max_new_tokens: int = 64
     retrieval_threads: int | None = 1
+    cpu_threads: int | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -81,6 +85,8 @@ class RAGConfig:
             raise ValueError(f"retrieval_prior must be >= 0, got {self.retrieval_prior}")
         if self.retrieval_threads is not None and self.retrieval_threads < 1:
             raise ValueError(f"retrieval_threads must be >= 1 or None, got {self.retrieval_threads}")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ValueError(f"cpu_threads must be >= 1 or None, got {self.cpu_threads}")
         if self.require_reader and not self.use_reader:
             raise ValueError("require_reader and use_reader=False contradict each other")
         if self.device not in (None, "cpu", "cuda"):

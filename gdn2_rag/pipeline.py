@@ -24,7 +24,8 @@ from gdn2_rag.errors import RagError
 from gdn2_rag.extractive import best_span
 from gdn2_rag.filters import DOMAINS, MetadataFilter
 from gdn2_rag.reading import ReaderRuntime, ReadSpan
-from gdn2_rag.retrieve import HybridRetriever, Retrieved, limited_threads
+from gdn2_rag.retrieve import HybridRetriever, Retrieved
+from gdn2_rag.threads import cpu_threads, limited_threads
 from gdn2_rag.types import Answer, Passage, Timings
 
 RETRIEVAL_ONLY = "retrieval-only"
@@ -130,7 +131,9 @@ class RAG:
                 cfg = IngestConfig(domain=domain)
                 if self.embedder is not None:
                     cfg.embedder_factory = lambda: self.embedder
-                report = ingest_paths(self.index_dir, paths, cfg, progress=progress)
+                # embedding on the CPU: the cores this process really has (gdn2_rag/threads.py)
+                with limited_threads(cpu_threads(self.config.cpu_threads)):
+                    report = ingest_paths(self.index_dir, paths, cfg, progress=progress)
             except _ingest_errors() as exc:
                 raise RagError(str(exc)) from exc
             # the read-only view is stale now: reopen on next use
@@ -153,7 +156,11 @@ class RAG:
             if self._reader is None:
                 cfg = self.config
                 self._reader = ReaderRuntime(
-                    cfg.model_path, cfg.device, require=cfg.require_reader, enabled=cfg.use_reader
+                    cfg.model_path,
+                    cfg.device,
+                    require=cfg.require_reader,
+                    enabled=cfg.use_reader,
+                    threads=cfg.cpu_threads,
                 )
             return self._reader
 
@@ -259,7 +266,7 @@ class RAG:
             )
 
         t = time.perf_counter()
-        span = None
+        span, note = None, ""
         if context.pieces:
             if use_reader:
                 span = reader.extract(
@@ -267,13 +274,19 @@ class RAG:
                     max_answer_tokens=self.config.max_answer_tokens,
                     retrieval_prior=self.config.retrieval_prior,
                 )
-            else:
+                if span.score < reader.threshold:
+                    note = (
+                        f"the reader's confidence {span.score:.2f} is under its calibrated threshold "
+                        f"{reader.threshold:.2f}; answering from the retrieved evidence"
+                    )
+                    use_reader, span = False, None
+            if span is None:
                 span = _retrieval_only_span(question, context, retrieved)
         if generate and span is not None:
             span = dataclasses.replace(span, generated=reader.generate(context, self.config.max_new_tokens))
         timings.read_s = time.perf_counter() - t
 
-        answer = self._build_answer(question, context, retrieved, span, use_reader)
+        answer = self._build_answer(question, context, retrieved, span, use_reader, note)
         timings.total_s = time.perf_counter() - t0
         answer.timings = timings
         return answer
@@ -285,6 +298,7 @@ class RAG:
         retrieved: Retrieved,
         span: ReadSpan | None,
         use_reader: bool,
+        note: str = "",
     ) -> Answer:
         citations, evidence = [], ""
         if span is not None and span.char_end > span.char_start:
@@ -294,6 +308,9 @@ class RAG:
             )
             evidence = _evidence(context.pieces[span.piece_index].text, span.char_start, span.char_end)
         used = set(context.chunk_ids)
+        model = self.reader.identity
+        if note:
+            model = {**model, "reason": note}
         return Answer(
             question=question,
             text=span.text.strip() if span is not None else "",
@@ -307,8 +324,9 @@ class RAG:
             context_budget=context.budget,
             context_pieces=len(context.pieces),
             token_counter=context.counter,
-            model=self.reader.identity,
+            model=model,
             index=self.index_identity(),
+            reader_error=self.reader.error or None,
         )
 
     def _count_cache(self) -> dict:

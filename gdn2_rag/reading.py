@@ -1,15 +1,21 @@
 """The reader stage: load the GDN-2 reader once, run it on an assembled context, thread-safely.
 
 `ReaderRuntime` wraps `gdn2_model.reader.Reader` (docs/CONTRACTS.md). It loads lazily on first use and
-keeps the model for the life of the `RAG` object. When no checkpoint is available (none shipped yet, or
-the model package cannot load) and the caller did not insist on one, `available` is False and
-`reason` says why; the pipeline then answers retrieval-only and says so.
+keeps the model for the life of the `RAG` object. Three policies:
+
+- "off" (`--no-reader`): never load it; answers come from the retrieved evidence.
+- "on" (`--reader`, or an explicit `--model`): the reader must load, or the call fails (RagError).
+- "auto" (the default): the shipped reader is used only when its checkpoint carries a calibration
+  (`calibration.json`, measured on hand-written questions) that says it beats retrieval; otherwise
+  `reason` says why it was not used. A reader that should have loaded and did not is never quiet:
+  `error` holds the reason, the log warns, and the answer carries it (`Answer.reader_error`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import logging
 import threading
 import time
@@ -21,10 +27,13 @@ from pathlib import Path
 from gdn2_rag.assemble import AssembledContext
 from gdn2_rag.errors import RagError
 from gdn2_rag.fusion import fuse_reader_spans, piece_ranks
+from gdn2_rag.threads import cpu_threads, limited_threads
 from gdn2_rag.tokens import EstimateCounter, TokenCounter, TokenizerCounter
 
 # spans of the reader considered when they are fused with the retrieval ranking
 FUSION_CANDIDATES = 30
+CALIBRATION_FILE = "calibration.json"
+POLICIES = ("auto", "on", "off")
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,37 @@ def default_checkpoint() -> Path:
     if spec is None or not spec.submodule_search_locations:
         return Path("gdn2_model/checkpoints/default")
     return Path(next(iter(spec.submodule_search_locations))) / "checkpoints" / "default"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What a checkpoint's `calibration.json` says of it, measured on a hand-written question set.
+
+    threshold: reader confidence (ReaderSpan.score) below which its span is not trusted and the answer
+        falls back to the retrieved evidence.
+    beats_retrieval: the reader scored better than retrieval alone on that set in every domain; only
+        then is it used by default ("auto").
+    measured: where the numbers come from (set, command, date), shown when the reader is not used.
+    """
+
+    threshold: float
+    beats_retrieval: bool
+    measured: str = ""
+
+
+def read_calibration(checkpoint: Path) -> Calibration | None:
+    """The checkpoint's calibration; None when it has none (an uncalibrated reader is never the default)."""
+    path = checkpoint / CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        return Calibration(
+            float(data["threshold"]), bool(data["beats_retrieval"]), str(data.get("measured", ""))
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring unreadable %s: %s", path, exc)
+        return None
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -128,6 +168,7 @@ class ReaderRuntime:
         device: str | None = None,
         require: bool = False,
         enabled: bool = True,
+        threads: int | None = None,
     ) -> None:
         if model_path is not None and not Path(model_path).exists():
             raise RagError(f"model path {model_path} does not exist")
@@ -135,32 +176,42 @@ class ReaderRuntime:
         self.model_path = model_path
         self.requested_device = device
         self.require = require or model_path is not None
+        self.policy = "off" if not enabled else "on" if self.require else "auto"
+        self.threads = threads
         self._lock = threading.Lock()
         self._loaded = False
         self._reader = None
+        self.calibration: Calibration | None = None
         self.reason = ""
+        self.error = ""
         self.load_seconds = 0.0
         self.device = "cpu"
 
     def load(self) -> bool:
-        """Load the reader if not done yet; True when a reader is available."""
+        """Load the reader if not done yet (by the policy, see the module docstring); True when available."""
         with self._lock:
             if self._loaded:
                 return self._reader is not None
+            self._loaded = True
             # an explicit device is always checked (--device cuda without CUDA is an error)
             if self.requested_device is not None:
                 self.device = check_device(self.requested_device)
-            if not self.enabled:
-                self.reason = "the reader was turned off (use_reader=False / --no-reader)"
-                self._loaded = True
+            if self.policy == "off":
+                self.reason = "the reader was turned off (--no-reader)"
                 return False
-            default = default_checkpoint()
-            if self.model_path is None and not _is_checkpoint(default):
-                # no checkpoint: answer retrieval-only without importing torch and transformers (~3 s)
-                if self.require:
-                    raise RagError(f"cannot load the reader: no reader checkpoint at {default}")
-                self.reason = f"no reader checkpoint at {default}"
-                self._loaded = True
+            checkpoint = Path(self.model_path) if self.model_path is not None else default_checkpoint()
+            self.calibration = read_calibration(checkpoint)
+            trusted = self.calibration is not None and self.calibration.beats_retrieval
+            if self.policy == "auto" and _is_checkpoint(checkpoint) and not trusted:
+                # cheap: decided from one JSON file, without importing torch
+                measured = self.calibration.measured if self.calibration else ""
+                self.reason = (
+                    "the shipped reader is off by default: it has not been shown to beat retrieval on "
+                    "hand-written questions" + (f" ({measured})" if measured else "") + "; --reader uses it"
+                )
+                return False
+            if self.model_path is None and not _is_checkpoint(checkpoint):
+                self._fail(f"no reader checkpoint at {checkpoint}")
                 return False
             self.device = check_device(self.requested_device)
             t0 = time.perf_counter()
@@ -169,16 +220,27 @@ class ReaderRuntime:
 
                 with quiet_transformers():
                     self._reader = Reader.load(self.model_path, device=self.device)
-            except (ImportError, FileNotFoundError) as exc:
-                if self.require:
-                    raise RagError(
-                        f"cannot load the reader from {self.model_path or 'the default'}: {exc}"
-                    ) from exc
-                self.reason = str(exc)
-                log.info("answering retrieval-only: %s", self.reason)
+            except Exception as exc:  # noqa: BLE001 - any load failure is reported, never swallowed
+                self._fail(f"{type(exc).__name__}: {exc}", exc)
             self.load_seconds = time.perf_counter() - t0
-            self._loaded = True
             return self._reader is not None
+
+    def _fail(self, message: str, exc: BaseException | None = None) -> None:
+        """A reader that should have loaded did not: an error with --reader, a loud warning in auto."""
+        if self.require:
+            where = self.model_path or "the default checkpoint"
+            raise RagError(f"cannot load the reader from {where}: {message}") from exc
+        self.error = self.reason = f"the reader failed to load: {message}"
+        log.warning("%s; answering from the retrieved evidence (--no-reader does so on purpose)", self.error)
+
+    def _cpu_threads(self):
+        """On the CPU, torch threads for one read chosen from the cores really available (threads.py)."""
+        return limited_threads(cpu_threads(self.threads) if self.device == "cpu" else None)
+
+    @property
+    def threshold(self) -> float:
+        """Confidence under which the reader's span gives way to the retrieved evidence (0: uncalibrated)."""
+        return self.calibration.threshold if self.calibration is not None else 0.0
 
     @property
     def loaded(self) -> bool:
@@ -234,7 +296,7 @@ class ReaderRuntime:
     ) -> ReadSpan:
         if not self.load():
             raise RagError(f"no reader: {self.reason}")
-        with self._lock:
+        with self._lock, self._cpu_threads():
             if ranks is None:
                 span = self._reader.extract(question, pieces, max_answer_tokens=max_answer_tokens)
             else:
@@ -274,7 +336,7 @@ class ReaderRuntime:
         tok = self._reader.tokenizer
         ri = build_reader_input(tok, context.question, _to_context_pieces(context))
         ids = torch.from_numpy(ri.input_ids)[None].to(self._reader.device)
-        with self._lock, torch.inference_mode():
+        with self._lock, self._cpu_threads(), torch.inference_mode():
             out = self._reader.net.generate(
                 ids,
                 max_new_tokens=max_new_tokens,

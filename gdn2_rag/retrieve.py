@@ -11,8 +11,6 @@ Steps of `HybridRetriever.retrieve`:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from gdn2_rag.config import RAGConfig
@@ -20,6 +18,7 @@ from gdn2_rag.dedup import NearDuplicateFilter
 from gdn2_rag.errors import RagError
 from gdn2_rag.filters import MetadataFilter
 from gdn2_rag.fusion import reciprocal_rank_fusion
+from gdn2_rag.threads import limited_threads
 from gdn2_rag.types import Passage
 
 # with a filter active we over-fetch this many times, since most hits may be filtered away
@@ -102,36 +101,6 @@ class HybridRetriever:
                 if len(kept) == k:
                     return kept, dropped, score_of
         return kept, dropped, score_of
-
-
-@contextmanager
-def limited_threads(n: int | None) -> Iterator[None]:
-    """Run the block with torch and FAISS limited to `n` threads, then restore (None: no change).
-
-    Process-wide settings: callers hold the index lock, so only a concurrent CPU reader in another
-    thread can notice, and only for the few milliseconds of one query.
-    """
-    if n is None:
-        yield
-        return
-    import torch
-
-    try:
-        import faiss
-    except ImportError:
-        # an index without FAISS (a custom or test index) still limits torch
-        faiss = None
-    before_torch = torch.get_num_threads()
-    before_faiss = faiss.omp_get_max_threads() if faiss is not None else None
-    torch.set_num_threads(n)
-    if faiss is not None:
-        faiss.omp_set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before_torch)
-        if faiss is not None:
-            faiss.omp_set_num_threads(before_faiss)
 
 
 def _raw_scores(lists, active) -> dict[str, dict[int, float]]:

@@ -93,9 +93,11 @@ class Timings:
 class Answer:
     """The result of `RAG.ask`.
 
-    `mode` is "reader" when the GDN-2 reader produced the span, "retrieval-only" when no reader
-    checkpoint was available and the best passage was returned instead (and `text` says so
-    nowhere else: callers must show `mode`). `evidence` is the snippet around the answer.
+    `mode` is "reader" when the GDN-2 reader produced the span, "retrieval-only" when the answer is the
+    best sentence of the best retrieved passages instead (`model["reason"]` says why: --no-reader, a
+    reader not shown to beat retrieval, or a confidence under its calibrated threshold; `text` says so
+    nowhere else: callers must show `mode`). `reader_error` is set when a reader that should have been
+    used failed to load. `evidence` is the snippet around the answer.
     """
 
     question: str
@@ -113,6 +115,7 @@ class Answer:
     timings: Timings = field(default_factory=Timings)
     model: dict[str, Any] = field(default_factory=dict)
     index: dict[str, Any] = field(default_factory=dict)
+    reader_error: str | None = None
 
     @property
     def used_reader(self) -> bool:
@@ -139,4 +142,5 @@ class Answer:
             "timings": self.timings.to_dict(),
             "model": self.model,
             "index": self.index,
+            "reader_error": self.reader_error,
         }

@@ -115,3 +115,11 @@ def test_debug_shows_the_traceback(tmp_path):
     out = _rag("--debug", "ask", "q", "--index", str(tmp_path / "none"))
     assert out.returncode != 0
     assert "Traceback" in out.stderr and "RagError" in out.stderr
+
+
+def test_cli_import_leaves_heavy_packages_alone():
+    # `rag --help` must start fast: the CLI imports torch, transformers, faiss and bm25s only when a command
+    # needs them (timed in the closing notes, not here: a timed test fails on a busy machine)
+    code = "import sys, gdn2_cli; print(sorted({'torch', 'transformers', 'faiss', 'bm25s'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

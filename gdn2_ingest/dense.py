@@ -58,7 +58,26 @@ def dense_kind(index) -> str:
 
 
 def save_dense(index, path: Path) -> None:
-    _faiss().write_index(index, str(path))
+    """Write through a Python file, so a full disk or a file-size limit is an OSError with its errno
+    (faiss's own writer turns it into a RuntimeError without one)."""
+    faiss = _faiss()
+    failed: list[OSError] = []
+    with open(path, "wb") as f:
+
+        def write(buf: bytes) -> int:
+            try:
+                f.write(buf)
+            except OSError as exc:
+                failed.append(exc)
+                raise
+            return len(buf)
+
+        try:
+            faiss.write_index(index, faiss.PyCallbackIOWriter(write))
+        except RuntimeError:
+            if failed:
+                raise failed[0] from None
+            raise
 
 
 def load_dense(path: Path, use_gpu: bool | None = None):

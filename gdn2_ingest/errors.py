@@ -29,3 +29,15 @@ class IndexLockedError(IngestError):
 
 class EmbedderLoadError(IngestError):
     """The embedding model could not be loaded from the configured path."""
+
+
+class IndexBrokenError(IndexFormatError):
+    """A file of the live (or a just-built) generation is missing, truncated or disagrees with the others."""
+
+
+class IndexPathError(IngestError):
+    """The index path is not a folder that can be created or written (e.g. it is a regular file)."""
+
+
+class DiskSpaceError(IngestError):
+    """Not enough free disk space (or a file-size limit) for the new index generation."""

@@ -9,7 +9,14 @@ Steps (all under the index lock):
   3. load and chunk new and changed files (bad files are skipped with one line each);
   4. embed the chunks whose (title-prefixed) text has no vector yet: vectors of unchanged chunk text
      are reused by content hash, identical texts are embedded once;
-  5. write chunks, rebuild FAISS and BM25 from the docstore, write the manifest, publish atomically.
+  5. write chunks, rebuild FAISS and BM25 from the docstore, write the manifest (with every file's
+     size), verify the new generation (gdn2_ingest.index.check_generation), publish atomically and
+     delete the previous generation unless a reader still holds it.
+
+Before step 2 the free disk space is checked against an estimate of the new generation's size
+(`estimate_bytes`); a write that fails for want of space (or a file-size limit) removes the half-built
+generation and raises DiskSpaceError. The live generation is checked too before it is reused or
+reported ready: a damaged one is an IndexBrokenError naming the file.
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +37,7 @@ from gdn2_ingest.chunking import ChunkDraft, chunk_document
 from gdn2_ingest.config import IngestConfig
 from gdn2_ingest.docstore import DocStore
 from gdn2_ingest.embed import TokenCounter, build_embedder
+from gdn2_ingest.errors import DiskSpaceError
 from gdn2_ingest.loaders import LOADERS_VERSION, SkipFile, load_file
 from gdn2_ingest.progress import Feedback
 from gdn2_ingest.scan import find_files, under_roots
@@ -74,6 +84,25 @@ def _chunk_params(cfg: IngestConfig, max_tokens: int) -> dict:
     return p
 
 
+# disk estimate of a generation: measured 2.9-3.3 bytes per input text byte for docstore + BM25 (chunk
+# text with overlap, SQLite indexes and WAL while writing, bm25s matrices) and one float16 vector per
+# ~700 input bytes; rounded up, plus a fixed margin
+DISK_BYTES_PER_INPUT_BYTE = 4.0
+DISK_INPUT_BYTES_PER_CHUNK = 500
+DISK_MARGIN = 4_000_000
+
+
+def estimate_bytes(live_bytes: int, new_input_bytes: int, dim: int) -> int:
+    """Bytes the next generation needs on disk while it is built: a copy of the live one (docstore,
+    FAISS, BM25) plus what the new and changed files add."""
+    per_byte = DISK_BYTES_PER_INPUT_BYTE + 2 * dim / DISK_INPUT_BYTES_PER_CHUNK
+    return int(live_bytes + new_input_bytes * per_byte + DISK_MARGIN)
+
+
+def _stderr_line(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def _skip_params(cfg: IngestConfig) -> dict:
     """What decided that a file was skipped: when it changes, skipped files are tried again."""
     return {"max_file_bytes": cfg.max_file_bytes, "loaders": LOADERS_VERSION}
@@ -81,7 +110,7 @@ def _skip_params(cfg: IngestConfig) -> dict:
 
 def ingest_paths(
     index_dir: str | os.PathLike, paths: list[str | os.PathLike], config: IngestConfig | None = None,
-    progress: bool = True,
+    progress: bool = True, notify: Callable[[str], None] | None = None,
 ) -> IngestReport:  # fmt: skip
     """Ingest files and folders into the index at `index_dir` (created if missing).
 
@@ -90,9 +119,18 @@ def ingest_paths(
         paths: files or folders; a missing one raises MissingPathError before anything is written.
         config: chunking, embedding and store settings (IngestConfig() when None).
         progress: show progress bars, one line per skipped file and the closing summary on stderr.
+        notify: called with one-line notices (waiting for another ingest's lock); None prints them
+            on stderr when `progress` is on.
 
     Returns:
-        IngestReport with counts, skipped files with reasons, per-stage seconds.
+        IngestReport with counts, skipped files with reasons, per-stage seconds; `report.disk` holds
+        the disk estimate, the free space and the new generation's size in bytes.
+
+    Raises:
+        IngestError subclasses for what a user can fix: MissingPathError, IndexPathError (the index
+        path is a file), IndexLockedError, IndexBrokenError (the live generation is damaged),
+        DiskSpaceError (too little free space, or a write failed for want of it), EmbedderMismatchError.
+        The live generation is unchanged after any error or interruption.
     """
     cfg = (config or IngestConfig()).validate()
     t0 = time.perf_counter()
@@ -103,18 +141,26 @@ def ingest_paths(
     for alias, orig in found.duplicates:
         report.duplicates.append(SkippedFile(str(alias), f"same file as {orig}"))
     fb = Feedback(progress)
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with store.IndexLock(index_dir, cfg.lock_timeout):
+    if notify is None and progress:
+        notify = _stderr_line
+    report.disk = {}  # reported by to_dict(): estimate_bytes, free_bytes, generation_bytes, ...
+    store.ensure_index_dir(index_dir)
+    with store.IndexLock(index_dir, cfg.lock_timeout, on_wait=notify):
         store.prune(index_dir)
         embedder = build_embedder(cfg.model_path, cfg.device, cfg.batch_size, cfg.embedder_factory, cfg.dtype)
         identity = embedder.identity()
         params = _chunk_params(cfg, embedder.max_tokens)
         live = store.current_generation(index_dir)
         old: DocStore | None = None
+        old_dense = None
         old_files: dict[str, tuple[int, int, str, str | None]] = {}
         if live is not None:
+            from gdn2_ingest.index import check_generation
+
             manifest = store.read_manifest(live)
             store.check_embedder(index_dir, manifest, identity)
+            # a damaged live generation is neither built upon nor reported ready
+            old_dense = check_generation(live, manifest)["dense"]
             old = DocStore(live / store.DOCSTORE, readonly=True)
             old_files = old.files()
             if manifest.get("chunking") != params:
@@ -144,7 +190,10 @@ def ingest_paths(
                     _unchanged(report, key, prev)
                     continue
                 if st.st_size > cfg.max_file_bytes:
-                    reason = f"oversized ({st.st_size} bytes > max_file_bytes={cfg.max_file_bytes})"
+                    reason = (
+                        f"oversized ({st.st_size} bytes > max_file_bytes={cfg.max_file_bytes};"
+                        " raise it with --max-file-mb)"
+                    )
                     skips.append(_Todo(f, st.st_size, st.st_mtime_ns, b"", "", prev is None, reason))
                     continue
                 try:
@@ -165,159 +214,216 @@ def ingest_paths(
             report.chunks_total = old.counts()[2]
             old.close()
             report.generation = live.name
+            report.disk = {
+                "generation_bytes": store.tree_bytes(live),
+                "free_bytes": store.free_bytes(index_dir),
+            }
             report.seconds = time.perf_counter() - t0
             fb.finish(report)
             return report
 
-        # 2. the next generation starts as a copy of the live docstore
+        # the next generation must fit next to the live one
+        live_bytes = store.tree_bytes(live) if live is not None else 0
+        need = estimate_bytes(live_bytes, sum(t.size for t in todo), int(identity["dim"]))
+        free = store.free_bytes(index_dir)
+        report.disk = {"estimate_bytes": need, "free_bytes": free, "previous_generation_bytes": live_bytes}
+        if free < need:
+            if old is not None:
+                old.close()
+            raise DiskSpaceError(
+                f"not enough disk space for the index at {index_dir}: this ingest needs about"
+                f" {store.human(need)} for the new generation, {store.human(free)} are free;"
+                " free some space or use an --index folder on another disk"
+            )
         name = store.next_generation_name(index_dir)
         tmp = index_dir / f"{name}.tmp-{os.getpid()}"
-        tmp.mkdir()
-        if live is not None:
-            shutil.copyfile(live / store.DOCSTORE, tmp / store.DOCSTORE)
-        db = DocStore(tmp / store.DOCSTORE)
-        gone = [str(t.path) for t in todo + skips if not t.is_new] + deleted
-        # vectors of the previous generation, looked up by chunk id (for unchanged chunks and texts)
-        old_dense = None
-        reuse: dict[str, int] = {}
-        if old is not None:
-            from gdn2_ingest.dense import load_dense
-
-            old_dense = load_dense(live / store.DENSE, use_gpu=False)
-            reuse = old.ids_by_embed_hash(gone)
-            old.close()
-        first_new_id = db.max_chunk_id()
-        for p in gone:
-            report.chunks_removed += db.delete_file(p)
-
-        # 3. load and chunk
-        ts = time.perf_counter()
-        counter = TokenCounter(embedder.load_tokenizer())
-        loaded: list[_Loaded] = []
-        with fb.bar("loading + chunking", len(todo)) as adv:
-            for t in todo:
-                adv()
-                try:
-                    docs = load_file(t.path, t.data, cfg.record_text_fields)
-                    out = []
-                    for d in docs:
-                        dom, drafts = chunk_document(
-                            d, cfg.domain, counter, cfg.target_tokens, cfg.overlap_tokens,
-                            embedder.max_tokens, cfg.title_prefix,
-                        )  # fmt: skip
-                        out.append((d, dom, drafts))
-                except SkipFile as exc:
-                    t.skip = str(exc)
-                except Exception as exc:  # noqa: BLE001 - one bad file never aborts the run; reason is kept
-                    t.skip = f"failed to parse ({type(exc).__name__}: {str(exc)[:120]})"
-                t.data = b""
-                if t.skip:
-                    skips.append(t)
-                    continue
-                loaded.append(_Loaded(t, out))
-                if t.is_new:
-                    report.files_new += 1
-                else:
-                    report.files_changed += 1
-        for t in skips:
-            report.skipped.append(SkippedFile(str(t.path), t.skip))
-            db.upsert_file(str(t.path), t.size, t.mtime_ns, t.file_hash, "", 0, t.skip)
-        report.stage_seconds["load+chunk"] = time.perf_counter() - ts
-
-        # 4. embed what has no vector yet
-        ts = time.perf_counter()
-        need: dict[str, str] = {}
-        for lf in loaded:
-            for _, _, drafts in lf.docs:
-                for c in drafts:
-                    eh = _sha(c.embed_text)
-                    if eh not in reuse and eh not in need:
-                        need[eh] = c.embed_text
-        vectors: dict[str, np.ndarray] = {}
-        if reuse:
-            hashes = list(reuse)
-            from gdn2_ingest.dense import vectors_for
-
-            for h, v in zip(
-                hashes, vectors_for(old_dense, np.array([reuse[h] for h in hashes])), strict=True
-            ):
-                vectors[h] = v
-        if need:
-            keys = sorted(need, key=lambda k: len(need[k]))
-            step = max(cfg.batch_size * 4, 64)
-            with fb.bar("embedding", len(keys)) as adv:
-                for i in range(0, len(keys), step):
-                    part = keys[i : i + step]
-                    vecs = embedder.embed([need[k] for k in part])
-                    if vecs.shape != (len(part), identity["dim"]):
-                        raise RuntimeError(
-                            f"embedder returned shape {vecs.shape}, expected ({len(part)}, {identity['dim']})"
-                        )
-                    for k, v in zip(part, vecs, strict=True):
-                        vectors[k] = np.asarray(v, dtype=np.float32)
-                    adv(len(part))
-        report.chunks_embedded = len(need)
-        report.stage_seconds["embed"] = time.perf_counter() - ts
-
-        # 5. write, derive the indexes, publish
-        ts = time.perf_counter()
-        for lf in loaded:
-            t = lf.todo
-            domains = set()
-            for d, dom, drafts in lf.docs:
-                domains.add(dom)
-                doc_hash = _sha(d.text)
-                doc_id = db.add_document(str(t.path), d.sub, d.title, dom, d.fmt, doc_hash, len(drafts))
-                rows = [
-                    (doc_id, i, str(t.path), d.sub, dom, d.title, c.section, c.text, c.start, c.end,
-                     c.line_start, c.line_end, c.page, _sha(c.text), doc_hash, c.tokens,
-                     _sha(c.embed_text))
-                    for i, c in enumerate(drafts)
-                ]  # fmt: skip
-                db.add_chunks(rows)
-                report.chunks_added += len(rows)
-                report.documents += 1
-            db.upsert_file(
-                str(t.path), t.size, t.mtime_ns, t.file_hash, ",".join(sorted(domains)), len(lf.docs)
-            )
-        db.commit()
-        from gdn2_ingest.dense import build_dense, dense_kind, save_dense, vectors_for
-        from gdn2_ingest.sparse import build_bm25
-
-        # kept chunks keep their id and their vector from the previous generation; new ids get new vectors
-        kept, _ = db.ids_and_hashes()
-        kept = kept[kept <= first_new_id]
-        new_ids, new_hashes = db.ids_and_hashes(after=first_new_id)
-        ids = np.concatenate([kept, new_ids])
-        dim = identity["dim"]
-        vecs = np.concatenate(
-            [vectors_for(old_dense, kept) if len(kept) else np.zeros((0, dim), np.float32),
-             np.stack([vectors[h] for h in new_hashes]) if new_hashes else np.zeros((0, dim), np.float32)]
-        )  # fmt: skip
-        dense = build_dense(ids, vecs, dim, cfg.dense_exact_max)
-        save_dense(dense, tmp / store.DENSE)
-        build_bm25(list(db.iter_texts()), tmp / store.BM25_DIR)
-        files_n, docs_n, chunks_n, per = db.counts()
-        report.chunks_total = chunks_n
-        db.checkpoint()
-        db.close()
-        store.write_manifest(
-            tmp,
-            {
-                "format_version": store.FORMAT_VERSION,
-                "embedder": identity,
-                "chunking": params,
-                "skips": _skip_params(cfg),
-                "dense": {"kind": dense_kind(dense), "exact_max": cfg.dense_exact_max},
-                "counts": {"files": files_n, "documents": docs_n, "chunks": chunks_n, "per_domain": per},
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "config": {k: v for k, v in asdict(cfg).items() if k != "embedder_factory"},
-            },
-        )
-        report.stage_seconds["store"] = time.perf_counter() - ts
-        store.publish(index_dir, tmp, name)
-        report.generation = name
-        report.changed = True
+        try:
+            _build(index_dir, tmp, name, live, old, old_dense, todo, skips, deleted, cfg, embedder,
+                   identity, params, report, fb)  # fmt: skip
+        except BaseException as exc:
+            _discard(index_dir, tmp, name)
+            if store.is_disk_error(exc):
+                writing = report.disk.get("writing", "?")
+                kept = f"generation {live.name} is unchanged" if live is not None else "no index was created"
+                raise DiskSpaceError(
+                    f"cannot write {writing} of the new index generation in {index_dir}:"
+                    f" {store.disk_reason(exc)}; this ingest needs about {store.human(need)} there,"
+                    f" {store.human(store.free_bytes(index_dir))} free; {kept}"
+                ) from exc
+            raise
+        finally:
+            report.disk.pop("writing", None)
     report.seconds = time.perf_counter() - t0
     fb.finish(report)
     return report
+
+
+def _discard(index_dir: Path, tmp: Path, name: str) -> None:
+    """Remove a failed run's generation (its temp folder, or the folder renamed but not switched to)."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        cur = store.current_generation(index_dir)
+    except Exception:  # noqa: BLE001 - CURRENT unreadable: leave the folder for the next prune
+        return
+    if cur is None or cur.name != name:
+        shutil.rmtree(index_dir / name, ignore_errors=True)
+
+
+def _build(
+    index_dir: Path, tmp: Path, name: str, live: Path | None, old: DocStore | None, old_dense,
+    todo: list[_Todo], skips: list[_Todo], deleted: list[str], cfg: IngestConfig, embedder, identity: dict,
+    params: dict, report: IngestReport, fb: Feedback,
+) -> None:  # fmt: skip
+    """Steps 2-5: build the next generation in `tmp`, verify it, publish it as `name`."""
+    # 2. the next generation starts as a copy of the live docstore
+    report.disk["writing"] = store.DOCSTORE
+    tmp.mkdir()
+    if live is not None:
+        shutil.copyfile(live / store.DOCSTORE, tmp / store.DOCSTORE)
+    db = DocStore(tmp / store.DOCSTORE)
+    gone = [str(t.path) for t in todo + skips if not t.is_new] + deleted
+    # vectors of the previous generation, looked up by chunk id (for unchanged chunks and texts)
+    reuse: dict[str, int] = {}
+    if old is not None:
+        reuse = old.ids_by_embed_hash(gone)
+        old.close()
+    first_new_id = db.max_chunk_id()
+    for p in gone:
+        report.chunks_removed += db.delete_file(p)
+
+    # 3. load and chunk
+    ts = time.perf_counter()
+    counter = TokenCounter(embedder.load_tokenizer())
+    loaded: list[_Loaded] = []
+    with fb.bar("loading + chunking", len(todo)) as adv:
+        for t in todo:
+            adv()
+            try:
+                docs = load_file(t.path, t.data, cfg.record_text_fields)
+                out = []
+                for d in docs:
+                    dom, drafts = chunk_document(
+                        d, cfg.domain, counter, cfg.target_tokens, cfg.overlap_tokens,
+                        embedder.max_tokens, cfg.title_prefix,
+                    )  # fmt: skip
+                    out.append((d, dom, drafts))
+            except SkipFile as exc:
+                t.skip = str(exc)
+            except Exception as exc:  # noqa: BLE001 - one bad file never aborts the run; reason is kept
+                t.skip = f"failed to parse ({type(exc).__name__}: {str(exc)[:120]})"
+            t.data = b""
+            if t.skip:
+                skips.append(t)
+                continue
+            loaded.append(_Loaded(t, out))
+            if t.is_new:
+                report.files_new += 1
+            else:
+                report.files_changed += 1
+    for t in skips:
+        report.skipped.append(SkippedFile(str(t.path), t.skip))
+        db.upsert_file(str(t.path), t.size, t.mtime_ns, t.file_hash, "", 0, t.skip)
+    report.stage_seconds["load+chunk"] = time.perf_counter() - ts
+
+    # 4. embed what has no vector yet
+    ts = time.perf_counter()
+    need: dict[str, str] = {}
+    for lf in loaded:
+        for _, _, drafts in lf.docs:
+            for c in drafts:
+                eh = _sha(c.embed_text)
+                if eh not in reuse and eh not in need:
+                    need[eh] = c.embed_text
+    vectors: dict[str, np.ndarray] = {}
+    if reuse:
+        hashes = list(reuse)
+        from gdn2_ingest.dense import vectors_for
+
+        for h, v in zip(hashes, vectors_for(old_dense, np.array([reuse[h] for h in hashes])), strict=True):
+            vectors[h] = v
+    if need:
+        keys = sorted(need, key=lambda k: len(need[k]))
+        step = max(cfg.batch_size * 4, 64)
+        with fb.bar("embedding", len(keys)) as adv:
+            for i in range(0, len(keys), step):
+                part = keys[i : i + step]
+                vecs = embedder.embed([need[k] for k in part])
+                if vecs.shape != (len(part), identity["dim"]):
+                    raise RuntimeError(
+                        f"embedder returned shape {vecs.shape}, expected ({len(part)}, {identity['dim']})"
+                    )
+                for k, v in zip(part, vecs, strict=True):
+                    vectors[k] = np.asarray(v, dtype=np.float32)
+                adv(len(part))
+    report.chunks_embedded = len(need)
+    report.stage_seconds["embed"] = time.perf_counter() - ts
+
+    # 5. write, derive the indexes, publish
+    ts = time.perf_counter()
+    for lf in loaded:
+        t = lf.todo
+        domains = set()
+        for d, dom, drafts in lf.docs:
+            domains.add(dom)
+            doc_hash = _sha(d.text)
+            doc_id = db.add_document(str(t.path), d.sub, d.title, dom, d.fmt, doc_hash, len(drafts))
+            rows = [
+                (doc_id, i, str(t.path), d.sub, dom, d.title, c.section, c.text, c.start, c.end,
+                 c.line_start, c.line_end, c.page, _sha(c.text), doc_hash, c.tokens,
+                 _sha(c.embed_text))
+                for i, c in enumerate(drafts)
+            ]  # fmt: skip
+            db.add_chunks(rows)
+            report.chunks_added += len(rows)
+            report.documents += 1
+        db.upsert_file(str(t.path), t.size, t.mtime_ns, t.file_hash, ",".join(sorted(domains)), len(lf.docs))
+    db.commit()
+    from gdn2_ingest.dense import build_dense, dense_kind, save_dense, vectors_for
+    from gdn2_ingest.sparse import build_bm25
+
+    # kept chunks keep their id and their vector from the previous generation; new ids get new vectors
+    kept, _ = db.ids_and_hashes()
+    kept = kept[kept <= first_new_id]
+    new_ids, new_hashes = db.ids_and_hashes(after=first_new_id)
+    ids = np.concatenate([kept, new_ids])
+    dim = identity["dim"]
+    vecs = np.concatenate(
+        [vectors_for(old_dense, kept) if len(kept) else np.zeros((0, dim), np.float32),
+         np.stack([vectors[h] for h in new_hashes]) if new_hashes else np.zeros((0, dim), np.float32)]
+    )  # fmt: skip
+    dense = build_dense(ids, vecs, dim, cfg.dense_exact_max)
+    report.disk["writing"] = store.DENSE
+    save_dense(dense, tmp / store.DENSE)
+    report.disk["writing"] = store.BM25_DIR
+    build_bm25(list(db.iter_texts()), tmp / store.BM25_DIR)
+    files_n, docs_n, chunks_n, per = db.counts()
+    report.chunks_total = chunks_n
+    report.disk["writing"] = store.DOCSTORE
+    db.checkpoint()
+    db.close()
+    report.disk["writing"] = store.MANIFEST
+    store.write_manifest(
+        tmp,
+        {
+            "format_version": store.FORMAT_VERSION,
+            "embedder": identity,
+            "chunking": params,
+            "skips": _skip_params(cfg),
+            "dense": {"kind": dense_kind(dense), "exact_max": cfg.dense_exact_max},
+            "counts": {"files": files_n, "documents": docs_n, "chunks": chunks_n, "per_domain": per},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "config": {k: v for k, v in asdict(cfg).items() if k != "embedder_factory"},
+            "files": store.file_sizes(tmp),
+        },
+    )
+    report.stage_seconds["store"] = time.perf_counter() - ts
+    # never switch to a generation that does not load and answer
+    from gdn2_ingest.index import check_generation
+
+    report.stage_seconds["verify"] = check_generation(tmp)["seconds"]
+    report.disk["generation_bytes"] = store.tree_bytes(tmp)
+    report.disk["writing"] = store.CURRENT
+    store.publish(index_dir, tmp, name)
+    report.disk["previous_generation_kept"] = live is not None and live.exists()
+    report.generation = name
+    report.changed = True

@@ -2,26 +2,41 @@
 
     INDEX/
       CURRENT              name of the live generation (replaced with os.replace: all or nothing)
-      lock                 flock'ed by the one writer; a second ingest waits, then fails clearly
+      lock                 flock'ed by the one writer, holds its PID; a second ingest says it waits
+                           for that PID, then fails clearly
       gen-000007/          manifest.json, docstore.sqlite, dense.faiss, bm25/ (never modified)
       gen-000008.tmp-PID/  the next generation while it is being built
 
 An ingest copies the live docstore into a temp folder, applies its changes there, derives FAISS and
-BM25 from it, fsyncs, renames the folder and only then switches CURRENT. Killed at any moment, it
-leaves CURRENT on the previous, complete generation; the next run removes the leftovers. The
-previous generation is kept for readers that opened it before the switch.
+BM25 from it, fsyncs, verifies it (gdn2_ingest.index.check_generation), renames the folder and only
+then switches CURRENT. Killed or failing at any moment, it leaves CURRENT on the previous, complete
+generation; the next run removes the leftovers. After the switch the previous generation is deleted
+unless a reader still holds it: `Index.open` takes a shared flock on its generation's manifest.json
+(released by close() or when the process ends), and pruning skips any generation whose manifest it
+cannot lock exclusively. So only one generation is on disk between ingests, two during one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import os
 import shutil
+import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
-from gdn2_ingest.errors import EmbedderMismatchError, IndexFormatError, IndexLockedError, IndexNotFoundError
+from gdn2_ingest.errors import (
+    EmbedderMismatchError,
+    IndexFormatError,
+    IndexLockedError,
+    IndexNotFoundError,
+    IndexPathError,
+)
 
 FORMAT_VERSION = 2
 CURRENT = "CURRENT"
@@ -117,39 +132,176 @@ def publish(index_dir: Path, tmp: Path, name: str) -> Path:
         os.fsync(f.fileno())
     os.replace(ptr, index_dir / CURRENT)
     _fsync_dir(index_dir)
-    prune(index_dir, keep=2)
+    prune(index_dir)
     return final
 
 
-def prune(index_dir: Path, keep: int = 2) -> None:
-    """Delete temp folders of dead runs and all but the newest `keep` generations (call under the lock)."""
+def prune(index_dir: Path) -> list[str]:
+    """Delete temp folders of dead runs and every generation but the live one that no reader holds
+    (call under the writer lock). Returns the names of the generations kept for readers."""
     live = (index_dir / CURRENT).read_text().strip() if (index_dir / CURRENT).is_file() else ""
     for p in index_dir.glob("gen-*.tmp*"):
         shutil.rmtree(p, ignore_errors=True)
-    gens = sorted(p for p in index_dir.glob("gen-[0-9][0-9][0-9][0-9][0-9][0-9]") if p.is_dir())
-    for p in gens[:-keep]:
-        if p.name != live:
+    held = []
+    for p in sorted(index_dir.glob("gen-[0-9][0-9][0-9][0-9][0-9][0-9]")):
+        if p.name == live or not p.is_dir():
+            continue
+        try:
+            f = open(p / MANIFEST, "rb")  # noqa: SIM115 - held while the folder is deleted
+        except OSError:
+            shutil.rmtree(p, ignore_errors=True)  # no manifest: a half-deleted folder, nobody reads it
+            continue
+        with f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held.append(p.name)  # an open Index reads it; a later ingest deletes it
+                continue
             shutil.rmtree(p, ignore_errors=True)
+    return held
+
+
+def hold_generation(index_dir: Path) -> tuple[Path, IO[bytes]]:
+    """The live generation and an open file holding a shared flock on its manifest, so that no ingest
+    deletes it while it is read. Retries when an ingest switches CURRENT (or prunes) meanwhile."""
+    for _ in range(50):
+        gen = require_generation(index_dir)
+        try:
+            f = open(gen / MANIFEST, "rb")  # noqa: SIM115 - kept open by the Index
+        except FileNotFoundError:
+            continue  # pruned between reading CURRENT and opening
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()  # an ingest is deleting this generation: CURRENT has moved on
+            time.sleep(0.01)
+            continue
+        except OSError:
+            return gen, f  # no flock on this file system: read without the guard
+        if current_generation(index_dir) == gen and (gen / MANIFEST).exists():
+            return gen, f
+        f.close()
+    raise IndexFormatError(f"{index_dir}: CURRENT keeps changing; is an ingest looping?")
+
+
+def ensure_index_dir(index_dir: Path) -> None:
+    """Create the index folder; IndexPathError when it is a file or cannot be created."""
+    if index_dir.exists() and not index_dir.is_dir():
+        raise IndexPathError(
+            f"index path {index_dir} is a file, not an index folder; pass a folder to --index"
+        )
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IndexPathError(f"cannot create the index folder {index_dir}: {exc.strerror or exc}") from exc
+
+
+# disk space ------------------------------------------------------------------------------------------
+
+DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO}
+
+
+def is_disk_error(exc: BaseException) -> bool:
+    """A write failed for want of space, a file-size limit, a quota or a read-only/failing disk."""
+    if isinstance(exc, OSError):
+        # numpy's tofile reports a short write as "N requested and M written", without an errno
+        return exc.errno in DISK_ERRNOS or (exc.errno is None and " written" in str(exc))
+    if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError):
+        msg = str(exc).lower()
+        return "disk" in msg or "full" in msg or "readonly" in msg or "i/o" in msg
+    return False
+
+
+def disk_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        if exc.errno == errno.EFBIG:
+            return "file too large (a file-size limit was reached)"
+        if exc.errno == errno.ENOSPC:
+            return "no space left on device"
+        if exc.errno is None:
+            return f"short write, {exc} (the disk is full or a file-size limit was reached)"
+        return exc.strerror or str(exc)
+    msg = " ".join(str(exc).split())
+    if "i/o" in msg.lower():  # SQLite reports EFBIG and EIO alike
+        return f"{msg} (the disk is full or failing, or a file-size limit was reached)"
+    return "no space left on device" if "full" in msg.lower() else msg
+
+
+def tree_bytes(root: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(dirpath, f)).st_size
+    return total
+
+
+def free_bytes(index_dir: Path) -> int:
+    return shutil.disk_usage(index_dir).free
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def file_sizes(gen: Path) -> dict[str, int]:
+    """Size of every file of a generation but the manifest, by path relative to it."""
+    out = {}
+    for dirpath, _, files in os.walk(gen):
+        for f in files:
+            p = Path(dirpath) / f
+            rel = p.relative_to(gen).as_posix()
+            if rel != MANIFEST:
+                out[rel] = p.stat().st_size
+    return dict(sorted(out.items()))
 
 
 class IndexLock:
     """Exclusive writer lock on INDEX/lock (flock: released by the kernel if the holder dies)."""
 
-    def __init__(self, index_dir: Path, timeout: float) -> None:
+    def __init__(
+        self, index_dir: Path, timeout: float, on_wait: Callable[[str], None] | None = None
+    ) -> None:  # fmt: skip
         self.path = index_dir / "lock"
         self.timeout = timeout
+        self.on_wait = on_wait  # called once with a one-line message when the lock is busy
         self.fd: int | None = None
 
+    def holder(self) -> str:
+        """PID recorded by the holder ('?' when it has not written it yet)."""
+        for _ in range(10):
+            pid = os.pread(self.fd, 32, 0).decode(errors="replace").strip()
+            if pid:
+                return pid
+            time.sleep(0.05)  # the holder truncates, then writes its PID
+        return "?"
+
     def __enter__(self) -> IndexLock:
-        self.fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise IndexPathError(
+                f"cannot write the index folder {self.path.parent}: {exc.strerror or exc}"
+            ) from exc
         deadline = time.monotonic() + self.timeout
+        told = False
         while True:
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if not told and self.on_wait is not None and self.timeout > 0:
+                    told = True
+                    self.on_wait(
+                        f"waiting for the index lock on {self.path.parent}, held by PID {self.holder()}"
+                        f" (another ingest); giving up after {self.timeout:.0f}s"
+                    )
                 if time.monotonic() >= deadline:
-                    holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
+                    holder = self.holder()
                     os.close(self.fd)
                     self.fd = None
                     raise IndexLockedError(
@@ -163,6 +315,8 @@ class IndexLock:
 
     def __exit__(self, *exc) -> None:
         if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, 0)  # no stale PID for the next waiter to name
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None

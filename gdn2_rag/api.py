@@ -127,6 +127,14 @@ def print_answer(answer: Answer, filters_note: str = "") -> None:
     if not answer.passages:
         out.print(f"No passage in the index matched the question{escape(filters_note)}.")
         return
+    if answer.abstained:
+        out.print(
+            "[bold]No answer:[/] the indexed documents do not seem to answer this question "
+            f"({escape(answer.model.get('reason', ''))}). Closest passages:"
+        )
+        for p in answer.passages[:3]:
+            out.print(f"  {escape(p.location)}")
+        return
     if answer.mode == RETRIEVAL_ONLY:
         reason = answer.model.get("reason") or "no reader checkpoint"
         out.print(

@@ -42,6 +42,9 @@ class RAGConfig:
         cpu_threads: torch threads for CPU reading and ingest embedding; None picks the cores this
             process can really use (affinity, cgroup quota, less what other work keeps busy; see
             gdn2_rag/threads.py). `rag --threads N` sets it.
+        abstain_below: when no reader span is used, the answer abstains ("the documents do not seem to
+            answer this") if the best evidence sentence's cosine to the question is under this; 0 never
+            abstains.
     """
 
     dense_weight: float = 1.0
@@ -63,6 +66,7 @@ class RAGConfig:
     max_new_tokens: int = 64
     retrieval_threads: int | None = 1
     cpu_threads: int | None = None
+    abstain_below: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -1,7 +1,8 @@
 """`rag eval FILE.jsonl`: score the whole pipeline on a user's own question set.
 
 Each line is `{"question": str, "answers": [str, ...], "source": "path", "domain": str}`
-(`source` and `domain` optional).
+(`source` and `domain` optional; `"answers": []` marks a question the documents do not answer; a source
+starting with `{stdlib}/` names a file of this Python's standard library).
 For every question the pipeline answers as `rag ask` would; we report, per domain and overall:
 
 - retrieval hit@k: the expected `source` is among the retrieved passages (without a source: some
@@ -9,7 +10,10 @@ For every question the pipeline answers as `rag ask` would; we report, per domai
   components (`"faq.md"` or `"docs/faq.md"` matches `/home/me/docs/faq.md`);
 - exact match and token F1 of the answer against the best acceptable answer (SQuAD normalisation:
   lower case, no punctuation or articles, single spaces);
-- citation accuracy: a citation of the answer points at `source` (only questions with a source).
+- citation accuracy: a citation of the answer points at `source` (only questions with a source);
+- answer+citation: the answer contains an acceptable answer (normalised) and its first citation is
+  `source` (the review's measure of what a user gets);
+- abstention: precision and recall of "the documents do not answer this" over the unanswerable questions.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import functools
 import json
 import re
 import string
+import sysconfig
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -55,6 +60,10 @@ class EvalRow:
     exact: float
     f1: float
     citation_ok: bool | None
+    contains: bool = False
+    answer_citation: bool | None = None
+    answerable: bool = True
+    abstained: bool = False
 
 
 @dataclass
@@ -76,21 +85,48 @@ class EvalReport:
 
 
 def _aggregate(rows: Sequence[EvalRow]) -> dict[str, Any]:
+    unanswerable = [r for r in rows if not r.answerable]
+    abstained = [r for r in rows if r.abstained]
+    rows = [r for r in rows if r.answerable]
     n = len(rows)
     cited = [r.citation_ok for r in rows if r.citation_ok is not None]
+    both = [r.answer_citation for r in rows if r.answer_citation is not None]
     return {
         "n": n,
         "hit_at_k": sum(r.hit for r in rows) / n if n else 0.0,
         "exact_match": sum(r.exact for r in rows) / n if n else 0.0,
         "f1": sum(r.f1 for r in rows) / n if n else 0.0,
+        "contains": sum(r.contains for r in rows) / n if n else 0.0,
         "citation_accuracy": sum(cited) / len(cited) if cited else None,
+        "answer_citation": sum(both) / len(both) if both else None,
         "reader_answers": sum(r.mode == "reader" for r in rows),
+        "unanswerable": len(unanswerable),
+        # of the questions it declined, how many had no answer; of those with none, how many it declined
+        "abstain_precision": sum(not r.answerable for r in abstained) / len(abstained) if abstained else None,
+        "abstain_recall": (
+            sum(r.abstained for r in unanswerable) / len(unanswerable) if unanswerable else None
+        ),
+        "abstained_answerable": sum(r.abstained for r in rows) / n if n else 0.0,
     }
 
 
 def normalize_answer(s: str) -> str:
     """SQuAD-style normalisation: lower case, drop punctuation and articles, squeeze whitespace."""
     return " ".join(_ARTICLES.sub(" ", s.lower().translate(_PUNCT)).split())
+
+
+def contains_answer(pred: str, golds: Sequence[str]) -> bool:
+    """The normalised answer holds one of the normalised gold answers (a sentence holding it counts)."""
+    p = normalize_answer(pred)
+    return any(g and g in p for g in (normalize_answer(x) for x in golds))
+
+
+def resolve_source(source: str) -> str:
+    """`{stdlib}/json/decoder.py` -> this Python's standard library path; other sources unchanged."""
+    prefix = "{stdlib}/"
+    if source.startswith(prefix):
+        return str(Path(sysconfig.get_paths()["stdlib"]) / source[len(prefix) :])
+    return source
 
 
 def exact_match(pred: str, golds: Sequence[str]) -> float:
@@ -137,11 +173,14 @@ def load_eval_set(path: str | Path) -> list[EvalItem]:
         ):
             raise EvalSetError(f"{p}:{n}: needs a non-empty string 'question'")
         answers = obj.get("answers")
-        if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
-            raise EvalSetError(f"{p}:{n}: 'answers' must be a non-empty list of strings")
+        if not isinstance(answers, list) or not all(isinstance(a, str) and a.strip() for a in answers):
+            raise EvalSetError(
+                f"{p}:{n}: 'answers' must be a list of non-empty strings ([] for an unanswerable question)"
+            )
         src = obj.get("source")
         if src is not None and not isinstance(src, str):
             raise EvalSetError(f"{p}:{n}: 'source' must be a string path")
+        src = None if src is None else resolve_source(src)
         items.append(EvalItem(obj["question"], tuple(answers), src, obj.get("domain")))
     if not items:
         raise EvalSetError(f"{p}: no questions")
@@ -171,13 +210,18 @@ def evaluate(ask: Callable[[str], Any], items: Sequence[EvalItem], k: int = 10) 
     for it in items:
         ans = ask(it.question)
         passages = list(ans.passages)[:k]
+        answerable = bool(it.answers)
+        shown = f"{ans.text}\n{getattr(ans, 'evidence', '')}"
+        contains = answerable and not getattr(ans, "abstained", False) and contains_answer(shown, it.answers)
         if it.source is not None:
             hit = any(_same_source(p.path, it.source) for p in passages)
             cited = any(_same_source(c.path, it.source) for c in ans.citations)
+            first = bool(ans.citations) and _same_source(ans.citations[0].path, it.source)
+            both = contains and first
         else:
             golds = [normalize_answer(a) for a in it.answers]
             hit = any(g and g in normalize_answer(p.text) for p in passages for g in golds)
-            cited = None
+            cited = both = None
         domain = it.domain or (passages[0].domain if passages and passages[0].domain else "unknown")
         report.rows.append(
             EvalRow(
@@ -186,9 +230,13 @@ def evaluate(ask: Callable[[str], Any], items: Sequence[EvalItem], k: int = 10) 
                 ans.text,
                 ans.mode,
                 hit,
-                exact_match(ans.text, it.answers),
-                f1_score(ans.text, it.answers),
-                cited,
+                exact_match(ans.text, it.answers) if answerable else 0.0,
+                f1_score(ans.text, it.answers) if answerable else 0.0,
+                cited if answerable else None,
+                contains=contains,
+                answer_citation=both if answerable else None,
+                answerable=answerable,
+                abstained=bool(getattr(ans, "abstained", False)),
             )
         )
     return report
@@ -196,13 +244,20 @@ def evaluate(ask: Callable[[str], Any], items: Sequence[EvalItem], k: int = 10) 
 
 def format_table(report: EvalReport) -> str:
     """A plain-text table of the summary (one row per domain, then overall)."""
-    head = f"{'domain':<12}{'n':>5}{'hit@' + str(report.k):>9}{'EM':>8}{'F1':>8}{'cite':>8}{'reader':>8}"
+    head = (
+        f"{'domain':<12}{'n':>5}{'hit@' + str(report.k):>9}{'EM':>8}{'F1':>8}{'cite':>8}{'ans+cite':>9}"
+        f"{'reader':>8}{'unans':>7}{'abst P':>8}{'abst R':>8}"
+    )
     lines = [head, "-" * len(head)]
+
+    def fmt(x, width):
+        return f"{'-':>{width}}" if x is None else f"{x:>{width}.3f}"
+
     for d, s in report.summary().items():
-        cite = "-" if s["citation_accuracy"] is None else f"{s['citation_accuracy']:.3f}"
         lines.append(
-            f"{d:<12}{s['n']:>5}{s['hit_at_k']:>9.3f}{s['exact_match']:>8.3f}{s['f1']:>8.3f}{cite:>8}"
-            f"{s['reader_answers']:>8}"
+            f"{d:<12}{s['n']:>5}{s['hit_at_k']:>9.3f}{s['exact_match']:>8.3f}{s['f1']:>8.3f}"
+            f"{fmt(s['citation_accuracy'], 8)}{fmt(s['answer_citation'], 9)}{s['reader_answers']:>8}"
+            f"{s['unanswerable']:>7}{fmt(s['abstain_precision'], 8)}{fmt(s['abstain_recall'], 8)}"
         )
     return "\n".join(lines)
 

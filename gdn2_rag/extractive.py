@@ -68,26 +68,36 @@ def sentence_spans(text: str, by_lines: bool = False) -> list[tuple[int, int]]:
     return out
 
 
-def best_span(
-    question: str, text: str, max_chars: int = 600, by_lines: bool = False
-) -> tuple[int, int, float]:
-    """(start, end, score) of the sentence in `text` that best matches `question`.
+def sentence_scores(question: str, text: str, by_lines: bool = False) -> list[tuple[int, int, float]]:
+    """(start, end, score) of every sentence of `text` (lines with `by_lines`), scored against `question`.
 
     Score: sum over question terms found in the sentence of log(1 + N / df), where df counts the
-    sentences of `text` holding the term, so rare words weigh more. A sentence longer than `max_chars`
-    is cut at a word boundary. Falls back to the start of the text when nothing matches.
+    sentences of `text` holding the term, so rare words weigh more.
     """
     spans = sentence_spans(text, by_lines) or [(0, len(text))]
     q = set(_terms(question))
     bags = [set(_terms(text[s:e])) for s, e in spans]
     n = len(spans)
     df = {t: sum(1 for bag in bags if t in bag) for t in q}
-    best, best_score = spans[0], 0.0
-    for span, bag in zip(spans, bags, strict=True):
-        score = sum(math.log1p(n / df[t]) for t in q if t in bag)
+    return [
+        (s, e, sum(math.log1p(n / df[t]) for t in q if t in bag))
+        for (s, e), bag in zip(spans, bags, strict=True)
+    ]
+
+
+def best_span(
+    question: str, text: str, max_chars: int = 600, by_lines: bool = False
+) -> tuple[int, int, float]:
+    """(start, end, score) of the sentence in `text` that best matches `question` (`sentence_scores`).
+
+    A sentence longer than `max_chars` is cut at a word boundary. Falls back to the start of the text
+    when nothing matches.
+    """
+    scored = sentence_scores(question, text, by_lines)
+    s, e, best_score = scored[0][0], scored[0][1], 0.0
+    for cs, ce, score in scored:
         if score > best_score:
-            best, best_score = span, score
-    s, e = best
+            s, e, best_score = cs, ce, score
     if e - s > max_chars:
         cut = text.rfind(" ", s, s + max_chars)
         e = cut if cut > s else s + max_chars

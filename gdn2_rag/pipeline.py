@@ -21,7 +21,7 @@ from gdn2_rag.assemble import AssembledContext, assemble_context
 from gdn2_rag.citations import FileLines, cite_span
 from gdn2_rag.config import CPU_READER_CONTEXT_TOKENS, DEFAULT_CONTEXT_TOKENS, RAGConfig
 from gdn2_rag.errors import RagError
-from gdn2_rag.extractive import best_span
+from gdn2_rag.evidence import select_evidence
 from gdn2_rag.filters import DOMAINS, MetadataFilter
 from gdn2_rag.reading import ReaderRuntime, ReadSpan
 from gdn2_rag.retrieve import HybridRetriever, Retrieved
@@ -33,7 +33,6 @@ READER = "reader"
 # with no top_k, retrieve this many chunks per budget token: enough to fill it with ~250-token chunks
 CHUNKS_PER_TOKEN = 1 / 128
 EVIDENCE_CHARS = 800
-RETRIEVAL_ONLY_PASSAGES = 3
 MAX_CACHED_COUNTS = 2_000_000
 
 
@@ -266,7 +265,7 @@ class RAG:
             )
 
         t = time.perf_counter()
-        span, note = None, ""
+        span, note, abstain = None, "", False
         if context.pieces:
             if use_reader:
                 span = reader.extract(
@@ -281,12 +280,12 @@ class RAG:
                     )
                     use_reader, span = False, None
             if span is None:
-                span = _retrieval_only_span(question, context, retrieved)
+                span, abstain = self._evidence_span(question, context, retrieved)
         if generate and span is not None:
             span = dataclasses.replace(span, generated=reader.generate(context, self.config.max_new_tokens))
         timings.read_s = time.perf_counter() - t
 
-        answer = self._build_answer(question, context, retrieved, span, use_reader, note)
+        answer = self._build_answer(question, context, retrieved, span, use_reader, note, abstain)
         timings.total_s = time.perf_counter() - t0
         answer.timings = timings
         return answer
@@ -299,8 +298,15 @@ class RAG:
         span: ReadSpan | None,
         use_reader: bool,
         note: str = "",
+        abstain: bool = False,
     ) -> Answer:
         citations, evidence = [], ""
+        if span is not None and abstain:
+            note = (note + "; " if note else "") + (
+                f"the best evidence (similarity {span.score:.2f}) is under the abstention threshold "
+                f"{self.config.abstain_below:.2f}: the indexed documents do not seem to answer this"
+            )
+            span = dataclasses.replace(span, text="", char_end=span.char_start)
         if span is not None and span.char_end > span.char_start:
             chunk_texts = {int(c.id): c.text for c in retrieved.chunks}
             citations = cite_span(
@@ -327,7 +333,25 @@ class RAG:
             model=model,
             index=self.index_identity(),
             reader_error=self.reader.error or None,
+            abstained=abstain,
         )
+
+    def _evidence_span(
+        self, question: str, context: AssembledContext, retrieved: Retrieved
+    ) -> tuple[ReadSpan, bool]:
+        """The best evidence sentence of the best passages (gdn2_rag/evidence.py) and whether to abstain.
+
+        The span's score is the evidence's cosine to the question where the index has an embedder; the
+        answer abstains when that is under `config.abstain_below`.
+        """
+        index = self._open_index()
+        embedder = getattr(index, "embedder", None) if self.config.dense_weight > 0 else None
+        with self._index_lock, limited_threads(self.config.retrieval_threads if embedder else None):
+            ev = select_evidence(question, context, [p.chunk_id for p in retrieved.passages], embedder)
+        text = context.pieces[ev.piece_index].text[ev.char_start : ev.char_end]
+        strength = ev.best_cosine if ev.best_cosine is not None else ev.score
+        abstain = ev.best_cosine is not None and ev.best_cosine < self.config.abstain_below
+        return ReadSpan(ev.piece_index, ev.char_start, ev.char_end, text, strength), abstain
 
     def _count_cache(self) -> dict:
         # bounded: a few million ints at most, dropped whole when full
@@ -364,28 +388,6 @@ def jsonable(value):
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
-
-
-def _retrieval_only_span(question: str, context: AssembledContext, retrieved: Retrieved) -> ReadSpan:
-    """The best-matching sentence among the best-ranked passages that made it into the context.
-
-    Looks at the top RETRIEVAL_ONLY_PASSAGES passages; a sentence's match score is discounted by
-    10% per rank, so a clearly better sentence in the second passage wins over a weak one in the first.
-    """
-    where = {}
-    for pi, piece in enumerate(context.pieces):
-        for seg in piece.segments:
-            where[seg.chunk_id] = (pi, seg)
-    ranked = [where[p.chunk_id] for p in retrieved.passages if p.chunk_id in where]
-    best = None
-    for rank, (pi, seg) in enumerate(ranked[:RETRIEVAL_ONLY_PASSAGES]):
-        text = context.pieces[pi].text[seg.offset : seg.offset + seg.length]
-        s, e, score = best_span(question, text, by_lines=context.pieces[pi].domain == "code")
-        weighted = score * (1.0 - 0.1 * rank)
-        if best is None or weighted > best[0]:
-            best = (weighted, pi, seg.offset + s, seg.offset + e, score)
-    _, pi, start, end, score = best
-    return ReadSpan(pi, start, end, context.pieces[pi].text[start:end], score)
 
 
 def _evidence(text: str, start: int, end: int) -> str:

@@ -97,7 +97,8 @@ class Answer:
     best sentence of the best retrieved passages instead (`model["reason"]` says why: --no-reader, a
     reader not shown to beat retrieval, or a confidence under its calibrated threshold; `text` says so
     nowhere else: callers must show `mode`). `reader_error` is set when a reader that should have been
-    used failed to load. `evidence` is the snippet around the answer.
+    used failed to load. `abstained`: the best evidence was too weak, so `text` is empty and the
+    documents are taken not to hold the answer. `evidence` is the snippet around the answer.
     """
 
     question: str
@@ -116,6 +117,7 @@ class Answer:
     model: dict[str, Any] = field(default_factory=dict)
     index: dict[str, Any] = field(default_factory=dict)
     reader_error: str | None = None
+    abstained: bool = False
 
     @property
     def used_reader(self) -> bool:
@@ -143,4 +145,5 @@ class Answer:
             "model": self.model,
             "index": self.index,
             "reader_error": self.reader_error,
+            "abstained": self.abstained,
         }

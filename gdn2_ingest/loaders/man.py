@@ -1,13 +1,32 @@
-"""Man pages (gzipped roff, man and mdoc macros) rendered to plain text line by line.
+"""Man pages (gzipped roff, man and mdoc macros) rendered to plain text.
 
-No maintained Python library renders roff, and groff is not on every machine, so this keeps to the
-subset that carries text: each source line becomes one output line (requests that print nothing become
-blank), so line spans point at the decompressed page source.
+Renderer: groff, the maintained roff formatter `man` itself runs (/usr/bin/groff on our Debian image,
+CI included), so paragraphs are filled, fonts are inline and `.TP`/`.IP` options stay with their
+description. It runs without a shell, on stdin, in an empty folder with a bare environment, with the
+requests that read or run other files removed (`.so .mso .cf .trf .nx .rd .pso .sy .pi .open .opena`;
+groff's default safer mode covers the last five too), a timeout and an output size cap.
+
+Citations (line spans) are lines of the rendered text, which is the chunk text. They are reproducible
+with groff's own command line, without this code:
+
+    zcat PAGE.1.gz | groff -t -k -Kutf-8 -man -Tutf8 -P-c -P-b -P-u -rcR=1 -rHY=0 -rLL=100n | sed -n A,Bp
+
+(`-mdoc` for mdoc pages; our text differs from that output only in trailing spaces and in runs of
+spaces inside a line, never in its lines). When groff is missing, fails, times out or overflows,
+the page is rendered by the built-in parser below instead, and the reason is logged (logger
+`gdn2_ingest.loaders`): it keeps to the roff subset that carries text, one output line per source line
+(requests that print nothing become blank lines), so its lines are also the source page's lines.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import shutil
+import signal
+import subprocess
+import tempfile
 from pathlib import Path
 
 from gdn2_ingest.loaders.base import SkipFile, decode_text, gunzip_capped
@@ -84,7 +103,8 @@ def roff_to_text(src: str) -> tuple[str, str]:
                     ("# " + " ".join(args).upper()) if name in ("SH", "Sh") else "## " + " ".join(args)
                 )
             elif name in ("TP", "IP", "HP") or name in _SILENT:
-                out.append(" ".join(args) if name == "IP" and args else "")
+                # `.IP "--recursive" 4`: the tag only (the second argument is an indent)
+                out.append(args[0] if name == "IP" and args else "")
             elif len(name) == 2 and name.isalpha() and name[0].isupper() and name[1] in "BIR":
                 # .BR/.IR/.RB...: alternating fonts, words joined without spaces
                 out.append("".join(args))
@@ -96,13 +116,111 @@ def roff_to_text(src: str) -> tuple[str, str]:
     return "\n".join(out), title
 
 
+log = logging.getLogger("gdn2_ingest.loaders")
+if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
+    log.addHandler(logging.NullHandler())
+
+GROFF = shutil.which("groff")  # None: every page uses the built-in parser
+GROFF_TIMEOUT = 20.0  # seconds per page (the largest installed pages render in well under 1 s)
+LINE_LENGTH = 100
+# requests that read, include or run other files, or stop reading: removed before the page is read
+_UNSAFE = "so mso cf trf nx rd pso sy pi open opena"
+_MDOC = re.compile(r"^[.']\s*(Dd|Dt|Sh)\b", re.M)
+_MAN = re.compile(r"^[.']\s*TH\b", re.M)
+_INNER_SPACES = re.compile(r"(?<=\S)  +(?=\S)")
+_GLYPH_MAP = str.maketrans({"\u2010": "-", "\u2212": "-", "\u00ad": ""})
+
+
+class RenderError(Exception):
+    """groff could not render this page (the message says why): the built-in parser is used."""
+
+
+def _limits(cap: int):  # pragma: no cover - runs in the child between fork and exec
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+def render_groff(src: str, mdoc: bool, max_bytes: int, timeout: float | None = None) -> str:
+    """The page rendered by groff (see the module docstring); RenderError with the reason."""
+    timeout = GROFF_TIMEOUT if timeout is None else timeout
+    if GROFF is None:
+        raise RenderError("groff not found")
+    # the packages themselves (-man/-mdoc load them lazily through .mso, which is removed below)
+    cmd = [GROFF, "-t", "-k", "-Kutf-8", "-mdoc" if mdoc else "-man-old", "-Tutf8", "-P-c", "-P-b", "-P-u",
+           "-rcR=1", "-rHY=0", f"-rLL={LINE_LENGTH}n", "-ww"]  # fmt: skip
+    # `.ad l` fills without stretching spaces (same line breaks as the documented command)
+    prelude = f".rm {_UNSAFE}\n.ad l\n"
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "GROFF_NO_SGR": "1"}
+    with tempfile.TemporaryDirectory(prefix="gdn2-groff-") as tmp, tempfile.TemporaryFile(dir=tmp) as out:
+        try:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.DEVNULL, cwd=tmp, env=env,
+                start_new_session=True, preexec_fn=_limits(max_bytes),
+            )  # fmt: skip
+        except OSError as exc:
+            raise RenderError(f"groff could not start ({exc.strerror or exc})") from None
+        try:
+            proc.communicate((prelude + src).encode("utf-8", "surrogateescape"), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise RenderError(f"groff timed out after {timeout:g} s") from None
+        except BrokenPipeError:
+            proc.wait()
+        finally:
+            # the pipeline's other processes (preconv, tbl, troff, grotty) share its session
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        size = out.seek(0, os.SEEK_END)
+        if size >= max_bytes:
+            raise RenderError(f"groff output over {max_bytes} bytes")
+        if proc.returncode != 0:
+            raise RenderError(f"groff failed (exit {proc.returncode})")
+        out.seek(0)
+        raw = out.read()
+    text = raw.decode("utf-8", "replace").translate(_GLYPH_MAP)
+    lines = [_INNER_SPACES.sub(" ", ln.rstrip()) for ln in text.split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _title(src: str) -> str:
+    m = re.search(r"^[.']\s*(TH|Dt)[ \t]+(.*)$", src, re.M)
+    if not m:
+        return ""
+    args = _args(inline(m.group(2)))
+    if not args:
+        return ""
+    return f"{args[0]}({args[1]})" if len(args) > 1 else args[0]
+
+
+def man_to_text(src: str, max_bytes: int) -> tuple[str, str]:
+    """(text, title): groff's rendering, else the built-in parser's (reason logged)."""
+    mdoc = (m := _MDOC.search(src)) is not None and not ((t := _MAN.search(src)) and t.start() < m.start())
+    try:
+        # rendered text is a few times the source at most (indents); more means a runaway page
+        text = render_groff(src, mdoc, max(1 << 20, min(max_bytes, 8 * len(src.encode("utf-8")))))
+        return text, _title(src)
+    except RenderError as exc:
+        log.warning("man page rendered by the built-in parser: %s", exc)
+        return roff_to_text(src)
+
+
 def load_man(path: Path, data: bytes, max_expanded_bytes: int = 50_000_000) -> list[Document]:
     if path.suffix == ".gz":
         data = gunzip_capped(data, max_expanded_bytes)
     src = decode_text(data)
     if src.lstrip().startswith(".so ") and src.count("\n") <= 3:
         raise SkipFile(f"man page alias ({src.strip()})")
-    text, title = roff_to_text(src)
+    text, title = man_to_text(src, max_expanded_bytes)
     if not text.strip():
         raise SkipFile("man page has no text")
     name = path.name.removesuffix(".gz")

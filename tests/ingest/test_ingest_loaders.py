@@ -185,13 +185,19 @@ Frob reads \fIfile\fP and frobnicates it\(em quickly.
 """
 
 
-def test_man_page_gz(tmp_path: Path):
+def test_man_page_gz(tmp_path: Path, monkeypatch):
     p = tmp_path / "frob.1.gz"
     p.write_bytes(gzip.compress(ROFF.encode()))
     doc = _load(p)[0]
     assert doc.fmt == "man" and doc.title == "FROB(1)"
+    # rendered by groff: headings at the margin, text indented under them
+    lines = [ln.strip() for ln in doc.text.split("\n")]
+    assert lines[lines.index("NAME") + 1] == "frob - frobnicate the widgets"
+    assert "Frob reads file and frobnicates it\u2014 quickly." in doc.text
+    # the built-in parser (no groff): one output line per source line
+    monkeypatch.setattr("gdn2_ingest.loaders.man.GROFF", None)
+    doc = _load(p)[0]
     lines = doc.text.split("\n")
-    # one output line per source line, so line spans point into the page source
     assert len(lines) == len(ROFF.split("\n"))
     assert lines[3] == "frob - frobnicate the widgets" and lines[2] == "# NAME"
     assert "Frob reads file and frobnicates it\u2014 quickly." in doc.text

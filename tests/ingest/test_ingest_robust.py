@@ -291,3 +291,19 @@ def test_estimate_covers_a_real_corpus(tmp_path: Path, cfg):
 def test_errors_are_ingest_errors():
     for cls in (DiskSpaceError, IndexBrokenError, IndexPathError):
         assert issubclass(cls, IngestError)
+
+
+def test_reader_racing_a_prune_opens_the_new_generation(built, corpus: Path, cfg, monkeypatch):
+    """A reader that read CURRENT just before a switch, while prune deletes that generation, retries."""
+    ix_dir, gen1, _ = built
+    reader = Index.open(ix_dir, embedder=cfg.embedder_factory())  # keeps gen1 on disk through the switch
+    (corpus / "a.md").write_text("# A\n\nAardvarks dig burrows.\n")
+    rep = ingest_paths(ix_dir, [corpus], cfg, progress=False)
+    reader.close()
+    stale = iter([gen1])
+    real = store.require_generation
+    monkeypatch.setattr(store, "require_generation", lambda d: next(stale, None) or real(d))
+    with open(gen1 / "manifest.json", "rb") as f:  # prune is deleting gen1 right now
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        with Index.open(ix_dir, embedder=cfg.embedder_factory()) as ix:
+            assert ix.generation.name == rep.generation and ix.search_bm25("aardvarks", 1)

@@ -134,6 +134,11 @@ class DocStore:
         n_docs: int,
         skipped: str | None = None,
     ) -> None:
+        if skipped is not None:
+            # a skip reason may quote an undecodable file name: stored with readable escapes
+            from gdn2_ingest.loaders.base import escape_surrogates
+
+            skipped = escape_surrogates(skipped)
         self.db.execute(
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
             (db_path(path), size, mtime_ns, file_hash, domain, n_docs, skipped),

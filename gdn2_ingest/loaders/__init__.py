@@ -64,7 +64,12 @@ def load_file(
     texts come back storable: a lone surrogate (an undecodable byte of a file name or e-mail header)
     is written as a readable escape ('\\xe9'), while `Document.path` keeps the exact name."""
     cap = IngestConfig.max_expanded_bytes if max_expanded_bytes is None else max_expanded_bytes
-    docs = _load(path, data, record_fields, cap)
+    try:
+        docs = _load(path, data, record_fields, cap)
+    except SkipFile as exc:
+        # one printable line, whatever a library's message or a file name held
+        reason = escape_surrogates(" ".join(str(exc).split()))
+        raise SkipFile(reason[:300] or "unreadable file") from None
     for d in docs:
         d.title = escape_surrogates(d.title)
         d.sub = escape_surrogates(d.sub)

@@ -53,6 +53,12 @@ def decode_text(data: bytes) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def why(exc: BaseException, limit: int = 100) -> str:
+    """'TypeName: message' on one line, for skip reasons built from a library's exception."""
+    msg = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {msg[:limit]}" if msg else type(exc).__name__
+
+
 def gunzip_capped(data: bytes, cap: int, block: int = 1 << 20) -> bytes:
     """`data` gunzipped, read `block` bytes at a time; SkipFile as soon as the output passes `cap`
     bytes (a gzip bomb stops after reading cap + 1 bytes, in memory bounded by the cap), or when the
@@ -72,7 +78,7 @@ def gunzip_capped(data: bytes, cap: int, block: int = 1 << 20) -> bytes:
                 if len(out) > cap:
                     raise SkipFile(f"oversized once decompressed (> {cap} bytes, max_expanded_bytes)")
     except (OSError, EOFError, zlib.error) as exc:
-        raise SkipFile(f"corrupt gzip ({exc})") from None
+        raise SkipFile(f"corrupt gzip ({why(exc)})") from None
     return bytes(out)
 
 

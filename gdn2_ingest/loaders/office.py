@@ -7,7 +7,7 @@ import logging
 import re
 from pathlib import Path
 
-from gdn2_ingest.loaders.base import SkipFile, decode_text, titled
+from gdn2_ingest.loaders.base import SkipFile, decode_text, titled, why
 from gdn2_ingest.types import Document
 
 _BOILERPLATE = (
@@ -59,7 +59,11 @@ def html_to_text(html: str) -> tuple[str, str | None]:
 
 
 def load_html(path: Path, data: bytes) -> list[Document]:
-    text, title = html_to_text(decode_text(data))
+    html = decode_text(data)
+    try:
+        text, title = html_to_text(html)
+    except Exception as exc:  # noqa: BLE001 - html.parser asserts on some malformed markup ('<![')
+        raise SkipFile(f"unparsable HTML ({why(exc, 80)})") from None
     if not text.strip():
         raise SkipFile("no text in HTML")
     return [Document(path=str(path), text=text, title=title or titled(path, text), fmt="html")]
@@ -79,12 +83,33 @@ def load_pdf(path: Path, data: bytes) -> list[Document]:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise SkipFile("encrypted PDF")
-        pages = [(p.extract_text() or "") for p in reader.pages]
-        meta_title = (reader.metadata.title if reader.metadata else None) or None
+        page_objs = list(reader.pages)
     except SkipFile:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise SkipFile(f"corrupt PDF ({type(exc).__name__}: {str(exc)[:80]})") from None
+        raise SkipFile(f"corrupt PDF ({why(exc, 80)})") from None
+    except Exception as exc:  # noqa: BLE001 - pypdf raises many types on damaged files (NotImplementedError, ...)
+        raise SkipFile(f"corrupt PDF ({why(exc, 80)})") from None
+    # a page pypdf cannot read is left empty (and logged) rather than losing the readable ones
+    pages, bad = [], []
+    for i, p in enumerate(page_objs, start=1):
+        try:
+            pages.append(p.extract_text() or "")
+        except Exception as exc:  # noqa: BLE001 - same as above, for one page
+            pages.append("")
+            bad.append(f"p.{i} {why(exc, 60)}")
+    try:
+        meta_title = (reader.metadata.title if reader.metadata else None) or None
+        meta_title = str(meta_title) if meta_title is not None else None
+    except Exception:  # noqa: BLE001 - a broken info dictionary only loses the title
+        meta_title = None
+    if bad and len(bad) == len(pages):
+        raise SkipFile(f"corrupt PDF (no page readable: {bad[0]})")
+    if bad:
+        logging.getLogger("gdn2_ingest.loaders").warning(
+            "%s: unreadable PDF pages left empty: %s", path.name.encode("utf-8", "backslashreplace").decode(),
+            "; ".join(bad)[:300],
+        )  # fmt: skip
     parts, starts, pos = [], [], 0
     for page in pages:
         page = page.replace("\r\n", "\n").replace("\r", "\n").strip("\n") + "\n"

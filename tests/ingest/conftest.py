@@ -31,3 +31,13 @@ def corpus(tmp_path: Path) -> Path:
     (root / "support" / "faq.md").write_text(SUPPORT)
     (root / "code" / "tiny.py").write_text(CODE)
     return root
+
+
+def pytest_addoption(parser):
+    # read by tests/ingest/test_ingest_fuzz.py: "ci" (default, 300 inputs per loader) or "10k"
+    parser.addoption(
+        "--fuzz-profile",
+        default="ci",
+        choices=("ci", "10k"),
+        help="hypothesis settings profile of the loader fuzz tests (tests/ingest/test_ingest_fuzz.py)",
+    )

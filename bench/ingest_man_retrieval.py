@@ -21,10 +21,11 @@ import shutil
 import time
 from pathlib import Path
 
-PAGES = (
-    "ls cp mv rm find grep sed tar gzip ssh curl wget chmod chown ps kill df du ln touch head tail sort "
-    "uniq wc cut tr xargs diff patch make less cat date sleep env nice zip unzip top"
-).split()
+PAGES = [
+    "ls", "cp", "mv", "rm", "find", "grep", "sed", "tar", "gzip", "ssh", "curl", "wget", "chmod", "chown",
+    "ps", "kill", "df", "du", "ln", "touch", "head", "tail", "sort", "uniq", "wc", "cut", "tr", "xargs",
+    "diff", "patch", "make", "less", "cat", "date", "sleep", "env", "nice", "zip", "unzip", "top",
+]  # fmt: skip
 
 # (question, page, needle): each answered by one option or paragraph of the page (the one holding
 # the needle), worded as a user would ask

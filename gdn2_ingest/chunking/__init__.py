@@ -50,9 +50,7 @@ def _prefix(counter: TokenCounter, title: str, section: str) -> str:
     return p
 
 
-def _pieces(
-    doc: Document, domain: str, tix: TokenIndex, budget: int, notes: list[str] | None
-) -> list[Piece]:
+def _pieces(doc: Document, domain: str, tix: TokenIndex, budget: int, notes: list[str] | None) -> list[Piece]:
     if domain == "code" or doc.fmt == "code":
         try:
             got = code_pieces(doc.text, doc.language, tix, budget)

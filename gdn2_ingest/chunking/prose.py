@@ -176,7 +176,9 @@ def section_marks(text: str, domain: str) -> list[tuple[int, str]]:
                     lab = _short(m.group(2))
                 elif domain == "legal" and _CLAUSE.match(line):
                     lab = _short(line.strip(), 60)
-                elif _is_title_line(line) and sum(c.isupper() for c in line) * 2 >= sum(c.isalpha() for c in line):
+                elif _is_title_line(line) and sum(c.isupper() for c in line) * 2 >= sum(
+                    c.isalpha() for c in line
+                ):
                     lab = _short(line.strip())
                 if lab:
                     marks.append((ls, lab))

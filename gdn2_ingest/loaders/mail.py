@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import re
 from email import policy
@@ -26,10 +27,9 @@ def message_text(msg: EmailMessage) -> tuple[str, str]:
             if part.get_content_type() == "text/html":
                 from gdn2_ingest.loaders.office import html_to_text
 
-                try:
+                # malformed markup that html.parser rejects: the raw HTML is still the message
+                with contextlib.suppress(Exception):
                     body = html_to_text(body)[0]
-                except Exception:  # noqa: BLE001 - malformed markup: the raw HTML is still the message
-                    pass
     except (LookupError, ValueError, AttributeError):
         payload = msg.get_payload(decode=True)
         body = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""

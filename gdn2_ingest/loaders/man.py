@@ -20,6 +20,7 @@ the page is rendered by the built-in parser below instead, and the reason is log
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -174,10 +175,8 @@ def render_groff(src: str, mdoc: bool, max_bytes: int, timeout: float | None = N
             proc.wait()
         finally:
             # the pipeline's other processes (preconv, tbl, troff, grotty) share its session
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         size = out.seek(0, os.SEEK_END)
         if size >= max_bytes:
             raise RenderError(f"groff output over {max_bytes} bytes")

@@ -152,6 +152,7 @@ def _lines(*items):
 
 # ---- per format ------------------------------------------------------------------------------------
 
+
 def _text_case():
     name = st.sampled_from(("notes.txt", "README", "a.text", "LICENSE", "x.rst", "c.log", "weird.\u00e9"))
     data = st.one_of(st.binary(max_size=600), _encoded(_lines(_any_text, _words)))
@@ -187,8 +188,8 @@ def _html(draw, depth=0):
             parts.append(f"<{tag}{attrs}>{draw(_html(depth + 1))}{close}")
         elif kind < 5:
             parts.append(draw(st.sampled_from(
-                ["&amp;", "&nbsp;", "&#0;", "&#x110000;", "&bogus;", "<!--", "-->", "<![CDATA[", "<!DOCTYPE html>",
-                 "<?xml version='1.0'?>", "\x00", "\u00a0", "<", ">"])))  # fmt: skip
+                ["&amp;", "&nbsp;", "&#0;", "&#x110000;", "&bogus;", "<!--", "-->", "<![CDATA[",
+                 "<!DOCTYPE html>", "<?xml version='1.0'?>", "\x00", "\u00a0", "<", ">"])))  # fmt: skip
         else:
             parts.append(draw(st.one_of(_words, _any_text)))
     return "".join(parts)
@@ -217,7 +218,9 @@ _ROFF_ESC = st.sampled_from([
 def _roff(draw):
     lines = []
     if draw(st.booleans()):
-        lines.append(draw(st.sampled_from([".TH FOO 1", '.TH "X" "8" "2024" "x 1.0"', ".Dd May 1, 2024\n.Dt X 1"])))
+        lines.append(
+            draw(st.sampled_from([".TH FOO 1", '.TH "X" "8" "2024" "x 1.0"', ".Dd May 1, 2024\n.Dt X 1"]))
+        )
     for _ in range(draw(st.integers(0, 30))):
         bits = draw(st.lists(st.one_of(_words, _ROFF_ESC), max_size=6))
         if draw(st.booleans()):
@@ -238,11 +241,13 @@ def _man_case(draw):
 
 
 _HEADER = st.sampled_from(["Subject", "From", "To", "Cc", "Date", "Message-ID", "Content-Type",
-                           "Content-Transfer-Encoding", "MIME-Version", "X-Junk", "Received", ""])  # fmt: skip
+                           "Content-Transfer-Encoding", "MIME-Version", "X-Junk", "Received",
+                           ""])  # fmt: skip
 _CTYPE = st.sampled_from([
-    "text/plain", "text/plain; charset=utf-8", "text/plain; charset=bogus-8", "text/plain; charset=\"latin-1\"",
-    "text/html", "text/html; charset=iso-8859-1", "multipart/alternative; boundary=XX",
-    "multipart/mixed; boundary=\"XX\"", "multipart/mixed", "application/octet-stream", "message/rfc822", "text/",
+    "text/plain", "text/plain; charset=utf-8", "text/plain; charset=bogus-8",
+    "text/plain; charset=\"latin-1\"", "text/html", "text/html; charset=iso-8859-1",
+    "multipart/alternative; boundary=XX", "multipart/mixed; boundary=\"XX\"", "multipart/mixed",
+    "application/octet-stream", "message/rfc822", "text/",
 ])  # fmt: skip
 _CTE = st.sampled_from(["7bit", "8bit", "base64", "quoted-printable", "binary", "x-uuencode", "bogus"])
 
@@ -257,11 +262,13 @@ def _message(draw) -> bytes:
         elif h == "Content-Transfer-Encoding":
             v = draw(_CTE)
         else:
-            v = draw(st.one_of(_words, _any_text, st.sampled_from(["=?utf-8?b?w6k=?=", "=?bogus?q?x?=", "=?"])))
+            v = draw(
+                st.one_of(_words, _any_text, st.sampled_from(["=?utf-8?b?w6k=?=", "=?bogus?q?x?=", "=?"]))
+            )
         heads.append(f"{h}: {v}")
     body = draw(st.one_of(_words, _any_text, st.sampled_from([
         "--XX\nContent-Type: text/plain\n\nhello\n--XX\nContent-Type: text/html\n\n<p>hi</p>\n--XX--\n",
-        "--XX\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n!!notb64\n--XX--",
+        "--XX\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n!!b64\n--XX--",
         "=E9=\n=ZZ", "aGVsbG8=", "--XX", "begin 644 x\n`\nend\n",
     ])))  # fmt: skip
     raw = ("\n".join(heads) + "\n\n" + body).encode("utf-8", "surrogatepass")
@@ -277,7 +284,9 @@ def _eml_case():
 @st.composite
 def _mbox_case(draw):
     msgs = draw(st.lists(_message(), max_size=5))
-    sep = draw(st.sampled_from([b"From a@b Mon Jan  1 00:00:00 2024\n", b"From \n", b"From x\n", b">From x\n"]))
+    sep = draw(
+        st.sampled_from([b"From a@b Mon Jan  1 00:00:00 2024\n", b"From \n", b"From x\n", b">From x\n"])
+    )
     data = b"".join(sep + m + b"\n" for m in msgs)
     return "/fz/box.mbox", draw(_mutated(data))
 
@@ -336,8 +345,8 @@ def _pdf_case(draw):
         if draw(st.booleans()):
             i = draw(st.integers(0, len(data)))
             data = data[:i] + draw(st.sampled_from(
-                [b"/Length 999999", b"<<", b">>", b"stream\n", b"endobj", b"/Encrypt", b"0 0 obj", b"\x00" * 8,
-                 b"/Filter /FlateDecode", b"trailer", b"%%EOF"])) + data[i:]  # fmt: skip
+                [b"/Length 999999", b"<<", b">>", b"stream\n", b"endobj", b"/Encrypt", b"0 0 obj",
+                 b"\x00" * 8, b"/Filter /FlateDecode", b"trailer", b"%%EOF"])) + data[i:]  # fmt: skip
     return "/fz/doc.pdf", data
 
 
@@ -383,8 +392,9 @@ def _docx_case(draw):
 
 
 _CODE_TOK = st.sampled_from([
-    "def ", "class ", "fn ", "func ", "function ", "struct ", "impl ", "{", "}", "(", ")", "[", "]", ":", ";",
-    "\n", "\n    ", "\t", "return ", "#", "//", "/*", "*/", '"', "'", "`", "@decorator\n", "x", "y1", "=", "=>",
+    "def ", "class ", "fn ", "func ", "function ", "struct ", "impl ", "{", "}", "(", ")", "[", "]", ":",
+    ";", "\n", "\n    ", "\t", "return ", "#", "//", "/*", "*/", '"', "'", "`", "@decorator\n", "x", "y1",
+    "=", "=>",
     "->", "<", ">", "\\", "\u00e9", "\U0001f600", "template<typename T>", "export ", "pub ", "module ", "end",
 ])  # fmt: skip
 
@@ -403,7 +413,10 @@ def _gz_case():
     inner = st.sampled_from(["notes.txt", "NEWS.md", "changelog.Debian", "x.json", "x.csv", "a.tar", "b.pdf"])
     comp = st.sampled_from([gzip.compress, lambda b: gzip.compress(b) * 2, lambda b: b"\x1f\x8b" + b])
     return st.builds(
-        lambda n, c, d: (f"/fz/{n}.gz", c(d)), inner, comp, st.one_of(st.binary(max_size=300), _encoded(_words))
+        lambda n, c, d: (f"/fz/{n}.gz", c(d)),
+        inner,
+        comp,
+        st.one_of(st.binary(max_size=300), _encoded(_words)),
     )
 
 

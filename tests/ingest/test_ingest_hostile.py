@@ -97,7 +97,7 @@ def test_gzip_bomb_man_page_skipped_fast_in_bounded_memory(tmp_path: Path):
     docs = tmp_path / "man" / "man1"
     docs.mkdir(parents=True)
     _write_bomb(docs / "bomb.1.gz")
-    (docs / "ok.1").write_text('.TH OK 1\n.SH NAME\nok \\- a fine page\n')
+    (docs / "ok.1").write_text(".TH OK 1\n.SH NAME\nok \\- a fine page\n")
     assert (docs / "bomb.1.gz").stat().st_size < 5_000_000
     script = textwrap.dedent(
         f"""
@@ -131,7 +131,7 @@ def test_gzip_cap_is_the_config_setting(tmp_path: Path):
     with pytest.raises(SkipFile, match=r"oversized once decompressed \(> 4096 bytes"):
         load_file(p, p.read_bytes(), max_expanded_bytes=4096)
     m = tmp_path / "frob.1.gz"
-    m.write_bytes(gzip.compress(b".TH FROB 1\n.SH NAME\nfrob\n" + b".\\\" pad\n" * 1000))
+    m.write_bytes(gzip.compress(b".TH FROB 1\n.SH NAME\nfrob\n" + b'.\\" pad\n' * 1000))
     with pytest.raises(SkipFile, match="oversized once decompressed"):
         load_file(m, m.read_bytes(), max_expanded_bytes=4096)
     with pytest.raises(ValueError, match="max_expanded_bytes=0"):

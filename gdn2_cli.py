@@ -209,41 +209,19 @@ def ingest(
     estimate). A second ingest of the same index waits for the first (and says so).
     """
 
-    def run() -> None:
-        import json
-        import time
+    from gdn2_rag.api import ingest_command
 
-        from gdn2_ingest import IngestConfig, ingest_paths
-        from gdn2_ingest.store import human
-        from gdn2_rag.filters import DOMAINS
-
-        if domain not in (*DOMAINS, "auto"):
-            raise RagError(f"unknown domain {domain!r}; expected one of {', '.join(DOMAINS)}, auto")
-        cfg = IngestConfig(domain=domain, max_file_bytes=max(1, round(max_file_mb * 1_000_000)))
-        t0 = time.perf_counter()
-        report = ingest_paths(
-            index, paths, cfg, progress=not json_out,
-            notify=lambda line: err_console.print(escape(line), highlight=False),
-        )  # fmt: skip
-        elapsed = time.perf_counter() - t0
-        data = report.to_dict()
-        if json_out:
-            print(json.dumps({"index": str(index), "report": data, "seconds": round(elapsed, 3)}, indent=2))
-            return
-        typer.echo(f"index ready: {index} ({report.chunks_total} chunks, {report.generation} verified)")
-        if state.verbose:
-            stages = ", ".join(f"{k} {v:.2f} s" for k, v in report.stage_seconds.items())
-            err_console.print(f"timings: ingest {elapsed:.2f} s ({stages})", highlight=False)
-            disk = data.get("disk") or {}
-            line = f"disk: generation {human(disk.get('generation_bytes', 0))}"
-            if "estimate_bytes" in disk:
-                line += f" (estimated {human(disk['estimate_bytes'])} needed)"
-            line += f", {human(disk.get('free_bytes', 0))} free"
-            if disk.get("previous_generation_kept"):
-                line += "; the previous generation is kept while a reader holds it"
-            err_console.print(escape(line), highlight=False)
-
-    run_guarded(run)
+    run_guarded(
+        ingest_command,
+        paths,
+        index=index,
+        domain=domain,
+        json_out=json_out,
+        verbose=state.verbose,
+        max_file_bytes=max(1, round(max_file_mb * 1_000_000)),
+        threads=state.threads,
+        notify=lambda line: err_console.print(escape(line), highlight=False),
+    )
 
 
 @app.command()

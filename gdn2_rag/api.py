@@ -33,20 +33,39 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-def ingest_command(paths, *, index, domain, json_out, verbose) -> None:
-    """Ingest; ingest's own progress bars, skipped-file lines and summary go to stderr (not with --json)."""
+def ingest_command(
+    paths, *, index, domain, json_out, verbose, max_file_bytes=None, threads=None, notify=None
+) -> None:
+    """Ingest; ingest's own progress bars, skipped-file lines and summary go to stderr (not with --json).
+
+    `notify` gets one-off lines such as "waiting for the index lock held by PID N".
+    """
+    from gdn2_ingest.store import human
+
     t0 = time.perf_counter()
-    rag = RAG.open(index, create=True)
-    report = rag.ingest(paths, domain=domain, progress=not json_out)
+    rag = RAG.open(index, create=True, config=RAGConfig(cpu_threads=threads))
+    report = rag.ingest(
+        paths, domain=domain, progress=not json_out, max_file_bytes=max_file_bytes, notify=notify
+    )
     elapsed = time.perf_counter() - t0
     data = report.to_dict()
     if json_out:
         _echo_json({"index": str(index), "report": jsonable(data), "seconds": round(elapsed, 3)})
         return
-    out.print(f"index ready: {escape(str(index))} ({data.get('chunks_total', '?')} chunks)")
+    out.print(
+        f"index ready: {escape(str(index))} ({report.chunks_total} chunks, {report.generation} verified)"
+    )
     if verbose:
         stages = ", ".join(f"{k} {v:.2f} s" for k, v in (data.get("stage_seconds") or {}).items())
         err.print(f"timings: ingest {elapsed:.2f} s ({stages})")
+        disk = data.get("disk") or {}
+        line = f"disk: generation {human(disk.get('generation_bytes', 0))}"
+        if "estimate_bytes" in disk:
+            line += f" (estimated {human(disk['estimate_bytes'])} needed)"
+        line += f", {human(disk.get('free_bytes', 0))} free"
+        if disk.get("previous_generation_kept"):
+            line += "; the previous generation is kept while a reader holds it"
+        err.print(escape(line))
 
 
 def reader_config(

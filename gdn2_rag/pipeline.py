@@ -113,8 +113,19 @@ class RAG:
                 self._stats_cache = (index, index.stats())
             return self._stats_cache[1]
 
-    def ingest(self, paths, domain: str = "auto", progress: bool = False):
-        """Add or update documents (incremental); returns ingest's IngestReport."""
+    def ingest(
+        self,
+        paths,
+        domain: str = "auto",
+        progress: bool = False,
+        max_file_bytes: int | None = None,
+        notify=None,
+    ):
+        """Add or update documents (incremental); returns ingest's IngestReport.
+
+        max_file_bytes: skip larger files (None: IngestConfig's default, 50 MB); notify: called with
+        one-off lines for the user (a wait for the index lock).
+        """
         from gdn2_ingest import IngestConfig, ingest_paths
 
         if isinstance(paths, str | Path):
@@ -127,12 +138,13 @@ class RAG:
             raise RagError(f"no such file or folder: {missing[0]}")
         with self._index_lock:
             try:
-                cfg = IngestConfig(domain=domain)
+                limits = {} if max_file_bytes is None else {"max_file_bytes": max_file_bytes}
+                cfg = IngestConfig(domain=domain, **limits)
                 if self.embedder is not None:
                     cfg.embedder_factory = lambda: self.embedder
                 # embedding on the CPU: the cores this process really has (gdn2_rag/threads.py)
                 with limited_threads(cpu_threads(self.config.cpu_threads)):
-                    report = ingest_paths(self.index_dir, paths, cfg, progress=progress)
+                    report = ingest_paths(self.index_dir, paths, cfg, progress=progress, notify=notify)
             except _ingest_errors() as exc:
                 raise RagError(str(exc)) from exc
             # the read-only view is stale now: reopen on next use

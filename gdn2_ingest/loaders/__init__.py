@@ -21,7 +21,7 @@ CODE_LANGUAGES = {
     ".kts": "kotlin", ".scala": "scala", ".lua": "lua", ".swift": "swift",
 }  # fmt: skip
 # bump when a loader starts accepting files it skipped before, so indexes retry their skipped files
-LOADERS_VERSION = 2
+LOADERS_VERSION = 3
 TEXT_FORMATS = {".md": "markdown", ".markdown": "markdown", ".rst": "rst", ".txt": "text", ".text": "text"}
 _MAN_NAME = re.compile(r"\.\d[a-z0-9]*(\.gz)?$", re.I)
 _MAN_DIR = re.compile(r"(^|/)man\d?[a-z]*(/|$)")

@@ -45,6 +45,9 @@ class RAGConfig:
         abstain_below: when no reader span is used, the answer abstains ("the documents do not seem to
             answer this") if the best evidence sentence's cosine to the question is under this; 0 never
             abstains.
+        evidence: how the evidence sentence is chosen when no reader span is used: "semantic" scores
+            the best passages' sentences with the index's embedder as well as by shared rare words
+            (gdn2_rag/evidence.py); "lexical" by shared rare words alone (no model call).
     """
 
     dense_weight: float = 1.0
@@ -67,6 +70,7 @@ class RAGConfig:
     retrieval_threads: int | None = 1
     cpu_threads: int | None = None
     abstain_below: float = 0.0
+    evidence: str = "semantic"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -89,6 +93,8 @@ class RAGConfig:
             raise ValueError(f"retrieval_prior must be >= 0, got {self.retrieval_prior}")
         if self.retrieval_threads is not None and self.retrieval_threads < 1:
             raise ValueError(f"retrieval_threads must be >= 1 or None, got {self.retrieval_threads}")
+        if self.evidence not in ("semantic", "lexical"):
+            raise ValueError(f"evidence must be 'semantic' or 'lexical', got {self.evidence!r}")
         if self.cpu_threads is not None and self.cpu_threads < 1:
             raise ValueError(f"cpu_threads must be >= 1 or None, got {self.cpu_threads}")
         if self.require_reader and not self.use_reader:

@@ -357,7 +357,8 @@ class RAG:
         answer abstains when that is under `config.abstain_below`.
         """
         index = self._open_index()
-        embedder = getattr(index, "embedder", None) if self.config.dense_weight > 0 else None
+        semantic = self.config.evidence == "semantic" and self.config.dense_weight > 0
+        embedder = getattr(index, "embedder", None) if semantic else None
         with self._index_lock, limited_threads(self.config.retrieval_threads if embedder else None):
             ev = select_evidence(question, context, [p.chunk_id for p in retrieved.passages], embedder)
         text = context.pieces[ev.piece_index].text[ev.char_start : ev.char_end]

@@ -15,10 +15,20 @@ from gdn2_ingest.types import Document
 _HEADERS = ("Subject", "From", "To", "Cc", "Date")
 
 
+def header(msg: EmailMessage, name: str) -> str:
+    """A header's decoded value; its raw text when the policy's parser rejects it (the email
+    package raises IndexError, HeaderParseError, ... on malformed addresses such as 'From: 0@')."""
+    try:
+        return str(msg.get(name, "") or "")
+    except Exception:  # noqa: BLE001 - any parser failure: fall back to the raw value
+        raw = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), "")
+        return " ".join(str(raw).split())
+
+
 def message_text(msg: EmailMessage) -> tuple[str, str]:
     """(text, subject): the headers users ask about, then the plain body (HTML bodies stripped)."""
-    subject = str(msg.get("Subject", "") or "").strip()
-    head = [f"{h}: {msg[h]}" for h in _HEADERS if msg.get(h)]
+    subject = header(msg, "Subject").strip()
+    head = [f"{h}: {v}" for h in _HEADERS if (v := header(msg, h))]
     body = ""
     try:
         part = msg.get_body(preferencelist=("plain", "html"))
@@ -30,8 +40,11 @@ def message_text(msg: EmailMessage) -> tuple[str, str]:
                 # malformed markup that html.parser rejects: the raw HTML is still the message
                 with contextlib.suppress(Exception):
                     body = html_to_text(body)[0]
-    except (LookupError, ValueError, AttributeError):
-        payload = msg.get_payload(decode=True)
+    except Exception:  # noqa: BLE001 - malformed MIME (LookupError, ValueError, parser errors): raw payload
+        try:
+            payload = msg.get_payload(decode=True)
+        except Exception:  # noqa: BLE001 - even the raw payload cannot be read
+            payload = None
         body = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
     body = body.replace("\r\n", "\n").replace("\r", "\n").strip()
     return "\n".join(head) + "\n\n" + body + "\n", subject
@@ -67,7 +80,7 @@ def load_mbox(path: Path, data: bytes) -> list[Document]:
         body, subject = message_text(msg)
         line = text.count("\n", 0, s) + 1
         last = line + text[s:e].rstrip().count("\n")
-        msg_id = str(msg.get("Message-ID", "") or "").strip("<> ") or f"msg{i + 1}"
+        msg_id = header(msg, "Message-ID").strip("<> ") or f"msg{i + 1}"
         docs.append(
             Document(
                 path=str(path),

@@ -122,7 +122,7 @@ if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
     log.addHandler(logging.NullHandler())
 
 GROFF = shutil.which("groff")  # None: every page uses the built-in parser
-GROFF_TIMEOUT = 20.0  # seconds per page (the largest installed pages render in well under 1 s)
+GROFF_TIMEOUT = 10.0  # seconds per page (the largest installed pages render in well under 1 s)
 LINE_LENGTH = 100
 # requests that read, include or run other files, or stop reading: removed before the page is read
 _UNSAFE = "so mso cf trf nx rd pso sy pi open opena"

@@ -144,8 +144,16 @@ def load_docx(path: Path, data: bytes, max_expanded_bytes: int = 50_000_000) -> 
     _check_zip(data, max_expanded_bytes)
     try:
         d = docx.Document(io.BytesIO(data))
-    except Exception as exc:  # noqa: BLE001 - python-docx raises zipfile/KeyError/lxml errors for bad files
-        raise SkipFile(f"corrupt DOCX ({type(exc).__name__})") from None
+        lines, title = _docx_lines(d, Table)
+    except Exception as exc:  # noqa: BLE001 - python-docx raises zipfile/KeyError/lxml/AttributeError on bad files
+        raise SkipFile(f"corrupt DOCX ({why(exc, 80)})") from None
+    text = "\n".join(lines).strip() + "\n"
+    if not text.strip():
+        raise SkipFile("DOCX has no text")
+    return [Document(path=str(path), text=text, title=title or titled(path, text), fmt="docx")]
+
+
+def _docx_lines(d, Table) -> tuple[list[str], str | None]:  # noqa: N803 - the class, passed in
     lines: list[str] = []
     title = d.core_properties.title or None
     for block in d.iter_inner_content():
@@ -165,7 +173,4 @@ def load_docx(path: Path, data: bytes, max_expanded_bytes: int = 50_000_000) -> 
             lines += ["#" * min(6, int(style[7:].strip()) + 1) + " " + txt, ""]
         else:
             lines += [txt, ""]
-    text = "\n".join(lines).strip() + "\n"
-    if not text.strip():
-        raise SkipFile("DOCX has no text")
-    return [Document(path=str(path), text=text, title=title or titled(path, text), fmt="docx")]
+    return lines, title

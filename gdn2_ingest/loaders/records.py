@@ -62,7 +62,7 @@ def _records_from_json(obj) -> list[dict]:
         return [r for r in obj if isinstance(r, dict)]
     if isinstance(obj, dict):
         lists = [v for v in obj.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
-        return lists[0] if len(lists) == 1 else [obj]
+        return [r for r in lists[0] if isinstance(r, dict)] if len(lists) == 1 else [obj]
     return []
 
 

@@ -445,3 +445,33 @@ def test_fuzz_helpers_cover_bz2_names():
     # .bz2/.xz inputs are never decompressed (refused by name), so they cannot be bombs
     with pytest.raises(SkipFile, match="binary file type"):
         load_file(Path("/fz/x.txt.bz2"), bz2.compress(b"x" * 1000))
+
+
+def _docx_with(edit) -> bytes:
+    src = zipfile.ZipFile(io.BytesIO(_docx_seed()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for info in src.infolist():
+            z.writestr(info, edit(info.filename, src.read(info)))
+    return out.getvalue()
+
+
+# crashes the 10k run found (fixed): each must now load or skip with a reason
+REGRESSIONS = [
+    ("/fz/mail.eml", b"From: 0@\n\n"),  # IndexError in the email header parser
+    ("/fz/mail.eml", b"To: a@b, <@\nSubject: hi\n\nbody\n"),  # HeaderParseError
+    ("/fz/box.mbox", b"From x\nFrom: 0@\nMessage-ID: <@\n\nhi\n"),
+    ("/fz/t.json", b'{"": [{}, "0"]}'),  # a record list holding a non-object
+    ("/fz/d.docx", None),  # core properties part of the wrong type: AttributeError in python-docx
+]
+
+
+@pytest.mark.parametrize("path,data", REGRESSIONS)
+def test_fuzz_regressions(path, data, counter):
+    if data is None:
+        data = _docx_with(
+            lambda name, body: (
+                body.replace(b"core-properties+xml", b"bogus+xml") if name == "[Content_Types].xml" else body
+            )
+        )
+    check(Path(path), data, counter)

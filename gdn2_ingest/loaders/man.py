@@ -4,7 +4,8 @@ Renderer: groff, the maintained roff formatter `man` itself runs (/usr/bin/groff
 CI included), so paragraphs are filled, fonts are inline and `.TP`/`.IP` options stay with their
 description. It runs without a shell, on stdin, in an empty folder with a bare environment, with the
 requests that read or run other files removed (`.so .mso .cf .trf .nx .rd .pso .sy .pi .open .opena`;
-groff's default safer mode covers the last five too), a timeout and an output size cap.
+groff's default safer mode covers the last five too), a timeout, an output size cap and (with
+util-linux `prlimit`) a 512 MiB address-space limit.
 
 Citations (line spans) are lines of the rendered text, which is the chunk text. They are reproducible
 with groff's own command line, without this code:
@@ -28,6 +29,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from gdn2_ingest.loaders.base import SkipFile, decode_text, gunzip_capped
@@ -122,6 +124,10 @@ if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
     log.addHandler(logging.NullHandler())
 
 GROFF = shutil.which("groff")  # None: every page uses the built-in parser
+# util-linux prlimit caps the address space of groff's whole pipeline (a page that grows a string
+# forever dies with "out of memory" in seconds instead of taking the machine's memory)
+PRLIMIT = shutil.which("prlimit")
+GROFF_MEMORY = 512 << 20
 GROFF_TIMEOUT = 10.0  # seconds per page (the largest installed pages render in well under 1 s)
 LINE_LENGTH = 100
 # requests that read, include or run other files, or stop reading: removed before the page is read
@@ -136,16 +142,6 @@ class RenderError(Exception):
     """groff could not render this page (the message says why): the built-in parser is used."""
 
 
-def _limits(cap: int):  # pragma: no cover - runs in the child between fork and exec
-    def apply() -> None:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
-
-
 def render_groff(src: str, mdoc: bool, max_bytes: int, timeout: float | None = None) -> str:
     """The page rendered by groff (see the module docstring); RenderError with the reason."""
     timeout = GROFF_TIMEOUT if timeout is None else timeout
@@ -154,6 +150,8 @@ def render_groff(src: str, mdoc: bool, max_bytes: int, timeout: float | None = N
     # the packages themselves (-man/-mdoc load them lazily through .mso, which is removed below)
     cmd = [GROFF, "-t", "-k", "-Kutf-8", "-mdoc" if mdoc else "-man-old", "-Tutf8", "-P-c", "-P-b", "-P-u",
            "-rcR=1", "-rHY=0", f"-rLL={LINE_LENGTH}n", "-ww"]  # fmt: skip
+    if PRLIMIT:
+        cmd = [PRLIMIT, f"--as={GROFF_MEMORY}", "--", *cmd]
     # `.ad l` fills without stretching spaces (same line breaks as the documented command)
     prelude = f".rm {_UNSAFE}\n.ad l\n"
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "GROFF_NO_SGR": "1"}
@@ -161,24 +159,35 @@ def render_groff(src: str, mdoc: bool, max_bytes: int, timeout: float | None = N
         try:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.DEVNULL, cwd=tmp, env=env,
-                start_new_session=True, preexec_fn=_limits(max_bytes),
+                start_new_session=True,
             )  # fmt: skip
         except OSError as exc:
             raise RenderError(f"groff could not start ({exc.strerror or exc})") from None
-        try:
-            proc.communicate((prelude + src).encode("utf-8", "surrogateescape"), timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise RenderError(f"groff timed out after {timeout:g} s") from None
-        except BrokenPipeError:
-            proc.wait()
-        finally:
-            # the pipeline's other processes (preconv, tbl, troff, grotty) share its session
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        size = out.seek(0, os.SEEK_END)
-        if size >= max_bytes:
+        # wait in short steps, watching the output size: a runaway page is stopped at the cap
+        data: bytes | None = (prelude + src).encode("utf-8", "surrogateescape")
+        deadline = time.monotonic() + timeout
+        problem = ""
+        while True:
+            try:
+                proc.communicate(data, timeout=0.05)
+                break
+            except subprocess.TimeoutExpired:
+                data = None  # communicate() keeps writing the input it was given first
+                if os.fstat(out.fileno()).st_size >= max_bytes:
+                    problem = f"groff output over {max_bytes} bytes"
+                elif time.monotonic() > deadline:
+                    problem = f"groff timed out after {timeout:g} s"
+                if problem:
+                    # the pipeline (preconv, tbl, troff, grotty) is groff's session: stop all of it,
+                    # before groff is reaped so its group id cannot belong to anyone else
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    raise RenderError(problem) from None
+            except BrokenPipeError:
+                proc.wait()
+                break
+        if os.fstat(out.fileno()).st_size >= max_bytes:
             raise RenderError(f"groff output over {max_bytes} bytes")
         if proc.returncode != 0:
             raise RenderError(f"groff failed (exit {proc.returncode})")

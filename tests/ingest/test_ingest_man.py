@@ -131,3 +131,14 @@ def test_mdoc_page_rendered(tmp_path: Path):
     flat = " ".join(doc.text.split())
     assert doc.title == "FROBD(8)" and "frobd — frobnicate daemon" in flat
     assert "-p port Listen on port instead of 80." in flat
+
+
+def test_page_growing_memory_forever_is_stopped(tmp_path: Path, caplog):
+    # a string doubled forever: troff runs out of its address-space limit (or the timeout) in seconds
+    src = ".TH GROW 1\n.SH NAME\ngrow \\- memory\n.ds s x\n.while 1 .as s \\*s\n"
+    p = _page(tmp_path, src, "grow.1.gz")
+    t = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="gdn2_ingest.loaders"):
+        doc = load_file(p, p.read_bytes())[0]
+    assert time.perf_counter() - t <= man_mod.GROFF_TIMEOUT + 5
+    assert "built-in parser" in caplog.text and "grow - memory" in doc.text

@@ -399,7 +399,7 @@ def train(a: argparse.Namespace) -> dict:
         step += 1
         tok_seen += int(b["gather"].shape[0])
         for k, v in losses.items():
-            acc[k] = acc.get(k, 0.0) + float(v)
+            acc[k] = acc.get(k, 0.0) + float(v.detach())
         n_acc += 1
         if step % a.log_every == 0:
             log(

@@ -183,6 +183,14 @@ ReaderOpt = Annotated[
         show_default=False,
     ),
 ]
+AbstainOpt = Annotated[
+    bool,
+    typer.Option(
+        "--abstain",
+        help="Answer 'the documents do not seem to answer this' when no retrieved passage is close to the "
+        "question (threshold calibrated per embedder; off by default, see the README).",
+    ),
+]
 DEFAULT_INDEX = ".rag"
 
 
@@ -236,6 +244,7 @@ def ask(
     model: ModelOpt = None,
     device: DeviceOpt = None,
     reader: ReaderOpt = None,
+    abstain: AbstainOpt = False,
     generate: Annotated[
         bool,
         typer.Option("--generate", help="Also generate a free-text answer (checkpoints with an LM head)."),
@@ -262,6 +271,7 @@ def ask(
         reader=reader,
         generate=generate,
         threads=state.threads,
+        abstain=abstain,
     )
 
 
@@ -313,6 +323,7 @@ def eval_(
     model: ModelOpt = None,
     device: DeviceOpt = None,
     reader: ReaderOpt = None,
+    abstain: AbstainOpt = False,
 ) -> None:
     """Score retrieval hit@k, answer EM/F1 and citation accuracy on your own question set.
 
@@ -322,7 +333,7 @@ def eval_(
     from gdn2_rag.evaluate import eval_command
 
     def run() -> None:
-        config = reader_config(model, device, reader, threads=state.threads)
+        config = reader_config(model, device, reader, threads=state.threads, abstain=abstain)
         eval_command(
             file, index=index, k=k, json_out=json_out, out=out, config=config, context_tokens=context_tokens
         )

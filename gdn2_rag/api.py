@@ -74,6 +74,7 @@ def reader_config(
     reader: bool | None,
     generate: bool = False,
     threads: int | None = None,
+    abstain: bool = False,
 ) -> RAGConfig:
     """The reader part of a command's RAGConfig, after the cheap checks of --model/--device/--[no-]reader.
 
@@ -85,7 +86,7 @@ def reader_config(
     check_device(device)
     if reader is False and (model is not None or generate):
         raise RagError("--no-reader contradicts --model and --generate")
-    return RAGConfig(use_reader=reader is not False, require_reader=reader is True).with_(
+    return RAGConfig(use_reader=reader is not False, require_reader=reader is True, abstain=abstain).with_(
         model_path=model, device=device, cpu_threads=threads
     )
 
@@ -105,12 +106,13 @@ def ask_command(
     reader=None,
     generate=False,
     threads=None,
+    abstain=False,
 ) -> None:
     t0 = time.perf_counter()
     # cheap argument checks before the index and the reader are opened
     if not question.strip():
         raise RagError("the question is empty")
-    config = reader_config(model, device, reader, generate, threads)
+    config = reader_config(model, device, reader, generate, threads, abstain)
     rag = RAG.open(index, config=config)
     answer = rag.ask(
         question,

@@ -6,7 +6,9 @@
 For each mode (lexical evidence = the old retrieval-only answer; semantic evidence = the default) it
 prints `rag eval`'s table and writes the JSON report. With `--calibrate` it then picks the abstention
 threshold on this set: the largest cosine under which at most `--max-abstain` of the answerable questions
-fall, and reports what share of the unanswerable ones it catches. Calibrate on the dev set only.
+fall (by the best dense cosine of the retrieved passages, the pipeline's abstention signal; run it with
+no `--abstain`), and reports what share of the unanswerable ones it catches. Calibrate on the dev set
+only.
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ sys.path.insert(0, str(ROOT))
 def run(index: str, set_path: str, config, budget: int | None):
     from gdn2_rag import RAG
     from gdn2_rag.evaluate import evaluate, load_eval_set
+    from gdn2_rag.pipeline import ABSTAIN_TOP_PASSAGES
 
     rag = RAG.open(index, config=config)
     strengths = []
 
     def ask(q):
         a = rag.ask(q, context_tokens=budget)
-        strengths.append(a.score)
+        # the abstention signal: the best dense cosine of the passages (gdn2_rag.pipeline._abstention)
+        top = a.passages[:ABSTAIN_TOP_PASSAGES]
+        strengths.append(max((p.dense_score or 0.0) for p in top) if top else 0.0)
         return a
 
     t = time.perf_counter()
@@ -63,15 +68,19 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="folder for the JSON reports")
     ap.add_argument("--budget", type=int, default=16000)
     ap.add_argument("--modes", default="lexical,semantic")
-    ap.add_argument("--abstain-below", type=float, default=0.0)
+    ap.add_argument("--abstain", action="store_true", help="abstain as `rag ask --abstain` does")
+    ap.add_argument("--abstain-below", type=float, default=None, help="default: the calibrated value")
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--max-abstain", type=float, default=0.10)
     args = ap.parse_args()
     name = Path(args.set).stem
     for mode in args.modes.split(","):
-        cfg = RAGConfig(use_reader=False, evidence=mode, abstain_below=args.abstain_below)
+        cfg = RAGConfig(
+            use_reader=False, evidence=mode, abstain=args.abstain, abstain_below=args.abstain_below
+        )
         report, strengths, per_q = run(args.index, args.set, cfg, args.budget)
-        print(f"\n## {name}: {mode} evidence, abstain below {args.abstain_below} ({per_q:.2f} s/question)")
+        how = f"abstain below {args.abstain_below or 'calibrated'}" if args.abstain else "no abstention"
+        print(f"\n## {name}: {mode} evidence, {how} ({per_q:.2f} s/question)")
         print(format_table(report))
         data = report.to_dict()
         if args.calibrate and mode == "semantic":
@@ -79,7 +88,7 @@ def main() -> None:
             print("calibration:", json.dumps(data["calibration"]))
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
-            out = Path(args.out) / f"{name}_{mode}_abstain{args.abstain_below}.json"
+            out = Path(args.out) / f"{name}_{mode}{'_abstain' if args.abstain else ''}.json"
             out.write_text(json.dumps(data, indent=1) + "\n")
 
 

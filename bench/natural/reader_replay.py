@@ -4,15 +4,15 @@ The index and its MiniLM query embedder live on the CPU machine; the GPU machine
 
 1. `export` (CPU): answer every question as `rag ask --reader` would, with a reader stand-in that records
    the exact pieces the reader would read (the same retrieval, budget and layout), into
-   contexts.jsonl.gz;
+   contexts.jsonl.xz;
 2. `read` (GPU, or CPU for small budgets): run a reader checkpoint over those pieces, keep its best
    spans (`Reader.extract_spans`, k = FUSION_CANDIDATES) in spans.jsonl;
 3. `score` (CPU): answer every question again with a stand-in that replays those spans, so fusion with the
    retrieval rank, citations and `rag eval`'s scoring are exactly the pipeline's; print the table.
 
     python bench/natural/reader_replay.py export --index IDX --set bench/data/natural_dev.jsonl \
-        --budget 16000 --out .natural/ctx16k.jsonl.gz
-    python bench/natural/reader_replay.py read --contexts .natural/ctx16k.jsonl.gz --out .natural/sp.jsonl
+        --budget 16000 --out .natural/ctx16k.jsonl.xz
+    python bench/natural/reader_replay.py read --contexts .natural/ctx16k.jsonl.xz --out .natural/sp.jsonl
     python bench/natural/reader_replay.py score --index IDX --set ... --budget 16000 --spans .natural/sp.jsonl
 """
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gzip
 import json
+import lzma
 import sys
 import time
 from pathlib import Path
@@ -85,7 +85,8 @@ def export(args) -> None:
     for q in _questions(args.set):
         rag.ask(q["question"], context_tokens=args.budget)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(args.out, "wt") as f:
+    # xz with a large window: the contexts of a set share most documents, so this packs them ~20x
+    with lzma.open(args.out, "wt", preset=9 | lzma.PRESET_EXTREME) as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
     print(f"{len(rows)} contexts at {args.budget} tokens in {time.perf_counter() - t:.1f} s -> {args.out}")
@@ -101,7 +102,7 @@ def read(args) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     reader = Reader.load(args.checkpoint, device=device)
     out, times = [], []
-    with gzip.open(args.contexts, "rt") as f:
+    with lzma.open(args.contexts, "rt") as f:
         for line in f:
             row = json.loads(line)
             pieces = [ContextPiece(**p) for p in row["pieces"]]

@@ -100,10 +100,18 @@ def read(args) -> None:
     from gdn2_rag.reading import FUSION_CANDIDATES
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    reader = Reader.load(args.checkpoint, device=device)
+    config = json.loads((Path(args.checkpoint) / "config.json").read_text()) if args.checkpoint else {}
+    if config.get("format") == "gdn2-reader-v3":
+        from gdn2_model.reader_v3 import ReaderV3
+
+        reader = ReaderV3.load(args.checkpoint, base_path=args.base, device=device)
+    else:
+        reader = Reader.load(args.checkpoint, device=device)
     out, times = [], []
     with lzma.open(args.contexts, "rt") as f:
-        for line in f:
+        for n, line in enumerate(f):
+            if args.limit is not None and n >= args.limit:
+                break
             row = json.loads(line)
             pieces = [ContextPiece(**p) for p in row["pieces"]]
             t = time.perf_counter()
@@ -146,6 +154,8 @@ def main() -> None:
         if name == "read":
             p.add_argument("--contexts", required=True)
             p.add_argument("--out", required=True)
+            p.add_argument("--base", default=None, help="MiniLM folder for a v3 reader (default: package)")
+            p.add_argument("--limit", type=int, default=None, help="read only the first N contexts")
         if name == "score":
             p.add_argument("--spans", required=True)
             p.add_argument("--json", default=None)

@@ -37,9 +37,14 @@ def _tidy(text: str) -> str:
 
 def html_to_text(html: str) -> tuple[str, str | None]:
     """Main text of an HTML page with headings as '## ...' lines; returns (text, <title>)."""
-    from bs4 import BeautifulSoup
+    import warnings
 
-    soup = BeautifulSoup(html, "html.parser")
+    from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning
+
+    with warnings.catch_warnings():
+        # a short page that looks like a URL or file name is still a page; ingest prints nothing itself
+        warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
+        soup = BeautifulSoup(html, "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else None
     for tag in soup(_BOILERPLATE):
         tag.decompose()

@@ -7,6 +7,16 @@ A recurrent reader keeps a fixed-size state, so it must know what to look for *b
         <|doc|> header <|sep|> piece 1 text ...
     [<|question|> question]  (optional "read twice" repeat)  <|answer|>
 
+This module is the one owner of that layout: `build_reader_input` lays it out and `ReaderLayout` says
+what it costs in tokens (the frame for a question, one piece), from the same definitions (`frame_parts`,
+`PIECE_PARTS`), so a context budget counted with a `ReaderLayout` is the reader's real input length.
+
+The question after the context is off by default: the shipped checkpoint (checkpoints/default) was
+trained on `build_reader_input` without it (gdn2_model/training_data.py), so a reader sees the repeat only
+when asked. For the extractive heads the repeat changes little: the model is causal, so the start/end
+logits of context tokens cannot see what comes after the context (only the shifted end score of the last
+context token reads the next token); it is what a generating reader (LM head) reads before answering.
+
 Every token of a piece's text carries `(piece index, char start, char end)` into that piece's
 text, so an answer found as a token span becomes an exact character span for citations. Header,
 question and marker tokens carry piece index -1 and can never be part of an answer.
@@ -23,13 +33,57 @@ from tokenizers import Tokenizer
 
 from gdn2_model.tokenizer import ANSWER, BOS, CONTEXT, DOC, QUESTION, SEP, special_id
 
+# placeholders in the layout's parts below: where the question's, a header's and a piece's own tokens go;
+# every other part is one special token
+QUESTION_TEXT, HEADER_TEXT, PIECE_TEXT = "{question}", "{header}", "{text}"
+LAYOUTS = ("query_first", "question_last")
+# one piece: <|doc|> header <|sep|> text
+PIECE_PARTS: tuple[str, ...] = (DOC, HEADER_TEXT, SEP, PIECE_TEXT)
+
+
+def frame_parts(
+    repeat_question: bool = False, layout: str = "query_first"
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The frame around the pieces: (head, tail) as special tokens and QUESTION_TEXT.
+
+    query_first: <|bos|> <|question|> q <|context|> ... [<|question|> q] <|answer|>;
+    question_last (RULER's order): <|bos|> <|context|> ... <|question|> q <|answer|>.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be 'query_first' or 'question_last', got {layout!r}")
+    question = (QUESTION, QUESTION_TEXT)
+    head = (BOS, *question, CONTEXT) if layout == "query_first" else (BOS, CONTEXT)
+    tail = (*(question if repeat_question or layout == "question_last" else ()), ANSWER)
+    return head, tail
+
+
+def _expand(parts: Sequence[str], sid: dict[str, int], texts: dict[str, list[int]]) -> list[int]:
+    """Token ids of layout parts: a special token's id, or the ids of the text a placeholder stands for."""
+    out: list[int] = []
+    for part in parts:
+        if part in texts:
+            out += texts[part]
+        else:
+            out.append(sid[part])
+    return out
+
 
 @dataclass(frozen=True)
 class ContextPiece:
-    """One retrieved passage: `text` is what the reader may quote; `header` (path, section) goes before it."""
+    """One retrieved passage: `text` is what the reader may quote; `header` (path, section) goes before it.
+
+    The reader reads `header` and `text` only; path, lines, section and page say where the text comes
+    from (for callers mapping spans back to files; None / "" when unknown). Field names are stable:
+    pieces travel as `dataclasses.asdict` dicts (bench/natural/reader_replay.py).
+    """
 
     text: str
     header: str = ""
+    path: str = ""
+    line_start: int | None = None
+    line_end: int | None = None
+    section: str = ""
+    page: int | None = None
 
 
 @dataclass
@@ -94,13 +148,11 @@ def build_reader_input(
     """
     if not question.strip():
         raise ValueError("question is empty")
-    if layout not in ("query_first", "question_last"):
-        raise ValueError(f"layout must be 'query_first' or 'question_last', got {layout!r}")
+    head_parts, tail_parts = frame_parts(repeat_question, layout)
     sid = {t: special_id(tokenizer, t) for t in (BOS, QUESTION, CONTEXT, DOC, SEP, ANSWER)}
     q_ids = tokenizer.encode(question, add_special_tokens=False).ids
-    q_block = [sid[QUESTION], *q_ids]
-    head = [sid[BOS], *q_block, sid[CONTEXT]] if layout == "query_first" else [sid[BOS], sid[CONTEXT]]
-    tail = (q_block if (repeat_question or layout == "question_last") else []) + [sid[ANSWER]]
+    head = _expand(head_parts, sid, {QUESTION_TEXT: q_ids})
+    tail = _expand(tail_parts, sid, {QUESTION_TEXT: q_ids})
     if max_tokens is not None and len(head) + len(tail) > max_tokens:
         raise ValueError(
             f"question alone needs {len(head) + len(tail)} tokens, over the budget of {max_tokens}"
@@ -117,8 +169,9 @@ def build_reader_input(
     ce: list[np.ndarray] = [np.zeros(len(head), dtype=np.int32)]
     used_tokens = len(head) + len(tail)
     used = 0
+    # PIECE_PARTS ends with the text; the parts before it (markers, header) carry piece index -1
     for i, (et, eh) in enumerate(zip(enc_text, enc_head, strict=True)):
-        hdr = [sid[DOC], *eh.ids, sid[SEP]]
+        hdr = _expand(PIECE_PARTS[:-1], sid, {HEADER_TEXT: eh.ids})
         n = len(hdr) + len(et.ids)
         if max_tokens is not None and used_tokens + n > max_tokens:
             break
@@ -146,6 +199,64 @@ def build_reader_input(
         question_tokens=len(q_ids),
         question_match=match,
     )
+
+
+class ReaderLayout:
+    """What the layout of `build_reader_input` costs in tokens, counted with the reader's tokenizer.
+
+    Exact by construction: the frame and a piece are counted from `frame_parts` / `PIECE_PARTS`, the
+    definitions `build_reader_input` lays out, and texts are tokenised as it tokenises them (each header
+    and each piece text on its own, without special tokens). So, for pieces that all fit,
+
+        len(build_reader_input(tok, q, pieces, repeat_question=r)) ==
+            layout.frame_tokens(q) + sum(layout.piece_tokens(p.header, p.text) for p in pieces)
+
+    It is also a token counter (`name`, `count`, `count_many`) for bare texts.
+    """
+
+    name = "reader-tokenizer"
+
+    def __init__(self, tokenizer: Tokenizer, *, repeat_question: bool = False, layout: str = "query_first"):
+        self.tokenizer = tokenizer
+        self.repeat_question = repeat_question
+        self.order = layout
+        head, tail = frame_parts(repeat_question, layout)
+        frame = head + tail
+        # special tokens of the frame and of one piece, and how often the question is laid out
+        self.frame_markers = sum(part != QUESTION_TEXT for part in frame)
+        self.question_copies = frame.count(QUESTION_TEXT)
+        self.piece_markers = sum(part not in (HEADER_TEXT, PIECE_TEXT) for part in PIECE_PARTS)
+
+    def count(self, text: str) -> int:
+        """Tokens of one bare text (no special tokens)."""
+        return self.count_many([text])[0]
+
+    def count_many(self, texts: list[str]) -> list[int]:
+        """Tokens of bare texts, in one batch call (the Rust tokenizer runs it on all cores)."""
+        if not texts:
+            return []
+        return [len(e.ids) for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def frame_tokens(self, question: str) -> int:
+        """Tokens of everything but the pieces: markers and the question (twice when it is repeated)."""
+        return self.frame_markers + self.question_copies * self.count(question)
+
+    def piece_tokens(self, header: str, text: str) -> int:
+        """Tokens of one piece: its markers, header and text."""
+        return self.piece_markers + sum(self.count_many([header, text]))
+
+    def build(
+        self, question: str, pieces: Sequence[ContextPiece], max_tokens: int | None = None
+    ) -> ReaderInput:
+        """`build_reader_input` with this layout's tokenizer and settings."""
+        return build_reader_input(
+            self.tokenizer,
+            question,
+            pieces,
+            max_tokens=max_tokens,
+            repeat_question=self.repeat_question,
+            layout=self.order,
+        )
 
 
 def align_end_logits(end_logits: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,8 @@
 The context is laid out query-first (`gdn2_model/prompt.py`) and streamed through the model in
 segments, so memory follows the segment length rather than the context (GDN-2's state is
 constant-size). The best span maximises log P(start) + log P(end) over candidate tokens of one
-piece, at most `max_answer_tokens` long.
+piece, at most `max_answer_tokens` long. `ReaderLayout(reader.tokenizer)` counts that layout's tokens
+(for context budgets); `reader.generate` writes a free-text answer after it (checkpoints with an LM head).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 
 from gdn2_model.prompt import ContextPiece, ReaderInput, align_end_logits, build_reader_input
-from gdn2_model.tokenizer import load_tokenizer
+from gdn2_model.tokenizer import EOS, PAD, load_tokenizer, special_id
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
 
@@ -128,11 +129,23 @@ class Reader:
         max_answer_tokens: int = 32,
         max_tokens: int | None = None,
         layout: str = "query_first",
+        repeat_question: bool = False,
     ) -> list[ReaderSpan]:
-        """The `k` best non-overlapping spans, best first (empty when no piece has text)."""
+        """The `k` best non-overlapping spans, best first (empty when no piece has text).
+
+        repeat_question: lay the question out again after the context (`build_reader_input`); the
+        shipped checkpoint was trained without it.
+        """
         if max_answer_tokens < 1:
             raise ValueError(f"max_answer_tokens={max_answer_tokens} must be >= 1")
-        ri = build_reader_input(self.tokenizer, question, pieces, max_tokens=max_tokens, layout=layout)
+        ri = build_reader_input(
+            self.tokenizer,
+            question,
+            pieces,
+            max_tokens=max_tokens,
+            layout=layout,
+            repeat_question=repeat_question,
+        )
         cand = torch.from_numpy(ri.answer_mask())
         if not bool(cand.any()):
             return []
@@ -147,6 +160,37 @@ class Reader:
         if not spans:
             raise ValueError("no context text to read: every piece is empty")
         return spans[0]
+
+    @property
+    def can_generate(self) -> bool:
+        """True when the checkpoint has an LM head (`config.reader_lm_head`), so `generate` can write."""
+        return getattr(self.net, "lm_head", None) is not None
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        question: str,
+        pieces: Sequence[ContextPiece],
+        max_new_tokens: int = 64,
+        *,
+        repeat_question: bool = False,
+    ) -> str:
+        """A greedy free-text answer written after the query-first prompt (whitespace-stripped).
+
+        Raises ValueError when the checkpoint has no LM head (it only extracts spans).
+        """
+        if not self.can_generate:
+            raise ValueError("this reader checkpoint has no LM head: it extracts spans, it cannot generate")
+        ri = build_reader_input(self.tokenizer, question, pieces, repeat_question=repeat_question)
+        ids = torch.from_numpy(ri.input_ids)[None].to(self.device)
+        out = self.net.generate(
+            ids,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=special_id(self.tokenizer, EOS),
+            pad_token_id=special_id(self.tokenizer, PAD),
+        )
+        return self.tokenizer.decode(out[0, ids.shape[1] :].tolist(), skip_special_tokens=True).strip()
 
 
 def best_spans(

@@ -1,16 +1,20 @@
 """Context assembly: fill the reader's token budget with the best chunks, laid out for a recurrent reader.
 
+The layout itself (question, markers, pieces) belongs to the reader: gdn2_model.prompt lays it out and
+says what it costs. Assembly asks a `LayoutCost` (gdn2_rag.tokens) for the tokens of the frame and of each
+piece, so with a reader loaded the budget counts exactly what the reader will read.
+
 Steps of `assemble_context`:
-1. reserve tokens for the question (twice when it is repeated after the context) and the framing;
-2. walk the ranked chunks best first and take each one that still fits the budget (a large chunk that
-   does not fit is skipped, smaller ones after it may still fit);
+1. reserve the frame's tokens (markers and the question, twice when the layout repeats it);
+2. walk the ranked chunks best first and take each one that still fits the budget, at its text's tokens
+   plus a piece's markers and a header of its own (a large chunk that does not fit is skipped, smaller
+   ones after it may still fit);
 3. group the taken chunks by document, sort each group by position and merge chunks that touch
    (line spans within `merge_gap_lines`) into one piece, trimming the overlap of overlapping windows;
 4. order pieces by document (the document of the best chunk first) and by position inside it, and give
    each a one-line header (path, section or symbol, lines, page) that the reader and citations point back to;
-5. count the pieces (headers exactly, chunk text by the counts of step 2, an upper bound) and, while
-   the whole context is over budget (headers cost more than estimated), drop the worst-ranked chunks
-   worth the overshoot and lay out again.
+5. count each piece as the layout does (markers, header, text; a merged piece's text as a whole) and,
+   while the context is over budget, drop the worst-ranked chunks worth the overshoot and lay out again.
 
 Each piece remembers its segments (which chunk sits at which offset of the piece text), so an answer
 span inside a piece maps back to the exact file lines.
@@ -20,18 +24,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gdn2_rag.tokens import TokenCounter
+from gdn2_rag.tokens import EstimateLayout, LayoutCost, TokenCounter
 
-QUESTION_PREFIX = "Question: "
-CONTEXT_HEADER = "Context:"
-QUESTION_AGAIN_PREFIX = "Question (again): "
-ANSWER_PROMPT = "Answer:"
+# joins the chunks of one piece (part of the piece's text, not of the layout around it)
 SEGMENT_SEPARATOR = "\n"
-PIECE_SEPARATOR = "\n\n"
-# a header costs about this much while chunks are picked; pieces are then counted exactly (step 5)
-HEADER_ESTIMATE = 24
-# per piece in the reader's layout: <|doc|> header <|sep|>
-PIECE_MARKERS = 2
 COUNT_BLOCK = 128
 MIN_CHUNK_TOKENS = 16
 
@@ -78,25 +74,21 @@ class Piece:
 
 @dataclass
 class AssembledContext:
-    """The reader's input: the question and the pieces, plus the accounting behind them."""
+    """The reader's input: the question and the pieces, plus the accounting behind them.
+
+    `tokens` is what the layout `counter` (its name) says the whole prompt costs: with the reader's
+    own layout, the length of the reader's input; `repeat_question` is the layout's, and the reader
+    lays the question out again after the pieces when it is True.
+    """
 
     question: str
     pieces: list[Piece]
     tokens: int
     budget: int
     counter: str
-    repeat_question: bool = True
+    repeat_question: bool = False
     chunk_ids: list[int] = field(default_factory=list)
     skipped_chunks: int = 0
-
-    def to_prompt(self) -> str:
-        """The query-first text layout: question, context pieces with headers, question again, answer cue."""
-        parts = [f"{QUESTION_PREFIX}{self.question}", CONTEXT_HEADER]
-        parts += [f"{p.header}\n{p.text}" for p in self.pieces]
-        if self.repeat_question:
-            parts.append(f"{QUESTION_AGAIN_PREFIX}{self.question}")
-        parts.append(ANSWER_PROMPT)
-        return PIECE_SEPARATOR.join(parts)
 
 
 def make_header(
@@ -204,39 +196,50 @@ def _layout(chosen: list, scores: dict[int, float], gap: int) -> list[Piece]:
     return pieces
 
 
-def _chunk_counts(chunks: list, counter: TokenCounter, cache: dict | None) -> list[int]:
+def _chunk_keys(chunks: list, layout: LayoutCost) -> list:
+    """Cache keys of chunk texts: (layout name, content hash), the text itself when there is no hash."""
+    return [(layout.name, getattr(c, "content_hash", None) or c.text) for c in chunks]
+
+
+def _cached_counts(keys: list, texts: list[str], layout: LayoutCost, cache: dict | None) -> list[int]:
+    """Token counts of `texts`, counted once per key when a cache is given."""
     if cache is None:
-        return counter.count_many([c.text for c in chunks])
-    keys = [(counter.name, getattr(c, "content_hash", None) or c.text) for c in chunks]
+        return layout.count_many(texts)
     missing = [i for i, k in enumerate(keys) if k not in cache]
-    for i, n in zip(missing, counter.count_many([chunks[i].text for i in missing]), strict=True):
+    for i, n in zip(missing, layout.count_many([texts[i] for i in missing]), strict=True):
         cache[keys[i]] = n
     return [cache[k] for k in keys]
 
 
-def _count_pieces(pieces: list[Piece], cost_of: dict[int, int], counter: TokenCounter) -> None:
-    """Set each piece's token count without re-tokenising its text.
+def _count_pieces(
+    pieces: list[Piece], chunk_key: dict[int, tuple], cost_of: dict[int, int], layout: LayoutCost, cache
+) -> None:
+    """Set each piece's tokens to the layout's cost of it: markers + header + text, exactly.
 
-    Untrimmed segments reuse their chunk's count; only overlap-trimmed segments and the headers are
-    counted. One extra token per segment (the joining newline; BPE never merges across it) and
-    PIECE_MARKERS per piece (the reader's document and separator markers) keep the sum an upper bound.
+    A piece of one whole chunk has that chunk's text and reuses its count from step 2; a merged piece
+    is counted whole, as the reader tokenises it (joins and trimmed overlaps change the tokens). A merged
+    text is fixed by its chunks and the length kept of each, which key its count in the cache.
     """
-    trimmed = [(p, s) for p in pieces for s in p.segments if s.trimmed]
-    trimmed_counts = counter.count_many([p.text[s.offset : s.offset + s.length] for p, s in trimmed])
-    count_of = {(id(p), s.offset): n for (p, s), n in zip(trimmed, trimmed_counts, strict=True)}
-    headers = counter.count_many([p.header for p in pieces])
+    merged = [p for p in pieces if len(p.segments) > 1 or p.segments[0].trimmed]
+    keys = [("piece", *((chunk_key[s.chunk_id], s.length) for s in p.segments)) for p in merged]
+    merged_counts = dict(
+        zip(map(id, merged), _cached_counts(keys, [p.text for p in merged], layout, cache), strict=True)
+    )
+    headers = layout.count_many([p.header for p in pieces])
     for piece, header_tokens in zip(pieces, headers, strict=True):
-        body = sum(
-            count_of[(id(piece), s.offset)] if s.trimmed else cost_of[s.chunk_id] for s in piece.segments
-        )
-        piece.tokens = header_tokens + PIECE_MARKERS + body + len(piece.segments)
+        text_tokens = merged_counts.get(id(piece))
+        if text_tokens is None:
+            text_tokens = cost_of[piece.segments[0].chunk_id]
+        piece.tokens = layout.piece_markers + header_tokens + text_tokens
 
 
-def _frame_tokens(question: str, counter: TokenCounter, repeat: bool) -> int:
-    frame = f"{QUESTION_PREFIX}{question}{PIECE_SEPARATOR}{CONTEXT_HEADER}{PIECE_SEPARATOR}{ANSWER_PROMPT}"
-    if repeat:
-        frame += f"{PIECE_SEPARATOR}{QUESTION_AGAIN_PREFIX}{question}"
-    return counter.count(frame)
+def _header_costs(chunks: list, first_number: int, layout: LayoutCost) -> list[int]:
+    """Step 2's price of each chunk's header and markers, as if it were a piece of its own."""
+    headers = [
+        make_header(n, str(c.path), c.section or "", c.line_start, c.line_end, c.page)
+        for n, c in enumerate(chunks, start=first_number)
+    ]
+    return [layout.piece_markers + n for n in layout.count_many(headers)]
 
 
 def assemble_context(
@@ -244,48 +247,55 @@ def assemble_context(
     chunks: list,
     scores: dict[int, float],
     budget: int,
-    counter: TokenCounter,
+    layout: LayoutCost | TokenCounter,
     *,
-    repeat_question: bool = True,
     merge_gap_lines: int = 1,
     count_cache: dict | None = None,
 ) -> AssembledContext:
     """Pack ranked `chunks` (best first) into at most `budget` reader tokens (see the module docstring).
 
     Args:
-        question: the user's question, laid out before (and optionally after) the context.
+        question: the user's question.
         chunks: ingest `Chunk`s, best first.
         scores: fused score per chunk id (a piece's score is its best chunk's).
         budget: reader tokens for the whole prompt, question and headers included.
-        counter: the reader's token counter (exact) or the estimate.
-        count_cache: chunk token counts kept across calls, keyed by (counter name, content hash); a
-            long-lived `RAG` passes one so hot chunks are tokenised once.
+        layout: the reader's layout costs (`ReaderRuntime.layout()`: exact with a reader loaded, else
+            `EstimateLayout`); whether the question is repeated is the layout's. A bare TokenCounter is
+            taken as `EstimateLayout(counter)`.
+        count_cache: token counts kept across calls, keyed by (layout name, content hash) for chunks and
+            by their chunks for merged pieces; a long-lived `RAG` passes one so hot chunks are tokenised once.
     Returns:
-        AssembledContext whose `tokens` <= budget.
+        AssembledContext whose `tokens` <= budget: the layout's count of the whole prompt.
     """
-    frame = _frame_tokens(question, counter, repeat_question)
+    if not hasattr(layout, "frame_tokens"):
+        layout = EstimateLayout(layout)
+    frame = layout.frame_tokens(question)
     if frame >= budget:
         raise ValueError(f"the question alone takes {frame} tokens, over the context budget of {budget}")
     room = budget - frame
     chosen: list = []
     cost_of: dict[int, int] = {}
+    chunk_key: dict[int, tuple] = {}
     used = 0
     # count in blocks, best first, and stop once the budget is full: at 100k tokens the tokenizer is
     # the main cost of assembly
     for start in range(0, len(chunks), COUNT_BLOCK):
         block = chunks[start : start + COUNT_BLOCK]
-        for chunk, tokens in zip(block, _chunk_counts(block, counter, count_cache), strict=True):
-            cost = tokens + HEADER_ESTIMATE
-            if used + cost <= room:
+        keys = _chunk_keys(block, layout)
+        counts = _cached_counts(keys, [c.text for c in block], layout, count_cache)
+        extras = _header_costs(block, len(chosen) + 1, layout)
+        for chunk, key, tokens, extra in zip(block, keys, counts, extras, strict=True):
+            if used + tokens + extra <= room:
                 chosen.append(chunk)
                 cost_of[int(chunk.id)] = tokens
-                used += cost
+                chunk_key[int(chunk.id)] = key
+                used += tokens + extra
         if room - used < MIN_CHUNK_TOKENS:
             break
     skipped = len(chunks) - len(chosen)
     while True:
         pieces = _layout(chosen, scores, merge_gap_lines)
-        _count_pieces(pieces, cost_of, counter)
+        _count_pieces(pieces, chunk_key, cost_of, layout, count_cache)
         total = frame + sum(p.tokens for p in pieces)
         if total <= budget or not chosen:
             break
@@ -299,8 +309,8 @@ def assemble_context(
         pieces=pieces,
         tokens=total,
         budget=budget,
-        counter=counter.name,
-        repeat_question=repeat_question,
+        counter=layout.name,
+        repeat_question=layout.repeat_question,
         chunk_ids=[int(c.id) for c in chosen],
         skipped_chunks=skipped,
     )

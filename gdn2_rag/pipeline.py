@@ -269,8 +269,7 @@ class RAG:
             retrieved.chunks,
             scores,
             budget,
-            reader.token_counter(),
-            repeat_question=self.config.repeat_question,
+            reader.layout(repeat_question=self.config.repeat_question),
             merge_gap_lines=self.config.merge_gap_lines,
             count_cache=self._count_cache(),
         )

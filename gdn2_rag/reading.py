@@ -13,7 +13,6 @@ keeps the model for the life of the `RAG` object. Three policies:
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import logging
@@ -28,7 +27,7 @@ from gdn2_rag.assemble import AssembledContext
 from gdn2_rag.errors import RagError
 from gdn2_rag.fusion import fuse_reader_spans, piece_ranks
 from gdn2_rag.threads import cpu_threads, limited_threads
-from gdn2_rag.tokens import EstimateCounter, TokenCounter, TokenizerCounter
+from gdn2_rag.tokens import EstimateLayout, LayoutCost, TokenCounter
 
 # spans of the reader considered when they are fused with the retrieval ranking
 FUSION_CANDIDATES = 30
@@ -107,24 +106,22 @@ def _is_checkpoint(path: Path) -> bool:
     return (path / "tokenizer.json").is_file() and any(path.glob("*.safetensors*"))
 
 
-def _to_context_pieces(context: AssembledContext) -> list:
-    """Our pieces as gdn2_model.prompt.ContextPiece, filling whichever of its fields we know."""
+def context_pieces(context: AssembledContext) -> list:
+    """Our pieces as gdn2_model.prompt.ContextPiece: what the reader reads, and where it comes from."""
     from gdn2_model.prompt import ContextPiece
 
-    names = {f.name for f in dataclasses.fields(ContextPiece)}
-    out = []
-    for p in context.pieces:
-        values = {
-            "header": p.header,
-            "text": p.text,
-            "path": p.path,
-            "section": p.section,
-            "line_start": p.line_start,
-            "line_end": p.line_end,
-            "page": p.page,
-        }
-        out.append(ContextPiece(**{k: v for k, v in values.items() if k in names}))
-    return out
+    return [
+        ContextPiece(
+            text=p.text,
+            header=p.header,
+            path=p.path,
+            line_start=p.line_start,
+            line_end=p.line_end,
+            section=p.section,
+            page=p.page,
+        )
+        for p in context.pieces
+    ]
 
 
 @contextmanager
@@ -260,24 +257,40 @@ class ReaderRuntime:
         return ident
 
     def token_counter(self) -> TokenCounter:
-        """The reader's own tokenizer when loaded, otherwise the documented estimate."""
+        """Token counts of bare texts: the reader's layout without the repeated question (see `layout`)."""
+        return self.layout()
+
+    def layout(self, repeat_question: bool = False) -> LayoutCost:
+        """Token costs of the reader's prompt layout for context budgets.
+
+        With a reader loaded: the model's own layout (gdn2_model.prompt.ReaderLayout), counted with its
+        tokenizer, so an assembled context's `tokens` is the reader's input length. Without one: the
+        documented estimate (gdn2_rag.tokens.EstimateLayout). `repeat_question` lays the question out
+        again after the context; the context assembled with it carries it to `extract` and `generate`.
+        """
         if self.load():
-            tok = getattr(self._reader, "tokenizer", None)
-            if tok is not None:
-                return TokenizerCounter(tok)
-        return EstimateCounter()
+            from gdn2_model.prompt import ReaderLayout
+
+            return ReaderLayout(self._reader.tokenizer, repeat_question=repeat_question)
+        return EstimateLayout(repeat_question=repeat_question)
 
     def extract(
         self, context: AssembledContext, max_answer_tokens: int = 32, retrieval_prior: float = 0.0
     ) -> ReadSpan:
         """The reader's best span in the assembled context (pieces keep their headers).
 
-        With `retrieval_prior` > 0 the reader's best `FUSION_CANDIDATES` spans are fused with the retrieval
+        The reader lays the context out as it was counted (`context.repeat_question`). With
+        `retrieval_prior` > 0 the reader's best `FUSION_CANDIDATES` spans are fused with the retrieval
         rank of their pieces (`gdn2_rag.fusion.fuse_reader_spans`).
         """
         ranks = piece_ranks([p.score for p in context.pieces]) if retrieval_prior > 0 else None
         return self._extract(
-            context.question, _to_context_pieces(context), max_answer_tokens, ranks, retrieval_prior
+            context.question,
+            context_pieces(context),
+            max_answer_tokens,
+            ranks,
+            retrieval_prior,
+            repeat_question=context.repeat_question,
         )
 
     def extract_texts(self, question: str, texts: list[str], max_answer_tokens: int = 32) -> ReadSpan:
@@ -293,15 +306,22 @@ class ReaderRuntime:
         max_answer_tokens: int,
         ranks: list[int] | None = None,
         retrieval_prior: float = 0.0,
+        repeat_question: bool = False,
     ) -> ReadSpan:
         if not self.load():
             raise RagError(f"no reader: {self.reason}")
         with self._lock, self._cpu_threads():
             if ranks is None:
-                span = self._reader.extract(question, pieces, max_answer_tokens=max_answer_tokens)
+                span = self._reader.extract(
+                    question, pieces, max_answer_tokens=max_answer_tokens, repeat_question=repeat_question
+                )
             else:
                 spans = self._reader.extract_spans(
-                    question, pieces, k=FUSION_CANDIDATES, max_answer_tokens=max_answer_tokens
+                    question,
+                    pieces,
+                    k=FUSION_CANDIDATES,
+                    max_answer_tokens=max_answer_tokens,
+                    repeat_question=repeat_question,
                 )
                 if not spans:
                     raise ValueError("no context text to read: every piece is empty")
@@ -318,7 +338,7 @@ class ReaderRuntime:
     @property
     def can_generate(self) -> bool:
         """True when the loaded checkpoint has an LM head (`config.reader_lm_head`)."""
-        return self.load() and getattr(self._reader.net, "lm_head", None) is not None
+        return self.load() and self._reader.can_generate
 
     def generate(self, context: AssembledContext, max_new_tokens: int = 64) -> str:
         """A generated answer after the query-first prompt (greedy), for checkpoints with an LM head."""
@@ -328,20 +348,10 @@ class ReaderRuntime:
             raise RagError(
                 "--generate needs a reader checkpoint with an LM head; this one only extracts spans"
             )
-        import torch
-
-        from gdn2_model.prompt import build_reader_input
-        from gdn2_model.tokenizer import EOS, PAD, special_id
-
-        tok = self._reader.tokenizer
-        ri = build_reader_input(tok, context.question, _to_context_pieces(context))
-        ids = torch.from_numpy(ri.input_ids)[None].to(self._reader.device)
-        with self._lock, self._cpu_threads(), torch.inference_mode():
-            out = self._reader.net.generate(
-                ids,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                eos_token_id=special_id(tok, EOS),
-                pad_token_id=special_id(tok, PAD),
+        with self._lock, self._cpu_threads():
+            return self._reader.generate(
+                context.question,
+                context_pieces(context),
+                max_new_tokens,
+                repeat_question=context.repeat_question,
             )
-        return tok.decode(out[0, ids.shape[1] :].tolist(), skip_special_tokens=True).strip()

@@ -1,10 +1,12 @@
 """Counting reader tokens, so the context fills the reader's budget without overflowing it.
 
-With a reader checkpoint the count is exact: its own tokenizer (`tokenizers.Tokenizer`). Without one
-(retrieval-only mode) we use a documented estimate: one token per 4 UTF-8 bytes, but never fewer than
-the number of words and punctuation marks. Byte-level BPE vocabularies trained on English prose and
-code average 3.5-4.5 bytes per token; the word floor covers short-word text (code, tables), where BPE
-can't merge across words.
+The reader's prompt layout and its cost belong to gdn2_model (`gdn2_model.prompt.ReaderLayout`); context
+assembly asks a `LayoutCost` for the frame's and each piece's tokens. With a reader loaded that is the
+reader's own layout and tokenizer, and the budget is exact. Without one (retrieval-only, the default:
+no reader reads the context) it is `EstimateLayout`, a documented estimate: one token per 4 UTF-8 bytes,
+but never fewer than the number of words and punctuation marks, plus the layout's marker tokens. Byte-level
+BPE vocabularies trained on English prose and code average 3.5-4.5 bytes per token; the word floor covers
+short-word text (code, tables), where BPE can't merge across words.
 """
 
 from __future__ import annotations
@@ -23,6 +25,27 @@ class TokenCounter(Protocol):
     def count(self, text: str) -> int: ...
 
     def count_many(self, texts: list[str]) -> list[int]: ...
+
+
+class LayoutCost(Protocol):
+    """What context assembly asks of the reader's prompt layout (gdn2_model.prompt.ReaderLayout).
+
+    frame_tokens(question): the question (twice when `repeat_question`) and the frame's markers;
+    piece_markers: a piece's markers, on top of the tokens of its header and its text;
+    count / count_many: tokens of bare texts.
+    """
+
+    name: str
+    repeat_question: bool
+    piece_markers: int
+
+    def count(self, text: str) -> int: ...
+
+    def count_many(self, texts: list[str]) -> list[int]: ...
+
+    def frame_tokens(self, question: str) -> int: ...
+
+    def piece_tokens(self, header: str, text: str) -> int: ...
 
 
 class EstimateCounter:
@@ -58,3 +81,38 @@ class TokenizerCounter:
         if not texts:
             return []
         return [len(e.ids) for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+
+class EstimateLayout:
+    """The reader's layout estimated without the reader: texts by `counter`, markers as the model lays them.
+
+    Used when no reader is loaded: nothing then reads the layout, and importing the model package to
+    count it (torch, seconds) would slow every retrieval-only answer. The marker counts are those of
+    gdn2_model.prompt (`frame_parts`, `PIECE_PARTS`); tests/rag/test_rag_assemble.py checks that they
+    agree with `ReaderLayout`. `counter` defaults to the byte/word estimate; a reader tokenizer's
+    `TokenizerCounter` makes the text counts exact.
+    """
+
+    # <|bos|> <|question|> <|context|> ... <|answer|>, and <|question|> again when the question is repeated
+    FRAME_MARKERS = 4
+    # <|doc|> header <|sep|> text
+    PIECE_MARKERS = 2
+
+    def __init__(self, counter: TokenCounter | None = None, *, repeat_question: bool = False) -> None:
+        self.counter = counter if counter is not None else EstimateCounter()
+        self.name = self.counter.name
+        self.repeat_question = repeat_question
+        self.piece_markers = self.PIECE_MARKERS
+
+    def count(self, text: str) -> int:
+        return self.counter.count(text)
+
+    def count_many(self, texts: list[str]) -> list[int]:
+        return self.counter.count_many(texts)
+
+    def frame_tokens(self, question: str) -> int:
+        copies = 2 if self.repeat_question else 1
+        return self.FRAME_MARKERS + (copies - 1) + copies * self.count(question)
+
+    def piece_tokens(self, header: str, text: str) -> int:
+        return self.piece_markers + sum(self.count_many([header, text]))

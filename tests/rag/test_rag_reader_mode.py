@@ -151,3 +151,65 @@ def test_cli_answer_shows_the_reader_confidence(tmp_path, fake_index, tiny_check
     assert f"(reader confidence {answer.score:.2f})" in capsys.readouterr().out
     print_answer(RAG(tmp_path, index=fake_index, config=RAGConfig(use_reader=False)).ask("notice?"))
     assert "confidence" not in capsys.readouterr().out
+
+
+def _recording_reader_inputs(monkeypatch) -> list:
+    """(pieces, ReaderInput) of every prompt the reader lays out, for the tests below."""
+    import gdn2_model.reader as reader_module
+
+    seen = []
+    build = reader_module.build_reader_input
+
+    def record(tokenizer, question, pieces, **kw):
+        ri = build(tokenizer, question, pieces, **kw)
+        seen.append((list(pieces), ri))
+        return ri
+
+    monkeypatch.setattr(reader_module, "build_reader_input", record)
+    return seen
+
+
+@pytest.mark.parametrize("repeat", [False, True])
+def test_the_reader_reads_what_the_budget_counted(tmp_path, fake_index, tiny_checkpoint, monkeypatch, repeat):
+    from gdn2_model.tokenizer import QUESTION, load_tokenizer
+
+    seen = _recording_reader_inputs(monkeypatch)
+    cfg = RAGConfig(model_path=str(tiny_checkpoint), device="cpu", repeat_question=repeat)
+    rag = RAG(tmp_path, index=fake_index, config=cfg)
+    answer = rag.ask("How much notice is needed to terminate?", context_tokens=400)
+    assert answer.mode == "reader" and len(seen) == 1
+    pieces, ri = seen[0]
+    # exact: the reader's input is as long as the context the budget counted, every piece included
+    assert len(ri) == answer.context_tokens <= 400 and ri.pieces_used == len(pieces) == answer.context_pieces
+    # "read twice" reaches the reader: the question is laid out again after the context
+    question_marker = load_tokenizer(tiny_checkpoint).token_to_id(QUESTION)
+    assert int((ri.input_ids == question_marker).sum()) == (2 if repeat else 1)
+
+
+def test_the_reader_is_told_where_each_piece_comes_from(tmp_path, fake_index, tiny_checkpoint, monkeypatch):
+    seen = _recording_reader_inputs(monkeypatch)
+    rag = RAG(tmp_path, index=fake_index, config=RAGConfig(model_path=str(tiny_checkpoint), device="cpu"))
+    rag.ask("How much notice is needed to terminate?", context_tokens=1500)
+    pieces, _ = seen[0]
+    assert len(pieces) > 1
+    for piece in pieces:
+        # the piece's text is the file's lines line_start..line_end (chunks end without their newline)
+        lines = Path(piece.path).read_text().splitlines()
+        assert piece.text == "\n".join(lines[piece.line_start - 1 : piece.line_end])
+        assert piece.page is None and f"lines {piece.line_start}-{piece.line_end}" in piece.header
+        assert not piece.section or piece.section in piece.header
+
+
+def test_generate_reads_the_same_layout(tmp_path, fake_index, monkeypatch):
+    from gdn2_model.tokenizer import QUESTION
+
+    seen = _recording_reader_inputs(monkeypatch)
+    with_head = _tiny_checkpoint(tmp_path / "lm", lm_head=True)
+    cfg = RAGConfig(model_path=str(with_head), device="cpu", max_new_tokens=2, repeat_question=True)
+    rag = RAG(tmp_path, index=fake_index, config=cfg)
+    answer = rag.ask("When does the reset link expire?", context_tokens=600, generate=True)
+    assert isinstance(answer.generated, str) and len(seen) == 2  # extract, then generate
+    (_, extracted), (_, generated) = seen
+    assert extracted.input_ids.tolist() == generated.input_ids.tolist()
+    marker = rag.reader._reader.tokenizer.token_to_id(QUESTION)
+    assert int((generated.input_ids == marker).sum()) == 2

@@ -70,3 +70,35 @@ def test_context_piece_keeps_its_constructors_and_field_names():
     assert [f.name for f in dataclasses.fields(ContextPiece)][:2] == ["text", "header"]
     where = (piece.path, piece.line_start, piece.line_end, piece.section, piece.page)
     assert where == ("contract.txt", 1, 2, "Term", None)
+
+
+def test_a_repeated_question_cannot_change_what_the_span_heads_see_of_the_context(tok, tmp_path):
+    """The reader is causal: the tail only reaches the end score of the last context token (end shift)."""
+    import torch
+
+    from gdn2_model import GDN2Config, GDN2ForReader
+    from gdn2_model.reader import Reader
+
+    torch.manual_seed(0)
+    cfg = GDN2Config(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_heads=2,
+        head_dim=16,
+        intermediate_size=48,
+        bos_token_id=None,
+        eos_token_id=None,
+        reader_question_match=True,
+        reader_end_shift=True,
+    )
+    reader = Reader(GDN2ForReader(cfg), tok, tmp_path, torch.device("cpu"), torch.float32)
+    question = "How long is the notice period?"
+    once = build_reader_input(tok, question, PIECES[:3])
+    twice = build_reader_input(tok, question, PIECES[:3], repeat_question=True)
+    (s1, e1), (s2, e2) = reader.logits(once), reader.logits(twice)
+    context = once.answer_mask().nonzero()[0]
+    last = int(context[-1])
+    torch.testing.assert_close(s1[context], s2[context], rtol=0, atol=1e-5)
+    torch.testing.assert_close(e1[context[:-1]], e2[context[:-1]], rtol=0, atol=1e-5)
+    assert abs(float(e1[last] - e2[last])) > 1e-4

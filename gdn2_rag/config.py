@@ -22,8 +22,13 @@ class RAGConfig:
             of a better-ranked one and is dropped (1.0 keeps everything but exact copies).
         context_tokens: reader-token budget for the assembled context; None: 100k, or 16k when the
             reader runs on CPU (a 100k-token read there takes about a minute).
-        repeat_question: lay the question out again after the context ("read twice"), helping the
-            recurrent reader, which cannot look back at the question.
+        repeat_question: lay the question out again after the context ("read twice"): the reader reads
+            <|question|> question a second time before <|answer|> (gdn2_model.prompt.build_reader_input),
+            and the context budget counts it. Off by default because the shipped checkpoint was trained
+            without it (gdn2_model/training_data.py lays samples out without the repeat). The question
+            already comes first and the reader is causal, so the repeat cannot change what its span heads
+            see of the context (only the shifted end score of the last context token); a generating
+            checkpoint (LM head) reads it before it answers. Its effect on answers was not measured.
         merge_gap_lines: chunks of one document whose line spans are this close are merged into one piece.
         retrieval_prior: weight of the retrieval rank when the reader's spans are chosen: the answer
             maximises log P_reader(span) - retrieval_prior * log(1 + rank of its passage). 0 lets the reader
@@ -61,7 +66,7 @@ class RAGConfig:
     top_k: int | None = None
     dedup_threshold: float = 0.9
     context_tokens: int | None = None
-    repeat_question: bool = True
+    repeat_question: bool = False
     merge_gap_lines: int = 1
     retrieval_prior: float = 3.0
     max_answer_tokens: int = 32

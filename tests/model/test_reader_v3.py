@@ -37,7 +37,8 @@ _spec.loader.exec_module(rt)
 CFG = ReaderV3Config(gdn_layers=2, window_tokens=24, frozen_layers=4)
 PIECES = [
     ContextPiece(
-        "PORT SETTINGS\nThe default port is 8080.\nUse --port to change it.\n\nExit status 2 means a usage error.",
+        "PORT SETTINGS\nThe default port is 8080.\nUse --port to change it.\n\n"
+        "Exit status 2 means a usage error.",
         "server.md (line 1)",
     ),
     ContextPiece(
@@ -160,13 +161,16 @@ def test_checkpoint_round_trip_excludes_frozen_base(net_tok, tmp_path):
 def test_data_generation_and_targets(net_tok):
     _, tok = net_tok
     text_l = (
-        'GENERAL LICENSE\nVersion 2, June 1991\n\n0. Definitions.\n"Licensor" shall mean the copyright owner or\n'
-        "entity authorized by the copyright owner.\nYou must give any other recipients a copy of this License.\n"
+        "GENERAL LICENSE\nVersion 2, June 1991\n\n0. Definitions.\n"
+        '"Licensor" shall mean the copyright owner or\n'
+        "entity authorized by the copyright owner.\n"
+        "You must give any other recipients a copy of this License.\n"
         "Copyright (C) 1989 Free Software Foundation, Inc.\n"
     ) * 3
     text_s = (
         "NAME\nfoo - frobnicate files\n\nOPTIONS\n-a, --all\ndo not ignore entries starting with a dot\n\n"
-        "-t SECONDS\nwait at most SECONDS; the default is 30 seconds\n\nEXIT STATUS\n0\nif OK,\n\n2\nif serious trouble.\n"
+        "-t SECONDS\nwait at most SECONDS; the default is 30 seconds\n\n"
+        "EXIT STATUS\n0\nif OK,\n\n2\nif serious trouble.\n"
     ) * 3
     docs = [
         Document("/x/LIC", "legal", "LIC", text_l),

@@ -7,14 +7,16 @@ piece, so with a reader loaded the budget counts exactly what the reader will re
 Steps of `assemble_context`:
 1. reserve the frame's tokens (markers and the question, twice when the layout repeats it);
 2. walk the ranked chunks best first and take each one that still fits the budget, at its text's tokens
-   plus a piece's markers and a header of its own (a large chunk that does not fit is skipped, smaller
-   ones after it may still fit);
+   plus one for the join when it touches a chunk already taken, else plus a piece's markers and a header
+   of its own (a large chunk that does not fit is skipped, smaller ones after it may still fit);
 3. group the taken chunks by document, sort each group by position and merge chunks that touch
    (line spans within `merge_gap_lines`) into one piece, trimming the overlap of overlapping windows;
 4. order pieces by document (the document of the best chunk first) and by position inside it, and give
    each a one-line header (path, section or symbol, lines, page) that the reader and citations point back to;
 5. count each piece as the layout does (markers, header, text; a merged piece's text as a whole) and,
-   while the context is over budget, drop the worst-ranked chunks worth the overshoot and lay out again.
+   while the context is over budget, drop the worst-ranked chunks worth the overshoot and lay out again;
+6. the prices of step 2 are estimates (merging saves headers): fill the room left with the best chunks
+   not taken, keeping the result only when its exact count still fits.
 
 Each piece remembers its segments (which chunk sits at which offset of the piece text), so an answer
 span inside a piece maps back to the exact file lines.
@@ -30,6 +32,8 @@ from gdn2_rag.tokens import EstimateLayout, LayoutCost, TokenCounter
 SEGMENT_SEPARATOR = "\n"
 COUNT_BLOCK = 128
 MIN_CHUNK_TOKENS = 16
+# rounds of step 6 (most contexts fill in one)
+REFILL_ROUNDS = 2
 
 
 @dataclass(frozen=True)
@@ -233,13 +237,42 @@ def _count_pieces(
         piece.tokens = layout.piece_markers + header_tokens + text_tokens
 
 
-def _header_costs(chunks: list, first_number: int, layout: LayoutCost) -> list[int]:
-    """Step 2's price of each chunk's header and markers, as if it were a piece of its own."""
+def _header_costs(chunks: list, layout: LayoutCost, cache: dict) -> list[int]:
+    """Price of each chunk's header and markers, as if it were a piece of its own.
+
+    The header is priced as piece [10]'s (the number is only known after layout), so the count can be
+    kept in the cache.
+    """
     headers = [
-        make_header(n, str(c.path), c.section or "", c.line_start, c.line_end, c.page)
-        for n, c in enumerate(chunks, start=first_number)
+        make_header(10, str(c.path), c.section or "", c.line_start, c.line_end, c.page) for c in chunks
     ]
-    return [layout.piece_markers + n for n in layout.count_many(headers)]
+    keys = [(layout.name, "header", h) for h in headers]
+    return [layout.piece_markers + n for n in _cached_counts(keys, headers, layout, cache)]
+
+
+class _Taken:
+    """Chunks taken so far, by document, to price the next one: a chunk that touches a taken one joins
+    its piece (one more token, the joining newline; a trimmed overlap only saves), any other starts a
+    piece of its own (header and markers)."""
+
+    def __init__(self, gap: int, chunks: list = ()) -> None:
+        self.gap = gap
+        self.by_doc: dict[tuple[str, str], list] = {}
+        for chunk in chunks:
+            self.add(chunk)
+
+    def add(self, chunk) -> None:
+        self.by_doc.setdefault((str(chunk.path), getattr(chunk, "sub", "")), []).append(chunk)
+
+    def price(self, chunk, tokens: int, header: int) -> int:
+        for other in self.by_doc.get((str(chunk.path), getattr(chunk, "sub", "")), ()):
+            if (
+                other.page == chunk.page
+                and chunk.line_start <= other.line_end + self.gap
+                and other.line_start <= chunk.line_end + self.gap
+            ):
+                return tokens + 1
+        return tokens + header
 
 
 def assemble_context(
@@ -269,41 +302,75 @@ def assemble_context(
     """
     if not hasattr(layout, "frame_tokens"):
         layout = EstimateLayout(layout)
+    cache = {} if count_cache is None else count_cache
     frame = layout.frame_tokens(question)
     if frame >= budget:
         raise ValueError(f"the question alone takes {frame} tokens, over the context budget of {budget}")
     room = budget - frame
     chosen: list = []
+    taken = _Taken(merge_gap_lines)
     cost_of: dict[int, int] = {}
+    header_of: dict[int, int] = {}
     chunk_key: dict[int, tuple] = {}
+    seen = 0
     used = 0
     # count in blocks, best first, and stop once the budget is full: at 100k tokens the tokenizer is
     # the main cost of assembly
     for start in range(0, len(chunks), COUNT_BLOCK):
         block = chunks[start : start + COUNT_BLOCK]
         keys = _chunk_keys(block, layout)
-        counts = _cached_counts(keys, [c.text for c in block], layout, count_cache)
-        extras = _header_costs(block, len(chosen) + 1, layout)
-        for chunk, key, tokens, extra in zip(block, keys, counts, extras, strict=True):
-            if used + tokens + extra <= room:
+        counts = _cached_counts(keys, [c.text for c in block], layout, cache)
+        headers = _header_costs(block, layout, cache)
+        for chunk, key, tokens, header in zip(block, keys, counts, headers, strict=True):
+            cid = int(chunk.id)
+            cost_of[cid], header_of[cid], chunk_key[cid] = tokens, header, key
+            price = taken.price(chunk, tokens, header)
+            if used + price <= room:
                 chosen.append(chunk)
-                cost_of[int(chunk.id)] = tokens
-                chunk_key[int(chunk.id)] = key
-                used += tokens + extra
+                taken.add(chunk)
+                used += price
+        seen = start + len(block)
         if room - used < MIN_CHUNK_TOKENS:
             break
-    skipped = len(chunks) - len(chosen)
+    rank = {int(c.id): i for i, c in enumerate(chunks[:seen])}
+
+    def lay_out(run: list) -> tuple[list[Piece], int]:
+        pieces = _layout(run, scores, merge_gap_lines)
+        _count_pieces(pieces, chunk_key, cost_of, layout, cache)
+        return pieces, frame + sum(p.tokens for p in pieces)
+
     while True:
-        pieces = _layout(chosen, scores, merge_gap_lines)
-        _count_pieces(pieces, chunk_key, cost_of, layout, count_cache)
-        total = frame + sum(p.tokens for p in pieces)
+        pieces, total = lay_out(chosen)
         if total <= budget or not chosen:
             break
         # drop worst-ranked chunks worth at least the overshoot, then lay out again (usually once)
         over = total - budget
         while chosen and over > 0:
             over -= cost_of[int(chosen.pop().id)]
-            skipped += 1
+    # the prices were estimates: fill what they left over with the best chunks not taken, as long as
+    # the exact count still fits
+    for _ in range(REFILL_ROUNDS):
+        spare = budget - total
+        have = {int(c.id) for c in chosen}
+        taken = _Taken(merge_gap_lines, chosen)
+        extra = []
+        for chunk in chunks[:seen]:
+            cid = int(chunk.id)
+            if cid in have or spare < MIN_CHUNK_TOKENS:
+                continue
+            price = taken.price(chunk, cost_of[cid], header_of[cid])
+            if price <= spare:
+                extra.append(chunk)
+                taken.add(chunk)
+                spare -= price
+        if not extra:
+            break
+        trial = sorted(chosen + extra, key=lambda c: rank[int(c.id)])
+        trial_pieces, trial_total = lay_out(trial)
+        if trial_total > budget:
+            break
+        chosen, pieces, total = trial, trial_pieces, trial_total
+    skipped = len(chunks) - len(chosen)
     return AssembledContext(
         question=question,
         pieces=pieces,

@@ -216,3 +216,14 @@ def test_estimated_layout_has_the_readers_markers(reader_tokenizer):
         assert estimate.frame_tokens(question) == model.frame_tokens(question)
         assert estimate.piece_tokens(header, text) == model.piece_tokens(header, text)
         assert estimate.piece_markers == model.piece_markers
+
+
+def test_the_budget_is_filled_up_to_less_than_one_more_chunk(long_doc):
+    _, index = long_doc
+    chunks = list(index.chunks.values())[::-1]
+    layout = EstimateLayout()
+    # the most one more chunk could cost: a piece of its own, with a header
+    most = max(layout.piece_tokens(f"[99] {c.path} § {c.section} · lines 100-100", c.text) for c in chunks)
+    for budget in range(150, 1200, 50):
+        ctx = assemble_context("which clause?", chunks, _scores(chunks), budget, layout)
+        assert ctx.tokens <= budget and (ctx.skipped_chunks == 0 or ctx.tokens > budget - most), budget

@@ -39,11 +39,12 @@ def html_to_text(html: str) -> tuple[str, str | None]:
     """Main text of an HTML page with headings as '## ...' lines; returns (text, <title>)."""
     import warnings
 
-    from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning
+    from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, XMLParsedAsHTMLWarning
 
     with warnings.catch_warnings():
-        # a short page that looks like a URL or file name is still a page; ingest prints nothing itself
+        # a short page that looks like a URL, or XHTML: still a page; ingest prints nothing itself
         warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
         soup = BeautifulSoup(html, "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else None
     for tag in soup(_BOILERPLATE):

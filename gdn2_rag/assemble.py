@@ -32,7 +32,7 @@ from gdn2_rag.tokens import EstimateLayout, LayoutCost, TokenCounter
 SEGMENT_SEPARATOR = "\n"
 COUNT_BLOCK = 128
 MIN_CHUNK_TOKENS = 16
-# rounds of step 6 (most contexts fill in one)
+# at most this many refills in step 6, each laid out and counted once more
 REFILL_ROUNDS = 2
 
 

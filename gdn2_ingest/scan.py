@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gdn2_ingest.errors import MissingPathError
@@ -19,6 +19,7 @@ class Found:
     roots: list[Path]  # absolute input paths (deletions are detected under these)
     duplicates: list[tuple[Path, Path]]  # (alias, the file it duplicates)
     broken: list[Path]  # symlinks that lead nowhere (missing target or a loop)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # folders os.walk could not list, why
 
 
 def find_files(paths: list[str | os.PathLike], exclude: Path | None = None) -> Found:
@@ -34,6 +35,7 @@ def find_files(paths: list[str | os.PathLike], exclude: Path | None = None) -> F
     files: list[Path] = []
     dups: list[tuple[Path, Path]] = []
     broken: list[Path] = []
+    unreadable: list[tuple[Path, str]] = []
     excl = exclude.resolve() if exclude is not None else None
 
     def add(f: Path) -> None:
@@ -56,7 +58,11 @@ def find_files(paths: list[str | os.PathLike], exclude: Path | None = None) -> F
         if root.is_file():
             add(root)
             continue
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        # a folder that cannot be listed (permissions) is reported, never skipped in silence
+        def on_error(err: OSError) -> None:
+            unreadable.append((Path(err.filename), err.strerror or type(err).__name__))
+
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=on_error):
             d = Path(dirpath)
             dirnames[:] = sorted(
                 n
@@ -69,7 +75,7 @@ def find_files(paths: list[str | os.PathLike], exclude: Path | None = None) -> F
                     add(f)
                 elif f.is_symlink() and not f.exists():
                     broken.append(f)
-    return Found(files=files, roots=roots, duplicates=dups, broken=broken)
+    return Found(files=files, roots=roots, duplicates=dups, broken=broken, unreadable=unreadable)
 
 
 def display_path(path: str | os.PathLike) -> str:

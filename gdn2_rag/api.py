@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -16,7 +17,7 @@ from rich.markup import escape
 
 from gdn2_rag.config import RAGConfig
 from gdn2_rag.errors import RagError
-from gdn2_rag.pipeline import RAG, RETRIEVAL_ONLY, jsonable
+from gdn2_rag.pipeline import RAG, RETRIEVAL_ONLY, check_question, jsonable
 from gdn2_rag.reading import check_device
 from gdn2_rag.types import Answer, Passage
 
@@ -110,18 +111,19 @@ def ask_command(
 ) -> None:
     t0 = time.perf_counter()
     # cheap argument checks before the index and the reader are opened
-    if not question.strip():
-        raise RagError("the question is empty")
+    check_question(question)
     config = reader_config(model, device, reader, generate, threads, abstain)
     rag = RAG.open(index, config=config)
-    answer = rag.ask(
-        question,
-        context_tokens=context_tokens,
-        top_k=top_k,
-        domain=domain,
-        path_glob=path_glob,
-        generate=generate,
-    )
+    with _spinner(enabled=not json_out) as on_stage:
+        answer = rag.ask(
+            question,
+            context_tokens=context_tokens,
+            top_k=top_k,
+            domain=domain,
+            path_glob=path_glob,
+            generate=generate,
+            on_stage=on_stage,
+        )
     cold = time.perf_counter() - t0
     if answer.reader_error and not json_out:
         # stderr, so it is seen even when stdout is piped; --json carries it as `reader_error`
@@ -135,6 +137,20 @@ def ask_command(
         print_answer(answer, _filters_note(domain, path_glob))
     if verbose:
         _print_timings(answer, cold)
+
+
+@contextmanager
+def _spinner(enabled: bool):
+    """A spinner naming the current stage on stderr, only on a terminal (never with --json or when piped).
+
+    A CPU read can take seconds; without it the terminal shows nothing meanwhile. Yields the `on_stage`
+    callback for `RAG.ask`.
+    """
+    if not (enabled and err.is_terminal):
+        yield None
+        return
+    with err.status("starting", spinner="dots") as status:
+        yield lambda name: status.update(f"{name}…")
 
 
 def _filters_note(domain: str | None, path_glob: str | None) -> str:
@@ -202,6 +218,7 @@ def _print_timings(answer: Answer, cold: float) -> None:
 def search_command(query, *, index, json_out, verbose, top_k=10, domain=None, path_glob=None) -> None:
     if not query.strip():
         raise RagError("the query is empty; give a question or search words")
+    check_question(query)
     rag = RAG.open(index)
     # the query embedder loads once per process: reported apart, as `ask` does
     load = rag._warm_embedder()
@@ -234,12 +251,18 @@ def print_passages(passages: list[Passage], filters_note: str = "") -> None:
             raw.append(f"dense {p.dense_score:.3f}")
         if p.bm25_score is not None:
             raw.append(f"bm25 {p.bm25_score:.2f}")
-        section = f" § {escape(p.section)}" if p.section else ""
-        out.print(f"[bold]{p.rank:>3}.[/] {p.score:.4f}  {escape(p.location)}{section}  ({', '.join(raw)})")
+        # one line per row whatever the path or section holds (newlines, tabs)
+        section = f" § {escape(_one_line(p.section))}" if p.section else ""
+        where = escape(_one_line(p.location))
+        out.print(f"[bold]{p.rank:>3}.[/] {p.score:.4f}  {where}{section}  ({', '.join(raw)})")
         snippet = " ".join(p.text.split())
         if len(snippet) > SNIPPET_CHARS:
             snippet = snippet[: SNIPPET_CHARS - 1] + "…"
         out.print(f"      {escape(snippet)}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def info_command(*, index, json_out) -> None:

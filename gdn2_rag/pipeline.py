@@ -13,8 +13,10 @@ and reused; `ask`, `search` and `info` may be called from several threads at onc
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gdn2_rag.assemble import AssembledContext, assemble_context
@@ -32,6 +34,7 @@ RETRIEVAL_ONLY = "retrieval-only"
 READER = "reader"
 # with no top_k, retrieve this many chunks per budget token: enough to fill it with ~250-token chunks
 CHUNKS_PER_TOKEN = 1 / 128
+_WORD = re.compile(r"\w")
 # best dense cosine of the retrieved passages under which `ask` abstains, per embedder: at 0.515 the bundled
 # MiniLM abstained on 9.8 % of the answerable and 60 % of the unanswerable questions of the hand-written
 # dev set (bench/data/natural_dev.jsonl, bench/results/reader.md)
@@ -222,6 +225,7 @@ class RAG:
         domain: str | None = None,
         path_glob: str | None = None,
         generate: bool | None = None,
+        on_stage: Callable[[str], None] | None = None,
     ) -> Answer:
         """Answer `question` from the index with cited file lines.
 
@@ -229,9 +233,10 @@ class RAG:
         GDN-2 reader (or pick the best passage's best sentence when no reader is available, with
         `mode="retrieval-only"`) -> map the answer span to verified `path:line-line` citations.
         With `generate` (or `config.generate`), a reader with an LM head also writes `Answer.generated`.
+        `on_stage(name)` is called as each stage starts (a CLI spinner shows it).
         """
-        if not isinstance(question, str) or not question.strip():
-            raise RagError("the question is empty")
+        check_question(question)
+        stage = on_stage or (lambda name: None)
         question = question.strip()
         budget = self.config.context_tokens if context_tokens is None else context_tokens
         if budget is not None and budget < 64:
@@ -246,6 +251,8 @@ class RAG:
         reader = self.reader
         # one-time costs of the first ask are reported apart from the stages
         first = not reader.loaded
+        if first and reader.policy != "off":
+            stage("loading the reader")
         if generate and not reader.can_generate:
             raise RagError(
                 "--generate needs a reader checkpoint with an LM head"
@@ -258,10 +265,12 @@ class RAG:
         timings.load_reader_s = reader.load_seconds if use_reader and first else 0.0
         timings.load_embedder_s = self._warm_embedder()
         k = top_k or self.config.top_k or max(self.config.candidates, int(budget * CHUNKS_PER_TOKEN))
+        stage("retrieving")
         t = time.perf_counter()
         retrieved = self._retrieve(question, k, flt, candidates=k)
         timings.retrieve_s = time.perf_counter() - t
 
+        stage(f"assembling up to {budget} tokens")
         t = time.perf_counter()
         scores = {p.chunk_id: p.score for p in retrieved.passages}
         context = assemble_context(
@@ -280,6 +289,7 @@ class RAG:
                 "passages; raise --context-tokens"
             )
 
+        stage(f"reading {context.tokens} tokens" if use_reader else "choosing the evidence")
         t = time.perf_counter()
         span, note, abstain = None, "", ""
         if context.pieces:
@@ -408,6 +418,14 @@ class RAG:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def check_question(question) -> None:
+    """A question must hold a word: "" and "?!" are user errors, not questions."""
+    if not isinstance(question, str) or not question.strip():
+        raise RagError("the question is empty")
+    if not _WORD.search(question):
+        raise RagError(f"the question {question.strip()!r} has no words; ask in words")
 
 
 def _filter(domain: str | None, path_glob: str | None) -> MetadataFilter:

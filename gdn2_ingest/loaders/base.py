@@ -26,13 +26,23 @@ def looks_binary(data: bytes) -> bool:
     return ctrl / len(head) > 0.05
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def strip_bom(data: bytes) -> bytes:
+    """`data` without a leading UTF-8 byte-order mark (editors on Windows write one)."""
+    return data[len(UTF8_BOM) :] if data.startswith(UTF8_BOM) else data
+
+
 def decode_text(data: bytes) -> str:
     """UTF-8 when valid, else the encoding charset-normalizer detects (Windows-1252 on a tie);
     SkipFile when neither works."""
     if looks_binary(data):
         raise SkipFile("binary file")
+    # a UTF-8 byte-order mark is never text, whatever encoding the rest turns out to be
+    data = strip_bom(data)
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         from charset_normalizer import from_bytes
 
@@ -49,8 +59,9 @@ def decode_text(data: bytes) -> str:
             text = data.decode(encoding)
         except (UnicodeDecodeError, LookupError):
             raise SkipFile(f"undecodable text (detected {encoding})") from None
-    # one newline convention so char and line spans agree with what we store
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    # one newline convention so char and line spans agree with what we store; a BOM decoded by another
+    # codec (UTF-16's is dropped by Python, not every detector's pick does) goes too
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def why(exc: BaseException, limit: int = 100) -> str:

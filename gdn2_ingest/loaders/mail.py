@@ -9,7 +9,7 @@ from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from gdn2_ingest.loaders.base import SkipFile, decode_text
+from gdn2_ingest.loaders.base import SkipFile, decode_text, strip_bom
 from gdn2_ingest.types import Document
 
 _HEADERS = ("Subject", "From", "To", "Cc", "Date")
@@ -53,6 +53,7 @@ def message_text(msg: EmailMessage) -> tuple[str, str]:
 def load_eml(path: Path, data: bytes) -> list[Document]:
     if not data.strip():
         raise SkipFile("empty file")
+    data = strip_bom(data)
     msg = email.message_from_bytes(data, policy=policy.default)
     if not msg.keys():
         raise SkipFile("not an e-mail (no headers)")

@@ -75,9 +75,21 @@ class _Loaded:
     docs: list[tuple[Document, str, list[ChunkDraft]]]  # (document, domain, chunks)
 
 
+def _man_renderer() -> str:
+    """How man pages are rendered here (gdn2_ingest.loaders.man): groff at its line length, or the
+    built-in roff parser when groff is missing. Part of the chunking settings: its text and line
+    numbers differ, so another renderer re-chunks the man pages of an existing index."""
+    from gdn2_ingest.loaders import man
+
+    return f"groff-ll{man.LINE_LENGTH}" if man.GROFF else "builtin"
+
+
 def _chunk_params(cfg: IngestConfig, max_tokens: int) -> dict:
     p = {"target_tokens": cfg.target_tokens, "overlap_tokens": cfg.overlap_tokens,
-         "title_prefix": cfg.title_prefix, "max_tokens": max_tokens}  # fmt: skip
+         "title_prefix": cfg.title_prefix, "max_tokens": max_tokens,
+         # man pages rendered another way (the built-in parser before groff, another line length)
+         # have other text and line numbers: an index built the old way re-chunks them
+         "man_renderer": _man_renderer()}  # fmt: skip
     if cfg.record_text_fields is not None:
         # other record fields make other documents of the same files
         p["record_text_fields"] = list(cfg.record_text_fields)
@@ -107,7 +119,8 @@ def _stderr_line(message: str) -> None:
 
 def _skip_params(cfg: IngestConfig) -> dict:
     """What decided that a file was skipped: when it changes, skipped files are tried again."""
-    return {"max_file_bytes": cfg.max_file_bytes, "loaders": LOADERS_VERSION}
+    return {"max_file_bytes": cfg.max_file_bytes, "max_expanded_bytes": cfg.max_expanded_bytes,
+            "loaders": LOADERS_VERSION}  # fmt: skip
 
 
 def ingest_paths(
@@ -301,12 +314,13 @@ def _build(
         for t in todo:
             adv()
             try:
-                docs = load_file(t.path, t.data, cfg.record_text_fields)
+                docs = load_file(t.path, t.data, cfg.record_text_fields, cfg.max_expanded_bytes)
                 out = []
+                notes: list[str] = []  # fallbacks taken (a code parser that failed): counted once chunked
                 for d in docs:
                     dom, drafts = chunk_document(
                         d, cfg.domain, counter, cfg.target_tokens, cfg.overlap_tokens,
-                        embedder.max_tokens, cfg.title_prefix,
+                        embedder.max_tokens, cfg.title_prefix, notes=notes,
                     )  # fmt: skip
                     out.append((d, dom, drafts))
             except SkipFile as exc:
@@ -318,6 +332,7 @@ def _build(
                 skips.append(t)
                 continue
             loaded.append(_Loaded(t, out))
+            report.code_fallbacks += len(notes)
             if t.is_new:
                 report.files_new += 1
             else:

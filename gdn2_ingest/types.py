@@ -52,10 +52,14 @@ class Chunk:
 
     @property
     def citation(self) -> str:
-        """`path:12-30` (or `path p.3` for PDF pages), what answers print."""
+        """`path:12-30` (or `path p.3` for PDF pages), what answers print; the path in its display
+        form (gdn2_ingest.scan.display_path: a non-UTF-8 name's bytes as '\\xe9' escapes)."""
+        from gdn2_ingest.scan import display_path
+
+        path = display_path(self.path)
         if self.page is not None:
-            return f"{self.path} p.{self.page}"
-        return f"{self.path}:{self.line_start}-{self.line_end}"
+            return f"{path} p.{self.page}"
+        return f"{path}:{self.line_start}-{self.line_end}"
 
 
 @dataclass
@@ -81,7 +85,7 @@ class IngestReport:
     chunks_total: int = 0
     skipped: list[SkippedFile] = field(default_factory=list)
     duplicates: list[SkippedFile] = field(default_factory=list)  # symlinks/aliases of files already ingested
-    code_fallbacks: int = 0  # code documents chunked by lines because their parser failed (reasons logged)
+    code_fallbacks: int = 0  # fallbacks chunk_document(notes=...) took, e.g. code chunked by lines (parser failed)
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     generation: str = ""
@@ -98,15 +102,21 @@ class IngestReport:
             f"{self.chunks_added} chunks added ({self.chunks_embedded} embedded),"
             f" {self.chunks_removed} removed, {self.chunks_total} in index",
             f"{len(self.skipped)} skipped"
-            + (f", {len(self.duplicates)} duplicates" if self.duplicates else ""),
+            + (f", {len(self.duplicates)} duplicates" if self.duplicates else "")
+            + (f", {self.code_fallbacks} code files chunked by lines (parser failed)" if self.code_fallbacks else ""),
             f"{self.seconds:.1f}s, {self.chunks_per_second:.1f} chunks/s",
         ]
         return "; ".join(parts)
 
     def to_dict(self) -> dict:
         out = {k: v for k, v in self.__dict__.items() if k not in ("skipped", "duplicates")}
-        out["skipped"] = [{"path": s.path, "reason": s.reason} for s in self.skipped]
-        out["duplicates"] = [{"path": s.path, "reason": s.reason} for s in self.duplicates]
+        from gdn2_ingest.scan import display_path
+
+        # JSON carries the display form of a path (a non-UTF-8 name's bytes as '\\xe9' escapes): a
+        # surrogate-escaped str cannot be written as UTF-8
+        out["index_dir"] = display_path(self.index_dir)
+        out["skipped"] = [{"path": display_path(s.path), "reason": s.reason} for s in self.skipped]
+        out["duplicates"] = [{"path": display_path(s.path), "reason": s.reason} for s in self.duplicates]
         out["chunks_per_second"] = self.chunks_per_second
         return out
 

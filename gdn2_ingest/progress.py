@@ -40,9 +40,11 @@ class Feedback:
             return
         from rich.markup import escape
 
+        from gdn2_ingest.scan import display_path
+
         for s in report.skipped:
             # paths and reasons may hold brackets ('[.1.gz', '[bold].txt') that rich would read as markup;
             # soft_wrap keeps each on one line (a path folded at the terminal width cannot be copied)
-            line = f"[yellow]skipped[/] {escape(f'{s.path}: {s.reason}')}"
+            line = f"[yellow]skipped[/] {escape(f'{display_path(s.path)}: {s.reason}')}"
             self._console.print(line, highlight=False, soft_wrap=True)
         self._console.print(f"[bold]ingest[/] {report.summary()}", highlight=False, soft_wrap=True)

@@ -98,8 +98,13 @@ class AssembledContext:
 def make_header(
     number: int, path: str, section: str, line_start: int, line_end: int, page: int | None
 ) -> str:
-    """`[3] docs/policy.md § Refunds · lines 10-42 · p. 4`: short, and enough to cite from."""
-    head = f"[{number}] {path}"
+    """`[3] docs/policy.md § Refunds · lines 10-42 · p. 4`: short, and enough to cite from.
+
+    The path is shown as gdn2_ingest.scan.display_path writes it: a non-UTF-8 file name's bytes as
+    '\\xe9' escapes, so the header can be tokenized and printed (the piece keeps the real path)."""
+    from gdn2_ingest.scan import display_path
+
+    head = f"[{number}] {display_path(path)}"
     if section:
         head += f" § {section}"
     head += f" · lines {line_start}-{line_end}"

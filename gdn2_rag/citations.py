@@ -4,7 +4,9 @@ A span (piece, char_start, char_end) may cross the chunks merged into a piece; i
 per chunk segment it touches. Each citation is verified by re-reading the source file: the quoted text
 (whitespace-normalised) must occur in the file's lines `line_start..line_end`. Files whose bytes are
 not the indexed text (PDF, DOCX, HTML, e-mail, compressed man pages) are verified against the indexed
-chunk text instead, and say so (`verified_against="index"`). A span that cannot
+chunk text instead, and say so (`verified_against="index"`). Man pages (`foo.1.gz`, or a plain
+`man/man1/foo.1`: whatever ingest read as a man page) are always verified that way: groff renders
+them, and their line numbers are lines of the rendered text, not of the roff source. A span that cannot
 be verified is never cited at those lines: we fall back to the whole chunk's line range when the quote
 is there, and drop the citation otherwise.
 """
@@ -15,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gdn2_ingest.loaders import detect_format
 from gdn2_ingest.loaders.base import SkipFile, decode_text
 from gdn2_rag.assemble import AssembledContext, Piece, Segment
 from gdn2_rag.types import Citation
@@ -36,6 +39,12 @@ NON_TEXT_SUFFIXES = (
     ".xz",
 )
 _WS = re.compile(r"\s+")
+
+
+def is_man_page(path: str) -> bool:
+    """True for a file ingest reads as a man page (detect_format): its chunks are rendered text,
+    with line numbers of that text, so the roff source cannot confirm them."""
+    return detect_format(Path(path))[0] == "man"
 
 
 def normalise(text: str) -> str:
@@ -120,6 +129,13 @@ def cite_span(
 
 def _verified(piece, seg, line_start, line_end, quote, chunk_texts, files) -> Citation | None:
     common = dict(path=piece.path, quote=quote, chunk_id=seg.chunk_id, page=seg.page, section=piece.section)
+    if is_man_page(piece.path):
+        # lines of groff's rendering: only the indexed text holds them (the roff source never does)
+        if normalise(quote) in normalise(chunk_texts.get(seg.chunk_id, "")):
+            return Citation(
+                line_start=line_start, line_end=line_end, verified=True, verified_against="index", **common
+            )
+        return None
     if verify(piece.path, line_start, line_end, quote, files):
         return Citation(line_start=line_start, line_end=line_end, verified=True, **common)
     # offsets drifted (e.g. a chunk text that is not a verbatim slice): cite the whole segment if true there

@@ -11,9 +11,20 @@ from typing import Any
 
 
 def _location(span) -> str:
-    """`path:line-line` (and `(p.N)` for PDF pages): the string users click on."""
-    loc = f"{span.path}:{span.line_start}-{span.line_end}"
+    """`path:line-line` (and `(p.N)` for PDF pages): the string users click on, with the path in its
+    display form (gdn2_ingest.scan.display_path: a non-UTF-8 name's bytes as '\\xe9' escapes)."""
+    from gdn2_ingest.scan import display_path
+
+    loc = f"{display_path(span.path)}:{span.line_start}-{span.line_end}"
     return f"{loc} (p.{span.page})" if span.page is not None else loc
+
+
+def _jsonable_span(span) -> dict[str, Any]:
+    """`to_dict()` of a Passage or Citation: `path` and `location` in their display form, so the JSON
+    can be written as UTF-8 (the object itself keeps the real, surrogate-escaped path)."""
+    from gdn2_ingest.scan import display_path
+
+    return {**asdict(span), "path": display_path(span.path), "location": span.location}
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,7 @@ class Passage:
         return _location(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "location": self.location}
+        return _jsonable_span(self)
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,7 @@ class Citation:
         return _location(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "location": self.location}
+        return _jsonable_span(self)
 
 
 @dataclass

@@ -85,7 +85,7 @@ class IngestReport:
     chunks_total: int = 0
     skipped: list[SkippedFile] = field(default_factory=list)
     duplicates: list[SkippedFile] = field(default_factory=list)  # symlinks/aliases of files already ingested
-    code_fallbacks: int = 0  # fallbacks chunk_document(notes=...) took, e.g. code chunked by lines (parser failed)
+    code_fallbacks: int = 0  # chunk_document(notes=...) fallbacks: code chunked by lines (parser failed)
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     generation: str = ""
@@ -103,7 +103,7 @@ class IngestReport:
             f" {self.chunks_removed} removed, {self.chunks_total} in index",
             f"{len(self.skipped)} skipped"
             + (f", {len(self.duplicates)} duplicates" if self.duplicates else "")
-            + (f", {self.code_fallbacks} code files chunked by lines (parser failed)" if self.code_fallbacks else ""),
+            + (f", {self.code_fallbacks} code files chunked by lines" if self.code_fallbacks else ""),
             f"{self.seconds:.1f}s, {self.chunks_per_second:.1f} chunks/s",
         ]
         return "; ".join(parts)

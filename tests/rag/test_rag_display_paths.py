@@ -138,8 +138,12 @@ def test_man_page_citations_are_verified_against_the_index(tmp_path: Path, cli, 
     page = tmp_path / "docs" / "man" / "man1" / "toolish.1"
     page.parent.mkdir(parents=True)
     page.write_text(MAN_PAGE)
-    ingest_paths(tmp_path / "ix", [tmp_path / "docs"], IngestConfig(embedder_factory=lambda: emb), progress=False)
-    out = cli("ask", "What does toolish count and print?", "--no-reader", "--json", "--index", str(tmp_path / "ix"))
+    ingest_paths(
+        tmp_path / "ix", [tmp_path / "docs"], IngestConfig(embedder_factory=lambda: emb), progress=False
+    )
+    out = cli(
+        "ask", "What does toolish count and print?", "--no-reader", "--json", "--index", str(tmp_path / "ix")
+    )
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert data["answer"] and data["citations"], data

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import lzma
 import sys
@@ -69,6 +70,14 @@ def _rag(index: str, on_read, checkpoint: str | None):
     return rag
 
 
+def _fingerprint(pieces) -> str:
+    """What the reader read, so `score` can refuse spans read from a different assembly of the context."""
+    h = hashlib.sha1()
+    for p in pieces:
+        h.update(p.text.encode("utf-8", "surrogatepass") + b"\0")
+    return h.hexdigest()[:16]
+
+
 def _questions(path: str) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
@@ -77,7 +86,13 @@ def export(args) -> None:
     rows = []
 
     def record(question, pieces):
-        rows.append({"question": question, "pieces": [dataclasses.asdict(p) for p in pieces]})
+        rows.append(
+            {
+                "question": question,
+                "pieces": [dataclasses.asdict(p) for p in pieces],
+                "fingerprint": _fingerprint(pieces),
+            }
+        )
         return [_Span(0, 0, 1, pieces[0].text[:1], 1.0)]
 
     rag = _rag(args.index, record, args.checkpoint)
@@ -119,7 +134,13 @@ def read(args) -> None:
             if device == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t)
-            out.append({"question": row["question"], "spans": [dataclasses.asdict(s) for s in spans]})
+            out.append(
+                {
+                    "question": row["question"],
+                    "fingerprint": row.get("fingerprint"),
+                    "spans": [dataclasses.asdict(s) for s in spans],
+                }
+            )
     Path(args.out).write_text("".join(json.dumps(r) + "\n" for r in out))
     times.sort()
     print(f"{len(out)} questions read on {device}: p50 {times[len(times) // 2] * 1000:.0f} ms -> {args.out}")
@@ -131,8 +152,15 @@ def score(args) -> None:
     spans = {}
     for line in Path(args.spans).read_text().splitlines():
         row = json.loads(line)
-        spans[row["question"]] = [_Span(**s) for s in row["spans"]]
-    rag = _rag(args.index, lambda question, pieces: spans[question], args.checkpoint)
+        spans[row["question"]] = (row.get("fingerprint"), [_Span(**s) for s in row["spans"]])
+
+    def replay(question, pieces):
+        fingerprint, found = spans[question]
+        if fingerprint != _fingerprint(pieces):
+            raise SystemExit(f"the context of {question!r} is not the one that was read: export, read again")
+        return found
+
+    rag = _rag(args.index, replay, args.checkpoint)
     report = evaluate(lambda q: rag.ask(q, context_tokens=args.budget), load_eval_set(args.set))
     print(format_table(report))
     if args.json:

@@ -236,8 +236,11 @@ class ReaderRuntime:
 
     @property
     def threshold(self) -> float:
-        """Confidence under which the reader's span gives way to the retrieved evidence (0: uncalibrated)."""
-        return self.calibration.threshold if self.calibration is not None else 0.0
+        """Confidence under which the reader's span gives way to the evidence: the calibrated one by default
+        ("auto"), none when the reader was asked for (`--reader`: its span, whatever it is)."""
+        if self.policy == "on" or self.calibration is None:
+            return 0.0
+        return self.calibration.threshold
 
     @property
     def loaded(self) -> bool:

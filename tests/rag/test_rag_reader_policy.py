@@ -60,6 +60,9 @@ def test_trusted_reader_under_its_threshold_falls_back_to_evidence(tmp_path, fak
     answer = RAG(tmp_path, index=fake_index, config=RAGConfig(device="cpu")).ask(QUESTION, context_tokens=800)
     assert answer.mode == "retrieval-only" and "under its calibrated threshold" in answer.model["reason"]
     assert answer.text and answer.citations
+    # --reader asks for the reader's span, whatever its confidence
+    rag = RAG(tmp_path, index=fake_index, config=RAGConfig(device="cpu", require_reader=True))
+    assert rag.ask(QUESTION, context_tokens=800).mode == "reader"
     # threshold 0: the trusted reader answers
     _as_default(monkeypatch, tmp_path / "b", tiny, {"threshold": 0.0, "beats_retrieval": True})
     answer = RAG(tmp_path, index=fake_index, config=RAGConfig(device="cpu")).ask(QUESTION, context_tokens=800)

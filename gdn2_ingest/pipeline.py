@@ -153,6 +153,7 @@ def ingest_paths(
     found = find_files(paths, exclude=index_dir)
     report = IngestReport(index_dir=str(index_dir), files_seen=len(found.files) + len(found.broken))
     report.skipped += [SkippedFile(str(p), "broken symlink (missing target or a loop)") for p in found.broken]
+    report.skipped += [SkippedFile(str(p), f"unreadable folder: {why}") for p, why in found.unreadable]
     for alias, orig in found.duplicates:
         report.duplicates.append(SkippedFile(str(alias), f"same file as {orig}"))
     fb = Feedback(progress)

@@ -1,4 +1,4 @@
-"""The `gdn2_rag` command line: thin wrappers over the gdn2_rag/ library.
+"""The `rag` command line: thin wrappers over the gdn2_rag/ library.
 
 Conventions for every command: user errors print one line to stderr and exit 2 (traceback with
 --debug), internal failures exit 1; `--json` prints data for scripts; `-v` adds timings.
@@ -42,7 +42,7 @@ class _OneLineUsageErrors(TyperGroup):
             code = super().main(*args, standalone_mode=False, **kwargs)
         except exc_types.UsageError as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":
-                # `gdn2_rag` alone: the help text, as no_args_is_help promises
+                # `rag` alone: the help text, as no_args_is_help promises
                 exc.show()
                 sys.exit(exc.exit_code)
             where = f" (see `{exc.ctx.command_path} -h`)" if exc.ctx is not None else ""

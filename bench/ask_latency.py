@@ -66,7 +66,15 @@ def run_cpu(args) -> dict:
 
     index = Path(args.index)
     ensure_index(index)
-    cmd = [sys.executable, "-c", "import gdn2_cli; gdn2_cli.main()", "ask", args.question, "--index", str(index)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import gdn2_cli; gdn2_cli.main()",
+        "ask",
+        args.question,
+        "--index",
+        str(index),
+    ]
     cmd += ["--context-tokens", str(args.context_tokens), "--json", "--device", "cpu"]
     if args.model:
         cmd += ["--model", args.model]

@@ -26,6 +26,7 @@ Checks bench/data/natural_dev.jsonl and bench/data/natural_final.jsonl
 Usage: python3 bench/check_natural_set.py [DEV_JSONL FINAL_JSONL]
 Exit status 0 when everything passes, 1 otherwise.
 """
+
 import gzip
 import json
 import os
@@ -38,10 +39,28 @@ from collections import Counter, defaultdict
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
 DOMAINS = ("legal", "support", "code")
-STYLES = {"paraphrase", "default", "exit-code", "limit", "date", "who", "where",
-          "which", "condition", "definition", "unanswerable"}
-FIELDS = {"id": str, "question": str, "answers": list, "source": (str, type(None)),
-          "domain": str, "evidence": str, "style": str}
+STYLES = {
+    "paraphrase",
+    "default",
+    "exit-code",
+    "limit",
+    "date",
+    "who",
+    "where",
+    "which",
+    "condition",
+    "definition",
+    "unanswerable",
+}
+FIELDS = {
+    "id": str,
+    "question": str,
+    "answers": list,
+    "source": (str, type(None)),
+    "domain": str,
+    "evidence": str,
+    "style": str,
+}
 MIN_COUNTS = {  # file kind -> (answerable per domain, unanswerable per domain)
     "dev": (50, 10),
     "final": (20, 5),
@@ -50,13 +69,128 @@ MIN_DEV_DOCS_PER_DOMAIN = 10
 MAX_OVERLAP = 0.60
 STDLIB = sysconfig.get_paths()["stdlib"]
 
-STOP = set("""a an the and or of to in on for with by at from as is are be was
-were been being it its this that these those what which who whom whose when where
-why how do does did can could should would will shall may might must if then than
-so not no yes i me my we our you your they them their he she his her there here
-about into over under up down out any all some each much many more most other such
-only own same too very just also get got have has had use using used want wanna
-need say says said tell make makes like way thing things one""".split())
+STOP = set(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "of",
+        "to",
+        "in",
+        "on",
+        "for",
+        "with",
+        "by",
+        "at",
+        "from",
+        "as",
+        "is",
+        "are",
+        "be",
+        "was",
+        "were",
+        "been",
+        "being",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "how",
+        "do",
+        "does",
+        "did",
+        "can",
+        "could",
+        "should",
+        "would",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "if",
+        "then",
+        "than",
+        "so",
+        "not",
+        "no",
+        "yes",
+        "i",
+        "me",
+        "my",
+        "we",
+        "our",
+        "you",
+        "your",
+        "they",
+        "them",
+        "their",
+        "he",
+        "she",
+        "his",
+        "her",
+        "there",
+        "here",
+        "about",
+        "into",
+        "over",
+        "under",
+        "up",
+        "down",
+        "out",
+        "any",
+        "all",
+        "some",
+        "each",
+        "much",
+        "many",
+        "more",
+        "most",
+        "other",
+        "such",
+        "only",
+        "own",
+        "same",
+        "too",
+        "very",
+        "just",
+        "also",
+        "get",
+        "got",
+        "have",
+        "has",
+        "had",
+        "use",
+        "using",
+        "used",
+        "want",
+        "wanna",
+        "need",
+        "say",
+        "says",
+        "said",
+        "tell",
+        "make",
+        "makes",
+        "like",
+        "way",
+        "thing",
+        "things",
+        "one",
+    ]
+)
 
 ROFF_ESCAPE = re.compile(r"\\[fF\-(\[*&e\"]")
 
@@ -95,17 +229,17 @@ def source_text(source):
     if source in _text_cache:
         return _text_cache[source]
     if source.startswith("{stdlib}/"):
-        path = os.path.join(STDLIB, source[len("{stdlib}/"):])
+        path = os.path.join(STDLIB, source[len("{stdlib}/") :])
         with open(path, encoding="utf-8") as f:
             text = f.read()
     elif is_man_page(source):
         if not os.path.exists(source):
             raise OSError(f"no such man page: {source}")
         env = dict(os.environ, MANWIDTH="200")
-        man = subprocess.Popen(["man", "-l", source], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, env=env)
-        col = subprocess.run(["col", "-b"], stdin=man.stdout, capture_output=True,
-                             env=env, check=False)
+        man = subprocess.Popen(
+            ["man", "-l", source], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+        )
+        col = subprocess.run(["col", "-b"], stdin=man.stdout, capture_output=True, env=env, check=False)
         man.stdout.close()
         man.wait()
         text = col.stdout.decode("utf-8", errors="replace")
@@ -209,7 +343,10 @@ def check_item(path, n, o, errors, offenders):
             errors.append(f"{where}: evidence contains none of the answers")
         ov = overlap(o["question"], o["evidence"])
         if ov > MAX_OVERLAP:
-            offenders.append(f"{where}: {ov:.0%} content-word overlap: Q={o['question']!r} EVIDENCE={o['evidence'].strip()!r}")
+            offenders.append(
+                f"{where}: {ov:.0%} content-word overlap: "
+                f"Q={o['question']!r} EVIDENCE={o['evidence'].strip()!r}"
+            )
     return True
 
 
@@ -234,7 +371,10 @@ def main(argv):
                 continue
             key = norm(o["question"])
             if key in all_questions:
-                errors.append(f"{os.path.basename(path)}:{n}: duplicate question (also {all_questions[key]}): {o['question']!r}")
+                errors.append(
+                    f"{os.path.basename(path)}:{n}: duplicate question "
+                    f"(also {all_questions[key]}): {o['question']!r}"
+                )
             all_questions[key] = f"{os.path.basename(path)}:{n}"
             if o["id"] in all_ids.get(kind, set()):
                 errors.append(f"{os.path.basename(path)}:{n}: duplicate id {o['id']}")
@@ -248,21 +388,32 @@ def main(argv):
         need_ans, need_un = MIN_COUNTS[kind]
         for d in DOMAINS:
             if counts[(d, False)] < need_ans:
-                errors.append(f"{kind}: domain {d} has {counts[(d, False)]} answerable questions, need >= {need_ans}")
+                errors.append(
+                    f"{kind}: domain {d} has {counts[(d, False)]} answerable questions, need >= {need_ans}"
+                )
             if counts[(d, True)] < need_un:
-                errors.append(f"{kind}: domain {d} has {counts[(d, True)]} unanswerable questions, need >= {need_un}")
+                errors.append(
+                    f"{kind}: domain {d} has {counts[(d, True)]} unanswerable questions, need >= {need_un}"
+                )
             if kind == "dev" and len(docs[d]) < MIN_DEV_DOCS_PER_DOMAIN:
-                errors.append(f"dev: domain {d} uses {len(docs[d])} distinct files, need >= {MIN_DEV_DOCS_PER_DOMAIN}")
+                errors.append(
+                    f"dev: domain {d} uses {len(docs[d])} distinct files, need >= {MIN_DEV_DOCS_PER_DOMAIN}"
+                )
         print(f"{kind}: {len(items)} questions in {path}")
         for d in DOMAINS:
-            print(f"  {d:8s} answerable={counts[(d, False)]:3d} unanswerable={counts[(d, True)]:3d} distinct_docs={len(docs[d])}")
+            print(
+                f"  {d:8s} answerable={counts[(d, False)]:3d} unanswerable={counts[(d, True)]:3d} "
+                f"distinct_docs={len(docs[d])}"
+            )
         print("  styles: " + ", ".join(f"{s}={c}" for s, c in sorted(styles.items())))
     if os.path.exists(docs_file):
         with open(docs_file, encoding="utf-8") as f:
             listed = [l.rstrip("\n") for l in f if l.strip()]
         if listed != sorted(all_sources):
-            errors.append(f"{docs_file}: does not list exactly the sorted distinct sources "
-                          f"(listed {len(listed)}, expected {len(all_sources)})")
+            errors.append(
+                f"{docs_file}: does not list exactly the sorted distinct sources "
+                f"(listed {len(listed)}, expected {len(all_sources)})"
+            )
         else:
             print(f"natural_docs.txt: {len(listed)} distinct source files, matches both sets")
     else:

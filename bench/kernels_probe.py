@@ -1,4 +1,5 @@
-"""Per-kernel times and accuracy of kernel variants (module constants of gdn2_kernels.gdn2.chunk_fwd / chunk_bwd).
+"""Per-kernel times and accuracy of kernel variants (module constants of gdn2_kernels.gdn2.chunk_fwd and
+chunk_bwd).
 
     PYTHONPATH=. python3 bench/kernels_probe.py
 
@@ -100,8 +101,8 @@ def fwd_bwd_kernel_ms(xs) -> dict[str, float]:
     return {k.replace("gdn2_", ""): statistics.median(v) for k, v in times.items()}
 
 
-# (name, module constants of gdn2_kernels.gdn2.chunk_bwd, or of chunk_fwd where bwd has no such name), measured
-# like VARIANTS
+# (name, module constants of gdn2_kernels.gdn2.chunk_bwd, or of chunk_fwd where bwd has no such name),
+# measured like VARIANTS
 BWD_VARIANTS = [
     ("bwd base (v12)", {}),
 ]
@@ -148,7 +149,8 @@ def probe_backward() -> None:
         )
 
 
-# (name, module constants of gdn2_kernels.gdn2.chunk_fwd to set); each row is measured, then the defaults return
+# (name, module constants of gdn2_kernels.gdn2.chunk_fwd to set); each row is measured, then the defaults
+# return
 VARIANTS = [
     ("v12: 4 overlapped segments (kernel times overlap; their sum exceeds the wall time)", {}),
     ("one segment, no overlap", {"STATE_SEGMENTS": 1}),

@@ -162,10 +162,7 @@ class SentenceTransformerEmbedder:
         pool = self.path / "1_Pooling" / "config.json"
         if pool.is_file():
             return int(json.loads(pool.read_text())["word_embedding_dimension"])
-        return (
-            int(self._read_json("config.json").get("hidden_size", 0))
-            or self._load()[0].config.hidden_size
-        )
+        return int(self._read_json("config.json").get("hidden_size", 0)) or self._load()[0].config.hidden_size
 
     def identity(self) -> dict:
         h = hashlib.sha256()
@@ -195,7 +192,7 @@ class SentenceTransformerEmbedder:
         return AutoTokenizer.from_pretrained(str(self.path)).backend_tokenizer
 
     def _pooling(self) -> str:
-        """"mean" or "cls", from the folder's sentence-transformers pooling config (mean when absent)."""
+        """ "mean" or "cls", from the folder's sentence-transformers pooling config (mean when absent)."""
         cfg = self._read_json("1_Pooling/config.json")
         if cfg.get("pooling_mode_cls_token"):
             return "cls"

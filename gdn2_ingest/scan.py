@@ -58,6 +58,7 @@ def find_files(paths: list[str | os.PathLike], exclude: Path | None = None) -> F
         if root.is_file():
             add(root)
             continue
+
         # a folder that cannot be listed (permissions) is reported, never skipped in silence
         def on_error(err: OSError) -> None:
             unreadable.append((Path(err.filename), err.strerror or type(err).__name__))

@@ -56,8 +56,8 @@ class GDN2Config(PretrainedConfig):
             Default: `False`.
         initializer_range (float): std of the normal init of linear and embedding weights. Default: 0.02.
         fused_ops (bool): in CUDA inference (no autograd), run the conv + SiLU, the decay gate, the gated
-            RMSNorm and the SwiGLU product as fused Triton kernels (`gdn2_kernels.layer_ops`); training and the
-            CPU always use the PyTorch ops. Default: `True`.
+            RMSNorm and the SwiGLU product as fused Triton kernels (`gdn2_kernels.layer_ops`); training and
+            the CPU always use the PyTorch ops. Default: `True`.
 
     Example:
         >>> cfg = GDN2Config(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_heads=2, head_dim=32)

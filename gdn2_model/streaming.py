@@ -31,7 +31,7 @@ def streaming_prefill(
     keep_all: bool = False,
     question_match: torch.LongTensor | None = None,
 ):
-    """Run `gdn2_model` (GDN2Model / GDN2ForCausalLM / GDN2ForReader) over `input_ids` [B, T] segment by segment.
+    """Run `model` (GDN2Model / GDN2ForCausalLM / GDN2ForReader) over `input_ids` [B, T] segment by segment.
 
     Args:
         model: any of our models; called with `use_cache=True`.

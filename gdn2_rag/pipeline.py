@@ -77,7 +77,7 @@ class RAG:
     def open(
         cls, index_dir: str | Path, create: bool = False, config: RAGConfig | None = None, embedder=None
     ) -> RAG:
-        """Open the index at `index_dir`; with `create`, a missing folder is fine (call `gdn2_ingest` next).
+        """Open the index at `index_dir`; with `create`, a missing folder is fine (call `ingest` next).
 
         Raises RagError when there is no index and `create` is False.
         """

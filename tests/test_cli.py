@@ -28,7 +28,9 @@ def test_version():
 
 def test_console_script_runs_as_subprocess():
     out = subprocess.run(
-        [sys.executable, "-c", "import gdn2_cli; gdn2_cli.main()", "--version"], capture_output=True, text=True
+        [sys.executable, "-c", "import gdn2_cli; gdn2_cli.main()", "--version"],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"rag {__version__}"
@@ -41,7 +43,10 @@ def test_unknown_option_is_usage_error():
 
 def _rag(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", "import gdn2_cli; gdn2_cli.main()", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", "import gdn2_cli; gdn2_cli.main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -120,6 +125,8 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_cli_import_leaves_heavy_packages_alone():
     # `rag --help` must start fast: the CLI imports torch, transformers, faiss and bm25s only when a command
     # needs them (timed in the closing notes, not here: a timed test fails on a busy machine)
-    code = "import sys, gdn2_cli; print(sorted({'torch', 'transformers', 'faiss', 'bm25s'} & set(sys.modules)))"
+    code = (
+        "import sys, gdn2_cli; print(sorted({'torch', 'transformers', 'faiss', 'bm25s'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

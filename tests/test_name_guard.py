@@ -38,9 +38,7 @@ def test_shipped_names_are_prefixed():
 
 def test_no_other_distribution_provides_our_names():
     owners = importlib.metadata.packages_distributions()
-    clashes = {
-        name: sorted(set(owners.get(name, [])) - {OUR_DIST}) for name in shipped_top_level_names()
-    }
+    clashes = {name: sorted(set(owners.get(name, [])) - {OUR_DIST}) for name in shipped_top_level_names()}
     clashes = {name: dists for name, dists in clashes.items() if dists}
     assert not clashes, f"top-level names also provided by other distributions: {clashes}"
 

@@ -1,4 +1,4 @@
-"""Fixtures for gdn2_rag/ tests: a tiny corpus written to tmp_path (a contract, a help page, a code module)."""
+"""Fixtures for gdn2_rag tests: a tiny corpus written to tmp_path (a contract, a help page, a code module)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `gdn2_rag` commands through typer's CliRunner over the small in-memory index (RAG.open patched)."""
+"""The `rag` commands through typer's CliRunner over the small in-memory index (RAG.open patched)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,9 @@ def test_ask_json_is_one_object_matching_the_schema(patched):
 
 
 def test_verbose_prints_stage_timings(patched):
-    result = runner.invoke(gdn2_cli.app, ["-v", "ask", "notice to terminate", "--no-reader", "--domain", "legal"])
+    result = runner.invoke(
+        gdn2_cli.app, ["-v", "ask", "notice to terminate", "--no-reader", "--domain", "legal"]
+    )
     assert result.exit_code == 0, result.output
     assert "timings: retrieve" in result.output and "assemble" in result.output and "read" in result.output
 

@@ -18,7 +18,11 @@ class TopicEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         def vec(text: str) -> list[float]:
             t = text.lower()
-            return [1.0 if ("stops working" in t or "expires" in t) else 0.0, 1.0 if "reset" in t else 0.0, 0.3]
+            return [
+                1.0 if ("stops working" in t or "expires" in t) else 0.0,
+                1.0 if "reset" in t else 0.0,
+                0.3,
+            ]
 
         v = np.array([vec(t) for t in texts], dtype=np.float32)
         return v / np.linalg.norm(v, axis=1, keepdims=True)

@@ -78,4 +78,3 @@ def test_unreadable_folder_is_listed(tmp_path, monkeypatch):
     found = find_files([tmp_path])
     assert found.unreadable == [(locked, "Permission denied")]
     assert found.files == [tmp_path / "b.txt"]
-

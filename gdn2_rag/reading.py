@@ -225,6 +225,8 @@ class ReaderRuntime:
     def _fail(self, message: str, exc: BaseException | None = None) -> None:
         """A reader that should have loaded did not: an error with --reader, a loud warning in auto."""
         if self.require:
+            # not loaded: the next call tries again and fails again, never falls back in silence
+            self._loaded = False
             where = self.model_path or "the default checkpoint"
             raise RagError(f"cannot load the reader from {where}: {message}") from exc
         self.error = self.reason = f"the reader failed to load: {message}"

@@ -89,6 +89,9 @@ def test_required_reader_failing_to_load_is_an_error(tmp_path, fake_index, tiny,
     rag = RAG(tmp_path, index=fake_index, config=RAGConfig(device="cpu", require_reader=True))
     with pytest.raises(RagError, match="cannot load the reader"):
         rag.ask(QUESTION, context_tokens=800)
+    # and again on the next question: a required reader never falls back in silence
+    with pytest.raises(RagError, match="cannot load the reader"):
+        rag.ask(QUESTION, context_tokens=800)
 
 
 @pytest.fixture

@@ -9,7 +9,9 @@ threads and 35 s with one. The choice here, `cpu_threads(None)`:
 2. capped by the cgroup CPU quota (cgroup v2 `cpu.max`, v1 `cpu.cfs_quota_us / cpu.cfs_period_us`);
 3. less the cores other processes keep busy (1-minute load average), at least 1.
 
-An explicit count (`RAGConfig.cpu_threads`, `rag --threads N`) wins over all three.
+An explicit count (`RAGConfig.cpu_threads`, `rag --threads N`) wins over all three. The load average also
+counts this process's own recent work: a long-running app that keeps the CPU busy itself should set the
+count explicitly.
 """
 
 from __future__ import annotations

@@ -388,11 +388,11 @@ class RAG:
         hand-written dev set it separated unanswerable questions better than the evidence sentence's
         cosine, rare-word coverage or BM25 scores (bench/results/reader.md).
         """
+        if not self.config.abstain:
+            return ""
         top = retrieved.passages[:ABSTAIN_TOP_PASSAGES]
         dense = [p.dense_score for p in top if p.dense_score is not None]
         threshold = self.abstain_threshold()
-        if not self.config.abstain:
-            return ""
         if not dense or max(dense) >= threshold:
             return ""
         return (

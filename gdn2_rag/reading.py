@@ -197,7 +197,8 @@ class ReaderRuntime:
                 self.reason = "the reader was turned off (--no-reader)"
                 return False
             checkpoint = Path(self.model_path) if self.model_path is not None else default_checkpoint()
-            self.calibration = read_calibration(checkpoint)
+            # the calibration decides only the default policy: `--reader` takes the reader's span as it is
+            self.calibration = read_calibration(checkpoint) if self.policy == "auto" else None
             trusted = self.calibration is not None and self.calibration.beats_retrieval
             if self.policy == "auto" and _is_checkpoint(checkpoint) and not trusted:
                 # cheap: decided from one JSON file, without importing torch
@@ -240,7 +241,7 @@ class ReaderRuntime:
     def threshold(self) -> float:
         """Confidence under which the reader's span gives way to the evidence: the calibrated one by default
         ("auto"), none when the reader was asked for (`--reader`: its span, whatever it is)."""
-        if self.policy == "on" or self.calibration is None:
+        if self.calibration is None:
             return 0.0
         return self.calibration.threshold
 

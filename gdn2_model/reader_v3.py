@@ -104,7 +104,12 @@ def _load_split(p: Path):
             name, _, part = k.partition("::part")
             parts.setdefault(name, []).append((int(part or 0), v))
     state = {k: torch.cat([t for _, t in sorted(v, key=lambda x: x[0])]).float() for k, v in parts.items()}
-    model.load_state_dict(state, strict=True)
+    # a copy may leave out the layers a reader checkpoint carries itself ("omitted": name prefixes)
+    omitted = tuple(index.get("omitted", ()))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    absent = [k for k in missing if not k.startswith(omitted)] if omitted else missing
+    if absent or unexpected:
+        raise ValueError(f"MiniLM copy at {p} does not match: missing {absent[:5]}, unexpected {unexpected[:5]}")
     return model.eval()
 
 

@@ -70,6 +70,10 @@ def _rag(index: str, on_read, checkpoint: str | None):
     return rag
 
 
+# evidence lines kept per question by `read` (a v3 reader scores every line it reads)
+LINES_KEPT = 40
+
+
 def _fingerprint(pieces) -> str:
     """What the reader read, so `score` can refuse spans read from a different assembly of the context."""
     h = hashlib.sha1()
@@ -134,13 +138,15 @@ def read(args) -> None:
             if device == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t)
-            out.append(
-                {
-                    "question": row["question"],
-                    "fingerprint": row.get("fingerprint"),
-                    "spans": [dataclasses.asdict(s) for s in spans],
-                }
-            )
+            found = {
+                "question": row["question"],
+                "fingerprint": row.get("fingerprint"),
+                "spans": [dataclasses.asdict(s) for s in spans],
+            }
+            if hasattr(reader, "score_lines"):  # v3: its evidence lines and its no-answer probability too
+                found["lines"] = [list(t) for t in reader.score_lines(row["question"], pieces)[:LINES_KEPT]]
+                found["no_answer"] = reader.no_answer_prob(row["question"], pieces)
+            out.append(found)
     Path(args.out).write_text("".join(json.dumps(r) + "\n" for r in out))
     times.sort()
     print(f"{len(out)} questions read on {device}: p50 {times[len(times) // 2] * 1000:.0f} ms -> {args.out}")

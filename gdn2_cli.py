@@ -164,7 +164,7 @@ ContextTokensOpt = Annotated[
         "--context-tokens",
         "-c",
         min=64,
-        help="Reader-token budget of the assembled context (default 100000; 16000 when the reader runs "
+        help="Reader-token budget of the assembled context (default 100000; 4000 when the reader runs "
         "on CPU).",
         show_default=False,
     ),

@@ -167,10 +167,20 @@ def score(args) -> None:
         return found
 
     rag = _rag(args.index, replay, args.checkpoint)
-    report = evaluate(lambda q: rag.ask(q, context_tokens=args.budget), load_eval_set(args.set))
+    confidence = {}
+
+    def ask(question):
+        answer = rag.ask(question, context_tokens=args.budget)
+        confidence[question] = answer.score
+        return answer
+
+    report = evaluate(ask, load_eval_set(args.set))
     print(format_table(report))
     if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+        out = report.to_dict()
+        for row in out["rows"]:  # the answer's confidence, for reliability.py
+            row["score"] = confidence.get(row["question"])
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
 
 
 def main() -> None:

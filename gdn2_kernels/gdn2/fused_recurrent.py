@@ -53,14 +53,12 @@ def fused_recurrent_gdn2_step(
     *,
     scale: float,
     l2norm_qk: bool,
-    block_v: int | None = None,
+    block_v: int,
 ) -> torch.Tensor:
-    """Decode [B, T, H, *] contiguous inputs from `state` [B, H, K, V] float32, in place; returns o."""
+    """Decode [B, T, H, *] contiguous inputs from `state` [B, H, K, V] float32, in place; returns o.
+    `block_v`: V columns per program (the tuning row's `decode_block_v`)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
-    if block_v is None:
-        # small V blocks give a single sequence enough programs; larger ones amortise loads of q, k, g, b
-        block_v = 16 if B * H < 64 else 32
     BV = min(block_v, V)
     o = torch.empty_like(v)
     gdn2_fused_recurrent_kernel[(V // BV, H, B)](

@@ -159,6 +159,7 @@ def gdn2_step(
         scale=scale,
         l2norm_qk=l2norm_qk,
         block_v=tuning.decode_block_v,
+        num_warps=tuning.decode_warps,
     )
     if work is not state:
         state.copy_(work)

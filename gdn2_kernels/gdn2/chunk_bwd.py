@@ -407,13 +407,16 @@ def chunk_gdn2_bwd(
     gdn2_bwd_kernel_wy_values[(NC, H)](
         it["h"], du, it["ut"], it["kb"], do, v, w, it["A"], u, dP, dAv, dv, dw,
         table.chunk_bos, table.chunk_len, H=H, K=K, V=V, C=C, BV=BVW, num_warps=t.bwd_wy_warps,
+        num_stages=t.bwd_wy_stages,
     )  # fmt: skip
     gdn2_bwd_kernel_wy_keys[(NC, H, K // BK)](
         q, k, g, b, it["rq"], it["rk"], it["h"], dh, du, u, do, it["A"], dApart, dq_acc, dk_acc, db_acc, dgam,
         gam, table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, V=V, C=C, BV=BVW, BK=BK, num_warps=t.bwd_wy_warps,
+        H=H, K=K, V=V, C=C, BV=BVW, BK=BK, num_warps=t.bwd_wy_warps, num_stages=t.bwd_wy_stages,
     )  # fmt: skip
-    gdn2_bwd_kernel_wy_finish[(NC, H)](it["A"], dAv, dApart, H=H, C=C, NKB=K // BK, num_warps=4)
+    gdn2_bwd_kernel_wy_finish[(NC, H)](
+        it["A"], dAv, dApart, H=H, C=C, NKB=K // BK, num_warps=t.bwd_wy_finish_warps
+    )
     dL = dAv  # the finish kernel left dL there
     del dh, du, u, dApart
     db = torch.empty_like(b)

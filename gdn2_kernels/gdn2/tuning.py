@@ -7,16 +7,17 @@ looked-up row) to `chunk_gdn2(..., tuning=row)`, which is how tests and benchmar
 
 Architectures: "sm_80" (A100, 163 KB of shared memory per block), "sm_89" (L4, RTX 4090: 99 KB),
 "sm_90" (H100, H200: 227 KB), and "interpreter" (the Triton interpreter on CPU, which has no bfloat16).
-A GPU of another architecture takes the row of the newest listed architecture that is not newer than it
-and whose shared-memory budget it has (`arch_for`). Why each value: gdn2_kernels/NOTES.md ("Tuning table");
-registers, spills and shared memory of every row per target: bench/results/kernels.md ("Compile report").
+A GPU of another architecture takes a row whose shared-memory budget it has (`arch_for`). Why each
+value: gdn2_kernels/NOTES.md ("Tuning table"); registers, spills and shared memory of every row per
+target: bench/results/kernels.md ("Compile report").
 
 Shape buckets (`shape_bucket`) sort a call by how many state-pass programs its sequences give the card:
 "long" (one sequence of at least LONG_CHUNKS chunks: the segmented, overlapped state pass), "wide"
 (sequences x heads >= 128), "medium" (>= 64), "narrow" (fewer).
 
-Adding a row: measure it (`python -m gdn2_kernels.autotune --shape BxT` on that GPU prints one), add it to
-TABLE under its (arch, bucket) key, then run `pytest tests/kernels/test_compile_targets.py` (it compiles
+Adding a row: measure it (`python -m gdn2_kernels.autotune --shape BxT [--backward | --decode]` on that
+GPU prints one), add it to TABLE under its (arch, bucket) key (a new architecture also needs its
+SHARED_LIMIT and an entry in ARCHS), then run `pytest tests/kernels/test_compile_targets.py` (it compiles
 every row for its target and fails if a kernel spills or outgrows the target's shared memory) and
 `python bench/kernels/compile_report.py` to refresh the report.
 """
@@ -71,12 +72,15 @@ class Tuning:
     bwd_state_stages: int = 3
     bwd_state_block_v: int = 16
     bwd_wy_warps: int = 8
+    bwd_wy_stages: int = 3
     bwd_wy_block_v: int = 32
     bwd_wy_block_k: int = 64
+    bwd_wy_finish_warps: int = 4
     bwd_scores_warps: int = 4
     bwd_scores_block_k: int = 128
     # decode (fused recurrent step)
     decode_block_v: int = 16
+    decode_warps: int = 1
 
     def as_dict(self) -> dict:
         """The row as plain values (dtype by name), for JSON."""
@@ -99,13 +103,30 @@ _BLOCKS = dict(
 )
 # measured on one H200 (NOTES.md)
 _SM90 = Tuning()
-# stepped down from sm_90 by the compile report (bench/results/kernels.md): 163 KB of shared memory holds
-# two stages of the state pass's [C, K] tiles at V blocks of 64, three at 16 and 32
-_SM80 = replace(_SM90, segment_stages=2)
-# 99 KB: the forward state pass keeps two stages at V blocks of 16 and 32, one at 64; the reverse state
-# pass two at 16 and 32
-_SM89 = replace(_SM90, state_stages=2, segment_stages=1, bwd_state_stages=2)
-_WIDE_SM89 = dict(_BLOCKS["wide"], state_stages=1)
+# sm_80 and sm_89 have no wgmma: products accumulate in registers (mma.sync), so the sm_90 settings spill
+# there. Stepped down by the compile report (bench/results/kernels.md), to no spills where a setting allows:
+# the scores kernel uncapped (221 registers; the cap was an H200 occupancy trade), the backward's key-side
+# WY on 32 key columns in one stage, its score gradients at 8 warps, the state pass at V blocks of 32 at
+# most (64 spills 1.2 KB), without the Ut prefetch, and the reverse state pass at 8 warps for V blocks of 32
+_MMA = replace(
+    _SM90,
+    scores_maxnreg=None,
+    segment_block_v=32,
+    segment_ut_prefetch=False,
+    bwd_wy_block_k=32,
+    bwd_wy_stages=1,
+    bwd_scores_warps=8,
+)
+_BLOCKS_MMA = dict(
+    narrow=_BLOCKS["narrow"],
+    medium=dict(_BLOCKS["medium"], bwd_state_warps=8, decode_block_v=16),
+    wide=dict(_BLOCKS["wide"], state_block_v=32, bwd_state_warps=8, decode_block_v=16),
+    long=_BLOCKS["long"],
+)
+# A100, 163 KB of shared memory: three stages of the state pass fit at V blocks of 32 (106 KB)
+_SM80 = _MMA
+# L4 / RTX 4090, 99 KB: two stages of the forward state pass (61 KB at V blocks of 32; three need 106 KB)
+_SM89 = replace(_MMA, state_stages=2, segment_stages=2)
 # the interpreter: float32 everywhere (no bfloat16 there), exact products
 _INTERP = replace(
     _SM90, work_dtype=torch.float32, scores_precision="ieee", wy_precision="ieee", bwd_precision="ieee"
@@ -113,8 +134,8 @@ _INTERP = replace(
 
 TABLE: dict[tuple[str, str], Tuning] = {
     **{("sm_90", b): row for b, row in _buckets(_SM90, **_BLOCKS).items()},
-    **{("sm_80", b): row for b, row in _buckets(_SM80, **_BLOCKS).items()},
-    **{("sm_89", b): row for b, row in _buckets(_SM89, **{**_BLOCKS, "wide": _WIDE_SM89}).items()},
+    **{("sm_80", b): row for b, row in _buckets(_SM80, **_BLOCKS_MMA).items()},
+    **{("sm_89", b): row for b, row in _buckets(_SM89, **_BLOCKS_MMA).items()},
     **{("interpreter", b): row for b, row in _buckets(_INTERP, **_BLOCKS).items()},
 }
 
@@ -128,15 +149,22 @@ def shape_bucket(num_seqs: int, num_chunks: int, heads: int) -> str:
 
 
 def arch_for(capability: tuple[int, int], shared_bytes: int | None = None) -> str:
-    """The table architecture for a GPU of this compute capability and shared memory per block: the
-    newest listed one not newer than it whose budget it has (sm_86 and sm_120 take sm_89's row)."""
+    """The table architecture for a GPU of this compute capability and shared memory per block. A row only
+    sets warps, blocks and stages (the kernels compile for the GPU itself), so what must match is the shared
+    memory: among the rows whose budget the GPU has, the newest architecture not newer than it, else the
+    largest budget (sm_86 and sm_120, with 99 KB, take sm_89's row)."""
     cap = capability[0] * 10 + capability[1]
-    fits = [
-        a for a in ARCHS if int(a[3:]) <= cap and (shared_bytes is None or SHARED_LIMIT[a] <= shared_bytes)
-    ]
+    if cap < 80:
+        raise ValueError(f"no GDN-2 tuning row for sm_{cap}: the kernels need sm_80 or newer")
+    fits = [a for a in ARCHS if shared_bytes is None or SHARED_LIMIT[a] <= shared_bytes]
     if not fits:
-        raise ValueError(f"no GDN-2 tuning row for sm_{cap} ({shared_bytes} B shared memory); needs sm_80+")
-    return max(fits, key=lambda a: int(a[3:]))
+        raise ValueError(
+            f"no GDN-2 tuning row fits sm_{cap} with {shared_bytes} B of shared memory per block"
+        )
+    older = [a for a in fits if int(a[3:]) <= cap]
+    if older:
+        return max(older, key=lambda a: int(a[3:]))
+    return max(fits, key=lambda a: SHARED_LIMIT[a])
 
 
 _DEVICE_ARCH: dict = {}

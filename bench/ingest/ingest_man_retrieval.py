@@ -7,8 +7,8 @@ and hybrid (both fused by reciprocal rank, k=60, as `rag search` does). `answer@
 the top-k hybrid chunks comes from that page and holds the answering option (its needle, spaces
 normalised), i.e. the passage a reader would need.
 
-    .venv/bin/python bench/ingest/ingest_man_retrieval.py --work /tmp/man-bench              # groff renderer
-    .venv/bin/python bench/ingest/ingest_man_retrieval.py --work /tmp/man-bench --renderer hand  # fallback parser
+    .venv/bin/python bench/ingest/ingest_man_retrieval.py --work /tmp/man-bench               # groff renderer
+    .venv/bin/python bench/ingest/ingest_man_retrieval.py --work /tmp/man-bench --renderer hand  # fallback
 
 Prints one JSON object (renderer, chunks, seconds, hit@1/hit@5 per method, misses).
 """

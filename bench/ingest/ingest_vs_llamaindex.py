@@ -12,7 +12,8 @@ AVX512-BF16), and again with float32 weights (side "ours-fp32") to show what bf1
 Each side runs in its own fresh process (imports
 counted), then a no-change re-ingest of ours, then recall@k on bench/ingest/ingest_questions.py.
 
-    .venv/bin/python bench/ingest/ingest_vs_llamaindex.py --work /tmp/ingest-bench --out bench/results/ingest.json
+    .venv/bin/python bench/ingest/ingest_vs_llamaindex.py --work /tmp/ingest-bench \
+        --out bench/results/ingest.json
 """
 
 from __future__ import annotations
@@ -199,7 +200,10 @@ def child_llamaindex(corpus: Path, index: Path, model: str) -> dict:
 def run_child(args: list[str]) -> dict:
     """Run one side in a fresh interpreter; returns its JSON result plus wall time and peak RSS."""
     env = dict(
-        os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=f"{ROOT}:{ROOT / 'bench' / 'ingest'}"
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PYTHONPATH=f"{ROOT}:{ROOT / 'bench' / 'ingest'}",
     )
     t = time.perf_counter()
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env)

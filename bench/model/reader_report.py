@@ -1,5 +1,5 @@
-"""Render reader benchmark JSON (bench/model/reader_eval.py, bench/model/reader_speed.py) as the markdown tables of
-bench/results/reader.md.
+"""Render reader benchmark JSON (bench/model/reader_eval.py, bench/model/reader_speed.py) as the markdown
+tables of bench/results/reader.md.
 
     python bench/model/reader_report.py --eval eval.json --speed speed.json --card "NVIDIA H200" > tables.md
 """

@@ -1,7 +1,7 @@
 """Reader v3 training: export the MiniLM base, prepare data, train (resumable), evaluate, export.
 
-    python bench/model/reader_v3_train.py export-minilm runs/v3/minilm          # fp16 safetensors shards <= 15 MB
-    python bench/model/reader_v3_train.py prepare --out runs/v3/data.jsonl.xz   # corpus subset + held-out samples
+    python bench/model/reader_v3_train.py export-minilm runs/v3/minilm         # fp16 shards <= 15 MB
+    python bench/model/reader_v3_train.py prepare --out runs/v3/data.jsonl.xz  # corpus subset + held-out set
     python bench/model/reader_v3_train.py train --data runs/v3/data.jsonl.xz --base runs/v3/minilm \\
         --state runs/v3/train/state.pt --log runs/v3/train/log.jsonl --device cuda --max-minutes 8
     python bench/model/reader_v3_train.py export --state runs/v3/train/state.pt --out runs/v3/ckpt

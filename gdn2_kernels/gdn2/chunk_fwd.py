@@ -31,7 +31,7 @@ from gdn2_kernels.gdn2.chunk_state import gdn2_fwd_kernel_state_o
 from gdn2_kernels.gdn2.chunk_wy import gdn2_fwd_kernel_wy
 from gdn2_kernels.gdn2.tuning import Tuning, tuning_for
 
-# the last launched kernels by step, for register / spill reports (bench/kernels/probe.py)
+# the last launched kernels by step, for register / spill reports (bench/kernels/kernels_probe.py)
 LAST_COMPILED: dict = {}
 
 

@@ -16,11 +16,12 @@ import os
 import re
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import triton
 from triton.backends.compiler import GPUTarget
+from triton.backends.nvidia.compiler import get_ptxas
 from triton.compiler import ASTSource
 
 from gdn2_kernels.gdn2.chunk_bwd import (
@@ -74,7 +75,6 @@ class Compiled:
     registers: int
     spill_bytes: int
     shared_limit: int
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def fits(self) -> bool:
@@ -192,7 +192,8 @@ def _signature(launch: Launch) -> tuple[dict, dict, dict]:
 
 def _ptxas_usage(ptx: str, arch: str) -> tuple[int, int]:
     """(registers, spilled bytes: stores + loads) that ptxas reports for this PTX."""
-    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+    # the ptxas that Triton itself uses for this target (Triton 3.9 ships two; its PTX needs the newer one)
+    ptxas = get_ptxas(int(arch[3:])).path
     gpu = "sm_90a" if arch == "sm_90" else arch
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "k.ptx")

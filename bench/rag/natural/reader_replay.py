@@ -13,7 +13,8 @@ The index and its MiniLM query embedder live on the CPU machine; the GPU machine
     python bench/rag/natural/reader_replay.py export --index IDX --set bench/data/natural_dev.jsonl \
         --budget 16000 --out .natural/ctx16k.jsonl.xz
     python bench/rag/natural/reader_replay.py read --contexts .natural/ctx16k.jsonl.xz --out .natural/sp.jsonl
-    python bench/rag/natural/reader_replay.py score --index IDX --set ... --budget 16000 --spans .natural/sp.jsonl
+    python bench/rag/natural/reader_replay.py score --index IDX --set ... --budget 16000 \
+        --spans .natural/sp.jsonl
 """
 
 from __future__ import annotations

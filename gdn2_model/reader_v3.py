@@ -74,7 +74,7 @@ def load_base(base_path: str | Path | None = None):
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     p = base_model_path(base_path)
-    if (p / "minilm_split.json").is_file():  # our fp16 copy (bench/reader_v3_train.py export-minilm)
+    if (p / "minilm_split.json").is_file():  # our fp16 copy (bench/model/reader_v3_train.py export-minilm)
         model = _load_split(p)
     else:
         model = AutoModel.from_pretrained(

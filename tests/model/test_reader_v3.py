@@ -30,7 +30,9 @@ from gdn2_model.reader_v3 import (  # noqa: E402
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("reader_v3_train", ROOT / "bench" / "reader_v3_train.py")
+_spec = importlib.util.spec_from_file_location(
+    "reader_v3_train", ROOT / "bench" / "model" / "reader_v3_train.py"
+)
 rt = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rt)
 

@@ -217,9 +217,10 @@ class DocStore:
     def commit(self) -> None:
         self.db.commit()
 
-    def iter_texts(self) -> Iterator[tuple[int, str, str, str]]:
-        """(id, title, section, text) in id order, for the keyword index."""
-        yield from self.db.execute("SELECT id, title, section, text FROM chunks ORDER BY id")
+    def iter_texts(self) -> Iterator[tuple[int, str, str, str, str]]:
+        """(id, path, title, section, text) in id order, for the keyword index."""
+        for i, p, t, s, x in self.db.execute("SELECT id, path, title, section, text FROM chunks ORDER BY id"):
+            yield i, py_path(p), t, s, x
 
     def get_chunks(self, ids: list[int]) -> list[Chunk]:
         if not ids:

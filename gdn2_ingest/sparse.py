@@ -10,7 +10,11 @@ Scores are BM25 in Lucene's form (bm25s's default, k1=1.5, b=0.75):
     score(q, d) = sum_{t in q}  idf(t) * tf(t,d) / (tf(t,d) + k1 * (1 - b + b * |d| / avgdl))
     idf(t)      = log(1 + (N - df(t) + 0.5) / (df(t) + 0.5))
 
-with N, avgdl and df(t) taken over the LIVE chunks of ALL segments: N and the sum of lengths are
+Equal scores are ordered by a key hashed from the chunk's path and text, then by chunk id, so the
+order of ties depends on the chunks, not on which segment (or which id) an update gave them: an
+updated index and one rebuilt from the same files rank ties alike.
+
+N, avgdl and df(t) are taken over the LIVE chunks of ALL segments: N and the sum of lengths are
 the segments' totals minus the tombstoned chunks' (kept in `KeywordSegment.live_docs/live_len`),
 and df(t) is counted at query time over the live postings of t in every segment. So a set of
 segments with tombstones scores every chunk exactly as one index rebuilt from the live chunks
@@ -21,6 +25,7 @@ df and avgdl into the scores and cannot be merged exactly; bench/results/index.m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -31,7 +36,13 @@ import numpy as np
 STOPWORDS = "en"
 K1 = 1.5
 B = 0.75
-FILES = ("vocab.json", "indptr.npy", "docs.npy", "tfs.npy", "doclen.npy", "ids.npy")
+FILES = ("vocab.json", "indptr.npy", "docs.npy", "tfs.npy", "doclen.npy", "ids.npy", "keys.npy")
+
+
+def tie_key(path: str, text: str) -> int:
+    """A signed 64-bit hash of a chunk's path and text (orders equal scores)."""
+    digest = hashlib.blake2b(f"{path}\0{text}".encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
 
 
 def _tok(texts: list[str]) -> list[list[str]]:
@@ -50,9 +61,10 @@ class Postings:
     tfs: np.ndarray  # [nnz] float32
     doclen: np.ndarray  # [n_docs] float32 tokens per chunk
     ids: np.ndarray  # [n_docs] int64 chunk ids
+    keys: np.ndarray  # [n_docs] int64 tie keys (hash of path and text)
 
     @classmethod
-    def from_triples(cls, vocab: dict[str, int], terms, docs, tfs, doclen, ids) -> Postings:
+    def from_triples(cls, vocab: dict[str, int], terms, docs, tfs, doclen, ids, keys) -> Postings:
         """Sort (term, position, tf) triples into CSC form."""
         terms = np.asarray(terms, dtype=np.int64)
         docs = np.asarray(docs, dtype=np.int64)
@@ -62,13 +74,13 @@ class Postings:
         np.cumsum(counts, out=indptr[1:])
         return cls(
             vocab, indptr, docs[order].astype(np.int32), np.asarray(tfs, np.float32)[order],
-            np.asarray(doclen, np.float32), np.asarray(ids, np.int64),
+            np.asarray(doclen, np.float32), np.asarray(ids, np.int64), np.asarray(keys, np.int64),
         )  # fmt: skip
 
     @classmethod
-    def build(cls, rows: list[tuple[int, str, str, str]]) -> Postings:
-        """rows: (chunk id, title, section, text), ascending ids."""
-        toks = _tok([f"{t}\n{s}\n{x}" for _, t, s, x in rows]) if rows else []
+    def build(cls, rows: list[tuple[int, str, str, str, str]]) -> Postings:
+        """rows: (chunk id, path, title, section, text), ascending ids."""
+        toks = _tok([f"{t}\n{s}\n{x}" for _, _, t, s, x in rows]) if rows else []
         vocab: dict[str, int] = {}
         terms, docs, tfs = [], [], []
         for pos, words in enumerate(toks):
@@ -80,14 +92,15 @@ class Postings:
             docs += [pos] * len(counts)
             tfs += counts.values()
         doclen = [len(w) for w in toks]
-        return cls.from_triples(vocab, terms, docs, tfs, doclen, [r[0] for r in rows])
+        keys = [tie_key(p, x) for _, p, _, _, x in rows]
+        return cls.from_triples(vocab, terms, docs, tfs, doclen, [r[0] for r in rows], keys)
 
     @classmethod
     def merge(cls, parts: list[tuple[Postings, np.ndarray]]) -> Postings:
         """One segment from several, keeping only the positions where `keep` is True (no re-tokenising).
         parts must be in ascending chunk-id order."""
         vocab: dict[str, int] = {}
-        terms, docs, tfs, doclen, ids = [], [], [], [], []
+        terms, docs, tfs, doclen, ids, keys = [], [], [], [], [], []
         base = 0
         for p, keep in parts:
             remap = np.full(len(p.ids), -1, dtype=np.int64)
@@ -100,11 +113,12 @@ class Postings:
             tfs.append(p.tfs[live])
             doclen.append(p.doclen[keep])
             ids.append(p.ids[keep])
+            keys.append(p.keys[keep])
             base += int(keep.sum())
         cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
         return cls.from_triples(
             vocab, cat(terms, np.int64), cat(docs, np.int64), cat(tfs, np.float32),
-            cat(doclen, np.float32), cat(ids, np.int64),
+            cat(doclen, np.float32), cat(ids, np.int64), cat(keys, np.int64),
         )  # fmt: skip
 
     def save(self, out_dir: Path) -> None:
@@ -118,7 +132,8 @@ class Postings:
         words = json.loads((directory / "vocab.json").read_text())
         arrays = {n[:-4]: np.load(directory / n, mmap_mode="r") for n in FILES[1:]}
         p = cls({w: i for i, w in enumerate(words)}, **arrays)
-        if len(p.indptr) != len(words) + 1 or len(p.doclen) != len(p.ids) or len(p.docs) != len(p.tfs):
+        n = len(p.ids)
+        if len(p.indptr) != len(words) + 1 or len(p.doclen) != n or len(p.keys) != n or len(p.docs) != len(p.tfs):
             raise ValueError("the postings arrays disagree in length")
         return p
 
@@ -161,7 +176,7 @@ def search_segments(segments: list[KeywordSegment], query: str, k: int) -> list[
     posts = [[s.postings_of(t) for t in terms] for s in segments]
     df = [sum(len(posts[i][j][0]) for i in range(len(segments))) for j in range(len(terms))]
     idf = [math.log(1 + (n_docs - d + 0.5) / (d + 0.5)) for d in df]
-    best: list[tuple[float, int]] = []
+    best: list[tuple[float, int, int]] = []
     for seg, seg_posts in zip(segments, posts, strict=True):
         if not any(len(d) for d, _ in seg_posts):
             continue
@@ -172,8 +187,9 @@ def search_segments(segments: list[KeywordSegment], query: str, k: int) -> list[
                 scores[docs] += w * tfs / (tfs + norm)
         top = np.flatnonzero(scores > 0)
         if len(top) > k:
-            top = top[np.argpartition(-scores[top], k - 1)[:k]]
-        best += [(float(scores[i]), int(seg.p.ids[i])) for i in top]
-    # best score first; equal scores by chunk id, so segments never change the order
-    best.sort(key=lambda t: (-t[0], t[1]))
-    return [(i, s) for s, i in best[:k]]
+            # the k best and every chunk tied with the k-th: ties are decided below, by key
+            kth = -np.partition(-scores[top], k - 1)[k - 1]
+            top = top[scores[top] >= kth]
+        best += [(float(scores[i]), int(seg.p.keys[i]), int(seg.p.ids[i])) for i in top]
+    best.sort(key=lambda t: (-t[0], t[1], t[2]))
+    return [(i, s) for s, _, i in best[:k]]

@@ -159,6 +159,10 @@ class DocStore:
         finally:
             self.db.execute("DETACH DATABASE src")
 
+    def chunk_ids(self) -> np.ndarray:
+        """Every chunk id, ascending."""
+        return np.array([r[0] for r in self.db.execute("SELECT id FROM chunks ORDER BY id")], dtype=np.int64)
+
     def ids_and_hashes(self, after: int = 0) -> tuple[np.ndarray, list[str]]:
         """(chunk ids, their embed hashes) for ids > `after`, in id order."""
         rows = self.db.execute(

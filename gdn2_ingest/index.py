@@ -96,6 +96,9 @@ class Index:
         except BaseException:
             self.close()
             raise
+        from gdn2_ingest.sparse import KeywordSearch
+
+        self._keyword = KeywordSearch([s.keyword for s in self.segments])
         # chunk id -> segment: the id ranges are disjoint and ascending (gdn2_ingest.segments)
         self._routed = [s for s in self.segments if s.chunks]
         self._lo = np.array([s.min_id for s in self._routed], dtype=np.int64)
@@ -170,9 +173,7 @@ class Index:
 
     def search_bm25(self, query: str, k: int = 10) -> list[tuple[int, float]]:
         """(chunk id, BM25 score > 0), best first."""
-        from gdn2_ingest.sparse import search_segments
-
-        return search_segments([s.keyword for s in self.segments], query, k)
+        return self._keyword.search(query, k)
 
     def _route(self, ids: np.ndarray) -> dict[int, np.ndarray]:
         """Segment position -> the live ids among `ids` it holds."""

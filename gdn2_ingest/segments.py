@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,12 +181,25 @@ class Segment:
         self.docstore.close()
 
 
+@contextmanager
+def one_faiss_thread():
+    """One query is searched fastest on one thread; OpenMP's team waits badly on a busy machine."""
+    import faiss
+
+    n = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(n)
+
+
 def check_segment(seg: Segment) -> None:
     """The full check of a segment before a generation first names it: every part loads, the three
     hold the same chunk ids, and a probe search of each finds a stored chunk."""
     from gdn2_ingest.sparse import _tok
 
-    ids, _ = seg.docstore.ids_and_hashes()
+    ids = seg.docstore.chunk_ids()
     if len(ids) != seg.chunks:
         raise broken(seg.folder, DOCSTORE, f"holds {len(ids)} chunks, the segment manifest says {seg.chunks}")
     seg.load()
@@ -199,7 +213,8 @@ def check_segment(seg: Segment) -> None:
         return
     probe = seg.dense.vectors(live[:1])[0]
     try:
-        hits = seg.dense.search(probe, 1)
+        with one_faiss_thread():
+            hits = seg.dense.search(probe, 1)
     except Exception as exc:  # noqa: BLE001
         raise broken(seg.folder, DENSE, f"fails a probe search ({exc})") from exc
     if not hits or hits[0][1] < 0.9 * float(np.dot(probe, probe)):

@@ -163,33 +163,57 @@ class KeywordSegment:
         return docs, tfs
 
 
+class KeywordSearch:
+    """BM25 over a fixed set of segments (one open generation): N and avgdl are computed once; each
+    query term's live postings, their tf parts and its live df are computed at its first use and kept,
+    so a query then costs one scatter-add per term, as over bm25s's precomputed scores."""
+
+    def __init__(self, segments: list[KeywordSegment]) -> None:
+        self.segments = segments
+        self.n_docs = sum(s.live_docs for s in segments)
+        self.avgdl = sum(s.live_len for s in segments) / self.n_docs if self.n_docs else 0.0
+        self._terms: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+
+    def _term(self, j: int, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """(live positions, tf part) of `term` in segment j."""
+        got = self._terms.get((j, term))
+        if got is None:
+            seg = self.segments[j]
+            docs, tfs = seg.postings_of(term)
+            tfs = np.asarray(tfs, np.float64)
+            norm = K1 * (1 - B + B * np.asarray(seg.p.doclen[docs], np.float64) / self.avgdl)
+            got = (docs, tfs / (tfs + norm))
+            self._terms[(j, term)] = got
+        return got
+
+    def search(self, query: str, k: int) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score > 0) best first (module docstring)."""
+        if k <= 0 or not query.strip() or self.n_docs == 0:
+            return []
+        # a repeated query word counts each time, as in bm25s
+        terms = _tok([query])[0]
+        posts = [[self._term(j, t) for t in terms] for j in range(len(self.segments))]
+        df = [sum(len(seg_posts[i][0]) for seg_posts in posts) for i in range(len(terms))]
+        idf = [math.log(1 + (self.n_docs - d + 0.5) / (d + 0.5)) for d in df]
+        best: list[tuple[float, int, int]] = []
+        for seg, seg_posts in zip(self.segments, posts, strict=True):
+            if not any(len(d) for d, _ in seg_posts):
+                continue
+            scores = np.zeros(len(seg.p.ids), dtype=np.float64)
+            for (docs, tfc), w in zip(seg_posts, idf, strict=True):
+                if len(docs):
+                    scores[docs] += w * tfc
+            top = np.flatnonzero(scores > 0)
+            if len(top) > k:
+                # the k best and every chunk tied with the k-th: ties are decided below, by key
+                kth = -np.partition(-scores[top], k - 1)[k - 1]
+                top = top[scores[top] >= kth]
+            best += [(float(scores[i]), int(seg.p.keys[i]), int(seg.p.ids[i])) for i in top]
+        best.sort(key=lambda t: (-t[0], t[1], t[2]))
+        return [(i, s) for s, _, i in best[:k]]
+
+
 def search_segments(segments: list[KeywordSegment], query: str, k: int) -> list[tuple[int, float]]:
-    """(chunk id, BM25 score > 0) best first, over the live chunks of all segments (module docstring)."""
-    if k <= 0 or not query.strip():
-        return []
-    n_docs = sum(s.live_docs for s in segments)
-    if n_docs == 0:
-        return []
-    avgdl = sum(s.live_len for s in segments) / n_docs
-    # a repeated query word counts each time, as in bm25s
-    terms = _tok([query])[0]
-    posts = [[s.postings_of(t) for t in terms] for s in segments]
-    df = [sum(len(posts[i][j][0]) for i in range(len(segments))) for j in range(len(terms))]
-    idf = [math.log(1 + (n_docs - d + 0.5) / (d + 0.5)) for d in df]
-    best: list[tuple[float, int, int]] = []
-    for seg, seg_posts in zip(segments, posts, strict=True):
-        if not any(len(d) for d, _ in seg_posts):
-            continue
-        scores = np.zeros(len(seg.p.ids), dtype=np.float64)
-        for (docs, tfs), w in zip(seg_posts, idf, strict=True):
-            if len(docs):
-                norm = K1 * (1 - B + B * np.asarray(seg.p.doclen[docs], np.float64) / avgdl)
-                scores[docs] += w * tfs / (tfs + norm)
-        top = np.flatnonzero(scores > 0)
-        if len(top) > k:
-            # the k best and every chunk tied with the k-th: ties are decided below, by key
-            kth = -np.partition(-scores[top], k - 1)[k - 1]
-            top = top[scores[top] >= kth]
-        best += [(float(scores[i]), int(seg.p.keys[i]), int(seg.p.ids[i])) for i in top]
-    best.sort(key=lambda t: (-t[0], t[1], t[2]))
-    return [(i, s) for s, _, i in best[:k]]
+    """One query over `segments` without keeping anything (checks, tests); an open index keeps a
+    KeywordSearch."""
+    return KeywordSearch(segments).search(query, k)

@@ -138,7 +138,9 @@ class DocStore:
                 "SELECT COUNT(*) FROM files WHERE path = ? AND skipped IS NULL", (key,)
             ).fetchone()[0]
             docs += self.db.execute("SELECT COUNT(*) FROM documents WHERE path = ?", (key,)).fetchone()[0]
-            for dom, n in self.db.execute("SELECT domain, COUNT(*) FROM chunks WHERE path = ? GROUP BY domain", (key,)):
+            for dom, n in self.db.execute(
+                "SELECT domain, COUNT(*) FROM chunks WHERE path = ? GROUP BY domain", (key,)
+            ):
                 per[dom] = per.get(dom, 0) + n
         return files, docs, sum(per.values()), per
 
@@ -149,7 +151,9 @@ class DocStore:
         try:
             self.db.execute("CREATE TEMP TABLE IF NOT EXISTS dead (path PRIMARY KEY)")
             self.db.execute("DELETE FROM temp.dead")
-            self.db.executemany("INSERT OR IGNORE INTO temp.dead VALUES (?)", [(db_path(p),) for p in dead_paths])
+            self.db.executemany(
+                "INSERT OR IGNORE INTO temp.dead VALUES (?)", [(db_path(p),) for p in dead_paths]
+            )
             for table in ("files", "documents", "chunks"):
                 self.db.execute(
                     f"INSERT INTO main.{table} SELECT * FROM src.{table}"

@@ -57,7 +57,9 @@ def check_sizes(folder: Path, sizes: dict[str, int]) -> None:
         except OSError:
             raise broken(folder, rel, "is missing") from None
         if actual != size:
-            raise broken(folder, rel, f"has {actual} bytes, the manifest recorded {size} (truncated or overwritten)")
+            raise broken(
+                folder, rel, f"has {actual} bytes, the manifest recorded {size} (truncated or overwritten)"
+            )
 
 
 def file_sizes(folder: Path, leave_out: str) -> dict[str, int]:
@@ -92,7 +94,9 @@ class Tombstones:
         (gen / TOMBSTONES).write_text(json.dumps(self.data, sort_keys=True))
 
     def copy(self) -> Tombstones:
-        return Tombstones({k: {"paths": list(v["paths"]), "chunks": list(v["chunks"])} for k, v in self.data.items()})
+        return Tombstones(
+            {k: {"paths": list(v["paths"]), "chunks": list(v["chunks"])} for k, v in self.data.items()}
+        )
 
     def add(self, seg: str, paths: list[str], chunk_ids: list[int]) -> None:
         entry = self.data.setdefault(seg, {"paths": [], "chunks": []})
@@ -155,7 +159,11 @@ class Segment:
             except Exception as exc:  # noqa: BLE001 - faiss raises RuntimeError for any unreadable file
                 raise broken(self.folder, DENSE, "cannot be read by faiss (truncated or corrupted)") from exc
             if self._dense.ntotal != self.chunks:
-                raise broken(self.folder, DENSE, f"holds {self._dense.ntotal} vectors, the segment {self.chunks} chunks")
+                raise broken(
+                    self.folder,
+                    DENSE,
+                    f"holds {self._dense.ntotal} vectors, the segment {self.chunks} chunks",
+                )
         return self._dense
 
     @property
@@ -166,9 +174,13 @@ class Segment:
             try:
                 postings = Postings.load(self.folder / KEYWORD_DIR)
             except Exception as exc:  # noqa: BLE001 - numpy/json errors on a damaged file
-                raise broken(self.folder, KEYWORD_DIR, f"cannot be read ({type(exc).__name__}: {exc})") from exc
+                raise broken(
+                    self.folder, KEYWORD_DIR, f"cannot be read ({type(exc).__name__}: {exc})"
+                ) from exc
             if len(postings.ids) != self.chunks:
-                raise broken(self.folder, KEYWORD_DIR, f"holds {len(postings.ids)} chunks, the segment {self.chunks}")
+                raise broken(
+                    self.folder, KEYWORD_DIR, f"holds {len(postings.ids)} chunks, the segment {self.chunks}"
+                )
             self._keyword = KeywordSegment(postings, self.dead_ids)
         return self._keyword
 
@@ -263,7 +275,9 @@ def write_segment(tmp: Path, db: DocStore, vecs: np.ndarray, dim: int, exact_max
 
 
 def next_segment_name(index_dir: Path) -> str:
-    nums = [int(p.name[4:10]) for p in (index_dir / SEGMENTS_DIR).glob("seg-[0-9]*") if p.name[4:10].isdigit()]
+    nums = [
+        int(p.name[4:10]) for p in (index_dir / SEGMENTS_DIR).glob("seg-[0-9]*") if p.name[4:10].isdigit()
+    ]
     return f"seg-{max(nums, default=0) + 1:06d}"
 
 

@@ -257,7 +257,9 @@ def compact_run(
     parts = [np.asarray(s.keyword.p.ids)[s.keyword.live] for s in run]
     want = np.concatenate(parts) if parts else np.zeros(0, np.int64)
     if not np.array_equal(ids, want):
-        raise RuntimeError(f"compaction: the merged docstore holds {len(ids)} chunks, the segments {len(want)} live ones")
+        raise RuntimeError(
+            f"compaction: the merged docstore holds {len(ids)} chunks, the segments {len(want)} live ones"
+        )
     dim = int(view.manifest["embedder"]["dim"])
     vecs = [s.dense.vectors(p) for s, p in zip(run, parts, strict=True) if len(p)]
     postings = Postings.merge([(s.keyword.p, s.keyword.live) for s in run])

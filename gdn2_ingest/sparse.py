@@ -133,7 +133,12 @@ class Postings:
         arrays = {n[:-4]: np.load(directory / n, mmap_mode="r") for n in FILES[1:]}
         p = cls({w: i for i, w in enumerate(words)}, **arrays)
         n = len(p.ids)
-        if len(p.indptr) != len(words) + 1 or len(p.doclen) != n or len(p.keys) != n or len(p.docs) != len(p.tfs):
+        if (
+            len(p.indptr) != len(words) + 1
+            or len(p.doclen) != n
+            or len(p.keys) != n
+            or len(p.docs) != len(p.tfs)
+        ):
             raise ValueError("the postings arrays disagree in length")
         return p
 

@@ -81,10 +81,14 @@ def update_command(action: str, paths=None, *, index, json_out, notify=None) -> 
     if action == "remove":
         what = f"removed {report.files_deleted} files ({report.chunks_removed} chunks)"
     elif report.changed:
-        what = f"compacted {report.compacted} segments into one ({report.chunks_removed} deleted chunks dropped)"
+        what = (
+            f"compacted {report.compacted} segments into one ({report.chunks_removed} deleted chunks dropped)"
+        )
     else:
         what = "already compact"
-    out.print(f"{what}; index ready: {escape(str(index))} ({report.chunks_total} chunks, {report.generation})")
+    out.print(
+        f"{what}; index ready: {escape(str(index))} ({report.chunks_total} chunks, {report.generation})"
+    )
 
 
 def reader_config(

@@ -54,7 +54,12 @@ class RandomEmbedder:
         self.texts = 0
 
     def identity(self) -> dict:
-        return {"name": "random", "dim": self.dim, "max_tokens": self.max_tokens, "fingerprint": f"random-{self.dim}"}
+        return {
+            "name": "random",
+            "dim": self.dim,
+            "max_tokens": self.max_tokens,
+            "fingerprint": f"random-{self.dim}",
+        }
 
     def load_tokenizer(self):
         return self._tok

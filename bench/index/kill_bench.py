@@ -31,7 +31,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/killbench"))
     ap.add_argument("--kills", type=int, default=30)
     ap.add_argument("--paragraphs", type=int, default=60, help="paragraphs per file (more: longer steps)")
-    ap.add_argument("--max-delay", type=float, default=4.0, help="seconds; a kill lands uniformly in [0, this)")
+    ap.add_argument(
+        "--max-delay", type=float, default=4.0, help="seconds; a kill lands uniformly in [0, this)"
+    )
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()

@@ -137,14 +137,18 @@ def _keyword_side(ix: Index, qs: list[str]) -> dict:
     db = sqlite3.connect(":memory:")
     t0 = time.perf_counter()
     db.execute("CREATE VIRTUAL TABLE f USING fts5(body)")
-    db.executemany("INSERT INTO f(rowid, body) VALUES (?, ?)", [(i, c) for (i, *_), c in zip(rows, corpus, strict=True)])
+    db.executemany(
+        "INSERT INTO f(rowid, body) VALUES (?, ?)", [(i, c) for (i, *_), c in zip(rows, corpus, strict=True)]
+    )
     db.commit()
     out["fts5_build_s"] = time.perf_counter() - t0
     ts = []
     for q in qs:
         match = " OR ".join(f'"{w}"' for w in q.split())
         t = time.perf_counter()
-        db.execute("SELECT rowid, bm25(f) FROM f WHERE f MATCH ? ORDER BY bm25(f) LIMIT 10", (match,)).fetchall()
+        db.execute(
+            "SELECT rowid, bm25(f) FROM f WHERE f MATCH ? ORDER BY bm25(f) LIMIT 10", (match,)
+        ).fetchall()
         ts.append(time.perf_counter() - t)
     out["fts5_query_p50_ms"] = _p50(ts)
     return out
@@ -175,9 +179,14 @@ def main() -> None:
     _edit(files[len(files) // 2], rng)
     emb.texts = 0
     rep = ingest_paths(args.work / "ix", [docs], cfg, progress=False)
-    res["edit"] = {"seconds": rep.seconds, "stages": rep.stage_seconds, "chunks_embedded": rep.chunks_embedded,
-                   "chunks_added": rep.chunks_added, "chunks_removed": rep.chunks_removed,
-                   "seconds_without_embedding": rep.seconds - rep.stage_seconds.get("embed", 0.0)}  # fmt: skip
+    res["edit"] = {
+        "seconds": rep.seconds,
+        "stages": rep.stage_seconds,
+        "chunks_embedded": rep.chunks_embedded,
+        "chunks_added": rep.chunks_added,
+        "chunks_removed": rep.chunks_removed,
+        "seconds_without_embedding": rep.seconds - rep.stage_seconds.get("embed", 0.0),
+    }
     print("edit", res["edit"], flush=True)
 
     # 3. against a fresh build of the same files
@@ -187,7 +196,8 @@ def main() -> None:
     with Index.open(args.work / "ix", embedder=emb) as a, Index.open(args.work / "fresh", embedder=emb) as b:
         _search_all([a, b], qs[:20], emb)  # warm both (page cache, lazy imports)
         (ra, rb), (ta, tb) = _search_all([a, b], qs, emb)
-        res["search"] = {"updated": {"segments": len(a.segments), **ta}, "fresh": {"segments": len(b.segments), **tb},
+        res["search"] = {"updated": {"segments": len(a.segments), **ta},
+                         "fresh": {"segments": len(b.segments), **tb},
                          "vs_fresh": _compare(a, ra, b, rb)}  # fmt: skip
         res["keyword_side"] = _keyword_side(b, qs)
     print("search", res["search"], flush=True)
@@ -210,7 +220,8 @@ def main() -> None:
     ids_before = before
     res["compaction"] = {
         "segments_before": n_before, "segments_after": n_after, "seconds": rep.seconds,
-        "edit_seconds": t_edits, "identical_ids_and_scores": sum(x == y for x, y in zip(ids_before, after, strict=True)),
+        "edit_seconds": t_edits,
+        "identical_ids_and_scores": sum(x == y for x, y in zip(ids_before, after, strict=True)),
         "queries": len(qs), "search_before": t_before, "search_after": t_after,
     }  # fmt: skip
     print("compaction", res["compaction"], flush=True)

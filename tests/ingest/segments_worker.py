@@ -11,6 +11,7 @@ content says exactly which steps it holds.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import sys
@@ -99,7 +100,9 @@ def leftovers(index_dir: Path) -> str:
     return ", ".join(found) or "none"
 
 
-def kill_loop(work: Path, kills: int, seed: int, paragraphs: int, max_delay: float, steps: int = 400) -> list[dict]:
+def kill_loop(
+    work: Path, kills: int, seed: int, paragraphs: int, max_delay: float, steps: int = 400
+) -> list[dict]:
     """Run the worker, kill -9 it after a random delay, check the index, restart it; `kills` times.
 
     Returns one record per kill: the step in flight, the delay, the leftovers seen, and which of the
@@ -116,7 +119,8 @@ def kill_loop(work: Path, kills: int, seed: int, paragraphs: int, max_delay: flo
 
     def spawn(start: int, stop: int) -> subprocess.Popen:
         args = [str(index_dir), str(docs), str(start), str(stop), str(seed), str(paragraphs)]
-        return subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        pipe = subprocess.PIPE
+        return subprocess.Popen([sys.executable, __file__, *args], stdout=pipe, stderr=pipe,
                                 text=True)  # fmt: skip
 
     # the first steps run to the end: kills then land in updates of an index that exists
@@ -144,7 +148,9 @@ def kill_loop(work: Path, kills: int, seed: int, paragraphs: int, max_delay: flo
         if not (index_dir / "CURRENT").exists():
             # killed before the first generation: nothing may be visible yet
             assert done == 0, "CURRENT vanished"
-            records.append({"step": done, "op": ops[done][0], "delay": delay, "leftovers": where, "state": "none"})
+            records.append(
+                {"step": done, "op": ops[done][0], "delay": delay, "leftovers": where, "state": "none"}
+            )
             continue
         got = indexed_state(index_dir)
         before, after = state(ops, done), state(ops, done + 1)
@@ -153,7 +159,9 @@ def kill_loop(work: Path, kills: int, seed: int, paragraphs: int, max_delay: flo
         elif got == after:
             which = "after"
         else:
-            raise AssertionError(f"step {done} ({ops[done]}): index holds {got}, expected {before} or {after}")
+            raise AssertionError(
+                f"step {done} ({ops[done]}): index holds {got}, expected {before} or {after}"
+            )
         if which == "after":
             done += 1  # committed, not yet reported
         records.append({"step": done - (which == "after"), "op": ops[done - (which == "after")][0],
@@ -165,13 +173,12 @@ def main() -> None:
     index_dir, docs = Path(sys.argv[1]), Path(sys.argv[2])
     start, steps, seed, paragraphs = (int(x) for x in sys.argv[3:7])
     sys.path[:0] = [str(Path(__file__).parent)]
+    import bm25s  # noqa: F401 - imported before "ready", so kills land in the work, not in imports
+    import faiss  # noqa: F401
     from ingest_fakes import HashEmbedder
 
     from gdn2_ingest import IngestConfig, ingest_paths
     from gdn2_ingest.segments_write import NotInIndexError, compact_index, remove_paths
-
-    import bm25s  # noqa: F401 - imported before "ready", so kills land in the work, not in imports
-    import faiss  # noqa: F401
 
     emb = HashEmbedder()
     cfg = IngestConfig(embedder_factory=lambda: emb, lock_timeout=30, max_segments=4)
@@ -185,10 +192,9 @@ def main() -> None:
             ingest_paths(index_dir, [docs], cfg, progress=False)
         elif op == "remove":
             (docs / name).unlink(missing_ok=True)
-            try:
+            # NotInIndexError: the kill came after this removal was committed
+            with contextlib.suppress(NotInIndexError):
                 remove_paths(index_dir, [docs / name], lock_timeout=30, max_segments=4)
-            except NotInIndexError:
-                pass  # the kill came after this removal was committed
         else:
             compact_index(index_dir, lock_timeout=30)
         print(f"done {i}", flush=True)

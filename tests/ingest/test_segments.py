@@ -38,7 +38,9 @@ def test_one_segment_scores_equal_bm25s():
     rows = _rows(rng, 200)
     seg = KeywordSegment(Postings.build(rows))
     ref = bm25s.BM25()
-    ref.index(bm25s.tokenize([f"{t}\n{s}\n{x}" for _, _, t, s, x in rows], show_progress=False), show_progress=False)
+    ref.index(
+        bm25s.tokenize([f"{t}\n{s}\n{x}" for _, _, t, s, x in rows], show_progress=False), show_progress=False
+    )
     for q in ["w1 w2", "w7", "w3 w11 w29", "title w0"]:
         ours = dict(search_segments([seg], q, 200))
         docs, scores = ref.retrieve(bm25s.tokenize([q], show_progress=False), k=200, show_progress=False)
@@ -49,7 +51,7 @@ def test_one_segment_scores_equal_bm25s():
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_segments_with_tombstones_equal_one_rebuilt_index(seed: int):
-    """4 segments, ~30 % of chunks dead: BM25 scores and dense hits equal a single index of the live chunks."""
+    """4 segments, ~30 % of chunks dead: BM25 scores and dense hits equal one index of the live chunks."""
     rng = np.random.default_rng(seed)
     rows = _rows(rng, 400)
     vecs = rng.standard_normal((400, 16)).astype(np.float32)
@@ -86,7 +88,9 @@ def test_postings_merge_equals_a_build():
     built = Postings.build(kept)
     assert np.array_equal(merged.ids, built.ids) and np.array_equal(merged.keys, built.keys)
     for q in _queries(rng, 30):
-        assert search_segments([KeywordSegment(merged)], q, 20) == search_segments([KeywordSegment(built)], q, 20)
+        assert search_segments([KeywordSegment(merged)], q, 20) == search_segments(
+            [KeywordSegment(built)], q, 20
+        )
 
 
 def _keys(ix: Index, hits) -> list[tuple[str, str, float]]:
@@ -105,9 +109,13 @@ QUERIES = ["password reset", "Confidential Information", "greeter hello", "warra
 def test_edit_writes_one_segment_and_answers_like_a_rebuild(tmp_path: Path, corpus: Path, cfg: IngestConfig):
     ix_dir = tmp_path / "ix"
     ingest_paths(ix_dir, [corpus], cfg, progress=False)
-    (corpus / "support" / "ship.md").write_text("# Shipping\n\nParcels ship with the zeppelinfreight carrier.\n")
+    (corpus / "support" / "ship.md").write_text(
+        "# Shipping\n\nParcels ship with the zeppelinfreight carrier.\n"
+    )
     faq = corpus / "support" / "faq.md"
-    faq.write_text(faq.read_text().replace("password", "passphrase", 1) + "\n\nWarranty claims go by email.\n")
+    faq.write_text(
+        faq.read_text().replace("password", "passphrase", 1) + "\n\nWarranty claims go by email.\n"
+    )
     rep = ingest_paths(ix_dir, [corpus], cfg, progress=False)
     assert (rep.files_new, rep.files_changed, rep.files_unchanged) == (1, 1, 2)
     manifest = store.read_manifest(ix_dir / rep.generation)
@@ -130,9 +138,13 @@ def _ten_segments(tmp_path: Path, corpus: Path, cfg: IngestConfig) -> Path:
     cfg.max_segments = 20
     ingest_paths(ix_dir, [corpus], cfg, progress=False)
     for i in range(9):
-        (corpus / "support" / f"note{i}.md").write_text(f"# Note {i}\n\nParcel {i} ships by zeppelinfreight.\n")
+        (corpus / "support" / f"note{i}.md").write_text(
+            f"# Note {i}\n\nParcel {i} ships by zeppelinfreight.\n"
+        )
         if i % 3 == 2:
-            (corpus / "support" / f"note{i - 1}.md").write_text(f"# Note {i}\n\nWarranty note {i}, by email.\n")
+            (corpus / "support" / f"note{i - 1}.md").write_text(
+                f"# Note {i}\n\nWarranty note {i}, by email.\n"
+            )
         ingest_paths(ix_dir, [corpus], cfg, progress=False)
     return ix_dir
 
@@ -149,7 +161,11 @@ def test_compaction_of_ten_segments_keeps_every_result(tmp_path: Path, corpus: P
     with Index.open(ix_dir, embedder=emb) as ix:
         assert ix.stats().segments == 1 and ix.stats().deleted_chunks == 0
         assert _results(ix, emb, queries) == before  # same ids, same scores
-        assert (ix.stats().chunks, ix.stats().documents, ix.stats().files) == (stats.chunks, stats.documents, stats.files)
+        assert (ix.stats().chunks, ix.stats().documents, ix.stats().files) == (
+            stats.chunks,
+            stats.documents,
+            stats.files,
+        )
     assert len(list((ix_dir / "segments").iterdir())) == 1, "merged segments are still on disk"
     assert not compact_index(ix_dir).changed
     # the next edit numbers its chunks after the merged segment's
@@ -193,7 +209,9 @@ def test_remove_deletes_documents_from_every_store(tmp_path: Path, corpus: Path,
         assert ix.stats().chunks == first.chunks_total - rep.chunks_removed == len(ix.chunk_ids())
         assert ix.stats().files == 1 and set(ix.stats().per_domain) == {"support"}
         assert ix.search_bm25("Confidential Information", 5) == [] and ix.search_bm25("Greeter", 5) == []
-        paths = {c.path for c in ix.get_chunks([i for i, _ in ix.search_vector(emb.embed(["Greeter"])[0], 50)])}
+        paths = {
+            c.path for c in ix.get_chunks([i for i, _ in ix.search_vector(emb.embed(["Greeter"])[0], 50)])
+        }
         assert paths and all(p.endswith("faq.md") for p in paths)
     # ingesting the folder again brings back what is still on disk (the code file), not the deleted one
     rep = ingest_paths(ix_dir, [corpus], cfg, progress=False)

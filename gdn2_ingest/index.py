@@ -27,8 +27,12 @@ from gdn2_ingest.segments import SEGMENTS_DIR, Segment, Tombstones, broken, chec
 from gdn2_ingest.types import Chunk, IndexStats
 
 
-def open_segments(index_dir: Path, gen: Path, manifest: dict) -> tuple[list[Segment], Tombstones]:
-    """The generation's segments, opened with its tombstones (docstores only; parts load lazily)."""
+def open_segments(
+    index_dir: Path, gen: Path, manifest: dict, use_gpu: bool | None = False
+) -> tuple[list[Segment], Tombstones]:
+    """The generation's segments, opened with its tombstones (docstores only; parts load lazily).
+    use_gpu: where faiss-gpu is installed, None searches exact segments on the GPU (readers); writers
+    and checks read vectors back and keep the CPU index."""
     check_sizes(gen, manifest.get("files") or {})
     tomb = Tombstones.load(gen)
     segs: list[Segment] = []
@@ -38,6 +42,7 @@ def open_segments(index_dir: Path, gen: Path, manifest: dict) -> tuple[list[Segm
             if not folder.is_dir():
                 raise broken(gen, f"../{SEGMENTS_DIR}/{name}", "is missing (a segment the manifest names)")
             segs.append(Segment(folder, tomb.dead_ids(name)))
+            segs[-1].use_gpu = use_gpu
     except BaseException:
         for s in segs:
             s.close()
@@ -88,7 +93,7 @@ class Index:
         self._embedder = embedder
         self._device, self._dtype = device, dtype
         self._hold = hold
-        self.segments, self.tombstones = open_segments(index_dir, gen, manifest)
+        self.segments, self.tombstones = open_segments(index_dir, gen, manifest, use_gpu=None)
         try:
             for s in self.segments:
                 s.load()

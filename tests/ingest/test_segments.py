@@ -231,3 +231,16 @@ def test_a_reader_keeps_its_segments_through_a_compaction(tmp_path: Path, corpus
     (corpus / "support" / "z.md").write_text("# Z\n\nZebras.\n")
     ingest_paths(ix_dir, [corpus], cfg, progress=False)  # its prune deletes what no generation names
     assert len(list((ix_dir / "segments").iterdir())) == 2
+
+
+def test_a_deletion_only_update_writes_no_segment(tmp_path: Path, corpus: Path, cfg: IngestConfig):
+    ix_dir = tmp_path / "ix"
+    first = ingest_paths(ix_dir, [corpus], cfg, progress=False)
+    cfg.max_deleted_fraction = 1.0
+    (corpus / "code" / "tiny.py").unlink()
+    rep = ingest_paths(ix_dir, [corpus], cfg, progress=False)
+    assert rep.changed and rep.files_deleted == 1 and rep.chunks_added == 0
+    assert store.read_manifest(ix_dir / rep.generation)["segments"] == ["seg-000001"]
+    assert sorted(p.name for p in (ix_dir / "segments").iterdir()) == ["seg-000001"]
+    with Index.open(ix_dir, embedder=cfg.embedder_factory()) as ix:
+        assert ix.stats().chunks == first.chunks_total - rep.chunks_removed and ix.search_bm25("Greeter", 3) == []

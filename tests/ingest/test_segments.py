@@ -243,4 +243,5 @@ def test_a_deletion_only_update_writes_no_segment(tmp_path: Path, corpus: Path, 
     assert store.read_manifest(ix_dir / rep.generation)["segments"] == ["seg-000001"]
     assert sorted(p.name for p in (ix_dir / "segments").iterdir()) == ["seg-000001"]
     with Index.open(ix_dir, embedder=cfg.embedder_factory()) as ix:
-        assert ix.stats().chunks == first.chunks_total - rep.chunks_removed and ix.search_bm25("Greeter", 3) == []
+        assert ix.stats().chunks == first.chunks_total - rep.chunks_removed
+        assert ix.search_bm25("Greeter", 3) == []

@@ -303,6 +303,32 @@ def search(
 
 
 @app.command()
+def remove(
+    paths: Annotated[list[str], typer.Argument(help="Indexed files or folders to delete from the index.")],
+    index: IndexOpt = DEFAULT_INDEX,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete documents from the index (the files may already be gone from disk).
+
+    Their chunks leave dense, keyword and metadata search together at once; `rag compact` (or the
+    automatic compaction after updates) then drops them from disk.
+    """
+    from gdn2_rag.api import update_command
+
+    notify = lambda line: err_console.print(escape(line), highlight=False)  # noqa: E731
+    run_guarded(update_command, "remove", paths, index=index, json_out=json_out, notify=notify)
+
+
+@app.command()
+def compact(index: IndexOpt = DEFAULT_INDEX, json_out: JsonOpt = False) -> None:
+    """Merge the index's segments into one; search results stay the same, deleted text leaves the disk."""
+    from gdn2_rag.api import update_command
+
+    notify = lambda line: err_console.print(escape(line), highlight=False)  # noqa: E731
+    run_guarded(update_command, "compact", index=index, json_out=json_out, notify=notify)
+
+
+@app.command()
 def info(index: IndexOpt = DEFAULT_INDEX, json_out: JsonOpt = False) -> None:
     """Print index statistics."""
     from gdn2_rag.api import info_command

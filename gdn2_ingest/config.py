@@ -39,6 +39,10 @@ class IngestConfig:
         lock_timeout: seconds a second ingest waits for the index lock before failing.
         dense_exact_max: up to this many chunks the FAISS index is exact inner product; above it HNSW.
         title_prefix: embed "title: section" before each chunk (counted in its token budget).
+        max_segments: an update that leaves more segments than this compacts the newest ones
+            (gdn2_ingest.segments_write.plan_compaction); search fans out over every segment.
+        max_deleted_fraction: an update that leaves more than this fraction of the stored chunks
+            tombstoned compacts every segment (deleted text then leaves the disk).
     """
 
     domain: str = "auto"
@@ -55,6 +59,8 @@ class IngestConfig:
     lock_timeout: float = 600.0
     dense_exact_max: int = 200_000
     title_prefix: bool = True
+    max_segments: int = 12
+    max_deleted_fraction: float = 0.3
 
     def validate(self) -> IngestConfig:
         """Raise ValueError naming the bad field; return self so calls can chain."""
@@ -72,4 +78,8 @@ class IngestConfig:
             raise ValueError(f"max_file_bytes={self.max_file_bytes} must be >= 1")
         if self.max_expanded_bytes < 1:
             raise ValueError(f"max_expanded_bytes={self.max_expanded_bytes} must be >= 1")
+        if self.max_segments < 1:
+            raise ValueError(f"max_segments={self.max_segments} must be >= 1")
+        if not 0 < self.max_deleted_fraction <= 1:
+            raise ValueError(f"max_deleted_fraction={self.max_deleted_fraction} must be in (0, 1]")
         return self

@@ -159,6 +159,31 @@ class RAG:
             self._index = None
         return report
 
+    def remove(self, paths, notify=None):
+        """Delete the indexed files at or under `paths` (they may be gone from disk); returns ingest's
+        IngestReport. A path the index holds no file under is a RagError, before anything changes."""
+        from gdn2_ingest.segments_write import remove_paths
+
+        if isinstance(paths, str | Path):
+            paths = [paths]
+        return self._write(remove_paths, self.index_dir, [str(p) for p in paths], notify=notify)
+
+    def compact(self, notify=None):
+        """Merge the index's segments into one, dropping deleted chunks for good (results unchanged)."""
+        from gdn2_ingest.segments_write import compact_index
+
+        return self._write(compact_index, self.index_dir, notify=notify)
+
+    def _write(self, fn, *args, **kwargs):
+        with self._index_lock:
+            try:
+                report = fn(*args, **kwargs)
+            except _ingest_errors() as exc:
+                raise RagError(str(exc)) from exc
+            # the read-only view is stale now: reopen on next use
+            self._index = None
+        return report
+
     def info(self):
         """Index statistics (ingest's IndexStats)."""
         return self._stats_of(self._open_index())

@@ -29,7 +29,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from gdn2_ingest import IngestConfig, ingest_paths  # noqa: E402
-from gdn2_ingest.dense import search_dense_index  # noqa: E402
 from gdn2_ingest.embed import SentenceTransformerEmbedder  # noqa: E402
 from gdn2_rag import RAG, RAGConfig  # noqa: E402
 from gdn2_rag.retrieve import limited_threads  # noqa: E402
@@ -144,7 +143,7 @@ def main() -> None:
             vec = index.embed_query(q)
             rows["embed query"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            search_dense_index(index.dense, vec, 200)
+            index.search_vector(vec, 200)
             rows["dense (FAISS)"].append(time.perf_counter() - t)
         t = time.perf_counter()
         index.search_bm25(q, 200)

@@ -11,6 +11,9 @@ if TYPE_CHECKING:
 
 DOMAINS = ("legal", "support", "code", "auto")
 
+# where loading, chunking and embedding run (gdn2_ingest/engines/); the index writer is the same
+ENGINES = ("local", "ray")
+
 # default index folder, relative to the working directory (gdn2_cli.py uses the same name)
 DEFAULT_INDEX_DIR = ".rag"
 
@@ -39,6 +42,13 @@ class IngestConfig:
         lock_timeout: seconds a second ingest waits for the index lock before failing.
         dense_exact_max: up to this many chunks the FAISS index is exact inner product; above it HNSW.
         title_prefix: embed "title: section" before each chunk (counted in its token budget).
+        engine: "local" (this process) or "ray" (Ray Data workers; needs the `ray` extra). Both give
+            the same chunks, ids and vectors; see docs/scaling.md.
+        engine_address: the Ray cluster to join ("auto", "ray://host:10001", ...); None starts a
+            local Ray on this machine. Only with engine="ray".
+        engine_workers: Ray workers for loading + chunking and for embedding (one CPU each, torch
+            pinned to one thread); None uses every CPU of the cluster (one worker per GPU when
+            the cluster has GPUs and device is not "cpu"). Only with engine="ray".
     """
 
     domain: str = "auto"
@@ -55,6 +65,9 @@ class IngestConfig:
     lock_timeout: float = 600.0
     dense_exact_max: int = 200_000
     title_prefix: bool = True
+    engine: str = "local"
+    engine_address: str | None = None
+    engine_workers: int | None = None
 
     def validate(self) -> IngestConfig:
         """Raise ValueError naming the bad field; return self so calls can chain."""
@@ -72,4 +85,10 @@ class IngestConfig:
             raise ValueError(f"max_file_bytes={self.max_file_bytes} must be >= 1")
         if self.max_expanded_bytes < 1:
             raise ValueError(f"max_expanded_bytes={self.max_expanded_bytes} must be >= 1")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine={self.engine!r} must be one of {', '.join(ENGINES)}")
+        if self.engine != "ray" and (self.engine_address is not None or self.engine_workers is not None):
+            raise ValueError("engine_address and engine_workers need engine='ray'")
+        if self.engine_workers is not None and self.engine_workers < 1:
+            raise ValueError(f"engine_workers={self.engine_workers} must be >= 1")
         return self

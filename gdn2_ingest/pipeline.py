@@ -33,12 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from gdn2_ingest import store
-from gdn2_ingest.chunking import ChunkDraft, chunk_document
+from gdn2_ingest.chunking import ChunkDraft
 from gdn2_ingest.config import IngestConfig
 from gdn2_ingest.docstore import DocStore
 from gdn2_ingest.embed import TokenCounter, build_embedder
+from gdn2_ingest.engines import Engine, FileJob, open_engine
 from gdn2_ingest.errors import DiskSpaceError
-from gdn2_ingest.loaders import LOADERS_VERSION, SkipFile, load_file
+from gdn2_ingest.loaders import LOADERS_VERSION
 from gdn2_ingest.progress import Feedback
 from gdn2_ingest.scan import find_files, under_roots
 from gdn2_ingest.types import Document, IngestReport, SkippedFile
@@ -253,8 +254,9 @@ def ingest_paths(
             )
         name = store.next_generation_name(index_dir)
         tmp = index_dir / f"{name}.tmp-{os.getpid()}"
+        engine = open_engine(cfg, embedder, TokenCounter(embedder.load_tokenizer()))
         try:
-            _build(index_dir, tmp, name, live, old, old_dense, todo, skips, deleted, cfg, embedder,
+            _build(index_dir, tmp, name, live, old, old_dense, todo, skips, deleted, cfg, engine,
                    identity, params, report, fb)  # fmt: skip
         except BaseException as exc:
             _discard(index_dir, tmp, name)
@@ -268,6 +270,7 @@ def ingest_paths(
                 ) from exc
             raise
         finally:
+            engine.close()
             report.disk.pop("writing", None)
     report.seconds = time.perf_counter() - t0
     fb.finish(report)
@@ -287,7 +290,8 @@ def _discard(index_dir: Path, tmp: Path, name: str) -> None:
 
 def _build(
     index_dir: Path, tmp: Path, name: str, live: Path | None, old: DocStore | None, old_dense,
-    todo: list[_Todo], skips: list[_Todo], deleted: list[str], cfg: IngestConfig, embedder, identity: dict,
+    todo: list[_Todo], skips: list[_Todo], deleted: list[str], cfg: IngestConfig, engine: Engine,
+    identity: dict,
     params: dict, report: IngestReport, fb: Feedback,
 ) -> None:  # fmt: skip
     """Steps 2-5: build the next generation in `tmp`, verify it, publish it as `name`."""
@@ -309,35 +313,26 @@ def _build(
 
     # 3. load and chunk
     ts = time.perf_counter()
-    counter = TokenCounter(embedder.load_tokenizer())
     loaded: list[_Loaded] = []
+    # the engine returns one result per file in `todo` order: ids are assigned as a local ingest does
     with fb.bar("loading + chunking", len(todo)) as adv:
+        jobs = [FileJob(str(t.path), t.data) for t in todo]
         for t in todo:
-            adv()
-            try:
-                docs = load_file(t.path, t.data, cfg.record_text_fields, cfg.max_expanded_bytes)
-                out = []
-                notes: list[str] = []  # fallbacks taken (a code parser that failed): counted once chunked
-                for d in docs:
-                    dom, drafts = chunk_document(
-                        d, cfg.domain, counter, cfg.target_tokens, cfg.overlap_tokens,
-                        embedder.max_tokens, cfg.title_prefix, notes=notes,
-                    )  # fmt: skip
-                    out.append((d, dom, drafts))
-            except SkipFile as exc:
-                t.skip = str(exc)
-            except Exception as exc:  # noqa: BLE001 - one bad file never aborts the run; reason is kept
-                t.skip = f"failed to parse ({type(exc).__name__}: {str(exc)[:120]})"
             t.data = b""
-            if t.skip:
-                skips.append(t)
-                continue
-            loaded.append(_Loaded(t, out))
-            report.code_fallbacks += len(notes)
-            if t.is_new:
-                report.files_new += 1
-            else:
-                report.files_changed += 1
+        results = engine.load_chunk(jobs, adv)
+        del jobs
+    for t, r in zip(todo, results, strict=True):
+        if r.skip:
+            t.skip = r.skip
+            skips.append(t)
+            continue
+        loaded.append(_Loaded(t, r.docs))
+        report.code_fallbacks += r.fallbacks
+        if t.is_new:
+            report.files_new += 1
+        else:
+            report.files_changed += 1
+    del results
     for t in skips:
         report.skipped.append(SkippedFile(str(t.path), t.skip))
         db.upsert_file(str(t.path), t.size, t.mtime_ns, t.file_hash, "", 0, t.skip)
@@ -362,10 +357,10 @@ def _build(
     if need:
         keys = sorted(need, key=lambda k: len(need[k]))
         step = max(cfg.batch_size * 4, 64)
+        parts = [keys[i : i + step] for i in range(0, len(keys), step)]
         with fb.bar("embedding", len(keys)) as adv:
-            for i in range(0, len(keys), step):
-                part = keys[i : i + step]
-                vecs = embedder.embed([need[k] for k in part])
+            for b, vecs in engine.embed([[need[k] for k in part] for part in parts]):
+                part = parts[b]
                 if vecs.shape != (len(part), identity["dim"]):
                     raise RuntimeError(
                         f"embedder returned shape {vecs.shape}, expected ({len(part)}, {identity['dim']})"

@@ -107,9 +107,7 @@ class RayEngine:
             import ray
             import ray.data
         except ImportError as exc:
-            raise EngineError(
-                f"--engine ray needs Ray Data: pip install 'gdn2-rag[ray]' ({exc})"
-            ) from exc
+            raise EngineError(f"--engine ray needs Ray Data: pip install 'gdn2-rag[ray]' ({exc})") from exc
         if not ray.is_initialized():
             local = {}
             if self.cfg.engine_address is None:
@@ -159,7 +157,9 @@ class RayEngine:
             on_done(1)
         missing = [jobs[i].path for i, r in enumerate(out) if r is None]
         if missing:
-            raise RuntimeError(f"the Ray engine returned no result for {len(missing)} files, e.g. {missing[0]}")
+            raise RuntimeError(
+                f"the Ray engine returned no result for {len(missing)} files, e.g. {missing[0]}"
+            )
         return out  # type: ignore[return-value]
 
     def embed(self, batches: list[list[str]]) -> Iterator[tuple[int, np.ndarray]]:

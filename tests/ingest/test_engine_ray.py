@@ -18,10 +18,10 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'gdn2-rag[ray]'")
 pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'gdn2-rag[ray]'")
 
-from ray import cloudpickle  # noqa: E402  (the copy Ray pickles with)
 import ingest_fakes  # noqa: E402
 from ingest_corpus import CODE, LEGAL, SUPPORT  # noqa: E402
 from ingest_fakes import HashEmbedder  # noqa: E402
+from ray import cloudpickle  # noqa: E402  (the copy Ray pickles with)
 
 from gdn2_ingest import Index, IngestConfig, ingest_paths, store  # noqa: E402
 from gdn2_ingest.dense import vectors_for  # noqa: E402

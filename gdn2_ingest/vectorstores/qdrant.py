@@ -60,16 +60,13 @@ class QdrantStore:
         ids = np.asarray(ids, dtype=np.int64)
         vectors = np.asarray(vectors, dtype=np.float32)
         check_rows(self.dim, ids, vectors, domains, paths)
+        payloads = [{"domain": d, "paths": path_keys(p)} for d, p in zip(domains, paths, strict=True)]
         for s in range(0, len(ids), UPSERT_BATCH):
             e = s + UPSERT_BATCH
-            self.client.upsert(
-                self.collection,
-                points=self.models.Batch(
-                    ids=ids[s:e].tolist(), vectors=vectors[s:e].tolist(),
-                    payloads=[{"domain": d, "paths": path_keys(p)} for d, p in zip(domains[s:e], paths[s:e], strict=True)],
-                ),
-                wait=True,
-            )  # fmt: skip
+            batch = self.models.Batch(
+                ids=ids[s:e].tolist(), vectors=vectors[s:e].tolist(), payloads=payloads[s:e]
+            )
+            self.client.upsert(self.collection, points=batch, wait=True)
 
     def delete(self, ids: np.ndarray) -> None:
         ids = np.asarray(ids, dtype=np.int64).tolist()

@@ -18,6 +18,15 @@ ENGINES = ("local", "ray")
 DEFAULT_INDEX_DIR = ".rag"
 
 
+def _importable(module: str) -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+        return False
+
+
 @dataclass
 class IngestConfig:
     """Knobs for `ingest_paths`.
@@ -91,4 +100,7 @@ class IngestConfig:
             raise ValueError("engine_address and engine_workers need engine='ray'")
         if self.engine_workers is not None and self.engine_workers < 1:
             raise ValueError(f"engine_workers={self.engine_workers} must be >= 1")
+        if self.engine == "ray" and not _importable("ray"):
+            # said before any file is read, not after the scan
+            raise ValueError("engine='ray' needs Ray Data: pip install 'gdn2-rag[ray]'")
         return self

@@ -116,13 +116,13 @@ class RayEngine:
             try:
                 ray.init(
                     address=self.cfg.engine_address, include_dashboard=False, log_to_driver=False,
-                    logging_level=logging.WARNING, **local,
+                    logging_level=logging.ERROR, **local,
                 )  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - any failure to join is reported as one line
                 where = self.cfg.engine_address or "a local Ray"
                 raise EngineError(f"cannot start the Ray engine on {where}: {exc}") from exc
             self._started = True
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False

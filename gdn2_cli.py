@@ -208,6 +208,21 @@ def ingest(
             "listed with the reason, and a later run with a higher limit retries it.",
         ),
     ] = 50.0,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Where files are loaded, chunked and embedded: local (this process) or ray (Ray Data "
+            "workers; pip install 'gdn2-rag\\[ray]'). The index is the same either way.",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join with --engine ray (e.g. auto); default: a Ray on this host."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Ray workers with --engine ray (default: every CPU of the cluster)."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Chunk, embed and index documents (incremental: only new or changed files are embedded).
@@ -229,6 +244,9 @@ def ingest(
         max_file_bytes=max(1, round(max_file_mb * 1_000_000)),
         threads=state.threads,
         notify=lambda line: err_console.print(escape(line), highlight=False),
+        engine=engine,
+        address=address,
+        workers=workers,
     )
 
 

@@ -11,8 +11,20 @@ if TYPE_CHECKING:
 
 DOMAINS = ("legal", "support", "code", "auto")
 
+# where loading, chunking and embedding run (gdn2_ingest/engines/); the index writer is the same
+ENGINES = ("local", "ray")
+
 # default index folder, relative to the working directory (gdn2_cli.py uses the same name)
 DEFAULT_INDEX_DIR = ".rag"
+
+
+def _importable(module: str) -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+        return False
 
 
 @dataclass
@@ -43,6 +55,13 @@ class IngestConfig:
             (gdn2_ingest.segments_write.plan_compaction); search fans out over every segment.
         max_deleted_fraction: an update that leaves more than this fraction of the stored chunks
             tombstoned compacts every segment (deleted text then leaves the disk).
+        engine: "local" (this process) or "ray" (Ray Data workers; needs the `ray` extra). Both give
+            the same chunks, ids and vectors; see docs/scaling.md.
+        engine_address: the Ray cluster to join ("auto", "ray://host:10001", ...); None starts a
+            local Ray on this machine. Only with engine="ray".
+        engine_workers: Ray workers for loading + chunking and for embedding (one CPU each, torch
+            pinned to one thread); None uses every CPU of the cluster (one worker per GPU when
+            the cluster has GPUs and device is not "cpu"). Only with engine="ray".
     """
 
     domain: str = "auto"
@@ -61,6 +80,9 @@ class IngestConfig:
     title_prefix: bool = True
     max_segments: int = 12
     max_deleted_fraction: float = 0.3
+    engine: str = "local"
+    engine_address: str | None = None
+    engine_workers: int | None = None
 
     def validate(self) -> IngestConfig:
         """Raise ValueError naming the bad field; return self so calls can chain."""
@@ -82,4 +104,13 @@ class IngestConfig:
             raise ValueError(f"max_segments={self.max_segments} must be >= 1")
         if not 0 < self.max_deleted_fraction <= 1:
             raise ValueError(f"max_deleted_fraction={self.max_deleted_fraction} must be in (0, 1]")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine={self.engine!r} must be one of {', '.join(ENGINES)}")
+        if self.engine != "ray" and (self.engine_address is not None or self.engine_workers is not None):
+            raise ValueError("engine_address and engine_workers need engine='ray'")
+        if self.engine_workers is not None and self.engine_workers < 1:
+            raise ValueError(f"engine_workers={self.engine_workers} must be >= 1")
+        if self.engine == "ray" and not _importable("ray"):
+            # said before any file is read, not after the scan
+            raise ValueError("engine='ray' needs Ray Data: pip install 'gdn2-rag[ray]'")
         return self

@@ -37,12 +37,13 @@ from pathlib import Path
 import numpy as np
 
 from gdn2_ingest import store
-from gdn2_ingest.chunking import ChunkDraft, chunk_document
+from gdn2_ingest.chunking import ChunkDraft
 from gdn2_ingest.config import IngestConfig
 from gdn2_ingest.docstore import DocStore
 from gdn2_ingest.embed import TokenCounter, build_embedder
+from gdn2_ingest.engines import Engine, FileJob, open_engine
 from gdn2_ingest.errors import DiskSpaceError
-from gdn2_ingest.loaders import LOADERS_VERSION, SkipFile, load_file
+from gdn2_ingest.loaders import LOADERS_VERSION
 from gdn2_ingest.progress import Feedback
 from gdn2_ingest.scan import find_files, under_roots
 from gdn2_ingest.segments import DOCSTORE, SEGMENTS_DIR, write_segment
@@ -262,8 +263,9 @@ def ingest_paths(
                 " free some space or use an --index folder on another disk"
             )
         made: list[Path] = []
+        engine = open_engine(cfg, embedder, TokenCounter(embedder.load_tokenizer()))
         try:
-            _build(index_dir, view, made, todo, skips, deleted, cfg, embedder, identity, params, report, fb)
+            _build(index_dir, view, made, todo, skips, deleted, cfg, engine, identity, params, report, fb)
             auto_compact(index_dir, report, cfg.max_segments, cfg.max_deleted_fraction, cfg.dense_exact_max)
         except BaseException as exc:
             view.close()
@@ -279,6 +281,7 @@ def ingest_paths(
             raise
         finally:
             view.close()
+            engine.close()
             report.disk.pop("writing", None)
     report.seconds = time.perf_counter() - t0
     fb.finish(report)
@@ -294,7 +297,7 @@ def _live_bytes(index_dir: Path, live: Path | None, manifest: dict | None) -> in
 
 def _build(
     index_dir: Path, view: LiveView, made: list[Path], todo: list[_Todo], skips: list[_Todo],
-    deleted: list[str], cfg: IngestConfig, embedder, identity: dict, params: dict, report: IngestReport,
+    deleted: list[str], cfg: IngestConfig, engine: Engine, identity: dict, params: dict, report: IngestReport,
     fb: Feedback,
 ) -> None:  # fmt: skip
     """Steps 2-5: write the new segment, then the generation naming it, verify and publish it."""
@@ -311,35 +314,26 @@ def _build(
     report.chunks_removed += tombstone(view, tomb, counts, gone)
     # 3. load and chunk
     ts = time.perf_counter()
-    counter = TokenCounter(embedder.load_tokenizer())
     loaded: list[_Loaded] = []
+    # the engine returns one result per file in `todo` order: ids are assigned as a local ingest does
     with fb.bar("loading + chunking", len(todo)) as adv:
+        jobs = [FileJob(str(t.path), t.data) for t in todo]
         for t in todo:
-            adv()
-            try:
-                docs = load_file(t.path, t.data, cfg.record_text_fields, cfg.max_expanded_bytes)
-                out = []
-                notes: list[str] = []  # fallbacks taken (a code parser that failed): counted once chunked
-                for d in docs:
-                    dom, drafts = chunk_document(
-                        d, cfg.domain, counter, cfg.target_tokens, cfg.overlap_tokens,
-                        embedder.max_tokens, cfg.title_prefix, notes=notes,
-                    )  # fmt: skip
-                    out.append((d, dom, drafts))
-            except SkipFile as exc:
-                t.skip = str(exc)
-            except Exception as exc:  # noqa: BLE001 - one bad file never aborts the run; reason is kept
-                t.skip = f"failed to parse ({type(exc).__name__}: {str(exc)[:120]})"
             t.data = b""
-            if t.skip:
-                skips.append(t)
-                continue
-            loaded.append(_Loaded(t, out))
-            report.code_fallbacks += len(notes)
-            if t.is_new:
-                report.files_new += 1
-            else:
-                report.files_changed += 1
+        results = engine.load_chunk(jobs, adv)
+        del jobs
+    for t, r in zip(todo, results, strict=True):
+        if r.skip:
+            t.skip = r.skip
+            skips.append(t)
+            continue
+        loaded.append(_Loaded(t, r.docs))
+        report.code_fallbacks += r.fallbacks
+        if t.is_new:
+            report.files_new += 1
+        else:
+            report.files_changed += 1
+    del results
     for t in skips:
         report.skipped.append(SkippedFile(str(t.path), t.skip))
         db.upsert_file(str(t.path), t.size, t.mtime_ns, t.file_hash, "", 0, t.skip)
@@ -359,10 +353,10 @@ def _build(
     if need:
         keys = sorted(need, key=lambda k: len(need[k]))
         step = max(cfg.batch_size * 4, 64)
+        parts = [keys[i : i + step] for i in range(0, len(keys), step)]
         with fb.bar("embedding", len(keys)) as adv:
-            for i in range(0, len(keys), step):
-                part = keys[i : i + step]
-                vecs = embedder.embed([need[k] for k in part])
+            for b, vecs in engine.embed([[need[k] for k in part] for part in parts]):
+                part = parts[b]
                 if vecs.shape != (len(part), identity["dim"]):
                     raise RuntimeError(
                         f"embedder returned shape {vecs.shape}, expected ({len(part)}, {identity['dim']})"

@@ -35,8 +35,9 @@ def _ms(seconds: float) -> str:
 
 
 def ingest_command(
-    paths, *, index, domain, json_out, verbose, max_file_bytes=None, threads=None, notify=None
-) -> None:
+    paths, *, index, domain, json_out, verbose, max_file_bytes=None, threads=None, notify=None,
+    engine="local", address=None, workers=None,
+) -> None:  # fmt: skip
     """Ingest; ingest's own progress bars, skipped-file lines and summary go to stderr (not with --json).
 
     `notify` gets one-off lines such as "waiting for the index lock held by PID N".
@@ -46,8 +47,9 @@ def ingest_command(
     t0 = time.perf_counter()
     rag = RAG.open(index, create=True, config=RAGConfig(cpu_threads=threads))
     report = rag.ingest(
-        paths, domain=domain, progress=not json_out, max_file_bytes=max_file_bytes, notify=notify
-    )
+        paths, domain=domain, progress=not json_out, max_file_bytes=max_file_bytes, notify=notify,
+        engine=engine, engine_address=address, engine_workers=workers,
+    )  # fmt: skip
     elapsed = time.perf_counter() - t0
     data = report.to_dict()
     if json_out:

@@ -128,11 +128,16 @@ class RAG:
         progress: bool = False,
         max_file_bytes: int | None = None,
         notify=None,
+        engine: str = "local",
+        engine_address: str | None = None,
+        engine_workers: int | None = None,
     ):
         """Add or update documents (incremental); returns ingest's IngestReport.
 
         max_file_bytes: skip larger files (None: IngestConfig's default, 50 MB); notify: called with
-        one-off lines for the user (a wait for the index lock).
+        one-off lines for the user (a wait for the index lock). engine, engine_address,
+        engine_workers: where loading, chunking and embedding run (IngestConfig; "ray" needs the
+        `ray` extra); the index is the same on every engine.
         """
         from gdn2_ingest import IngestConfig, ingest_paths
 
@@ -147,7 +152,14 @@ class RAG:
         with self._index_lock:
             try:
                 limits = {} if max_file_bytes is None else {"max_file_bytes": max_file_bytes}
-                cfg = IngestConfig(domain=domain, **limits)
+                cfg = IngestConfig(
+                    domain=domain, engine=engine, engine_address=engine_address,
+                    engine_workers=engine_workers, **limits,
+                )  # fmt: skip
+                try:
+                    cfg.validate()
+                except ValueError as exc:
+                    raise RagError(str(exc)) from exc
                 if self.embedder is not None:
                     cfg.embedder_factory = lambda: self.embedder
                 # embedding on the CPU: the cores this process really has (gdn2_rag/threads.py)

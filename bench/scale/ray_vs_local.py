@@ -1,0 +1,156 @@
+"""Ray engine vs local engine on a ~300-file corpus of this machine, with the real MiniLM embedder.
+
+    PYTHONPATH=$PWD python bench/scale/ray_vs_local.py --out bench/results/raw/scale_ray.json
+
+1. Same index: a local ingest and a Ray ingest (a local 2-CPU Ray, 2 workers) of the same files;
+   every chunk row (id, path, text, hashes, lines) must be equal, and the dense top-10 of each
+   natural question (bench/data/natural_dev.jsonl) must name the same chunk ids.
+2. Embedding throughput, side by side on the same texts (the corpus's chunk texts, cycled to
+   --texts): the local engine with torch pinned to 1 thread, then the Ray engine with 1 worker and
+   with 2 workers (1 torch thread each), repeated --rounds times in that order. Reported per run:
+   wall time of the whole embed step (actor start and model load included) and the steady rate
+   (texts between the first and the last finished batch over the time between them).
+
+The files: bench/natural/corpus.py's list, every third file dropped (deterministic), so that the
+corpus keeps its mix of licenses, man pages and Python modules at ~300 files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def corpus_files() -> list[str]:
+    cmd = [sys.executable, str(ROOT / "bench/natural/corpus.py")]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    files = [f for f in out.stdout.split("\n") if f]
+    return [f for i, f in enumerate(files) if i % 3 != 2]
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def snapshot(index_dir: Path, queries: list[str]):
+    from gdn2_ingest import Index
+
+    with Index.open(index_dir) as ix:
+        rows = ix.docstore.db.execute("SELECT * FROM chunks ORDER BY id").fetchall()
+        qv = ix.embedder.embed(queries)
+        from gdn2_ingest.dense import search_dense_index
+
+        top = [[i for i, _ in search_dense_index(ix.dense, q[None, :], 10)] for q in qv]
+        from gdn2_ingest.dense import vectors_for
+
+        vecs = vectors_for(ix.dense, np.array([r[0] for r in rows], dtype=np.int64))
+    return rows, top, vecs
+
+
+def timed_embed(engine, batches: list[list[str]]) -> dict:
+    t0 = time.perf_counter()
+    done = []
+    n = 0
+    for b, vecs in engine.embed(batches):
+        n += len(vecs)
+        done.append((time.perf_counter() - t0, len(batches[b])))
+    wall = time.perf_counter() - t0
+    steady = None
+    if len(done) > 2:
+        span = done[-1][0] - done[0][0]
+        steady = sum(k for _, k in done[1:]) / span
+    return {"texts": n, "wall_s": round(wall, 2), "rate_wall": round(n / wall, 1),
+            "rate_steady": round(steady, 1) if steady else None, "load": load()}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--texts", type=int, default=1536, help="texts per throughput run")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--skip-index", action="store_true", help="only the throughput part")
+    args = ap.parse_args()
+
+    import ray
+    import torch
+
+    from gdn2_ingest import IngestConfig, ingest_paths
+    from gdn2_ingest.embed import SentenceTransformerEmbedder, TokenCounter
+    from gdn2_ingest.engines.local import LocalEngine
+    from gdn2_ingest.engines.ray_engine import RayEngine
+
+    files = corpus_files()
+    questions = [json.loads(x)["question"] for x in (ROOT / "bench/data/natural_dev.jsonl").open()]
+    res: dict = {"machine": "2-core CPU (this dev machine)", "cpus": os.cpu_count(), "files": len(files),
+                 "corpus_bytes": sum(Path(f).stat().st_size for f in files)}  # fmt: skip
+    tmp = Path(tempfile.mkdtemp(prefix="scale-bench-"))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    base = {"device": "cpu", "dtype": "float32", "lock_timeout": 5}
+
+    # 1. same index
+    if not args.skip_index:
+        runs = {}
+        for name, cfg in [("local", IngestConfig(**base)),
+                          ("ray-2", IngestConfig(**base, engine="ray", engine_workers=2))]:  # fmt: skip
+            before = load()
+            t0 = time.perf_counter()
+            rep = ingest_paths(tmp / name, files, cfg, progress=False)
+            runs[name] = {"seconds": round(time.perf_counter() - t0, 1), "chunks": rep.chunks_total,
+                          "embedded": rep.chunks_embedded, "skipped": len(rep.skipped),
+                          "stages": {k: round(v, 1) for k, v in rep.stage_seconds.items()},
+                          "load_before": before, "load_after": load()}  # fmt: skip
+            print(name, runs[name], flush=True)
+        rows_l, top_l, vec_l = snapshot(tmp / "local", questions)
+        rows_r, top_r, vec_r = snapshot(tmp / "ray-2", questions)
+        res["index"] = {
+            "runs": runs,
+            "rows_equal": rows_l == rows_r,
+            "chunks": len(rows_l),
+            "queries": len(questions),
+            "top10_equal_queries": sum(a == b for a, b in zip(top_l, top_r, strict=True)),
+            "max_abs_vector_diff": float(np.abs(vec_l - vec_r).max()),
+        }
+        print("index", {k: v for k, v in res["index"].items() if k != "runs"}, flush=True)
+        texts = [r[7] for r in rows_l]
+    else:
+        texts = [Path(f).read_text(errors="replace")[:800] for f in files]
+
+    # 2. throughput, side by side
+    pool = sorted(texts, key=len)
+    chosen = [pool[i % len(pool)] for i in range(0, args.texts * 7, 7)][: args.texts]
+    chosen.sort(key=len)
+    step = 128
+    batches = [chosen[i : i + step] for i in range(0, len(chosen), step)]
+    emb = SentenceTransformerEmbedder(device="cpu", dtype="float32")
+    counter = TokenCounter(emb.load_tokenizer())
+    runs = []
+    for r in range(args.rounds):
+        torch.set_num_threads(1)
+        local = LocalEngine(IngestConfig(**base), emb, counter)
+        runs.append({"engine": "local-1thread", "round": r, **timed_embed(local, batches)})
+        print(runs[-1], flush=True)
+        for w in (1, 2):
+            eng = RayEngine(IngestConfig(**base, engine="ray", engine_workers=w), emb.max_tokens)
+            runs.append({"engine": f"ray-{w}worker", "round": r, **timed_embed(eng, batches)})
+            eng.close()
+            print(runs[-1], flush=True)
+    res["throughput"] = runs
+    res["torch_threads_per_worker"] = 1
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=1) + "\n")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

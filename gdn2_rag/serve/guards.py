@@ -43,27 +43,35 @@ class BodyLimit:
                 await _send_json(send, 413, self._message(), "body_too_large")
                 return
         seen = 0
-        started = False
+        over = started = False
 
         async def counted_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    over = True
                     raise _TooLarge
             return message
 
-        async def tracked_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if over:
+                # the app turned the interrupted read into its own error (FastAPI: a 400): ours replaces it
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _send_json(send, 413, self._message(), "body_too_large")
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
-            await self.app(scope, counted_receive, tracked_send)
+            await self.app(scope, counted_receive, guarded_send)
         except _TooLarge:
-            if not started:
-                await _send_json(send, 413, self._message(), "body_too_large")
+            pass
+        if over and not started:
+            await _send_json(send, 413, self._message(), "body_too_large")
 
     def _message(self) -> str:
         return f"the request body is over the server's limit of {self.max_bytes} bytes"

@@ -330,7 +330,9 @@ def serve(
     device: DeviceOpt = None,
     reader: ReaderOpt = None,
     abstain: AbstainOpt = False,
-    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Reader contexts per packed pass.")] = 32,
+    max_batch: Annotated[
+        int, typer.Option("--max-batch", min=1, help="Reader contexts per packed pass.")
+    ] = 32,
     batch_wait_ms: Annotated[
         float, typer.Option("--batch-wait-ms", min=0, help="How long a read waits for others to batch with.")
     ] = 5.0,

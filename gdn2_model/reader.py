@@ -179,6 +179,27 @@ class Reader:
             result.append((start_all[a:b], align_end_logits(end) if shift else end))
         return result
 
+    def prepare(
+        self, question: str, pieces: Sequence[ContextPiece], *, repeat_question: bool = False
+    ) -> ReaderInput:
+        """The laid-out input of `extract_spans` (tokenising: CPU work a caller can do in its own thread)."""
+        return build_reader_input(self.tokenizer, question, pieces, repeat_question=repeat_question)
+
+    def spans(
+        self,
+        ri: ReaderInput,
+        pieces: Sequence[ContextPiece],
+        start: torch.Tensor,
+        end: torch.Tensor,
+        *,
+        k: int = 1,
+        max_answer_tokens: int = 32,
+    ) -> list[ReaderSpan]:
+        """The `k` best spans from one input's logits (`extract_spans` = prepare -> logits -> spans)."""
+        if max_answer_tokens < 1:
+            raise ValueError(f"max_answer_tokens={max_answer_tokens} must be >= 1")
+        return best_spans(ri, pieces, start, end, k=k, max_len=max_answer_tokens)
+
     def extract_spans_batch(
         self,
         queries: Sequence[tuple[str, Sequence[ContextPiece]]],
@@ -191,20 +212,20 @@ class Reader:
         """`extract_spans` of several (question, pieces) at once, read in packed passes (`logits_batch`).
 
         Returns one list per query, equal to what `extract_spans` returns for it alone (empty when its
-        pieces hold no text).
+        pieces hold no text). A server splits the same three steps across threads: each request prepares
+        and picks its spans itself, one worker runs `logits_batch` (gdn2_rag/serve/reader.py).
         """
         if max_answer_tokens < 1:
             raise ValueError(f"max_answer_tokens={max_answer_tokens} must be >= 1")
-        inputs = [
-            build_reader_input(self.tokenizer, q, pieces, repeat_question=repeat_question)
-            for q, pieces in queries
-        ]
+        inputs = [self.prepare(q, pieces, repeat_question=repeat_question) for q, pieces in queries]
         todo = [i for i, ri in enumerate(inputs) if bool(ri.answer_mask().any())]
         logits = self.logits_batch([inputs[i] for i in todo], max_pass_tokens=max_pass_tokens)
-        spans: list[list[ReaderSpan]] = [[] for _ in queries]
+        found: list[list[ReaderSpan]] = [[] for _ in queries]
         for i, (start, end) in zip(todo, logits, strict=True):
-            spans[i] = best_spans(inputs[i], queries[i][1], start, end, k=k, max_len=max_answer_tokens)
-        return spans
+            found[i] = self.spans(
+                inputs[i], queries[i][1], start, end, k=k, max_answer_tokens=max_answer_tokens
+            )
+        return found
 
     def extract_spans(
         self,

@@ -122,7 +122,7 @@ class MicroBatcher(Generic[T, R]):
         return asyncio.run_coroutine_threadsafe(self.submit(item), self._loop).result(timeout)
 
     async def _gather(self) -> list[tuple[T, asyncio.Future]]:
-        """The next batch: the first waiting item, then whatever arrives within max_wait_ms (up to max_batch)."""
+        """The next batch: the first waiting item, then what arrives within max_wait_ms (up to max_batch)."""
         assert self._queue is not None
         batch = [await self._queue.get()]
         deadline = asyncio.get_running_loop().time() + self.settings.max_wait_ms / 1000

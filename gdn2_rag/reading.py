@@ -49,18 +49,6 @@ class ReadSpan:
     generated: str | None = None
 
 
-@dataclass(frozen=True)
-class ReadRequest:
-    """One `_extract` call as data, so several can be read together (`ReaderRuntime.extract_batch`)."""
-
-    question: str
-    pieces: list  # gdn2_model.prompt.ContextPiece
-    max_answer_tokens: int = 32
-    ranks: list[int] | None = None
-    retrieval_prior: float = 0.0
-    repeat_question: bool = False
-
-
 def check_device(device: str | None) -> str:
     """Resolve None to cuda-if-available; refuse cuda on a machine without it (a user error)."""
     if device not in (None, "cpu", "cuda"):
@@ -352,43 +340,6 @@ class ReaderRuntime:
             score=float(span.score),
             generated=getattr(span, "generated", None),
         )
-
-    def extract_batch(
-        self, requests: list[ReadRequest], max_pass_tokens: int = 1_048_576
-    ) -> list[ReadSpan | Exception]:
-        """`_extract` of several requests in packed passes (`Reader.extract_spans_batch`), in order.
-
-        Each result equals what that request would get alone; a request whose pieces hold no text gets
-        its ValueError in its slot instead of failing the others. Requests are grouped by their layout
-        and span settings, one batched read per group.
-        """
-        if not self.load():
-            raise RagError(f"no reader: {self.reason}")
-        results: list[ReadSpan | Exception] = [ValueError("not read")] * len(requests)
-        groups: dict[tuple, list[int]] = {}
-        for i, r in enumerate(requests):
-            k = FUSION_CANDIDATES if r.ranks is not None else 1
-            groups.setdefault((r.repeat_question, r.max_answer_tokens, k), []).append(i)
-        for (repeat, max_tokens, k), idx in groups.items():
-            with self._lock, self._cpu_threads():
-                spans = self._reader.extract_spans_batch(
-                    [(requests[i].question, requests[i].pieces) for i in idx],
-                    k=k,
-                    max_answer_tokens=max_tokens,
-                    repeat_question=repeat,
-                    max_pass_tokens=max_pass_tokens,
-                )
-            for i, found in zip(idx, spans, strict=True):
-                r = requests[i]
-                if not found:
-                    results[i] = ValueError("no context text to read: every piece is empty")
-                    continue
-                span = found[0] if r.ranks is None else fuse_reader_spans(found, r.ranks, r.retrieval_prior)
-                results[i] = ReadSpan(
-                    int(span.piece_index), int(span.char_start), int(span.char_end), span.text,
-                    float(span.score), getattr(span, "generated", None),
-                )  # fmt: skip
-        return results
 
     @property
     def can_generate(self) -> bool:

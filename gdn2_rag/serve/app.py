@@ -37,7 +37,17 @@ from gdn2_rag.types import Answer
 def answer_event(answer: Answer) -> dict:
     """The `answer` event of a streamed ask: the answer without its passages and citations (sent apart)."""
     data = answer.to_dict()
-    keep = ("answer", "mode", "used_reader", "score", "generated", "evidence", "model", "reader_error", "abstained")
+    keep = (
+        "answer",
+        "mode",
+        "used_reader",
+        "score",
+        "generated",
+        "evidence",
+        "model",
+        "reader_error",
+        "abstained",
+    )
     return {k: data[k] for k in keep}
 
 
@@ -112,7 +122,9 @@ def create_app(rag: RAG, settings: ServeSettings | None = None) -> FastAPI:
     async def ask(req: AskRequest) -> dict | StreamingResponse:
         """A cited answer, as `rag ask --json`; with `"stream": true`, server-sent events: `passages`
         (as soon as the context is assembled), `answer`, `citations`, `done` (or one `error`)."""
-        options = dict(context_tokens=req.context_tokens, top_k=req.top_k, domain=req.domain, path_glob=req.path)
+        options = dict(
+            context_tokens=req.context_tokens, top_k=req.top_k, domain=req.domain, path_glob=req.path
+        )
         if not req.stream:
             answer = await rag.aask(req.question, executor=pool, **options)
             return answer.to_dict()
@@ -123,7 +135,9 @@ def create_app(rag: RAG, settings: ServeSettings | None = None) -> FastAPI:
             loop.call_soon_threadsafe(passages.put_nowait, found)
 
         # submitted here, not in the stream, so a full server answers 429 rather than a 200 stream
-        job = loop.run_in_executor(pool, functools.partial(rag.ask, req.question, on_passages=on_passages, **options))
+        job = loop.run_in_executor(
+            pool, functools.partial(rag.ask, req.question, on_passages=on_passages, **options)
+        )
         return StreamingResponse(_ask_events(job, passages), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
 
     install_openai_routes(app, rag, settings, pool, ChatRequest)

@@ -39,7 +39,9 @@ TYPES = {
 
 
 def error_body(status: int, message: str, code: str, param: str | None = None) -> dict:
-    return {"error": {"message": message, "type": TYPES.get(status, "server_error"), "code": code, "param": param}}
+    return {
+        "error": {"message": message, "type": TYPES.get(status, "server_error"), "code": code, "param": param}
+    }
 
 
 def error_response(

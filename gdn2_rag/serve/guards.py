@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 
@@ -66,10 +67,8 @@ class BodyLimit:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
+        with contextlib.suppress(_TooLarge):
             await self.app(scope, counted_receive, guarded_send)
-        except _TooLarge:
-            pass
         if over and not started:
             await _send_json(send, 413, self._message(), "body_too_large")
 
@@ -124,4 +123,3 @@ class ApiKeyGuard:
             )
             return
         await self.app(scope, receive, send)
-

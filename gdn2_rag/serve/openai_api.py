@@ -63,7 +63,9 @@ def question_of(messages, max_chars: int) -> str:
         if message.role == "user":
             text = message.text().strip()
             if len(text) > max_chars:
-                raise RagError(f"the question is {len(text)} characters; this server takes at most {max_chars}")
+                raise RagError(
+                    f"the question is {len(text)} characters; this server takes at most {max_chars}"
+                )
             return text
     raise RagError("the messages hold no user message to answer")
 
@@ -74,7 +76,10 @@ def install_openai_routes(app: FastAPI, rag, settings, pool, ChatRequest) -> Non
     @app.get("/v1/models")
     async def models() -> dict:
         """The one model this server answers with (clients list models before they chat)."""
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": 0, "owned_by": "gdn2-rag"}]}
+        return {
+            "object": "list",
+            "data": [{"id": model_name, "object": "model", "created": 0, "owned_by": "gdn2-rag"}],
+        }
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(req: ChatRequest) -> dict | StreamingResponse:

@@ -37,7 +37,14 @@ class TestServer:
 
     def start(self) -> TestServer:
         env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        cmd = [sys.executable, str(HERE / "serve_testserver.py"), "--root", str(self.root), "--port", str(self.port)]
+        cmd = [
+            sys.executable,
+            str(HERE / "serve_testserver.py"),
+            "--root",
+            str(self.root),
+            "--port",
+            str(self.port),
+        ]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([*cmd, *self.args], stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + START_TIMEOUT_S

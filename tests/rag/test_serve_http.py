@@ -23,7 +23,9 @@ QUESTION = "How much notice is needed to terminate the agreement?"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = TestServer(tmp_path_factory.mktemp("serve"), None, "--reader", "--api-key", KEY, "--max-body-bytes", "4096")
+    srv = TestServer(
+        tmp_path_factory.mktemp("serve"), None, "--reader", "--api-key", KEY, "--max-body-bytes", "4096"
+    )
     srv.start()
     yield srv
     srv.stop()
@@ -186,7 +188,11 @@ def test_openai_client_chat_completion_and_stream(server):
 
 def test_openai_wire_format_without_the_client(client):
     """The exact SSE lines an OpenAI client parses: `data: {...}` chunks, then `data: [DONE]`."""
-    body = {"model": "any", "stream": True, "messages": [{"role": "user", "content": [{"type": "text", "text": QUESTION}]}]}
+    body = {
+        "model": "any",
+        "stream": True,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": QUESTION}]}],
+    }
     with client.stream("POST", "/v1/chat/completions", json=body) as resp:
         blocks = resp.read().decode().strip().split("\n\n")
     assert blocks[-1] == "data: [DONE]"
@@ -201,7 +207,9 @@ def test_full_server_answers_429_with_retry_after(tmp_path):
 
         async def burst() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=srv.url, timeout=60) as ac:
-                return await asyncio.gather(*(ac.post("/search", json={"query": f"notice {i}"}) for i in range(6)))
+                return await asyncio.gather(
+                    *(ac.post("/search", json={"query": f"notice {i}"}) for i in range(6))
+                )
 
         rs = asyncio.run(burst())
         codes = sorted(r.status_code for r in rs)

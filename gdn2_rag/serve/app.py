@@ -18,8 +18,15 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
-from fastapi.responses import StreamingResponse
+from gdn2_rag.errors import RagError
+
+try:
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise RagError(
+        f"`rag serve` needs the serve extra ({exc.name} is missing): pip install 'gdn2-rag[serve]'"
+    ) from exc
 
 from gdn2_rag import __version__
 from gdn2_rag.batching import BoundedExecutor

@@ -39,7 +39,7 @@ def serve_command(
     max_inflight: int,
     max_body_bytes: int,
 ) -> None:
-    from gdn2_rag.serve.run import open_for_serving, run
+    from gdn2_rag.serve.server import open_for_serving, run
     from gdn2_rag.serve.settings import ServeSettings
 
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gdn2_rag.config import RAGConfig
+from gdn2_rag.errors import RagError
 from gdn2_rag.pipeline import RAG
 from gdn2_rag.serve.reader import BatchedReaderRuntime
 from gdn2_rag.serve.settings import ServeSettings
@@ -24,9 +25,14 @@ def open_for_serving(index_dir: str | Path, config: RAGConfig, settings: ServeSe
 
 def run(rag: RAG, settings: ServeSettings, log_level: str = "info") -> None:
     """Serve `rag` until interrupted (Ctrl-C or SIGTERM finish the requests in progress, then exit)."""
-    import uvicorn
-
     from gdn2_rag.serve.app import create_app
+
+    try:
+        import uvicorn
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise RagError(
+            "`rag serve` needs the serve extra (uvicorn is missing): pip install 'gdn2-rag[serve]'"
+        ) from exc
 
     uvicorn.run(
         create_app(rag, settings),

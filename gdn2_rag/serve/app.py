@@ -3,9 +3,10 @@
     app = create_app(RAG.open("my-index", ...), ServeSettings())   # any ASGI server runs it; `rag serve`
                                                                    # runs it under uvicorn
 
-Asks and searches run in a bounded thread pool (`BoundedExecutor`: past `max_inflight` the answer is
-429), so the event loop never blocks on retrieval or the reader; a `BatchedReaderRuntime` gathers the
-reads of concurrent asks into packed passes. The index is the read-only view `RAG.open` holds (one
+Asks run in a bounded thread pool (`BoundedExecutor`: past `max_inflight` the answer is 429), so the
+event loop never blocks on retrieval or the reader; a `BatchedReaderRuntime` gathers the reads of
+concurrent asks into packed passes. Searches are micro-batched (`SearchBatcher`: one embedding call
+for the queries of a batch; past its queue, 429). The index is the read-only view `RAG.open` holds (one
 generation, see gdn2_ingest/index.py); nothing here writes to it. Routes and errors: README "Server".
 """
 
@@ -37,6 +38,7 @@ from gdn2_rag.serve.guards import ApiKeyGuard, BodyLimit
 from gdn2_rag.serve.models import request_models
 from gdn2_rag.serve.openai_api import install_openai_routes
 from gdn2_rag.serve.reader import BatchedReaderRuntime
+from gdn2_rag.serve.search import SearchBatcher, SearchCall
 from gdn2_rag.serve.settings import ServeSettings
 from gdn2_rag.types import Answer
 
@@ -64,14 +66,17 @@ def create_app(rag: RAG, settings: ServeSettings | None = None) -> FastAPI:
     SearchRequest, AskRequest, ChatRequest = request_models(settings)
     pool = BoundedExecutor(settings.max_inflight)
     reader = rag.reader
+    searches = SearchBatcher(rag, settings.search_batch)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if isinstance(reader, BatchedReaderRuntime):
             await reader.start()
+        await searches.start()
         try:
             yield
         finally:
+            await searches.stop()
             if isinstance(reader, BatchedReaderRuntime):
                 await reader.stop()
             pool.shutdown(wait=False, cancel_futures=True)
@@ -111,13 +116,15 @@ def create_app(rag: RAG, settings: ServeSettings | None = None) -> FastAPI:
         }
         if isinstance(reader, BatchedReaderRuntime):
             server["batches"] = dataclasses.asdict(reader.batcher.stats)
+        server["search_batches"] = dataclasses.asdict(searches.batcher.stats)
         return {**data, "server": server}
 
     @app.post("/search")
     async def search(req: SearchRequest) -> dict:
-        """The `k` best passages (hybrid retrieval), as `rag search --json`."""
+        """The `k` best passages (hybrid retrieval), as `rag search --json`; concurrent searches are
+        micro-batched (gdn2_rag/serve/search.py)."""
         t0 = time.perf_counter()
-        passages = await rag.asearch(req.query, executor=pool, k=req.k, domain=req.domain, path_glob=req.path)
+        passages = await searches.search(SearchCall(req.query, req.k, req.domain, req.path))
         return {
             "schema_version": 1,
             "query": req.query,

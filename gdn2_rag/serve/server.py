@@ -8,15 +8,29 @@ from gdn2_rag.config import RAGConfig
 from gdn2_rag.errors import RagError
 from gdn2_rag.pipeline import RAG
 from gdn2_rag.serve.reader import BatchedReaderRuntime
+from gdn2_rag.serve.search import PrefetchingEmbedder
 from gdn2_rag.serve.settings import ServeSettings
 
 
 def open_for_serving(index_dir: str | Path, config: RAGConfig, settings: ServeSettings) -> RAG:
-    """`RAG.open` with a micro-batched reader, warmed: the reader (by `config`'s policy) and the query
-    embedder load now, so a broken checkpoint stops the server at start and the first request is not slow.
+    """`RAG.open` with a micro-batched reader and a query embedder that searches can batch
+    (`PrefetchingEmbedder`), warmed: the reader (by `config`'s policy) and the embedder load now, so a
+    broken checkpoint stops the server at start and the first request is not slow.
     """
+    from gdn2_ingest.errors import IngestError
+
     reader = BatchedReaderRuntime.from_config(config, settings.batch, settings.max_pass_tokens)
-    rag = RAG(index_dir, config=config, reader=reader)
+    embedder = None
+    if config.dense_weight > 0:
+        # the index's own query embedder (as recorded in its manifest), wrapped
+        index = RAG.open(index_dir, config=config).index
+        try:
+            embedder = PrefetchingEmbedder(index.embedder)
+        except IngestError as exc:
+            raise RagError(str(exc)) from exc
+        finally:
+            index.close()
+    rag = RAG(index_dir, config=config, reader=reader, embedder=embedder)
     rag.index  # noqa: B018 - opens the index now: a missing one is a start-up error (RagError)
     reader.load()
     rag._warm_embedder()

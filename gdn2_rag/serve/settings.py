@@ -32,6 +32,8 @@ class ServeSettings:
         max_inflight: asks and searches worked on at once (retrieving, waiting for the reader or being
             read); one more is refused with 429 and Retry-After, so memory stays bounded under any load.
         batch: the reader's micro-batching (gdn2_rag.batching.BatchSettings).
+        search_batch: the micro-batching of /search (their query embeddings in one call); its
+            `max_queue` is the searches waiting before 429.
         max_pass_tokens: reader tokens in one packed pass (bounds the pass's activation memory).
         model_name: the model id the OpenAI-compatible routes report and /v1/models lists.
     """
@@ -44,6 +46,9 @@ class ServeSettings:
     max_context_tokens: int = DEFAULT_CONTEXT_TOKENS
     max_inflight: int = 64
     batch: BatchSettings = field(default_factory=BatchSettings)
+    search_batch: BatchSettings = field(
+        default_factory=lambda: BatchSettings(max_batch=32, max_wait_ms=1.0, max_queue=128)
+    )
     max_pass_tokens: int = 1_048_576
     model_name: str = "gdn2-rag"
 

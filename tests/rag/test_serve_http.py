@@ -157,6 +157,24 @@ def test_concurrent_asks_are_micro_batched_and_equal_sequential_answers(server, 
     assert after["batches"] - before["batches"] < len(questions) and after["largest"] >= 2
 
 
+def test_concurrent_searches_are_batched_and_equal_sequential_results(server, client):
+    queries = [
+        f"{w} {v}" for w in ("notice", "password", "retry", "fees") for v in ("term", "link", "error", "law")
+    ]
+    sequential = [client.post("/search", json={"query": q, "k": 3}).json()["passages"] for q in queries]
+    before = client.get("/info").json()["server"]["search_batches"]
+
+    async def search_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=60) as ac:
+            return await asyncio.gather(*(ac.post("/search", json={"query": q, "k": 3}) for q in queries))
+
+    rs = asyncio.run(search_all())
+    assert [r.json()["passages"] for r in rs] == sequential
+    after = client.get("/info").json()["server"]["search_batches"]
+    assert after["items"] - before["items"] == len(queries)
+    assert after["batches"] - before["batches"] < len(queries)
+
+
 def test_openai_client_chat_completion_and_stream(server):
     openai = pytest.importorskip("openai", reason="the openai client is in the dev extra")
     oa = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0, timeout=60)
@@ -208,7 +226,7 @@ def test_full_server_answers_429_with_retry_after(tmp_path):
         async def burst() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=srv.url, timeout=60) as ac:
                 return await asyncio.gather(
-                    *(ac.post("/search", json={"query": f"notice {i}"}) for i in range(6))
+                    *(ac.post("/ask", json={"question": f"notice {i}"}) for i in range(6))
                 )
 
         rs = asyncio.run(burst())
@@ -217,7 +235,7 @@ def test_full_server_answers_429_with_retry_after(tmp_path):
         refused = next(r for r in rs if r.status_code == 429)
         assert refused.headers["retry-after"] == "1" and refused.json()["error"]["code"] == "overloaded"
         # once the work drains, the server takes requests again
-        assert httpx.post(srv.url + "/search", json={"query": "notice"}, timeout=60).status_code == 200
+        assert httpx.post(srv.url + "/ask", json={"question": "notice"}, timeout=60).status_code == 200
     finally:
         srv.stop()
 

@@ -12,6 +12,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import torch
 
@@ -21,6 +22,7 @@ from gdn2_model.reader import DEFAULT_CHECKPOINT, Reader
 from gdn2_model.tokenizer import load_tokenizer
 from gdn2_rag.batching import BatchSettings, BoundedExecutor, MicroBatcher, Overloaded
 from gdn2_rag.serve.reader import BatchedReaderRuntime
+from gdn2_rag.serve.search import PrefetchingEmbedder
 
 QUERIES = [
     ("What is the notice period?", [ContextPiece("Either party may end it with 30 days notice.", "a.txt")]),
@@ -158,3 +160,25 @@ def test_bounded_executor_refuses_past_its_limit_and_frees_slots():
         time.sleep(0.01)
     assert pool.submit(lambda: 7).result(5) == 7
     pool.shutdown()
+
+
+def test_prefetching_embedder_serves_a_batch_from_one_call():
+    calls: list[list[str]] = []
+
+    class Inner:
+        def identity(self) -> dict:
+            return {"name": "fake"}
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            calls.append(list(texts))
+            return np.array([[len(t), t.count("a")] for t in texts], dtype=np.float32)
+
+    emb = PrefetchingEmbedder(Inner())
+    emb.prefetch(["alpha", "beta", "alpha"])
+    assert calls == [["alpha", "beta"]] and emb.identity() == {"name": "fake"}
+    np.testing.assert_array_equal(emb.embed(["beta"]), [[4, 1]])
+    np.testing.assert_array_equal(emb.embed(["alpha", "beta"]), [[5, 2], [4, 1]])
+    assert len(calls) == 1
+    # a text outside the batch is embedded as usual
+    np.testing.assert_array_equal(emb.embed(["gamma"]), [[5, 2]])
+    assert calls[-1] == ["gamma"]

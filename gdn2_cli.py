@@ -344,7 +344,10 @@ def serve(
         int, typer.Option("--max-body-bytes", min=1, help="Largest request body (413 beyond).")
     ] = 65536,
 ) -> None:
-    """Serve the index over HTTP: /ask, /search, /info, /health and OpenAI's /v1/chat/completions."""
+    """Serve the index over HTTP: /ask, /search, /info, /health and OpenAI's /v1/chat/completions.
+
+    `rag -v serve` logs a line per request.
+    """
     from gdn2_rag.api import reader_config
 
     def start() -> None:
@@ -356,7 +359,7 @@ def serve(
             index=index, host=host, port=port, api_key_file=api_key_file,
             config=config.with_(context_tokens=context_tokens), max_batch=max_batch,
             batch_wait_ms=batch_wait_ms, max_queue=max_queue, max_inflight=max_inflight,
-            max_body_bytes=max_body_bytes,
+            max_body_bytes=max_body_bytes, access_log=state.verbose,
         )  # fmt: skip
 
     run_guarded(start)

@@ -49,7 +49,9 @@ class BM25Index:
         toks = [t for t in _tok([query])[0] if t in self.retriever.vocab_dict]
         if not toks:
             return []
+        # n_threads=0: scored in this thread (any other value starts a thread pool per call, 3.5 ms of
+        # a 10 ms search; bench/results/serve.md)
         docs, scores = self.retriever.retrieve(
-            [toks], k=min(k, len(self.ids)), show_progress=False, n_threads=1
+            [toks], k=min(k, len(self.ids)), show_progress=False, n_threads=0
         )
         return [(int(self.ids[d]), float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]

@@ -38,6 +38,7 @@ def serve_command(
     max_queue: int,
     max_inflight: int,
     max_body_bytes: int,
+    access_log: bool = False,
 ) -> None:
     from gdn2_rag.serve.server import open_for_serving, run
     from gdn2_rag.serve.settings import ServeSettings
@@ -61,4 +62,4 @@ def serve_command(
         f"http://{host}:{port}; answers from {escape(using)}"
         + ("; API key required" if settings.api_key else "")
     )
-    run(rag, settings)
+    run(rag, settings, access_log=access_log)

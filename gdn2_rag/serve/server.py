@@ -37,8 +37,11 @@ def open_for_serving(index_dir: str | Path, config: RAGConfig, settings: ServeSe
     return rag
 
 
-def run(rag: RAG, settings: ServeSettings, log_level: str = "info") -> None:
-    """Serve `rag` until interrupted (Ctrl-C or SIGTERM finish the requests in progress, then exit)."""
+def run(rag: RAG, settings: ServeSettings, access_log: bool = False) -> None:
+    """Serve `rag` until interrupted (Ctrl-C or SIGTERM finish the requests in progress, then exit).
+
+    Quiet by default: uvicorn's warnings and errors only; `access_log` adds a line per request.
+    """
     from gdn2_rag.serve.app import create_app
 
     try:
@@ -52,7 +55,8 @@ def run(rag: RAG, settings: ServeSettings, log_level: str = "info") -> None:
         create_app(rag, settings),
         host=settings.host,
         port=settings.port,
-        log_level=log_level,
+        log_level="info" if access_log else "warning",
+        access_log=access_log,
         # a few seconds for requests in flight at shutdown; the reader's batches take well under that
         timeout_graceful_shutdown=10,
         # the server's own headers only

@@ -86,7 +86,7 @@ def main() -> None:
         # a tiny random network instead of the shipped checkpoint: loads in a second, reads in milliseconds
         reader._reader, reader._loaded, reader.device = tiny_reader(), True, "cpu"
     rag = RAG(root / "index", index=index, config=config, reader=reader)
-    run(rag, settings, log_level="warning")
+    run(rag, settings)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from gdn2_rag import __version__
 from gdn2_rag.batching import BoundedExecutor
-from gdn2_rag.pipeline import RAG
+from gdn2_rag.pipeline import RAG, check_question
 from gdn2_rag.serve import sse
 from gdn2_rag.serve.errors import describe, error_body, install_error_handlers
 from gdn2_rag.serve.guards import ApiKeyGuard, BodyLimit
@@ -145,6 +145,8 @@ def create_app(rag: RAG, settings: ServeSettings | None = None) -> FastAPI:
         if not req.stream:
             answer = await rag.aask(req.question, executor=pool, **options)
             return JSONResponse(answer.to_dict())
+        # a question that is no question is a 400 now, not an error event inside a 200 stream
+        check_question(req.question)
         loop = asyncio.get_running_loop()
         passages: asyncio.Queue = asyncio.Queue()
 

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
 from gdn2_rag.errors import RagError
+from gdn2_rag.pipeline import check_question
 from gdn2_rag.serve import sse
 from gdn2_rag.serve.errors import describe, error_body
 from gdn2_rag.types import Answer
@@ -104,6 +105,7 @@ def install_openai_routes(app: FastAPI, rag, settings, pool, ChatRequest) -> Non
                           "total_tokens": answer.context_tokens},
                 **rag_fields(answer),
             }  # fmt: skip
+        check_question(question)
         loop = asyncio.get_running_loop()
         # submitted before the stream starts, so a full server answers 429, not a 200 stream
         job = loop.run_in_executor(pool, rag.ask, question)

@@ -108,6 +108,9 @@ def test_bad_requests_get_one_clear_json_error(client):
     assert _error(client.post("/ask", json={}), 422, "invalid_field")["param"] == "question"
     _error(client.post("/ask", json={"question": "   "}), 422, "invalid_field")
     _error(client.post("/ask", json={"question": "?!"}), 400, "bad_request")
+    _error(client.post("/ask", json={"question": "?!", "stream": True}), 400, "bad_request")
+    chat = {"messages": [{"role": "user", "content": "?!"}], "stream": True}
+    _error(client.post("/v1/chat/completions", json=chat), 400, "bad_request")
     _error(client.post("/ask", json={"question": QUESTION, "context_tokens": 10}), 422, "invalid_field")
     _error(client.post("/search", json={"query": "x", "domain": "poetry"}), 422, "invalid_field")
     _error(client.get("/nowhere"), 404, "http_404")

@@ -4,6 +4,7 @@ built by `rag ingest` with the real MiniLM embedder (the server wraps that embed
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 import time
@@ -91,7 +92,8 @@ def test_rag_serve_over_a_real_index(tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
-    # SIGTERM: a clean exit, and the start-up line names the index and the answer mode
-    assert proc.returncode == 0
+    # SIGTERM: a graceful shutdown (uvicorn then re-raises the signal, so the status says SIGTERM), and the
+    # start-up line names the index and the answer mode
+    assert proc.returncode in (0, -signal.SIGTERM)
     err = proc.stderr.read()
     assert "serving" in err and "retrieval only" in err and "Traceback" not in err

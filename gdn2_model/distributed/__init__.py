@@ -3,6 +3,7 @@
     DistributedTrainer        DDP training; each rank takes a share of every global batch (`ddp.py`)
     read_parallel             a batch of questions dealt out over the ranks (`reading.py`)
     context_parallel_prefill  one context cut into slices, the GDN-2 cache handed rank to rank (`context.py`)
+    two_pass_prefill          the same result with all ranks reading at once, states combined (`two_pass.py`)
     run_workers               spawn N processes in one group and collect their results (`launch.py`)
 
 Launch long jobs with torchrun (`python -m gdn2_model.distributed.train_ddp`); every function here
@@ -18,6 +19,7 @@ from gdn2_model.distributed.context import (
 from gdn2_model.distributed.ddp import DistributedTrainer, RankRows
 from gdn2_model.distributed.launch import Worker, run_workers
 from gdn2_model.distributed.reading import ReadRequest, assign_longest_first, read_parallel
+from gdn2_model.distributed.two_pass import TwoPassRecurrence, two_pass_prefill
 
 __all__ = [
     "ContextParallelOutput",
@@ -34,4 +36,6 @@ __all__ = [
     "run_workers",
     "send_cache",
     "slice_bounds",
+    "TwoPassRecurrence",
+    "two_pass_prefill",
 ]

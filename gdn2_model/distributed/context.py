@@ -117,7 +117,9 @@ def context_parallel_extract(
         return []
     ids = torch.from_numpy(ri.input_ids).to(reader.device)[None]
     match = None if ri.question_match is None else torch.from_numpy(ri.question_match).to(reader.device)[None]
-    out = context_parallel_prefill(reader.net, ids, question_match=match, segment_len=segment_len, group=group)
+    out = context_parallel_prefill(
+        reader.net, ids, question_match=match, segment_len=segment_len, group=group
+    )
     start, end = out.start_logits[0].cpu(), out.end_logits[0].cpu()
     if getattr(reader.net.config, "reader_end_shift", False):
         end = align_end_logits(end)

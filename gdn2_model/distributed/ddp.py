@@ -9,6 +9,7 @@ differ by a row). Logged loss, accuracy and tokens are reduced over the ranks; o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -17,9 +18,10 @@ from torch.distributed import ProcessGroup
 from torch.nn.parallel import DistributedDataParallel
 
 from gdn2_model.distributed.comm import slice_bounds
-from gdn2_model.train import Trainer, TrainConfig, forward_loss
+from gdn2_model.train import TrainConfig, Trainer, forward_loss
+from gdn2_model.training_data import Phase
 
-__all__ = ["DistributedTrainer", "RankRows"]
+__all__ = ["DistributedTrainer", "RankRows", "check_shares"]
 
 
 class RankRows(torch.utils.data.Dataset):
@@ -43,6 +45,16 @@ class RankRows(torch.utils.data.Dataset):
         return mine
 
 
+def check_shares(curriculum: Sequence[Phase], world: int) -> None:
+    """Raise ValueError when a phase's global batch has fewer rows than there are ranks."""
+    small = [p.batch for p in curriculum if p.batch < world]
+    if small:
+        raise ValueError(
+            f"phase batch sizes {small} are smaller than the {world} ranks: "
+            "every rank needs at least one row per step"
+        )
+
+
 class DistributedTrainer(Trainer):
     """`Trainer` over the ranks of an initialised process group; same arguments plus `group`.
 
@@ -62,12 +74,7 @@ class DistributedTrainer(Trainer):
         if not dist.is_initialized():
             raise RuntimeError("DistributedTrainer needs an initialised process group (run under torchrun)")
         world = dist.get_world_size(group)
-        small = [p for p in cfg.curriculum if p.batch < world]
-        if small:
-            raise ValueError(
-                f"phase batch sizes {[p.batch for p in small]} are smaller than the {world} ranks: "
-                "every rank needs at least one row per step"
-            )
+        check_shares(cfg.curriculum, world)
         super().__init__(cfg, train_docs, heldout_docs, tokenizer, out_dir, device)
         self.group = group
         self.rank, self.world = dist.get_rank(group), world

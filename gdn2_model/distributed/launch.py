@@ -8,6 +8,7 @@ calls `fn(worker, *args)` in each and returns every rank's return value, rank or
 
 from __future__ import annotations
 
+import io
 import os
 import queue
 import tempfile
@@ -58,7 +59,10 @@ def _entry(
     dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         out = fn(Worker(rank, world, device), *args)
-        results.put((rank, out, None))
+        # as bytes: a tensor put on a torch queue is shared by a handle that dies with this process
+        buf = io.BytesIO()
+        torch.save(out, buf)
+        results.put((rank, buf.getvalue(), None))
     except BaseException:
         results.put((rank, None, traceback.format_exc()))
         raise
@@ -125,8 +129,7 @@ def run_workers(
                     # the other ranks may be waiting on this one in a collective: stop them all now
                     errors.append(f"rank {rank}:\n{err}")
                     break
-                else:
-                    out[rank] = value
+                out[rank] = torch.load(io.BytesIO(value), weights_only=False)
             if errors:
                 raise RuntimeError("a worker failed\n" + "\n".join(errors))
             procs.join(timeout=timeout_s)

@@ -1,7 +1,9 @@
 """Context-parallel reading on 2 gloo processes (CPU) equals reading on one: same logits, same span.
 
-The one-process answer is the ground truth; each worker gets the whole input and reads its slice from
-the cache the previous rank hands it. One spawn runs every case (process start-up dominates).
+The one-process answer is the ground truth. Each worker gets the whole input and reads its slice, either
+from the cache the previous rank hands it (`context_parallel_prefill`) or all at once with the states
+combined afterwards (`two_pass_prefill`, pure GDN-2 models). One spawn runs every case (process start-up
+dominates).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from gdn2_model.distributed import (
     context_parallel_prefill,
     run_workers,
     slice_bounds,
+    two_pass_prefill,
 )
 from gdn2_model.prompt import ContextPiece
 from gdn2_model.reader import Reader
@@ -27,7 +30,10 @@ CASES = {
     "hybrid-reader": (dict(attn=HYBRID), GDN2ForReader, 2, 29),
     "fewer-tokens-than-ranks": ({}, GDN2ForReader, 1, 1),
     "gdn2-lm": ({}, GDN2ForCausalLM, 1, 23),
+    # more value heads than key heads, erase gate in [0, 2], no convs: the two-pass algebra in full
+    "gdn2-variants": (dict(num_v_heads=4, allow_neg_eigval=True, use_short_conv=False), GDN2ForReader, 2, 33),
 }
+TWO_PASS = ["gdn2-reader", "gdn2-lm", "gdn2-variants"]
 
 
 def _model(name: str):
@@ -52,13 +58,20 @@ def _pieces() -> tuple[str, list[ContextPiece]]:
     return "Who is the Licensor?", pieces
 
 
+def _run(method: str, model, ids, match):
+    if method == "two-pass":
+        return two_pass_prefill(model, ids, question_match=match)
+    return context_parallel_prefill(model, ids, question_match=match, segment_len=4)
+
+
 def _cp_worker(w: Worker) -> dict:
     out = {}
-    for name in CASES:
+    runs = [("hand-off", name) for name in CASES] + [("two-pass", name) for name in TWO_PASS]
+    for method, name in runs:
         ids, match = _inputs(name)
         model = _model(name)
         is_reader = isinstance(model, GDN2ForReader)
-        res = context_parallel_prefill(model, ids, question_match=match if is_reader else None, segment_len=4)
+        res = _run(method, model, ids, match if is_reader else None)
         last = None
         if res.cache is not None:
             # the last rank's cache continues the sequence: one more token
@@ -66,10 +79,16 @@ def _cp_worker(w: Worker) -> dict:
             with torch.no_grad():
                 step = model(nxt, past_key_values=res.cache, use_cache=True)
             last = (step.start_logits if is_reader else step.logits).clone()
-        out[name] = {"start": res.start_logits, "end": res.end_logits, "next": last}
+        out[method, name] = {"start": res.start_logits, "end": res.end_logits, "next": last}
+    errors = {}
+    for name in ("hybrid-reader", "fewer-tokens-than-ranks"):
+        try:
+            two_pass_prefill(_model(name), _inputs(name)[0])
+        except ValueError as err:
+            errors[name] = str(err)
+    out["two-pass errors"] = errors
     question, pieces = _pieces()
-    spans = context_parallel_extract(Reader.load(None), question, pieces, k=3, segment_len=128)
-    out["spans"] = spans
+    out["spans"] = context_parallel_extract(Reader.load(None), question, pieces, k=3, segment_len=128)
     return out
 
 
@@ -78,8 +97,10 @@ def two_ranks() -> list[dict]:
     return run_workers(_cp_worker, 2, timeout_s=300)
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_context_parallel_equals_one_process(two_ranks, name):
+@pytest.mark.parametrize(
+    "method, name", [("hand-off", n) for n in CASES] + [("two-pass", n) for n in TWO_PASS]
+)
+def test_context_parallel_equals_one_process(two_ranks, method, name):
     ids, match = _inputs(name)
     model = _model(name)
     is_reader = isinstance(model, GDN2ForReader)
@@ -90,7 +111,7 @@ def test_context_parallel_equals_one_process(two_ranks, name):
         step = model(nxt, past_key_values=cont.cache, use_cache=True)
     ref_next = step.start_logits if is_reader else step.logits
     for rank, out in enumerate(two_ranks):
-        got = out[name]
+        got = out[method, name]
         if is_reader:
             # every rank holds the whole context's logits
             torch.testing.assert_close(got["start"], ref.start_logits, rtol=1e-4, atol=1e-5)
@@ -102,6 +123,13 @@ def test_context_parallel_equals_one_process(two_ranks, name):
             torch.testing.assert_close(got["next"], ref_next, rtol=1e-4, atol=1e-5)
         else:
             assert got["next"] is None
+
+
+def test_two_pass_refuses_attention_layers_and_slices_shorter_than_the_conv(two_ranks):
+    for out in two_ranks:
+        errors = out["two-pass errors"]
+        assert "pure GDN-2" in errors["hybrid-reader"]
+        assert "shorter than the conv width" in errors["fewer-tokens-than-ranks"]
 
 
 def test_context_parallel_reader_gives_the_one_process_spans(two_ranks):

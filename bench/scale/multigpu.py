@@ -43,6 +43,7 @@ from gdn2_model.distributed import (  # noqa: E402
     context_parallel_prefill,
     read_parallel,
     run_workers,
+    two_pass_prefill,
 )
 from gdn2_model.prompt import ContextPiece, align_end_logits, build_reader_input  # noqa: E402
 from gdn2_model.reader import DEFAULT_CHECKPOINT, Reader, best_spans  # noqa: E402
@@ -178,28 +179,39 @@ def measure_train(w: Worker, plan: Plan, batches: list, out_dir: str) -> dict:
     }
 
 
+def _read_once(w: Worker, plan: Plan, reader: Reader, method: str, ids, match) -> tuple[float, object]:
+    def run(n: int | None):
+        i, m = (ids, match) if n is None else (ids[:, :n], match[:, :n])
+        if method == "two-pass":
+            return two_pass_prefill(reader.net, i, question_match=m)
+        return context_parallel_prefill(reader.net, i, question_match=m, segment_len=plan.segment_len)
+
+    run(64 * w.world)  # warm-up: kernel autotuning on a short prefix
+    _sync(w)
+    t0 = time.perf_counter()
+    out = run(None)
+    _sync(w)
+    return time.perf_counter() - t0, out
+
+
 def measure_context(w: Worker, plan: Plan, reader: Reader) -> dict:
     pieces = _pieces(reader.tokenizer, plan.cp_tokens)
     question = "Which function parses the command line arguments?"
     ri = build_reader_input(reader.tokenizer, question, pieces)
     ids = torch.from_numpy(ri.input_ids).to(w.device)[None]
     match = torch.from_numpy(ri.question_match).to(w.device)[None]
-    # warm-up (kernel autotuning) on a short prefix
-    context_parallel_prefill(reader.net, ids[:, : 8 * w.world], question_match=match[:, : 8 * w.world])
-    _sync(w)
-    t0 = time.perf_counter()
-    out = context_parallel_prefill(reader.net, ids, question_match=match, segment_len=plan.segment_len)
-    _sync(w)
-    dt = time.perf_counter() - t0
-    start, end = out.start_logits[0].cpu(), align_end_logits(out.end_logits[0].cpu())
-    span = best_spans(ri, pieces, start, end, k=1)[0]
-    return {
-        "tokens": len(ri),
-        "seconds": dt,
-        "span": [span.piece_index, span.char_start, span.char_end],
-        "span_text": span.text[:80],
-        "start_logits": out.start_logits[0].cpu() if w.is_main else None,
-    }
+    res: dict = {"tokens": len(ri)}
+    for method in ("hand-off", "two-pass"):
+        seconds, out = _read_once(w, plan, reader, method, ids, match)
+        start, end = out.start_logits[0].cpu(), align_end_logits(out.end_logits[0].cpu())
+        span = best_spans(ri, pieces, start, end, k=1)[0]
+        res[method] = {
+            "seconds": seconds,
+            "span": [span.piece_index, span.char_start, span.char_end],
+            "span_text": span.text[:60],
+            "start_logits": start if w.is_main else None,
+        }
+    return res
 
 
 def measure_ask(w: Worker, plan: Plan, reader: Reader) -> dict:
@@ -257,9 +269,16 @@ def _table(one: dict, many: dict | None) -> str:
             "  held-out loss after them", one["train"]["eval_loss"], get("train", "eval_loss"), ".4f", "same"
         ),
         row(
-            f"context-parallel read of {one['context']['tokens']:,} tokens, s",
-            one["context"]["seconds"],
-            get("context", "seconds"),
+            f"read one {one['context']['tokens']:,}-token context, hand-off, s",
+            one["context"]["hand-off"]["seconds"],
+            get("context", "hand-off", "seconds"),
+            ".3f",
+            "lower",
+        ),
+        row(
+            f"  two-pass on {n or '-'} GPUs vs 1 GPU streaming, s",
+            one["context"]["hand-off"]["seconds"],
+            get("context", "two-pass", "seconds"),
             ".3f",
             "lower",
         ),
@@ -311,28 +330,38 @@ def main(argv: list[str] | None = None) -> int:
         results[world] = ranks[0]
         # the answer must not depend on the rank that reports it
         results[world]["ranks_agree"] = all(
-            r["context"]["span"] == ranks[0]["context"]["span"] for r in ranks
+            r["context"][m]["span"] == ranks[0]["context"][m]["span"]
+            for r in ranks
+            for m in ("hand-off", "two-pass")
         )
         print(f"world {world}: {time.perf_counter() - t0:.1f} s")
     one, many = results[1], results.get(n) if n > 1 else None
+    ref = one["context"]["hand-off"]
+    for r in results.values():
+        for m in ("hand-off", "two-pass"):
+            c = r["context"][m]
+            c["max_start_logit_diff_vs_1gpu"] = (c["start_logits"] - ref["start_logits"]).abs().max().item()
+            c["same_span_as_1gpu"] = c["span"] == ref["span"]
     if many:
-        diff = (one["context"]["start_logits"] - many["context"]["start_logits"]).abs().max().item()
-        many["context"]["max_start_logit_diff_vs_1"] = diff
-        many["context"]["same_span_as_1"] = one["context"]["span"] == many["context"]["span"]
-        many["ask"]["same_answers_as_1"] = one["ask"]["answers"] == many["ask"]["answers"]
+        many["ask"]["same_answers_as_1gpu"] = one["ask"]["answers"] == many["ask"]["answers"]
     device = torch.cuda.get_device_name(0) if device_type == "cuda" else "CPU (gloo)"
     print(f"\n{device}; plan: {plan}\n")
     print(_table(one, many))
+    print(f"\n1-GPU reference span: {ref['span_text']!r}")
+    for world, r in results.items():
+        for m in ("hand-off", "two-pass"):
+            c = r["context"][m]
+            print(
+                f"world {world} {m}: {c['seconds']:.3f} s, same span as 1 GPU streaming: "
+                f"{c['same_span_as_1gpu']}, max |start logit diff| {c['max_start_logit_diff_vs_1gpu']:.3g}"
+            )
+        print(f"world {world}: ranks agree: {r['ranks_agree']}, peak {r.get('peak_gib', 0):.2f} GiB")
     if many:
-        c = many["context"]
-        print(
-            f"\ncontext: same span as 1 GPU: {c['same_span_as_1']} ({c['span_text']!r}); "
-            f"max |start logit diff| {c['max_start_logit_diff_vs_1']:.3g}; "
-            f"ask: same answers as 1 GPU: {many['ask']['same_answers_as_1']}"
-        )
+        print(f"ask: same answers on {n} GPUs as on 1: {many['ask']['same_answers_as_1gpu']}")
     if a.json:
         for r in results.values():
-            r["context"].pop("start_logits", None)
+            for m in ("hand-off", "two-pass"):
+                r["context"][m].pop("start_logits", None)
             r["ask"].pop("answers", None)
         Path(a.json).write_text(
             json.dumps(

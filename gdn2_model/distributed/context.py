@@ -101,12 +101,14 @@ def context_parallel_extract(
     k: int = 1,
     max_answer_tokens: int = 32,
     segment_len: int = 32768,
+    two_pass: bool = False,
     group: ProcessGroup | None = None,
 ):
     """`Reader.extract_spans` with the context read across the ranks of `group`; same spans on every rank.
 
-    Every rank lays out the same input (`build_reader_input`), reads its slice, and scores spans on the
-    gathered logits (`best_spans`), so the answer is the one-device answer.
+    Every rank lays out the same input (`build_reader_input`), reads its slice (handed the cache by the
+    rank before it, or all at once with `two_pass`: `two_pass_prefill`), and scores spans on the gathered
+    logits (`best_spans`), so the answer is the one-device answer.
     """
     from gdn2_model.reader import best_spans
 
@@ -117,9 +119,14 @@ def context_parallel_extract(
         return []
     ids = torch.from_numpy(ri.input_ids).to(reader.device)[None]
     match = None if ri.question_match is None else torch.from_numpy(ri.question_match).to(reader.device)[None]
-    out = context_parallel_prefill(
-        reader.net, ids, question_match=match, segment_len=segment_len, group=group
-    )
+    if two_pass:
+        from gdn2_model.distributed.two_pass import two_pass_prefill
+
+        out = two_pass_prefill(reader.net, ids, question_match=match, group=group)
+    else:
+        out = context_parallel_prefill(
+            reader.net, ids, question_match=match, segment_len=segment_len, group=group
+        )
     start, end = out.start_logits[0].cpu(), out.end_logits[0].cpu()
     if getattr(reader.net.config, "reader_end_shift", False):
         end = align_end_logits(end)

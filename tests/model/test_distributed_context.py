@@ -88,7 +88,9 @@ def _cp_worker(w: Worker) -> dict:
             errors[name] = str(err)
     out["two-pass errors"] = errors
     question, pieces = _pieces()
-    out["spans"] = context_parallel_extract(Reader.load(None), question, pieces, k=3, segment_len=128)
+    reader = Reader.load(None)
+    out["spans"] = context_parallel_extract(reader, question, pieces, k=3, segment_len=128)
+    out["two-pass spans"] = context_parallel_extract(reader, question, pieces, k=3, two_pass=True)
     return out
 
 
@@ -136,8 +138,8 @@ def test_context_parallel_reader_gives_the_one_process_spans(two_ranks):
     question, pieces = _pieces()
     ref = Reader.load(None).extract_spans(question, pieces, k=3)
     assert ref, "the shipped reader found no span"
-    for out in two_ranks:
-        got = out["spans"]
+    for out, key in [(out, key) for out in two_ranks for key in ("spans", "two-pass spans")]:
+        got = out[key]
         assert [(s.piece_index, s.char_start, s.char_end) for s in got] == [
             (s.piece_index, s.char_start, s.char_end) for s in ref
         ]

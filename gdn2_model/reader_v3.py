@@ -109,7 +109,9 @@ def _load_split(p: Path):
     missing, unexpected = model.load_state_dict(state, strict=False)
     absent = [k for k in missing if not k.startswith(omitted)] if omitted else missing
     if absent or unexpected:
-        raise ValueError(f"MiniLM copy at {p} does not match: missing {absent[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"MiniLM copy at {p} does not match: missing {absent[:5]}, unexpected {unexpected[:5]}"
+        )
     return model.eval()
 
 

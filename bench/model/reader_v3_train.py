@@ -61,7 +61,10 @@ from gdn2_model.reader_v3 import (  # noqa: E402
 
 # ------------------------------------------------------------------------------------------- export-minilm
 def export_minilm(
-    out: str | Path, base: str | Path | None = None, shard_mb: float = 15.0, omit_from_layer: int | None = None
+    out: str | Path,
+    base: str | Path | None = None,
+    shard_mb: float = 15.0,
+    omit_from_layer: int | None = None,
 ) -> dict:
     """Copy all-MiniLM-L6-v2 (no pooler) as fp16 safetensors of <= `shard_mb` MB each + config + tokenizer.
 
@@ -84,9 +87,11 @@ def export_minilm(
     model = AutoModel.from_pretrained(str(src), add_pooling_layer=False, dtype=torch.float32)
     limit = int(shard_mb * 1e6)
     pieces: list[tuple[str, torch.Tensor]] = []
-    omitted = [f"encoder.layer.{i}." for i in range(omit_from_layer, model.config.num_hidden_layers)] if (
-        omit_from_layer is not None
-    ) else []
+    omitted = (
+        [f"encoder.layer.{i}." for i in range(omit_from_layer, model.config.num_hidden_layers)]
+        if (omit_from_layer is not None)
+        else []
+    )
     for name, t in model.state_dict().items():
         if name.startswith(tuple(omitted)):
             continue
@@ -568,7 +573,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out")
     p.add_argument("--base", default=None)
     p.add_argument("--shard-mb", type=float, default=15.0)
-    p.add_argument("--omit-from-layer", type=int, default=None, help="leave out the layers a checkpoint trains")
+    p.add_argument(
+        "--omit-from-layer", type=int, default=None, help="leave out the layers a checkpoint trains"
+    )
     p = sub.add_parser("prepare", help="write the compact training file")
     p.add_argument("--out", default="runs/v3/data.jsonl.xz")
     p.add_argument("--legal-chars", type=float, default=6e6)

@@ -246,7 +246,7 @@ def test_overfit_four_samples_drives_span_loss_down():
 
 
 def test_minilm_copy_without_trained_layers_loads_and_checks(net_tok, tmp_path):
-    """A copy that leaves out the layers a checkpoint trains loads; a copy missing anything else is refused."""
+    """A copy without the layers a checkpoint trains loads; a copy missing anything else is refused."""
     from gdn2_model.reader_v3 import load_base
 
     info = rt.export_minilm(tmp_path / "base4", omit_from_layer=4)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def accuracy(rows: list[dict], a: float, b: float) -> float:
 
 
 def main(path: str) -> None:
-    rows = json.loads(open(path).read())
+    rows = json.loads(Path(path).read_text())
     ans = [r for r in rows if r["answerable"]]
     doms = sorted({r["domain"] for r in ans})
     print("a     b     " + " ".join(f"{d:>8}" for d in doms) + "  overall")
@@ -54,7 +55,10 @@ def main(path: str) -> None:
         a, b = max(grid, key=lambda ab: (accuracy(train, *ab), -ab[0], -ab[1]))
         cv.append((accuracy(folds[i], a, b), len(folds[i]), (a, b)))
     cv_acc = sum(x * n for x, n, _ in cv) / sum(n for _, n, _ in cv)
-    print(f"semantic only {grid[0.0, 0.0]:.3f}; 5-fold CV fused {cv_acc:.3f}; chosen per fold {[c[2] for c in cv]}")
+    print(
+        f"semantic only {grid[0.0, 0.0]:.3f}; 5-fold CV fused {cv_acc:.3f}; "
+        f"chosen per fold {[c[2] for c in cv]}"
+    )
     # abstention: which signal separates unanswerable questions at <= 10 % answerable abstaining
     un = [r for r in rows if not r["answerable"]]
     for name, f in {
@@ -65,7 +69,10 @@ def main(path: str) -> None:
         xs = np.array([f(r) for r in ans])
         th = np.quantile(xs, 0.10)
         rec = np.mean([f(r) < th for r in un]) if un else 0.0
-        print(f"abstain on {name:18}: threshold {th:.3f}, answerable abstain {np.mean(xs < th):.2f}, unanswerable {rec:.2f}")
+        print(
+            f"abstain on {name:18}: threshold {th:.3f}, answerable abstain {np.mean(xs < th):.2f}, "
+            f"unanswerable {rec:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 For every question of a set, the pipeline's own retrieval and assembly (as `reader_replay.py export` did), the
 evidence candidates of `gdn2_rag.evidence` with their cosine / lexical / rank terms, and the v3 reader's line
-probabilities and spans from `reader_replay.py read`. Writes one row per candidate (features + whether it holds
+probabilities and spans from `reader_replay.py read`. Writes one row per candidate (features + whether it
+holds
 an accepted answer in the question's file) to a JSON file that `fusion_fit.py` fits weights on.
 
     python bench/rag/natural/fusion_study.py --index IDX --set bench/data/natural_dev.jsonl --budget 16000 \
@@ -71,16 +72,22 @@ def main() -> None:
         line_p = {(pi, ln): p for pi, ln, p in r["lines"]}
         src = resolve_source(q.get("source", "")) if q.get("source") else ""
         cand_rows = []
-        for (rank, pi, s, e, lex), c in zip(cands, cos):
+        for (rank, pi, s, e, lex), c in zip(cands, cos, strict=True):
             text = context.pieces[pi].text
             l0, l1 = text.count("\n", 0, s), text.count("\n", 0, max(s, e - 1))
             lp = max((line_p.get((pi, ln), 0.0) for ln in range(l0, l1 + 1)), default=0.0)
             sp = max(
-                (x["score"] for x in r["spans"] if x["piece_index"] == pi and x["char_start"] >= s and x["char_end"] <= e),
+                (
+                    x["score"]
+                    for x in r["spans"]
+                    if x["piece_index"] == pi and x["char_start"] >= s and x["char_end"] <= e
+                ),
                 default=None,
             )
             path = context.pieces[pi].path
-            right_file = bool(src) and (path == src or path.endswith("/" + src.lstrip("/")) or src.endswith(path))
+            right_file = bool(src) and (
+                path == src or path.endswith("/" + src.lstrip("/")) or src.endswith(path)
+            )
             end = e
             if e - s > MAX_EVIDENCE_CHARS:  # cut as select_evidence cuts, shown with its whole lines
                 cut = text.rfind(" ", s, s + MAX_EVIDENCE_CHARS)
@@ -88,7 +95,9 @@ def main() -> None:
             shown = text[s:end] + "\n" + pl._evidence(text, s, end)
             ok = bool(q["answers"]) and right_file and contains_answer(shown, q["answers"])
             cand_rows.append({"rank": rank, "lex": lex, "cos": c, "line": lp, "span": sp, "ok": ok})
-        top_dense = max((p.dense_score for p in retrieved.passages[:10] if p.dense_score is not None), default=0.0)
+        top_dense = max(
+            (p.dense_score for p in retrieved.passages[:10] if p.dense_score is not None), default=0.0
+        )
         rows.append(
             {
                 "question": q["question"],
@@ -101,8 +110,22 @@ def main() -> None:
             }
         )
     Path(args.out).write_text(json.dumps(rows))
-    base = [max(range(len(x["cands"])), key=lambda i: x["cands"][i]["cos"] + 0.15 * x["cands"][i]["lex"] - 0.02 * x["cands"][i]["rank"]) if x["cands"] else None for x in rows]
-    acc = np.mean([bool(b is not None and x["cands"][b]["ok"]) for x, b in zip(rows, base) if x["answerable"]])
+    base = [
+        max(
+            range(len(x["cands"])),
+            key=lambda i: x["cands"][i]["cos"] + 0.15 * x["cands"][i]["lex"] - 0.02 * x["cands"][i]["rank"],
+        )
+        if x["cands"]
+        else None
+        for x in rows
+    ]
+    acc = np.mean(
+        [
+            bool(b is not None and x["cands"][b]["ok"])
+            for x, b in zip(rows, base, strict=True)
+            if x["answerable"]
+        ]  # fmt: skip
+    )
     print(f"{len(rows)} questions; semantic evidence ans+cite (candidate-level) {acc:.3f} -> {args.out}")
 
 

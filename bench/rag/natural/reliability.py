@@ -8,7 +8,8 @@ for each reader the accuracy of "reader when its score >= t, else the evidence",
 questions and scored on the rest (5 folds).
 
     python bench/rag/natural/reliability.py --evidence .natural/v3/study_dev_16000.json \
-        --reader "reader v2=.natural/score_old_dev_16000.json" --reader "reader v3=.natural/score_v3_dev_16000.json" \
+        --reader "reader v2=.natural/score_old_dev_16000.json" \
+        --reader "reader v3=.natural/score_v3_dev_16000.json" \
         --png bench/results/natural/reliability_dev.png
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -26,7 +28,7 @@ FOLDS = 5
 def evidence_rows(path: str) -> dict[str, tuple[float, bool]]:
     """question -> (cosine of the chosen sentence, right), choosing as gdn2_rag.evidence does."""
     out = {}
-    for r in json.loads(open(path).read()):
+    for r in json.loads(Path(path).read_text()):
         if not r["answerable"] or not r["cands"]:
             continue
         best = max(r["cands"], key=lambda c: c["cos"] + 0.15 * c["lex"] - 0.02 * c["rank"])
@@ -35,14 +37,18 @@ def evidence_rows(path: str) -> dict[str, tuple[float, bool]]:
 
 
 def reader_rows(path: str) -> dict[str, tuple[float, bool]]:
-    rows = json.loads(open(path).read())["rows"]
-    return {r["question"]: (float(r["score"] or 0.0), bool(r["answer_citation"])) for r in rows if r["answerable"]}
+    rows = json.loads(Path(path).read_text())["rows"]
+    return {
+        r["question"]: (float(r["score"] or 0.0), bool(r["answer_citation"])) for r in rows if r["answerable"]
+    }
 
 
 def quantile_bins(conf: np.ndarray, right: np.ndarray) -> list[tuple[float, float, int]]:
     """(mean confidence, accuracy, n) per confidence decile (equal-count bins)."""
     order = np.argsort(conf)
-    return [(float(conf[b].mean()), float(right[b].mean()), len(b)) for b in np.array_split(order, BINS) if len(b)]
+    return [
+        (float(conf[b].mean()), float(right[b].mean()), len(b)) for b in np.array_split(order, BINS) if len(b)
+    ]
 
 
 def roc_auc(conf: np.ndarray, right: np.ndarray) -> float:
@@ -55,7 +61,7 @@ def roc_auc(conf: np.ndarray, right: np.ndarray) -> float:
 
 
 def hybrid(reader: dict, evidence: dict) -> tuple[float, float]:
-    """(in-sample best, 5-fold CV) accuracy of: the reader's answer when its score >= t, else the evidence's."""
+    """(in-sample best, 5-fold CV) accuracy of the reader's answer when its score >= t, else the evidence."""
     qs = sorted(set(reader) & set(evidence))
     s = np.array([reader[q][0] for q in qs])
     r_ok = np.array([reader[q][1] for q in qs])
@@ -100,10 +106,12 @@ def main() -> None:
         auroc = roc_auc(conf, right.astype(bool))
         extra = ""
         if rows is not evidence:
-            extra = "  %.3f / %.3f" % hybrid(rows, evidence)
+            extra = "  {:.3f} / {:.3f}".format(*hybrid(rows, evidence))
         print(f"{label:30} {len(conf):4d} {right.mean():6.3f} {auroc:6.3f}{extra}")
         ax.plot([(i + 0.5) / len(bins) for i in range(len(bins))], [a for _, a, _ in bins], "o-", label=label)
-    ax.axhline(np.mean([ok for _, ok in evidence.values()]), color="grey", lw=0.8, ls="--", label="evidence, all")
+    ax.axhline(
+        np.mean([ok for _, ok in evidence.values()]), color="grey", lw=0.8, ls="--", label="evidence, all"
+    )
     ax.set_xlabel("confidence decile (equal-count bins, low to high)")
     ax.set_ylabel("answer+citation accuracy in the bin")
     ax.set_ylim(0, 1)

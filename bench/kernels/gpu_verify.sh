@@ -12,7 +12,7 @@ python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', tr
 PYTHONPATH=. timeout "${TEST_S:-200}" python3 -m pytest -q -m gpu tests/kernels -p no:cacheprovider \
   > "$OUT/gpu_tests_kernels.log" 2>&1
 echo "gpu tests rc=$?: $(tail -1 "$OUT/gpu_tests_kernels.log")"
-PYTHONPATH=/tmp/site:. timeout "${BENCH_S:-240}" python3 bench/kernels/kernels_bench.py --rep "${REP:-60}" \
+PYTHONPATH=/tmp/site:. timeout "${BENCH_S:-420}" python3 bench/kernels/kernels_bench.py --rep "${REP:-60}" \
   --json "$OUT/kernels_bench.json" > "$OUT/kernels_bench.log" 2>&1
 echo "bench rc=$?"
 PYTHONPATH=. timeout "${TUNE_S:-40}" python3 -m gdn2_kernels.autotune --decode --shape 1x1 --min-gain 0.03 \

@@ -6,8 +6,8 @@ sm_80, sm_89 and sm_90 on a machine without a GPU; writes the table into bench/r
     pip install --no-deps --target /tmp/t36 triton==3.6.0            # the GPU machine's Triton
     PYTHONPATH=/tmp/t36:. python bench/kernels/compile_report.py
 
-Each distinct launch is compiled once per architecture (rows that launch a kernel alike share it); the
-bucket column names the first bucket whose row launches it.
+Each distinct launch is compiled once per architecture (rows that launch a kernel alike share it), one
+process per CPU core; the bucket column names the first bucket whose row launches it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import triton
 
-from gdn2_kernels.gdn2.compile_targets import SPILL_BOUND, compile_for, launches, spill_bound
-from gdn2_kernels.gdn2.tuning import ARCHS, BUCKETS, TABLE
+from gdn2_kernels.gdn2.compile_targets import SPILL_BOUND, compile_table, spill_bound
+from gdn2_kernels.gdn2.tuning import ARCHS
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "kernels.md"
 BEGIN, END = "<!-- compile report: begin -->", "<!-- compile report: end -->"
@@ -37,22 +37,14 @@ def report() -> tuple[str, bool]:
         "| fits |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for arch in ARCHS:
-        seen = set()
-        for bucket in BUCKETS:
-            for launch in launches(TABLE[(arch, bucket)]):
-                if launch.key() in seen:
-                    continue
-                seen.add(launch.key())
-                c = compile_for(launch, arch)
-                good = c.fits and c.spill_bytes <= spill_bound(launch.name)
-                ok &= good
-                lines.append(
-                    f"| {arch} | {bucket} | {launch.name} | {launch.num_warps} | {launch.num_stages} | "
-                    f"{c.registers} | {c.spill_bytes} | {c.shared} | {c.shared_limit} | "
-                    f"{'yes' if good else '**no**'} |"
-                )
-                print(lines[-1], flush=True)
+    for arch, bucket, launch, c in compile_table(ARCHS):
+        good = c.fits and c.spill_bytes <= spill_bound(launch.name)
+        ok &= good
+        lines.append(
+            f"| {arch} | {bucket} | {launch.name} | {launch.num_warps} | {launch.num_stages} | "
+            f"{c.registers} | {c.spill_bytes} | {c.shared} | {c.shared_limit} | "
+            f"{'yes' if good else '**no**'} |"
+        )
     return "\n".join(lines), ok
 
 

@@ -99,7 +99,6 @@ def chunk_gdn2_fwd(
     table: ChunkTable,
     l2norm_qk: bool,
     chunk_size: int = 64,
-    block_v: int | None = None,
     save_states: bool = False,
     scores: tuple[torch.Tensor, ...] | None = None,
     keep_inverse: bool = False,
@@ -112,7 +111,7 @@ def chunk_gdn2_fwd(
     (A, P, rk, rq) of an earlier forward over the same inputs (the intermediates of those names): the
     scores step and the inversion are skipped. `keep_inverse` stores A in float32 for the backward; without
     it (inference) A is never written. `tuning`: the launch settings (None: the table's row for this
-    device and shape); `block_v` overrides its state-pass V block.
+    device and shape).
 
     Steps: 1. L, P (scores)  2. A, Kb, Ut, Qg, Ke, e^{gamma_C} (wy)  3. state pass + output (state_o).
     The per-chunk operands read by the state pass are stored in the row's work dtype.
@@ -142,9 +141,7 @@ def chunk_gdn2_fwd(
     eg = torch.empty(NC, H, K, device=dev, dtype=torch.float32)
     segmented = N == 1 and not save_states and t.segments > 1 and t.segment_min_chunks * t.segments <= NC
     n_seg = t.segments if segmented else 1
-    if block_v is None:
-        block_v = t.segment_block_v if segmented else t.state_block_v
-    BV = min(block_v, V)
+    BV = min(t.segment_block_v if segmented else t.state_block_v, V)
     o = None if save_states else torch.empty(Ttot, H, V, device=dev, dtype=v.dtype)
     ht = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
     h = torch.empty(NC, H, K, V, device=dev, dtype=torch.float32) if save_states else None

@@ -12,6 +12,7 @@ no asynchronous copies and the shared-memory sizes are not the ones the GPU sees
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 import subprocess
@@ -36,7 +37,7 @@ from gdn2_kernels.gdn2.chunk_intra import SPAN, gdn2_fwd_kernel_scores
 from gdn2_kernels.gdn2.chunk_state import gdn2_fwd_kernel_state_o
 from gdn2_kernels.gdn2.chunk_wy import gdn2_fwd_kernel_wy
 from gdn2_kernels.gdn2.fused_recurrent import gdn2_fused_recurrent_kernel
-from gdn2_kernels.gdn2.tuning import SHARED_LIMIT, Tuning
+from gdn2_kernels.gdn2.tuning import BUCKETS, SHARED_LIMIT, TABLE, Tuning
 
 H, K, V, C, BC = 16, 128, 128, 64, 16
 # pointer arguments in the model's input dtype (bf16); the rest of the pointers are float32
@@ -228,19 +229,21 @@ def compile_for(launch: Launch, arch: str) -> Compiled:
     return _CACHE[key]
 
 
-# spilled bytes per thread a launch may have (ptxas stores + loads); everything else must not spill. Each
-# bound is a measured trade, not an accident:
+# spilled bytes per thread a launch may have (ptxas stores + loads); everything else must not spill. The
+# count depends on the Triton version: each bound covers Triton 3.6 (the GPU machine's, which measured the
+# rows) and 3.9 (the lock's, which CI compiles with). Each is a measured trade, not an accident:
 SPILL_BOUND: dict[str, int] = {
     # capped at 168 registers for 6 programs per SM instead of 4: faster on the H200 despite the spills
-    # (NOTES.md, v15); the sm_80 / sm_89 rows keep the cap, which spills less there
+    # (NOTES.md, v15): sm_90 572 B with Triton 3.6, 180 B with 3.9; the sm_80 / sm_89 rows are uncapped
     "fwd scores": 640,
-    # WY at 4 warps holds [64, 64] A and [64, K-block] tiles: 255 registers and a few spilled bytes on sm_90,
-    # faster than 8 warps without spills (NOTES.md, v9)
-    "fwd wy": 64,
-    "bwd recompute wy": 64,
-    # the score gradients at 4 warps and all 128 key columns per program: faster than narrower or wider
-    # programs that do not spill (NOTES.md, v7)
-    "bwd scores": 320,
+    # WY at 4 warps holds [64, 64] A and [64, K-block] tiles: 255 registers and 8-26 B spilled on sm_90 with
+    # Triton 3.6 (90 B with 3.9), faster than 8 warps without spills (NOTES.md, v9)
+    "fwd wy": 96,
+    "bwd recompute wy": 96,
+    # the score gradients at 4 warps and all 128 key columns per program, faster than narrower or wider
+    # programs that do not spill (NOTES.md, v7): sm_90 196 B with Triton 3.6, but 908 B with 3.9, which
+    # should be timed on the H200 before the lock's Triton runs there
+    "bwd scores": 960,
     # dL = -A^T dA A^T in tf32x3 on [64, 64] fp32 tiles: no spills on sm_90; on sm_80 / sm_89 (mma.sync
     # keeps the products' accumulators in registers) 600 B with 2 key blocks of partial dA, 784 with the 4
     # their rows use, 472 at 8 warps. 2 % of the backward on the H200; left until measured on those GPUs
@@ -255,3 +258,33 @@ SPILL_BOUND: dict[str, int] = {
 def spill_bound(name: str) -> int:
     """The spill bound of a launch by its name (0 unless listed in SPILL_BOUND)."""
     return max((b for prefix, b in SPILL_BOUND.items() if name.startswith(prefix)), default=0)
+
+
+def _compile_table_entry(job: tuple[str, str, int]) -> Compiled:
+    arch, bucket, index = job
+    return compile_for(launches(TABLE[(arch, bucket)])[index], arch)
+
+
+def compile_table(
+    archs: tuple[str, ...], workers: int | None = None
+) -> list[tuple[str, str, Launch, Compiled]]:
+    """(arch, bucket, launch, result) for every distinct launch of the table's rows of `archs` (a launch
+    shared by several buckets is listed under the first), compiled in `workers` processes (default: one
+    per CPU core): a few seconds per kernel, about sixty of them."""
+    jobs, listed = [], []
+    for arch in archs:
+        seen = set()
+        for bucket in BUCKETS:
+            for index, launch in enumerate(launches(TABLE[(arch, bucket)])):
+                if launch.key() not in seen:
+                    seen.add(launch.key())
+                    jobs.append((arch, bucket, index))
+                    listed.append((arch, bucket, launch))
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        results = [_compile_table_entry(job) for job in jobs]
+    else:
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds torch's threads
+        with ctx.Pool(workers) as pool:
+            results = pool.map(_compile_table_entry, jobs, chunksize=1)
+    return [(arch, bucket, launch, c) for (arch, bucket, launch), c in zip(listed, results, strict=True)]

@@ -90,3 +90,24 @@ def test_unknown_key_names_the_known_rows():
 def test_row_serialises_to_plain_values():
     d = TABLE[("sm_90", "long")].as_dict()
     assert d["work_dtype"] == "bfloat16" and d["segments"] == 6
+
+
+@pytest.mark.parametrize("key", [("sm_80", "wide"), ("sm_90", "long"), ("interpreter", "narrow")])
+def test_autotune_prints_the_row_it_found(key):
+    from gdn2_kernels.autotune import row_source
+
+    row = TABLE[key]
+    text = row_source(row, repr(key))
+    printed_key, expr = text.rstrip(",").split(": ", 1)
+    assert printed_key == repr(key)
+    assert eval(expr, {"Tuning": Tuning, "torch": torch}) == row  # the TABLE entry, as pasted
+
+
+def test_autotune_without_gpu_says_so(capsys):
+    from gdn2_kernels.autotune import main
+
+    if torch.cuda.is_available():
+        pytest.skip("has a GPU")
+    assert main(["--shape", "1x64"]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+    assert main(["--shape", "nope"]) == 2

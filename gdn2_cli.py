@@ -382,7 +382,7 @@ def serve(
     ] = 5.0,
     max_queue: Annotated[int, typer.Option("--max-queue", min=1, help="Reads waiting before 429.")] = 128,
     max_inflight: Annotated[
-        int, typer.Option("--max-inflight", min=1, help="Asks and searches in progress before 429.")
+        int, typer.Option("--max-inflight", min=1, help="Asks in progress before 429.")
     ] = 64,
     max_body_bytes: Annotated[
         int, typer.Option("--max-body-bytes", min=1, help="Largest request body (413 beyond).")

@@ -69,11 +69,22 @@ class MicroBatcher(Generic[T, R]):
     """
 
     def __init__(
-        self, run_batch: Callable[[list[T]], Sequence[R | BaseException]], settings: BatchSettings
+        self,
+        run_batch: Callable[[list[T]], Sequence[R | BaseException]],
+        settings: BatchSettings,
+        cost: Callable[[T], int] | None = None,
+        max_cost: int | None = None,
     ) -> None:
+        """`cost` and `max_cost` cap a batch by size as well as by count (the reader: tokens, so a batch
+        is one packed pass and its callers get their answers when that pass ends, not after several);
+        an item costing more than `max_cost` goes alone."""
         self.run_batch = run_batch
         self.settings = settings
+        self.cost = cost
+        self.max_cost = max_cost
         self.stats = BatchStats()
+        # an item taken from the queue that did not fit the last batch: it opens the next one
+        self._held: tuple[T, asyncio.Future] | None = None
         self._queue: asyncio.Queue | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
@@ -90,8 +101,11 @@ class MicroBatcher(Generic[T, R]):
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        waiting = [self._held] if self._held is not None else []
+        self._held = None
         while self._queue is not None and not self._queue.empty():
-            _, fut = self._queue.get_nowait()
+            waiting.append(self._queue.get_nowait())
+        for _, fut in waiting:
             if not fut.done():
                 fut.set_exception(RuntimeError("the server is shutting down"))
         self._worker.shutdown(wait=False, cancel_futures=True)
@@ -122,16 +136,29 @@ class MicroBatcher(Generic[T, R]):
         return asyncio.run_coroutine_threadsafe(self.submit(item), self._loop).result(timeout)
 
     async def _gather(self) -> list[tuple[T, asyncio.Future]]:
-        """The next batch: the first waiting item, then what arrives within max_wait_ms (up to max_batch)."""
+        """The next batch: the first waiting item, then what arrives within max_wait_ms (up to max_batch
+        items and max_cost)."""
         assert self._queue is not None
-        batch = [await self._queue.get()]
+        if self._held is not None:
+            batch, self._held = [self._held], None
+        else:
+            batch = [await self._queue.get()]
+        used = self.cost(batch[0][0]) if self.cost else 0
         deadline = asyncio.get_running_loop().time() + self.settings.max_wait_ms / 1000
         while len(batch) < self.settings.max_batch:
             try:
-                batch.append(self._queue.get_nowait())
-                continue
+                item = self._queue.get_nowait()
             except asyncio.QueueEmpty:
-                pass
+                item = None
+            if item is not None:
+                if self.cost is not None and self.max_cost is not None:
+                    c = self.cost(item[0])
+                    if used + c > self.max_cost:
+                        self._held = item
+                        break
+                    used += c
+                batch.append(item)
+                continue
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 break

@@ -23,7 +23,10 @@ class BatchedReaderRuntime(ReaderRuntime):
     def __init__(self, *args, batch: BatchSettings | None = None, max_pass_tokens: int = 1_048_576, **kw):
         super().__init__(*args, **kw)
         self.max_pass_tokens = max_pass_tokens
-        self.batcher: MicroBatcher = MicroBatcher(self._logits_batch, batch or BatchSettings())
+        # a batch is at most one packed pass: its callers are answered when that pass ends
+        self.batcher: MicroBatcher = MicroBatcher(
+            self._logits_batch, batch or BatchSettings(), cost=len, max_cost=max_pass_tokens
+        )
         self.batching = False
 
     @classmethod

@@ -30,8 +30,8 @@ class ServeSettings:
         max_body_bytes: larger request bodies are refused with 413 before they are read whole.
         max_question_chars: longest question or query accepted (422 beyond).
         max_context_tokens: largest `context_tokens` an /ask may ask for (422 beyond).
-        max_inflight: asks and searches worked on at once (retrieving, waiting for the reader or being
-            read); one more is refused with 429 and Retry-After, so memory stays bounded under any load.
+        max_inflight: asks worked on at once (retrieving, waiting for the reader or being read); one
+            more is refused with 429 and Retry-After, so memory stays bounded under any load.
         batch: the reader's micro-batching (gdn2_rag.batching.BatchSettings).
         search_batch: the micro-batching of /search (their query embeddings in one call); its
             `max_queue` is the searches waiting before 429.

@@ -4,7 +4,7 @@
 
 --delay slows every dense search (a request in progress for the restart test); --reader reads with a
 tiny random GDN-2 reader on CPU through the micro-batcher (answers are arbitrary spans, the batching
-and packing are real).
+and packing are real); --read-delay slows each batched read (streamed events must not wait for it).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--max-inflight", type=int, default=64)
     ap.add_argument("--max-body-bytes", type=int, default=64 * 1024)
     ap.add_argument("--batch-wait-ms", type=float, default=20.0)
+    ap.add_argument("--read-delay", type=float, default=0.0)
     args = ap.parse_args()
 
     root = Path(args.root)
@@ -85,6 +86,14 @@ def main() -> None:
     if args.reader:
         # a tiny random network instead of the shipped checkpoint: loads in a second, reads in milliseconds
         reader._reader, reader._loaded, reader.device = tiny_reader(), True, "cpu"
+        if args.read_delay:
+            read = reader._reader.logits_batch
+
+            def slow_read(inputs, **kw):
+                time.sleep(args.read_delay)
+                return read(inputs, **kw)
+
+            reader._reader.logits_batch = slow_read
     rag = RAG(root / "index", index=index, config=config, reader=reader)
     run(rag, settings)
 

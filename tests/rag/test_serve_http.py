@@ -19,13 +19,16 @@ from serve_harness import TestServer, free_port
 KEY = "test-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 QUESTION = "How much notice is needed to terminate the agreement?"
+# every batched read takes at least this long, so streamed passages must arrive well before the answer
+READ_DELAY_S = 0.4
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     srv = TestServer(
-        tmp_path_factory.mktemp("serve"), None, "--reader", "--api-key", KEY, "--max-body-bytes", "4096"
-    )
+        tmp_path_factory.mktemp("serve"), None, "--reader", "--api-key", KEY, "--max-body-bytes", "4096",
+        "--read-delay", str(READ_DELAY_S),
+    )  # fmt: skip
     srv.start()
     yield srv
     srv.stop()
@@ -89,10 +92,19 @@ def test_ask_answers_with_verified_citations(client):
 
 def test_ask_stream_sends_passages_then_answer_then_citations(client):
     plain = client.post("/ask", json={"question": QUESTION}).json()
+    arrived: dict[str, float] = {}
+    text = ""
     with client.stream("POST", "/ask", json={"question": QUESTION, "stream": True}) as resp:
         assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
-        events = _events(resp.read().decode())
+        for chunk in resp.iter_text():
+            text += chunk
+            for name in ("passages", "answer"):
+                if f"event: {name}\n" in text:
+                    arrived.setdefault(name, time.monotonic())
+    events = _events(text)
     assert [name for name, _ in events] == ["passages", "answer", "citations", "done"]
+    # really streamed: the passages came out while the reader was still reading
+    assert arrived["answer"] - arrived["passages"] >= READ_DELAY_S * 0.75
     assert [p["chunk_id"] for p in events[0][1]["passages"]] == [p["chunk_id"] for p in plain["passages"]]
     assert events[1][1]["answer"] == plain["answer"]
     assert events[2][1]["citations"] == plain["citations"]

@@ -182,3 +182,25 @@ def test_prefetching_embedder_serves_a_batch_from_one_call():
     # a text outside the batch is embedded as usual
     np.testing.assert_array_equal(emb.embed(["gamma"]), [[5, 2]])
     assert calls[-1] == ["gamma"]
+
+
+def test_batches_are_capped_by_cost_and_the_item_that_does_not_fit_opens_the_next():
+    seen: list[list[int]] = []
+
+    def run(items: list[int]) -> list[int]:
+        seen.append(items)
+        return items
+
+    async def main():
+        b = MicroBatcher(run, BatchSettings(max_batch=10, max_wait_ms=50), cost=lambda n: n, max_cost=10)
+        await b.start()
+        try:
+            # costs 4 + 4 fit 10, the next 4 does not; 12 exceeds the cap alone and goes alone
+            return await asyncio.gather(*(b.submit(n) for n in (4, 4, 4, 12, 3))), b.stats
+        finally:
+            await b.stop()
+
+    results, stats = asyncio.run(main())
+    assert results == [4, 4, 4, 12, 3]
+    assert seen == [[4, 4], [4], [12], [3]]
+    assert all(sum(s) <= 10 or len(s) == 1 for s in seen) and stats.items == 5

@@ -292,7 +292,7 @@ class Trainer:
         return loss.item(), metrics["span_acc"], tokens
 
     def _stop_all(self, out_of_time: bool) -> bool:
-        """Whether the run stops now (one process: its own clock decides)."""
+        """Whether a run with a time limit stops now (one process: its own clock decides)."""
         return out_of_time
 
     def train(self, steps: int | None = None, log=print, max_minutes: float | None = None) -> None:
@@ -338,7 +338,7 @@ class Trainer:
                     row.update(self.evaluate())
                 self._log(row)
                 log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-            out_of_time = self._stop_all(max_minutes is not None and time.time() - t0 > max_minutes * 60)
+            out_of_time = max_minutes is not None and self._stop_all(time.time() - t0 > max_minutes * 60)
             if out_of_time and self.step % 10:
                 loss_v, acc, _ = self._reported(loss, m, tokens)
                 self._log({"step": self.step, "loss": loss_v, "span_acc": acc, **self.evaluate()})

@@ -7,8 +7,9 @@
 For world = 1 and world = N it spawns that many processes (one per GPU, NCCL) and measures, in each:
 1. train: DDP steps of the shipped reader's architecture (`default` config) on fixed, pre-built global
    batches (data building is kept out of the timing): tokens/s, and the global loss after the same steps;
-2. context: one long context (question + real text up to `--cp-tokens`) read by `context_parallel_prefill`
-   with the GDN-2 cache handed rank to rank: time, the best span, and the largest logit difference;
+2. context: one long context (question + real text up to `--cp-tokens`) read with the GDN-2 cache handed
+   rank to rank (`context_parallel_prefill`) and all at once (`two_pass_prefill`): time, the best span
+   and the largest logit difference against 1-GPU streaming;
 3. ask: `--ask-questions` questions, each with a `--ask-tokens` context, dealt out by `read_parallel`
    (layout + reading + span scoring, the reader's whole share of `ask`): questions/s.
 Then it prints one table (N vs 1 and the ratio) and writes the raw numbers as JSON if asked.
@@ -67,6 +68,12 @@ class Plan:
     ask_questions: int = 64
     ask_tokens: int = 100_000
     segment_len: int = 32768
+    # the reader checkpoint ("": the shipped one); its tokenizer also lays out the training batches
+    checkpoint: str = ""
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.checkpoint) if self.checkpoint else DEFAULT_CHECKPOINT
 
 
 SMALL = dict(
@@ -141,7 +148,7 @@ def _train_cfg(plan: Plan):
 
 def build_batches(plan: Plan) -> bytes:
     cfg = _train_cfg(plan)
-    tok = load_tokenizer(DEFAULT_CHECKPOINT)
+    tok = load_tokenizer(plan.checkpoint_dir)
     data = ReaderBatches(tok, _documents(), cfg.curriculum, cfg.seed, cfg.mix, cfg.steps)
     loader = torch.utils.data.DataLoader(
         data, batch_size=None, sampler=range(cfg.steps), num_workers=min(8, os.cpu_count() or 1)
@@ -160,7 +167,7 @@ def _sync(w: Worker) -> None:
 def measure_train(w: Worker, plan: Plan, batches: list, out_dir: str) -> dict:
     cfg = _train_cfg(plan)
     docs = _documents()
-    tr = DistributedTrainer(cfg, docs, docs, load_tokenizer(DEFAULT_CHECKPOINT), out_dir, str(w.device))
+    tr = DistributedTrainer(cfg, docs, docs, load_tokenizer(plan.checkpoint_dir), out_dir, str(w.device))
     fixed = FixedBatches(batches)
     tr.data, tr.eval_data = RankRows(fixed, w.rank, w.world), fixed
     quiet = lambda *_: None  # noqa: E731
@@ -240,7 +247,7 @@ def measure_ask(w: Worker, plan: Plan, reader: Reader) -> dict:
 def measure_all(w: Worker, plan: Plan, batches_blob: bytes, out_dir: str) -> dict:
     batches = torch.load(io.BytesIO(batches_blob), weights_only=False)
     res = {"world": w.world, "train": measure_train(w, plan, batches, f"{out_dir}/w{w.world}")}
-    reader = Reader.load(None, device=str(w.device))
+    reader = Reader.load(plan.checkpoint_dir, device=str(w.device))
     res["context"] = measure_context(w, plan, reader)
     res["ask"] = measure_ask(w, plan, reader)
     if w.device.type == "cuda":
@@ -254,6 +261,8 @@ def _table(one: dict, many: dict | None) -> str:
     def row(name: str, a: float, b: float | None, fmt: str, better: str) -> str:
         if b is None:
             return f"| {name} | {a:{fmt}} | - | - |"
+        if better == "same":
+            return f"| {name} | {a:{fmt}} | {b:{fmt}} | difference {b - a:+.2g} |"
         ratio = b / a if better == "higher" else a / b
         return f"| {name} | {a:{fmt}} | {b:{fmt}} | {ratio:.2f}x |"
 

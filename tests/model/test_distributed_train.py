@@ -93,3 +93,11 @@ def test_ddp_refuses_batches_smaller_than_the_ranks():
     check_shares([Phase(0.0, 256, 2), Phase(0.5, 512, 2)], 2)
     with pytest.raises(ValueError, match=r"batch sizes \[1\] are smaller than the 2 ranks"):
         check_shares([Phase(0.0, 256, 2), Phase(0.5, 512, 1)], 2)
+
+
+def test_the_ddp_entry_without_torchrun_says_so_and_exits_2(monkeypatch, capsys):
+    from gdn2_model.distributed.train_ddp import main
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert main(["--config", "tiny"]) == 2
+    assert "start this with torchrun" in capsys.readouterr().err

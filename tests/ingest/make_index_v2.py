@@ -4,7 +4,8 @@ They were written by the previous release's own code (commit 11d0981, index form
 HashEmbedder, so tests/ingest/test_upgrade.py upgrades real old indexes, not imitations:
 
     git archive 11d0981 gdn2_ingest | tar -x -C /tmp/old
-    PYTHONPATH=/tmp/old:$PWD python tests/ingest/make_index_v2.py /tmp/gdn2-index-v2 tests/ingest/data/index_v2
+    PYTHONPATH=/tmp/old:$PWD python tests/ingest/make_index_v2.py /tmp/gdn2-index-v2 \\
+        tests/ingest/data/index_v2
 
 `flat/` is exact search; `hnsw/` was built with dense_exact_max=8, so its dense.faiss is HNSW.
 """

@@ -7,7 +7,6 @@ failing or killed upgrade leaves the old generation live and untouched."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -74,7 +73,11 @@ def _cfg(**kw) -> IngestConfig:
 
 
 def _snapshot(ix: Path) -> dict:
-    return {str(p.relative_to(ix)): p.read_bytes() for p in sorted(ix.rglob("*")) if p.is_file() and p.name != "lock"}
+    return {
+        str(p.relative_to(ix)): p.read_bytes()
+        for p in sorted(ix.rglob("*"))
+        if p.is_file() and p.name != "lock"
+    }
 
 
 @pytest.mark.parametrize("kind,exact_max", [("flat", 200_000), ("hnsw", 8)])
@@ -94,7 +97,8 @@ def test_upgraded_index_answers_as_a_fresh_ingest(tmp_path: Path, kind: str, exa
         sa, sb = a.stats(), b.stats()
         assert (sa.format_version, sa.segments, sa.dense_kind) == (store.FORMAT_VERSION, 1, sb.dense_kind)
         assert sa.dense_kind == kind
-        assert (sa.files, sa.documents, sa.chunks, sa.per_domain) == (sb.files, sb.documents, sb.chunks, sb.per_domain)
+        for key in ("files", "documents", "chunks", "per_domain"):
+            assert getattr(sa, key) == getattr(sb, key), key
         ids = a.chunk_ids()
         assert np.array_equal(ids, b.chunk_ids()) and len(ids) == 20
         assert a.get_chunks(list(ids)) == b.get_chunks(list(ids))
@@ -126,7 +130,9 @@ def _v2_vectors(ix: Path) -> np.ndarray:
 
 def test_ingest_into_a_format2_index_upgrades_first_and_says_so(tmp_path: Path):
     old, docs = _old_index(tmp_path, "flat")
-    (docs / "notes" / "billing-00.md").write_text("# Billing\n\nA brand new refund policy for yearly plans.\n")
+    (docs / "notes" / "billing-00.md").write_text(
+        "# Billing\n\nA brand new refund policy for yearly plans.\n"
+    )
     (docs / "notes" / "storage-03.md").unlink()
     said: list[str] = []
     report = ingest_paths(old, [docs], _cfg(), progress=False, notify=said.append)
@@ -148,7 +154,9 @@ def test_ingest_with_another_embedder_changes_nothing(tmp_path: Path):
     before = _snapshot(old)
     other = HashEmbedder(dim=64)
     with pytest.raises(EmbedderMismatchError):
-        ingest_paths(old, [docs], IngestConfig(embedder_factory=lambda: other, lock_timeout=5), progress=False)
+        ingest_paths(
+            old, [docs], IngestConfig(embedder_factory=lambda: other, lock_timeout=5), progress=False
+        )
     assert _snapshot(old) == before
 
 
@@ -244,9 +252,7 @@ DRIVER = (
 
 
 def _rag(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", DRIVER, *args], capture_output=True, text=True, timeout=180, env=dict(os.environ)
-    )
+    return subprocess.run([sys.executable, "-c", DRIVER, *args], capture_output=True, text=True, timeout=180)
 
 
 def test_cli(tmp_path: Path):
@@ -272,3 +278,64 @@ def test_cli(tmp_path: Path):
     out = _rag("ingest", str(docs), "--index", str(old2))
     assert out.returncode == 0, out.stderr
     assert sum("from format 2 to 3 first (no re-embedding)" in x for x in out.stderr.splitlines()) == 1
+
+
+# runs an upgrade that stops (sleeps, to be killed) at the nth call of a function, before or after it
+KILL_DRIVER = (
+    f"import sys, time; sys.path[:0] = [{str(ROOT)!r}]\n"
+    "import gdn2_ingest.store as store, gdn2_ingest.upgrade as up\n"
+    "ix, name, nth, when = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]\n"
+    "mod = store if name in ('publish', 'prune') else up\n"
+    "orig, calls = getattr(mod, name), []\n"
+    "def stop():\n"
+    "    print('stopped', flush=True)\n"
+    "    time.sleep(120)\n"
+    "def wrapped(*a, **k):\n"
+    "    calls.append(1)\n"
+    "    if len(calls) == nth and when == 'before': stop()\n"
+    "    out = orig(*a, **k)\n"
+    "    if len(calls) == nth and when == 'after': stop()\n"
+    "    return out\n"
+    "setattr(mod, name, wrapped)\n"
+    "up.upgrade_index(ix)\n"
+)
+
+# (function, call, before/after): the segment half written, sealed, the generation checked but not
+# switched to, CURRENT switched but the old generation not yet deleted
+KILL_POINTS = [("write_segment", 1, "before"), ("seal_segment", 1, "after"), ("publish", 1, "before"),
+               ("prune", 2, "before")]  # fmt: skip
+
+
+def test_kill9_during_upgrade_leaves_a_usable_index(tmp_path: Path):
+    """kill -9 at each stage: the index is either the untouched format-2 generation or the finished
+    upgrade, never in between; the next upgrade finishes (or finds nothing to do) and cleans up."""
+    old, _ = _old_index(tmp_path, "flat")
+    pristine = _snapshot(old)
+    states = []
+    for i, (name, nth, when) in enumerate(KILL_POINTS):
+        ix = tmp_path / f"kill-{i}"
+        shutil.copytree(old, ix)
+        args = [sys.executable, "-c", KILL_DRIVER, str(ix), name, str(nth), when]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "stopped"
+        proc.kill()
+        proc.wait()
+        gen = store.current_generation(ix)
+        if json.loads((gen / store.MANIFEST).read_text())["format_version"] == 2:
+            states.append("old")
+            # the old generation is untouched and still what readers get
+            assert {k: v for k, v in _snapshot(ix).items() if k in pristine} == pristine
+            with pytest.raises(IndexUpgradeNeededError):
+                Index.open(ix)
+        else:
+            states.append("new")
+            with Index.open(ix, embedder=_cfg().embedder_factory()) as opened:
+                assert opened.stats().chunks == 20
+        report = upgrade_index(ix)
+        assert report.changed == (states[-1] == "old")
+        with Index.open(ix, embedder=_cfg().embedder_factory()) as opened:
+            assert opened.stats().chunks == 20
+        # no leftovers: one generation, its one segment
+        assert sorted(p.name for p in ix.iterdir()) == ["CURRENT", report.generation, "lock", "segments"]
+        assert len(list((ix / "segments").iterdir())) == 1
+    assert states == ["old", "old", "old", "new"]

@@ -7,7 +7,9 @@ HashEmbedder, so tests/ingest/test_upgrade.py upgrades real old indexes, not imi
     PYTHONPATH=/tmp/old:$PWD python tests/ingest/make_index_v2.py /tmp/gdn2-index-v2 \\
         tests/ingest/data/index_v2
 
-`flat/` is exact search; `hnsw/` was built with dense_exact_max=8, so its dense.faiss is HNSW.
+`flat/` is one ingest with exact search. `hnsw/` was built with dense_exact_max=8 (its dense.faiss is
+HNSW) and then updated by a second ingest after `edit_corpus` (a changed file, a deleted one), so its
+chunk ids have gaps and its id counters run past the largest id, as in a user's index.
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ def write_corpus(root: Path) -> None:
         (root / "notes" / f"{name}-{i:02d}.md").write_text("\n".join(lines) + "\n")
 
 
+def edit_corpus(root: Path) -> None:
+    """The edit between the two ingests of `hnsw/`."""
+    (root / "notes" / "billing-04.md").write_text(
+        "# Billing\n\nChanged note about refunds and yearly invoices.\n"
+    )
+    (root / "notes" / "network-06.md").unlink()
+
+
 def main() -> None:
     from ingest_fakes import HashEmbedder
 
@@ -68,6 +78,9 @@ def main() -> None:
         idx = src / kind
         cfg = IngestConfig(embedder_factory=lambda: emb, lock_timeout=5, dense_exact_max=exact_max)
         ingest_paths(idx, [src / "docs"], cfg, progress=False)
+        if kind == "hnsw":
+            edit_corpus(src / "docs")
+            ingest_paths(idx, [src / "docs"], cfg, progress=False)
         shutil.rmtree(out / kind, ignore_errors=True)
         shutil.copytree(idx, out / kind, ignore=shutil.ignore_patterns("lock"))
     (out / "source.json").write_text(json.dumps({"root": str(src / "docs"), "commit": "11d0981"}) + "\n")

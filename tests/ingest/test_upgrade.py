@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from make_index_v2 import write_corpus
+from make_index_v2 import edit_corpus, write_corpus
 
 from gdn2_ingest import Index, IngestConfig, ingest_paths, store, upgrade_index
 from gdn2_ingest.errors import (
@@ -45,11 +45,13 @@ QUERIES = [
 
 def _old_index(tmp_path: Path, kind: str) -> tuple[Path, Path]:
     """A copy of the checked-in format-2 index, its paths moved to a corpus written under tmp_path
-    (the same bytes the old release ingested), and that corpus' folder."""
+    (the same bytes the old release ingested last), and that corpus' folder."""
     src_root = json.loads((DATA / "source.json").read_text())["root"]
-    docs = tmp_path / "docs"
+    docs = tmp_path / f"docs-{kind}"
     if not docs.exists():
         write_corpus(docs)
+        if kind == "hnsw":
+            edit_corpus(docs)
     ix = tmp_path / f"old-{kind}"
     shutil.copytree(DATA / kind, ix)
     gen = store.current_generation(ix)
@@ -82,13 +84,15 @@ def _snapshot(ix: Path) -> dict:
 
 @pytest.mark.parametrize("kind,exact_max", [("flat", 200_000), ("hnsw", 8)])
 def test_upgraded_index_answers_as_a_fresh_ingest(tmp_path: Path, kind: str, exact_max: int):
+    """flat: one ingest, so even the chunk ids equal a fresh ingest's. hnsw: updated once by the old
+    release (ids with gaps), so chunks are matched by content and the id counters must carry over."""
     old, docs = _old_index(tmp_path, kind)
     with pytest.raises(IndexUpgradeNeededError, match="rag upgrade --index"):
         Index.open(old)
-    old_vectors = _v2_vectors(old)
+    old_ids, old_vectors, old_next = _v2_state(old)
     report = upgrade_index(old)
     assert report.changed and report.from_format == 2 and report.to_format == store.FORMAT_VERSION
-    assert report.chunks_total == 20
+    assert report.chunks_total == len(old_ids) == {"flat": 20, "hnsw": 19}[kind]
     fresh = tmp_path / "fresh"
     cfg = _cfg(dense_exact_max=exact_max)
     ingest_paths(fresh, [docs], cfg, progress=False)
@@ -100,32 +104,53 @@ def test_upgraded_index_answers_as_a_fresh_ingest(tmp_path: Path, kind: str, exa
         for key in ("files", "documents", "chunks", "per_domain"):
             assert getattr(sa, key) == getattr(sb, key), key
         ids = a.chunk_ids()
-        assert np.array_equal(ids, b.chunk_ids()) and len(ids) == 20
-        assert a.get_chunks(list(ids)) == b.get_chunks(list(ids))
-        # the vectors were moved, not recomputed: bit-equal to the old FAISS index's
+        assert np.array_equal(ids, old_ids)
+        # the rows as they were, and the vectors moved, not recomputed: bit-equal to the old index's
+        rows = a.get_chunks(list(ids))
+        assert [c.id for c in rows] == list(ids)
         assert np.array_equal(a.vectors(ids), old_vectors)
-        assert np.array_equal(a.vectors(ids), b.vectors(ids))
+        assert a.manifest["next_ids"] == old_next
+        # the same chunks as a fresh ingest, and the same answers, by content
+        key = {c.id: (c.path, c.sub, c.ordinal, c.text) for c in rows}
+        fresh_rows = b.get_chunks(list(b.chunk_ids()))
+        fkey = {c.id: (c.path, c.sub, c.ordinal, c.text) for c in fresh_rows}
+        assert sorted(key.values()) == sorted(fkey.values())
+        if kind == "flat":
+            assert rows == fresh_rows and a.manifest["next_ids"] == b.manifest["next_ids"]
         for q in QUERIES:
-            assert a.search_dense(q, 10) == b.search_dense(q, 10), q
-            assert a.search_bm25(q, 10) == b.search_bm25(q, 10), q
-        assert any(a.search_bm25(q, 10) for q in QUERIES)
-        for key in ("embedder", "chunking", "skips", "next_ids", "counts"):
-            assert a.manifest[key] == b.manifest[key], key
+            assert [(key[i], s) for i, s in a.search_dense(q, 10)] == [
+                (fkey[i], s) for i, s in b.search_dense(q, 10)
+            ]
+            assert [(key[i], s) for i, s in a.search_bm25(q, 10)] == [
+                (fkey[i], s) for i, s in b.search_bm25(q, 10)
+            ]
+        assert all(a.search_bm25(q, 10) for q in QUERIES[:3])
+        for k in ("embedder", "chunking", "skips", "counts"):
+            assert a.manifest[k] == b.manifest[k], k
     # the settings carried over: the next ingest of the same files changes nothing and embeds nothing
     again = ingest_paths(old, [docs], cfg, progress=False)
-    assert not again.changed and again.files_unchanged == 19 and again.chunks_embedded == 0
+    assert not again.changed and again.files_unchanged == sa.files and again.chunks_embedded == 0
+    # a new file gets ids after every id the old release gave
+    (docs / "notes" / "extra.md").write_text("# Extra\n\nA new note on gateway bandwidth.\n")
+    ingest_paths(old, [docs], cfg, progress=False)
+    with Index.open(old, embedder=emb) as a:
+        assert a.chunk_ids()[-1] == old_next["chunk"] and a.stats().segments == 2
     # the old generation is gone, a second upgrade has nothing to do
-    assert not (old / "gen-000001").exists()
+    assert not (old / report.previous_generation).exists()
     assert upgrade_index(old).changed is False
 
 
-def _v2_vectors(ix: Path) -> np.ndarray:
+def _v2_state(ix: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The old generation's chunk ids, their vectors (from its FAISS index) and its id counters."""
     import faiss
 
     gen = store.current_generation(ix)
     index = faiss.read_index(str(gen / "dense.faiss"))
     ids = np.sort(faiss.vector_to_array(index.id_map))
-    return index.reconstruct_batch(ids)
+    db = sqlite3.connect(gen / "docstore.sqlite")
+    seq = dict(db.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+    db.close()
+    return ids, index.reconstruct_batch(ids), {"chunk": seq["chunks"] + 1, "document": seq["documents"] + 1}
 
 
 def test_ingest_into_a_format2_index_upgrades_first_and_says_so(tmp_path: Path):
@@ -161,13 +186,14 @@ def test_ingest_with_another_embedder_changes_nothing(tmp_path: Path):
 
 
 def test_newer_format_is_refused_clearly(tmp_path: Path):
-    old, _ = _old_index(tmp_path, "flat")
+    old, docs = _old_index(tmp_path, "flat")
     gen = store.current_generation(old)
     m = json.loads((gen / store.MANIFEST).read_text())
     m["format_version"] = store.FORMAT_VERSION + 1
     (gen / store.MANIFEST).write_text(json.dumps(m))
     before = _snapshot(old)
-    for call in (lambda: upgrade_index(old), lambda: Index.open(old)):
+    ingest = lambda: ingest_paths(old, [docs], _cfg(), progress=False)  # noqa: E731
+    for call in (lambda: upgrade_index(old), lambda: Index.open(old), ingest):
         with pytest.raises(IndexFormatError, match=f"this version reads {store.FORMAT_VERSION}") as err:
             call()
         assert not isinstance(err.value, IndexUpgradeNeededError)

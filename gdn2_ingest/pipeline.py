@@ -185,7 +185,9 @@ def ingest_paths(
         identity = embedder.identity()
         params = _chunk_params(cfg, embedder.max_tokens)
         # an index of the previous release's format becomes the current one first (no re-embedding)
-        upgrade_before_ingest(index_dir, identity, notify)
+        upgraded = upgrade_before_ingest(index_dir, identity, notify)
+        if upgraded is not None:
+            report.stage_seconds["upgrade"] = upgraded.seconds
         live = store.current_generation(index_dir)
         manifest = store.read_manifest(live) if live is not None else None
         if manifest is not None:

@@ -41,8 +41,8 @@ from gdn2_ingest.segments_write import add_counts, commit_generation, new_segmen
 # file names inside a format-2 generation folder
 V2_DENSE = "dense.faiss"
 V2_BM25_DIR = "bm25"
-# disk an upgrade needs beside the old generation: the new segment is about as big (measured in
-# bench/results/index.md), and SQLite's copy and WAL can briefly hold the docstore twice
+# disk an upgrade needs beside the old generation: the new segment is about as big (0.997x at 10k
+# chunks, bench/results/upgrade.md); twice that leaves room for SQLite's WAL while it is written
 UPGRADE_BYTES_PER_OLD_BYTE = 2.0
 UPGRADE_MARGIN = 4_000_000
 
@@ -175,10 +175,14 @@ def _write(
     made.append(tmp)
     _copy_docstore(gen / DOCSTORE, tmp / DOCSTORE, gen)
     db = DocStore(tmp / DOCSTORE)
-    ids, _ = db.ids_and_hashes()
-    next_ids = db.next_ids()
-    dim = int(raw["embedder"]["dim"])
-    vecs = read_v2_vectors(gen, ids, dim)
+    try:
+        ids, _ = db.ids_and_hashes()
+        next_ids = db.next_ids()
+        dim = int(raw["embedder"]["dim"])
+        vecs = read_v2_vectors(gen, ids, dim)
+    except BaseException:
+        db.close()
+        raise
     report.stage_seconds["read"] = time.perf_counter() - ts
     ts = time.perf_counter()
     exact_max = int((raw.get("dense") or {}).get("exact_max", 200_000))

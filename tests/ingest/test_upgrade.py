@@ -162,6 +162,7 @@ def test_ingest_into_a_format2_index_upgrades_first_and_says_so(tmp_path: Path):
     said: list[str] = []
     report = ingest_paths(old, [docs], _cfg(), progress=False, notify=said.append)
     assert len(said) == 1 and "format 2 to 3" in said[0] and "no re-embedding" in said[0]
+    assert report.stage_seconds["upgrade"] > 0
     assert report.changed and report.files_changed == 1 and report.files_deleted == 1
     assert report.files_unchanged == 17 and report.chunks_embedded == 1
     with Index.open(old, embedder=_cfg().embedder_factory()) as ix:

@@ -348,8 +348,9 @@ def compact(index: IndexOpt = DEFAULT_INDEX, json_out: JsonOpt = False) -> None:
 
 @app.command()
 def upgrade(index: IndexOpt = DEFAULT_INDEX, json_out: JsonOpt = False) -> None:
-    """Convert an index built by the previous release (format 2) to the current format, in place and
-    without re-embedding; search results stay the same. `rag ingest` into such an index does it first."""
+    """Upgrade an index of the previous release (format 2) in place, without re-embedding.
+
+    Search results stay the same; `rag ingest` into such an index upgrades it first."""
     from gdn2_rag.api import upgrade_command
 
     notify = lambda line: err_console.print(escape(line), highlight=False)  # noqa: E731

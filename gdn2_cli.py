@@ -347,6 +347,17 @@ def compact(index: IndexOpt = DEFAULT_INDEX, json_out: JsonOpt = False) -> None:
 
 
 @app.command()
+def upgrade(index: IndexOpt = DEFAULT_INDEX, json_out: JsonOpt = False) -> None:
+    """Upgrade an index of the previous release (format 2) in place, without re-embedding.
+
+    Search results stay the same; `rag ingest` into such an index upgrades it first."""
+    from gdn2_rag.api import upgrade_command
+
+    notify = lambda line: err_console.print(escape(line), highlight=False)  # noqa: E731
+    run_guarded(upgrade_command, index=index, json_out=json_out, notify=notify)
+
+
+@app.command()
 def info(index: IndexOpt = DEFAULT_INDEX, json_out: JsonOpt = False) -> None:
     """Print index statistics."""
     from gdn2_rag.api import info_command

@@ -58,6 +58,7 @@ from gdn2_ingest.segments_write import (
     tombstone,
 )
 from gdn2_ingest.types import Document, IngestReport, SkippedFile
+from gdn2_ingest.upgrade import upgrade_before_ingest
 
 
 def _sha(data: bytes | str) -> str:
@@ -183,6 +184,10 @@ def ingest_paths(
         embedder = build_embedder(cfg.model_path, cfg.device, cfg.batch_size, cfg.embedder_factory, cfg.dtype)
         identity = embedder.identity()
         params = _chunk_params(cfg, embedder.max_tokens)
+        # an index of the previous release's format becomes the current one first (no re-embedding)
+        upgraded = upgrade_before_ingest(index_dir, identity, notify)
+        if upgraded is not None:
+            report.stage_seconds["upgrade"] = upgraded.seconds
         live = store.current_generation(index_dir)
         manifest = store.read_manifest(live) if live is not None else None
         if manifest is not None:

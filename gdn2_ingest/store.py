@@ -42,9 +42,12 @@ from gdn2_ingest.errors import (
     IndexLockedError,
     IndexNotFoundError,
     IndexPathError,
+    IndexUpgradeNeededError,
 )
 
 FORMAT_VERSION = 3
+# earlier formats gdn2_ingest.upgrade converts in place (`rag upgrade`, or the next ingest)
+UPGRADABLE_FORMATS = (2,)
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 
@@ -75,6 +78,11 @@ def read_manifest(gen: Path) -> dict:
         m = json.loads((gen / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
         raise IndexFormatError(f"unreadable manifest in {gen}: {exc}") from exc
+    if m.get("format_version") in UPGRADABLE_FORMATS:
+        raise IndexUpgradeNeededError(
+            f"{gen.parent} has index format {m.get('format_version')}, this version reads {FORMAT_VERSION};"
+            f" run `rag upgrade --index {gen.parent}` (no re-embedding)"
+        )
     if m.get("format_version") != FORMAT_VERSION:
         raise IndexFormatError(
             f"{gen.parent} has index format {m.get('format_version')}, this version reads {FORMAT_VERSION};"

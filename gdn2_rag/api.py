@@ -93,6 +93,26 @@ def update_command(action: str, paths=None, *, index, json_out, notify=None) -> 
     )
 
 
+def upgrade_command(*, index, json_out, notify=None) -> None:
+    """`rag upgrade`: convert an index of the previous release's format in place (no re-embedding)."""
+    if not Path(index).exists():
+        raise RagError(f"no index at {index}")
+    report = RAG.open(index, create=True).upgrade(notify=notify)
+    if json_out:
+        _echo_json({"index": str(index), "report": jsonable(report.to_dict())})
+        return
+    if report.changed:
+        what = (
+            f"upgraded from format {report.from_format} to {report.to_format} in {report.seconds:.1f} s"
+            " (no re-embedding)"
+        )
+    else:
+        what = f"already format {report.to_format}"
+    out.print(
+        f"{what}; index ready: {escape(str(index))} ({report.chunks_total} chunks, {report.generation})"
+    )
+
+
 def reader_config(
     model: str | None,
     device: str | None,

@@ -189,6 +189,13 @@ class RAG:
 
         return self._write(compact_index, self.index_dir, notify=notify)
 
+    def upgrade(self, notify=None):
+        """Convert an index of the previous release's format to the current one in place, without
+        re-embedding (gdn2_ingest.upgrade); returns its UpgradeReport (`changed` False: nothing to do)."""
+        from gdn2_ingest.upgrade import upgrade_index
+
+        return self._write(upgrade_index, self.index_dir, notify=notify)
+
     def _write(self, fn, *args, **kwargs):
         with self._index_lock:
             try:

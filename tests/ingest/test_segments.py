@@ -49,9 +49,13 @@ def test_one_segment_scores_equal_bm25s():
         assert max(abs(ours[i] - theirs[i]) for i in ours) < 1e-4
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_segments_with_tombstones_equal_one_rebuilt_index(seed: int):
-    """4 segments, ~30 % of chunks dead: BM25 scores and dense hits equal one index of the live chunks."""
+@pytest.mark.parametrize(("seed", "overfetch_max"), [(1, 4096), (2, 4096), (3, 0)])
+def test_segments_with_tombstones_equal_one_rebuilt_index(seed: int, overfetch_max: int, monkeypatch):
+    """4 segments, ~30 % of chunks dead: BM25 scores and dense hits equal one index of the live chunks
+    (dead vectors dropped from an over-fetch, or excluded by a FAISS selector)."""
+    import gdn2_ingest.dense
+
+    monkeypatch.setattr(gdn2_ingest.dense, "OVERFETCH_MAX_DEAD", overfetch_max)
     rng = np.random.default_rng(seed)
     rows = _rows(rng, 400)
     vecs = rng.standard_normal((400, 16)).astype(np.float32)

@@ -225,7 +225,7 @@ def plan_compaction(view: LiveView, max_segments: int, max_deleted_fraction: flo
     """The run [start, end) of segments an automatic compaction merges, or None (module docstring)."""
     segs = view.segments
     total = sum(s.chunks for s in segs)
-    if len(segs) > 1 and total and view.tomb.n_dead() / total > max_deleted_fraction:
+    if total and view.tomb.n_dead() / total > max_deleted_fraction:
         return 0, len(segs)
     if len(segs) <= max_segments:
         return None

@@ -249,3 +249,13 @@ def test_a_deletion_only_update_writes_no_segment(tmp_path: Path, corpus: Path, 
     with Index.open(ix_dir, embedder=cfg.embedder_factory()) as ix:
         assert ix.stats().chunks == first.chunks_total - rep.chunks_removed
         assert ix.search_bm25("Greeter", 3) == []
+
+
+def test_tombstones_past_the_threshold_compact_automatically(tmp_path: Path, corpus: Path, cfg: IngestConfig):
+    ix_dir = tmp_path / "ix"
+    ingest_paths(ix_dir, [corpus], cfg, progress=False)
+    rep = remove_paths(ix_dir, [corpus / "legal"], max_deleted_fraction=0.1)
+    assert rep.compacted == 1 and rep.chunks_removed > 0
+    with Index.open(ix_dir, embedder=cfg.embedder_factory()) as ix:
+        assert (ix.stats().segments, ix.stats().deleted_chunks) == (1, 0)
+        assert ix.search_bm25("Confidential Information", 5) == [] and ix.search_bm25("Greeter", 1)

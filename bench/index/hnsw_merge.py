@@ -29,10 +29,10 @@ sys.path[:0] = [str(HERE.parents[1])]
 from gdn2_ingest.dense import FaissSegment  # noqa: E402
 
 
-def _vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+def _vectors(n: int, dim: int, rng: np.random.Generator, noise: float) -> np.ndarray:
     """Unit vectors around 500 centres (the same centres for every call: seed 0)."""
     centres = np.random.default_rng(0).standard_normal((500, dim)).astype(np.float32)
-    x = centres[rng.integers(0, 500, n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
+    x = centres[rng.integers(0, 500, n)] + noise * rng.standard_normal((n, dim)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
@@ -47,16 +47,18 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--segments", type=int, default=4)
     ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--noise", type=float, default=1.5, help="spread of a cluster (its centre has norm ~1)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     import faiss
 
     faiss.omp_set_num_threads(2)
-    vecs = _vectors(args.n, args.dim, np.random.default_rng(1))
+    vecs = _vectors(args.n, args.dim, np.random.default_rng(1), args.noise)
     ids = np.arange(1, args.n + 1, dtype=np.int64)
     # new points of the same clusters, as a question is new text about indexed topics
-    qs = _vectors(args.queries, args.dim, np.random.default_rng(2))
+    qs = _vectors(args.queries, args.dim, np.random.default_rng(2), args.noise)
     res: dict = {"n": args.n, "dim": args.dim, "segments": args.segments, "queries": args.queries}
+    res["noise"] = args.noise
     t = time.perf_counter()
     one = FaissSegment.build(ids, vecs, args.dim, exact_max=0)
     res["build_one_hnsw_s"] = time.perf_counter() - t
@@ -72,7 +74,8 @@ def main() -> None:
     rec_one, rec_seg, agree, flat_same = [], [], [], 0
     t_one, t_seg, t_flat = [], [], []
     for q in qs:
-        exact = [i for i, _ in flat.search(q, 10)]
+        # equal float16 scores in the order the merge uses (score, then id)
+        exact = [i for i, _ in sorted(flat.search(q, 10), key=lambda h: (-h[1], h[0]))]
         t = time.perf_counter()
         a = [i for i, _ in one.search(q, 10)]
         t_one.append(time.perf_counter() - t)

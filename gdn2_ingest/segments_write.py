@@ -326,7 +326,11 @@ def remove_paths(
 
 def auto_compact(index_dir: Path, report: IngestReport, max_segments: int, max_deleted_fraction: float,
                  exact_max: int) -> None:  # fmt: skip
-    """Compact the live generation if `plan_compaction` says so (under the lock, after an update)."""
+    """Compact the live generation if `plan_compaction` says so (under the lock, after an update).
+
+    The update is committed already: a compaction that does not fit on the disk is skipped (or given
+    up when a write fails for want of space), which `report.disk["compaction_skipped"]` says; the
+    next update tries again."""
     gen = store.require_generation(index_dir)
     view = LiveView.open(index_dir, gen, store.read_manifest(gen), check=False)
     made: list[Path] = []
@@ -334,13 +338,21 @@ def auto_compact(index_dir: Path, report: IngestReport, max_segments: int, max_d
         plan = plan_compaction(view, max_segments, max_deleted_fraction)
         if plan is None:
             return
+        # the merged segment is at most as big as the segments it replaces
+        need = sum(store.tree_bytes(s.folder) for s in view.segments[plan[0] : plan[1]])
+        free = store.free_bytes(index_dir)
+        if free < need:
+            report.disk["compaction_skipped"] = f"needs about {store.human(need)}, {store.human(free)} free"
+            return
         ts = time.perf_counter()
         report.generation, _ = compact_run(index_dir, view, *plan, exact_max, made)
         report.stage_seconds["compact"] = time.perf_counter() - ts
         report.compacted = plan[1] - plan[0]
-    except BaseException:
+    except BaseException as exc:
         discard(index_dir, made)
-        raise
+        if not store.is_disk_error(exc):
+            raise
+        report.disk["compaction_skipped"] = store.disk_reason(exc)
     finally:
         view.close()
 

@@ -259,3 +259,22 @@ def test_tombstones_past_the_threshold_compact_automatically(tmp_path: Path, cor
     with Index.open(ix_dir, embedder=cfg.embedder_factory()) as ix:
         assert (ix.stats().segments, ix.stats().deleted_chunks) == (1, 0)
         assert ix.search_bm25("Confidential Information", 5) == [] and ix.search_bm25("Greeter", 1)
+
+
+def test_a_compaction_that_does_not_fit_is_skipped_not_the_update(
+    tmp_path: Path, corpus: Path, cfg: IngestConfig, monkeypatch
+):
+    ix_dir = tmp_path / "ix"
+    ingest_paths(ix_dir, [corpus], cfg, progress=False)
+    cfg.max_deleted_fraction = 0.1
+    (corpus / "legal" / "msa.txt").unlink()
+    # room for the update (asked first), not for rewriting the segment (asked next)
+    answers = iter([10**12])
+    monkeypatch.setattr(store, "free_bytes", lambda d: next(answers, 10))
+    rep = ingest_paths(ix_dir, [corpus], cfg, progress=False)
+    assert rep.changed and rep.compacted == 0 and "needs about" in rep.disk["compaction_skipped"]
+    with Index.open(ix_dir, embedder=cfg.embedder_factory()) as ix:
+        assert ix.stats().deleted_chunks > 0 and ix.search_bm25("Confidential Information", 5) == []
+    monkeypatch.undo()
+    (corpus / "x.md").write_text("# X\n\nYaks.\n")
+    assert ingest_paths(ix_dir, [corpus], cfg, progress=False).compacted >= 1

@@ -204,10 +204,10 @@ def test_remove_deletes_documents_from_every_store(tmp_path: Path, corpus: Path,
     cfg.max_deleted_fraction = 1.0  # keep the tombstones: what is checked is search over them
     live = store.current_generation(ix_dir)
     with pytest.raises(NotInIndexError, match="nowhere.md is not in the index"):
-        remove_paths(ix_dir, [corpus / "legal" / "msa.txt", corpus / "nowhere.md"], max_deleted_fraction=1.0)
+        remove_paths(ix_dir, [corpus / "legal" / "msa.txt", corpus / "nowhere.md"], cfg)
     assert store.current_generation(ix_dir) == live, "a failed remove changed the index"
     (corpus / "legal" / "msa.txt").unlink()  # gone from disk already: still removable
-    rep = remove_paths(ix_dir, [corpus / "legal" / "msa.txt", corpus / "code"], max_deleted_fraction=1.0)
+    rep = remove_paths(ix_dir, [corpus / "legal" / "msa.txt", corpus / "code"], cfg)
     assert rep.files_deleted == 2 and rep.chunks_removed > 0
     with Index.open(ix_dir, embedder=emb) as ix:
         assert ix.stats().chunks == first.chunks_total - rep.chunks_removed == len(ix.chunk_ids())
@@ -254,7 +254,8 @@ def test_a_deletion_only_update_writes_no_segment(tmp_path: Path, corpus: Path, 
 def test_tombstones_past_the_threshold_compact_automatically(tmp_path: Path, corpus: Path, cfg: IngestConfig):
     ix_dir = tmp_path / "ix"
     ingest_paths(ix_dir, [corpus], cfg, progress=False)
-    rep = remove_paths(ix_dir, [corpus / "legal"], max_deleted_fraction=0.1)
+    cfg.max_deleted_fraction = 0.1
+    rep = remove_paths(ix_dir, [corpus / "legal"], cfg)
     assert rep.compacted == 1 and rep.chunks_removed > 0
     with Index.open(ix_dir, embedder=cfg.embedder_factory()) as ix:
         assert (ix.stats().segments, ix.stats().deleted_chunks) == (1, 0)

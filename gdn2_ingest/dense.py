@@ -130,9 +130,15 @@ class VectorSegment(Protocol):
     def save(self, path: Path) -> None: ...
 
 
+# an exact segment with up to this many tombstones asks for k + dead hits and drops the dead ones: a
+# selector would be checked for every stored vector of every query (+36 % at 100k, bench/results/index.md)
+OVERFETCH_MAX_DEAD = 4096
+
+
 class FaissSegment:
-    """A segment's FAISS index with its tombstones: dead ids are excluded inside the search (an
-    IDSelector), so a segment still returns its best k live vectors."""
+    """A segment's FAISS index with its tombstones, returning its best k live vectors: an exact segment
+    with few tombstones fetches k + dead hits and drops the dead ones (still exact); otherwise dead ids
+    are excluded inside the search (an IDSelector; for HNSW the graph is still walked through them)."""
 
     def __init__(self, index, dead_ids: np.ndarray | None = None, ef_search: int = 128) -> None:
         self.index = index
@@ -140,7 +146,10 @@ class FaissSegment:
         self.ntotal = int(index.ntotal)
         self._params = None
         self.n_dead = 0 if dead_ids is None else len(dead_ids)
-        if self.n_dead:
+        self._overfetch = 0 < self.n_dead <= OVERFETCH_MAX_DEAD and self.kind == "flat"
+        if self._overfetch:
+            self._dead_set = {int(i) for i in dead_ids}
+        elif self.n_dead:
             faiss = _faiss()
             self._dead = np.ascontiguousarray(dead_ids, dtype=np.int64)
             self._sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(self._dead))
@@ -164,6 +173,10 @@ class FaissSegment:
         if live <= 0 or k <= 0:
             return []
         q = np.ascontiguousarray(qvec.reshape(1, -1), dtype=np.float32)
+        if self._overfetch:
+            scores, ids = self.index.search(q, min(k + self.n_dead, self.ntotal))
+            hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+            return [h for h in hits if h[0] not in self._dead_set][:k]
         if self._params is None:
             scores, ids = self.index.search(q, min(k, self.ntotal))
         else:

@@ -10,9 +10,8 @@ Automatic compaction (`plan_compaction`) runs after an update when the generatio
 `max_segments` segments or more than `max_deleted_fraction` of its chunks are tombstoned. It merges
 the newest segments, enough to get back to `max_segments`, then each older one no bigger than the
 run so far (so a big compacted segment is rewritten only once the small ones after it have grown
-as big: each chunk is rewritten O(log n) times), or every segment when the tombstones pass their
-threshold. `rag compact` merges every segment into one.
-A merge keeps chunk and document ids, so search results are the same before and after.
+as big), or every segment when the tombstones pass their threshold. `rag compact` merges every
+segment into one. A merge keeps chunk and document ids, so search results are the same before and after.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from gdn2_ingest import store
+from gdn2_ingest.config import IngestConfig
 from gdn2_ingest.docstore import DocStore
 from gdn2_ingest.errors import IngestError
 from gdn2_ingest.segments import (
@@ -225,7 +225,7 @@ def plan_compaction(view: LiveView, max_segments: int, max_deleted_fraction: flo
     """The run [start, end) of segments an automatic compaction merges, or None (module docstring)."""
     segs = view.segments
     total = sum(s.chunks for s in segs)
-    if len(segs) > 1 and total and view.tomb.n_dead() / total > max_deleted_fraction:
+    if total and view.tomb.n_dead() / total > max_deleted_fraction:
         return 0, len(segs)
     if len(segs) <= max_segments:
         return None
@@ -277,21 +277,23 @@ def compact_run(
 
 
 def remove_paths(
-    index_dir: str | os.PathLike, paths: list[str | os.PathLike], lock_timeout: float = 600.0,
-    notify: Callable[[str], None] | None = None, max_segments: int = 12, max_deleted_fraction: float = 0.3,
+    index_dir: str | os.PathLike, paths: list[str | os.PathLike], config: IngestConfig | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> IngestReport:  # fmt: skip
     """Delete the files at or under `paths` from the index (they need not exist on disk any more).
 
     Writes a generation with their chunks tombstoned (no segment is rewritten; compaction drops them
     for good). Raises NotInIndexError naming a path that matches no file of the index, before writing.
+    `config` gives lock_timeout, max_segments and max_deleted_fraction (IngestConfig() when None).
     """
     from gdn2_ingest.scan import under_roots
 
+    cfg = (config or IngestConfig()).validate()
     t0 = time.perf_counter()
     index_dir = Path(index_dir).expanduser().absolute()
     gen = store.require_generation(index_dir)
     report = IngestReport(index_dir=str(index_dir))
-    with store.IndexLock(index_dir, lock_timeout, on_wait=notify):
+    with store.IndexLock(index_dir, cfg.lock_timeout, on_wait=notify):
         store.prune(index_dir)
         gen = store.require_generation(index_dir)
         view = LiveView.open(index_dir, gen, store.read_manifest(gen))
@@ -318,15 +320,18 @@ def remove_paths(
             discard(index_dir, made)
             raise
         view.close()
-        auto_compact(index_dir, report, max_segments, max_deleted_fraction,
-                     int(view.manifest.get("dense", {}).get("exact_max", 200_000)))  # fmt: skip
+        auto_compact(index_dir, report, cfg.max_segments, cfg.max_deleted_fraction, _exact_max(view))
     report.seconds = time.perf_counter() - t0
     return report
 
 
 def auto_compact(index_dir: Path, report: IngestReport, max_segments: int, max_deleted_fraction: float,
                  exact_max: int) -> None:  # fmt: skip
-    """Compact the live generation if `plan_compaction` says so (under the lock, after an update)."""
+    """Compact the live generation if `plan_compaction` says so (under the lock, after an update).
+
+    The update is committed already: a compaction that does not fit on the disk is skipped (or given
+    up when a write fails for want of space), which `report.disk["compaction_skipped"]` says; the
+    next update tries again."""
     gen = store.require_generation(index_dir)
     view = LiveView.open(index_dir, gen, store.read_manifest(gen), check=False)
     made: list[Path] = []
@@ -334,26 +339,41 @@ def auto_compact(index_dir: Path, report: IngestReport, max_segments: int, max_d
         plan = plan_compaction(view, max_segments, max_deleted_fraction)
         if plan is None:
             return
+        # the merged segment is at most as big as the segments it replaces
+        need = sum(store.tree_bytes(s.folder) for s in view.segments[plan[0] : plan[1]])
+        free = store.free_bytes(index_dir)
+        if free < need:
+            report.disk["compaction_skipped"] = f"needs about {store.human(need)}, {store.human(free)} free"
+            return
         ts = time.perf_counter()
         report.generation, _ = compact_run(index_dir, view, *plan, exact_max, made)
         report.stage_seconds["compact"] = time.perf_counter() - ts
         report.compacted = plan[1] - plan[0]
-    except BaseException:
+    except BaseException as exc:
         discard(index_dir, made)
-        raise
+        if not store.is_disk_error(exc):
+            raise
+        report.disk["compaction_skipped"] = store.disk_reason(exc)
     finally:
         view.close()
 
 
-def compact_index(index_dir: str | os.PathLike, lock_timeout: float = 600.0,
+def _exact_max(view: LiveView) -> int:
+    """The dense_exact_max the index was built with (its manifest is the owner once it exists)."""
+    return int(view.manifest.get("dense", {}).get("exact_max", IngestConfig.dense_exact_max))
+
+
+def compact_index(index_dir: str | os.PathLike, config: IngestConfig | None = None,
                   notify: Callable[[str], None] | None = None) -> IngestReport:  # fmt: skip
     """Merge every segment of the index into one (tombstoned chunks are dropped for good); ids, and so
-    search results, stay the same. A one-segment index without tombstones is left as it is."""
+    search results, stay the same. A one-segment index without tombstones is left as it is.
+    `config` gives lock_timeout (IngestConfig() when None)."""
+    cfg = (config or IngestConfig()).validate()
     t0 = time.perf_counter()
     index_dir = Path(index_dir).expanduser().absolute()
     store.require_generation(index_dir)
     report = IngestReport(index_dir=str(index_dir))
-    with store.IndexLock(index_dir, lock_timeout, on_wait=notify):
+    with store.IndexLock(index_dir, cfg.lock_timeout, on_wait=notify):
         store.prune(index_dir)
         gen = store.require_generation(index_dir)
         view = LiveView.open(index_dir, gen, store.read_manifest(gen))
@@ -362,8 +382,8 @@ def compact_index(index_dir: str | os.PathLike, lock_timeout: float = 600.0,
             report.generation = gen.name
             report.chunks_total = view.counts()["chunks"]
             if len(view.segments) > 1 or view.tomb.n_dead():
-                exact_max = int(view.manifest.get("dense", {}).get("exact_max", 200_000))
-                report.generation, _ = compact_run(index_dir, view, 0, len(view.segments), exact_max, made)
+                everything = (0, len(view.segments))
+                report.generation, _ = compact_run(index_dir, view, *everything, _exact_max(view), made)
                 report.compacted = len(view.segments)
                 report.chunks_removed = view.tomb.n_dead()
                 report.changed = True

@@ -204,18 +204,35 @@ class KeywordSearch:
         for seg, seg_posts in zip(self.segments, posts, strict=True):
             if not any(len(d) for d, _ in seg_posts):
                 continue
-            scores = np.zeros(len(seg.p.ids), dtype=np.float64)
-            for (docs, tfc), w in zip(seg_posts, idf, strict=True):
-                if len(docs):
-                    scores[docs] += w * tfc
-            top = np.flatnonzero(scores > 0)
-            if len(top) > k:
-                # the k best and every chunk tied with the k-th: ties are decided below, by key
-                kth = -np.partition(-scores[top], k - 1)[k - 1]
-                top = top[scores[top] >= kth]
+            # one pass over the query's postings; each chunk's terms are summed in query order
+            docs = np.concatenate([d for d, _ in seg_posts])
+            weights = np.concatenate([w * tfc for (_, tfc), w in zip(seg_posts, idf, strict=True)])
+            scores = np.bincount(docs, weights=weights, minlength=len(seg.p.ids))
+            top = _top(scores, k)
             best += [(float(scores[i]), int(seg.p.keys[i]), int(seg.p.ids[i])) for i in top]
         best.sort(key=lambda t: (-t[0], t[1], t[2]))
         return [(i, s) for s, _, i in best[:k]]
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k best positive scores and of every score tied with the k-th (ties are
+    decided by key). Selecting among the scores above a threshold lowered from the maximum is much
+    cheaper than a partition of every chunk's score."""
+    best = scores.max(initial=0.0)
+    if best <= 0:
+        return np.zeros(0, dtype=np.int64)
+    threshold = best / 2
+    while True:
+        cand = np.flatnonzero(scores >= threshold)
+        if len(cand) >= k or threshold < best * 1e-6:
+            break
+        threshold /= 4
+    if len(cand) < k:
+        cand = np.flatnonzero(scores > 0)
+    if len(cand) <= k:
+        return cand
+    kth = np.partition(scores[cand], len(cand) - k)[len(cand) - k]
+    return cand[scores[cand] >= kth]
 
 
 def search_segments(segments: list[KeywordSegment], query: str, k: int) -> list[tuple[int, float]]:

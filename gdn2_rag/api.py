@@ -84,7 +84,7 @@ def update_command(action: str, paths=None, *, index, json_out, notify=None) -> 
         what = f"removed {report.files_deleted} files ({report.chunks_removed} chunks)"
     elif report.changed:
         what = (
-            f"compacted {report.compacted} segments into one ({report.chunks_removed} deleted chunks dropped)"
+            f"compacted {report.compacted} segment(s) into one ({report.chunks_removed} deleted chunks gone)"
         )
     else:
         what = "already compact"

@@ -143,7 +143,7 @@ def child_ours(corpus: Path, index: Path, reingest: bool, dtype: str = "auto") -
         res["quality_dense"] = _recall(dense_hits)
         res["quality_hybrid"] = _recall(hybrid_hits)
         # exact embedder tokens of what was embedded (title prefix + text), recorded at ingest
-        counts = [r[0] for r in ix.docstore.db.execute("SELECT tokens FROM chunks")]
+        counts = [c.tokens for c in ix.get_chunks([int(i) for i in ix.chunk_ids()])]
     over = sum(1 for c in counts if c > 256)
     res["tokens"] = {"mean_tokens": sum(counts) / max(1, len(counts)), "max_tokens": max(counts, default=0),
                      "over_256": over, "over_256_frac": over / max(1, len(counts))}  # fmt: skip

@@ -194,9 +194,9 @@ def main() -> None:
             (docs / name).unlink(missing_ok=True)
             # NotInIndexError: the kill came after this removal was committed
             with contextlib.suppress(NotInIndexError):
-                remove_paths(index_dir, [docs / name], lock_timeout=30, max_segments=4)
+                remove_paths(index_dir, [docs / name], cfg)
         else:
-            compact_index(index_dir, lock_timeout=30)
+            compact_index(index_dir, cfg)
         print(f"done {i}", flush=True)
 
 

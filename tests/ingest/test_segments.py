@@ -49,9 +49,13 @@ def test_one_segment_scores_equal_bm25s():
         assert max(abs(ours[i] - theirs[i]) for i in ours) < 1e-4
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_segments_with_tombstones_equal_one_rebuilt_index(seed: int):
-    """4 segments, ~30 % of chunks dead: BM25 scores and dense hits equal one index of the live chunks."""
+@pytest.mark.parametrize(("seed", "overfetch_max"), [(1, 4096), (2, 4096), (3, 0)])
+def test_segments_with_tombstones_equal_one_rebuilt_index(seed: int, overfetch_max: int, monkeypatch):
+    """4 segments, ~30 % of chunks dead: BM25 scores and dense hits equal one index of the live chunks
+    (dead vectors dropped from an over-fetch, or excluded by a FAISS selector)."""
+    import gdn2_ingest.dense
+
+    monkeypatch.setattr(gdn2_ingest.dense, "OVERFETCH_MAX_DEAD", overfetch_max)
     rng = np.random.default_rng(seed)
     rows = _rows(rng, 400)
     vecs = rng.standard_normal((400, 16)).astype(np.float32)
@@ -200,10 +204,10 @@ def test_remove_deletes_documents_from_every_store(tmp_path: Path, corpus: Path,
     cfg.max_deleted_fraction = 1.0  # keep the tombstones: what is checked is search over them
     live = store.current_generation(ix_dir)
     with pytest.raises(NotInIndexError, match="nowhere.md is not in the index"):
-        remove_paths(ix_dir, [corpus / "legal" / "msa.txt", corpus / "nowhere.md"], max_deleted_fraction=1.0)
+        remove_paths(ix_dir, [corpus / "legal" / "msa.txt", corpus / "nowhere.md"], cfg)
     assert store.current_generation(ix_dir) == live, "a failed remove changed the index"
     (corpus / "legal" / "msa.txt").unlink()  # gone from disk already: still removable
-    rep = remove_paths(ix_dir, [corpus / "legal" / "msa.txt", corpus / "code"], max_deleted_fraction=1.0)
+    rep = remove_paths(ix_dir, [corpus / "legal" / "msa.txt", corpus / "code"], cfg)
     assert rep.files_deleted == 2 and rep.chunks_removed > 0
     with Index.open(ix_dir, embedder=emb) as ix:
         assert ix.stats().chunks == first.chunks_total - rep.chunks_removed == len(ix.chunk_ids())
@@ -245,3 +249,33 @@ def test_a_deletion_only_update_writes_no_segment(tmp_path: Path, corpus: Path, 
     with Index.open(ix_dir, embedder=cfg.embedder_factory()) as ix:
         assert ix.stats().chunks == first.chunks_total - rep.chunks_removed
         assert ix.search_bm25("Greeter", 3) == []
+
+
+def test_tombstones_past_the_threshold_compact_automatically(tmp_path: Path, corpus: Path, cfg: IngestConfig):
+    ix_dir = tmp_path / "ix"
+    ingest_paths(ix_dir, [corpus], cfg, progress=False)
+    cfg.max_deleted_fraction = 0.1
+    rep = remove_paths(ix_dir, [corpus / "legal"], cfg)
+    assert rep.compacted == 1 and rep.chunks_removed > 0
+    with Index.open(ix_dir, embedder=cfg.embedder_factory()) as ix:
+        assert (ix.stats().segments, ix.stats().deleted_chunks) == (1, 0)
+        assert ix.search_bm25("Confidential Information", 5) == [] and ix.search_bm25("Greeter", 1)
+
+
+def test_a_compaction_that_does_not_fit_is_skipped_not_the_update(
+    tmp_path: Path, corpus: Path, cfg: IngestConfig, monkeypatch
+):
+    ix_dir = tmp_path / "ix"
+    ingest_paths(ix_dir, [corpus], cfg, progress=False)
+    cfg.max_deleted_fraction = 0.1
+    (corpus / "legal" / "msa.txt").unlink()
+    # room for the update (asked first), not for rewriting the segment (asked next)
+    answers = iter([10**12])
+    monkeypatch.setattr(store, "free_bytes", lambda d: next(answers, 10))
+    rep = ingest_paths(ix_dir, [corpus], cfg, progress=False)
+    assert rep.changed and rep.compacted == 0 and "needs about" in rep.disk["compaction_skipped"]
+    with Index.open(ix_dir, embedder=cfg.embedder_factory()) as ix:
+        assert ix.stats().deleted_chunks > 0 and ix.search_bm25("Confidential Information", 5) == []
+    monkeypatch.undo()
+    (corpus / "x.md").write_text("# X\n\nYaks.\n")
+    assert ingest_paths(ix_dir, [corpus], cfg, progress=False).compacted >= 1

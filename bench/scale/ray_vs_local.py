@@ -9,10 +9,11 @@
    --texts): the local engine with torch pinned to 1 thread, then the Ray engine with 1 worker and
    with 2 workers (1 torch thread each), repeated --rounds times in that order. Reported per run:
    wall time of the whole embed step (actor start and model load included) and the steady rate
-   (texts between the first and the last finished batch over the time between them).
+   (texts between the first and the last finished batch over the time between them). Batches of
+   --batch texts, sorted by length as an ingest sorts them.
 
-The files: bench/natural/corpus.py's list, every third file dropped (deterministic), so that the
-corpus keeps its mix of licenses, man pages and Python modules at ~300 files.
+The files: the 300 smallest of bench/natural/corpus.py's list (licenses, man pages, Python modules;
+0.48 MB), small enough for a 2-core machine shared with other work.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def corpus_files() -> list[str]:
     cmd = [sys.executable, str(ROOT / "bench/natural/corpus.py")]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     files = [f for f in out.stdout.split("\n") if f]
-    return [f for i, f in enumerate(files) if i % 3 != 2]
+    return sorted(sorted(files, key=lambda f: (Path(f).stat().st_size, f))[:300])
 
 
 def load() -> str:
@@ -76,9 +77,11 @@ def timed_embed(engine, batches: list[list[str]]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--texts", type=int, default=1536, help="texts per throughput run")
+    ap.add_argument("--texts", type=int, default=768, help="texts per throughput run")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--skip-index", action="store_true", help="only the throughput part")
+    ap.add_argument("--texts-from", type=Path, help="with --skip-index: an index whose chunk texts to embed")
+    ap.add_argument("--batch", type=int, default=32, help="texts per embedding batch (one actor call)")
     args = ap.parse_args()
 
     import ray
@@ -121,15 +124,23 @@ def main() -> None:
             "max_abs_vector_diff": float(np.abs(vec_l - vec_r).max()),
         }
         print("index", {k: v for k, v in res["index"].items() if k != "runs"}, flush=True)
-        texts = [r[7] for r in rows_l]
+        save(args.out, res)
+        texts = [r[8] for r in rows_l]  # the chunk text column
     else:
-        texts = [Path(f).read_text(errors="replace")[:800] for f in files]
+        # an index built before (1.): its chunk texts; the index part of --out is kept
+        if args.out and args.out.is_file():
+            res = {**json.loads(args.out.read_text()), **{k: v for k, v in res.items() if k != "index"}}
+        from gdn2_ingest.docstore import DocStore
+
+        db = DocStore(args.texts_from / store_name(args.texts_from), readonly=True)
+        texts = [t for (t,) in db.db.execute("SELECT text FROM chunks ORDER BY id")]
+        db.close()
 
     # 2. throughput, side by side
     pool = sorted(texts, key=len)
     chosen = [pool[i % len(pool)] for i in range(0, args.texts * 7, 7)][: args.texts]
     chosen.sort(key=len)
-    step = 128
+    step = args.batch
     batches = [chosen[i : i + step] for i in range(0, len(chosen), step)]
     emb = SentenceTransformerEmbedder(device="cpu", dtype="float32")
     counter = TokenCounter(emb.load_tokenizer())
@@ -144,12 +155,23 @@ def main() -> None:
             runs.append({"engine": f"ray-{w}worker", "round": r, **timed_embed(eng, batches)})
             eng.close()
             print(runs[-1], flush=True)
-    res["throughput"] = runs
-    res["torch_threads_per_worker"] = 1
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(res, indent=1) + "\n")
+        res["throughput"] = runs
+        res["torch_threads_per_worker"] = 1
+        save(args.out, res)
     ray.shutdown()
+
+
+def store_name(index_dir: Path) -> str:
+    """The live generation's docstore, relative to `index_dir`."""
+    from gdn2_ingest import store
+
+    return str(store.current_generation(index_dir).relative_to(index_dir) / store.DOCSTORE)
+
+
+def save(out: Path | None, res: dict) -> None:
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1) + "\n")
 
 
 if __name__ == "__main__":

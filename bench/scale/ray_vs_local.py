@@ -82,6 +82,8 @@ def main() -> None:
     ap.add_argument("--skip-index", action="store_true", help="only the throughput part")
     ap.add_argument("--texts-from", type=Path, help="with --skip-index: an index whose chunk texts to embed")
     ap.add_argument("--batch", type=int, default=32, help="texts per embedding batch (one actor call)")
+    ap.add_argument("--ray-niceness", type=int, default=0, help="niceness of Ray's worker processes")
+    ap.add_argument("--no-local", action="store_true", help="throughput: only Ray with 1 and 2 workers")
     args = ap.parse_args()
 
     import ray
@@ -97,7 +99,9 @@ def main() -> None:
     res: dict = {"machine": "2-core CPU (this dev machine)", "cpus": os.cpu_count(), "files": len(files),
                  "corpus_bytes": sum(Path(f).stat().st_size for f in files)}  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix="scale-bench-"))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    # as RayEngine starts a local Ray (workers at niceness 0; --ray-niceness 15 is Ray's default)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+             _system_config={"worker_niceness": args.ray_niceness})  # fmt: skip
     base = {"device": "cpu", "dtype": "float32", "lock_timeout": 5}
 
     # 1. same index
@@ -145,14 +149,20 @@ def main() -> None:
     emb = SentenceTransformerEmbedder(device="cpu", dtype="float32")
     counter = TokenCounter(emb.load_tokenizer())
     runs = []
-    for r in range(args.rounds):
-        torch.set_num_threads(1)
-        local = LocalEngine(IngestConfig(**base), emb, counter)
-        runs.append({"engine": "local-1thread", "round": r, **timed_embed(local, batches)})
-        print(runs[-1], flush=True)
-        for w in (1, 2):
+    if args.skip_index:
+        runs = res.get("throughput", [])
+    first = 1 + max((x["round"] for x in runs), default=-1)
+    for r in range(first, first + args.rounds):
+        if not args.no_local:
+            torch.set_num_threads(1)
+            local = LocalEngine(IngestConfig(**base), emb, counter)
+            runs.append({"engine": "local-1thread", "round": r, **timed_embed(local, batches)})
+            print(runs[-1], flush=True)
+        # alternate which goes first, so a change of load hits both alike
+        for w in (1, 2) if r % 2 == 0 else (2, 1):
             eng = RayEngine(IngestConfig(**base, engine="ray", engine_workers=w), emb.max_tokens)
-            runs.append({"engine": f"ray-{w}worker", "round": r, **timed_embed(eng, batches)})
+            runs.append({"engine": f"ray-{w}worker", "round": r, "worker_niceness": args.ray_niceness,
+                         **timed_embed(eng, batches)})  # fmt: skip
             eng.close()
             print(runs[-1], flush=True)
         res["throughput"] = runs

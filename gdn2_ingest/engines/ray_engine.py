@@ -111,8 +111,11 @@ class RayEngine:
         if not ray.is_initialized():
             local = {}
             if self.cfg.engine_address is None:
-                # a Ray on this machine: as many CPUs as asked for, at least the machine's
+                # a Ray on this machine: as many CPUs as asked for, at least the machine's; workers at
+                # the caller's priority (Ray's default niceness of 15 leaves them only idle cycles, so
+                # on a busy machine 2 workers embedded no faster than 1: bench/results/scale.md)
                 local["num_cpus"] = max(self.cfg.engine_workers or 0, os.cpu_count() or 1)
+                local["_system_config"] = {"worker_niceness": 0}
             try:
                 ray.init(
                     address=self.cfg.engine_address, include_dashboard=False, log_to_driver=False,

@@ -10,7 +10,11 @@
    with 2 workers (1 torch thread each), repeated --rounds times in that order. Reported per run:
    wall time of the whole embed step (actor start and model load included) and the steady rate
    (texts between the first and the last finished batch over the time between them). Batches of
-   --batch texts, sorted by length as an ingest sorts them.
+   --batch texts, sorted by length as an ingest sorts them. The CPU seconds the embedding actors
+   used are read from /proc: on a machine shared with other work (Linux autogroup scheduling gives
+   each session, not each process, its share) wall-clock scaling is capped by the share, the CPU
+   seconds per text are not. Last, the same batches on an embedder that only sleeps 0.5 s per batch
+   show how many batches Ray runs at once.
 
 The files: the 300 smallest of bench/natural/corpus.py's list (licenses, man pages, Python modules;
 0.48 MB), small enough for a 2-core machine shared with other work.
@@ -24,6 +28,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -58,20 +63,80 @@ def snapshot(index_dir: Path, queries: list[str]):
     return rows, top, vecs
 
 
+class CpuSampler:
+    """CPU seconds (user+sys) used by this process and by Ray's embedding actors during a run, read
+    from /proc every 0.2 s (the actors exit when their dataset is done; what an actor used before it
+    was first seen, a fraction of its model load, is not counted)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, tuple[float, float]] = {}  # pid -> (CPU seconds first seen, last seen)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.own0 = time.process_time()
+
+    def _run(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        while not self.stop.wait(0.2):
+            for d in Path("/proc").iterdir():
+                if not d.name.isdigit():
+                    continue
+                try:
+                    if b"_EmbedWorker" not in (d / "cmdline").read_bytes():
+                        continue
+                    f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                    now = (int(f[11]) + int(f[12])) / tick
+                    # an actor of the previous run still exiting counts only what it uses from here
+                    first, _ = self.seen.get(int(d.name), (now, now))
+                    self.seen[int(d.name)] = (first, now)
+                except OSError:
+                    continue
+
+    def __enter__(self) -> CpuSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.own = time.process_time() - self.own0
+
+
 def timed_embed(engine, batches: list[list[str]]) -> dict:
     t0 = time.perf_counter()
     done = []
     n = 0
-    for b, vecs in engine.embed(batches):
-        n += len(vecs)
-        done.append((time.perf_counter() - t0, len(batches[b])))
+    with CpuSampler() as cpu:
+        for b, vecs in engine.embed(batches):
+            n += len(vecs)
+            done.append((time.perf_counter() - t0, len(batches[b])))
     wall = time.perf_counter() - t0
     steady = None
     if len(done) > 2:
         span = done[-1][0] - done[0][0]
         steady = sum(k for _, k in done[1:]) / span
+    # CPU seconds of the embedding: the actors' for Ray (model load included), this process's for local
+    cpu_s = sum(b - a for a, b in cpu.seen.values()) if cpu.seen else cpu.own
     return {"texts": n, "wall_s": round(wall, 2), "rate_wall": round(n / wall, 1),
-            "rate_steady": round(steady, 1) if steady else None, "load": load()}  # fmt: skip
+            "rate_steady": round(steady, 1) if steady else None, "cpu_s": round(cpu_s, 1),
+            "actors": len(cpu.seen), "load": load()}  # fmt: skip
+
+
+class SleepEmbedder:
+    """0.5 s per batch and no CPU: shows how many batches Ray runs at once, whatever the load."""
+
+    max_tokens = 256
+
+    def identity(self) -> dict:
+        return {"name": "sleep", "dim": 4, "max_tokens": 256, "fingerprint": "sleep"}
+
+    def load_tokenizer(self):
+        from gdn2_ingest.embed import SentenceTransformerEmbedder
+
+        return SentenceTransformerEmbedder().load_tokenizer()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        time.sleep(0.5)
+        return np.ones((len(texts), 4), np.float32) / 2
 
 
 def main() -> None:
@@ -168,6 +233,15 @@ def main() -> None:
         res["throughput"] = runs
         res["torch_threads_per_worker"] = 1
         save(args.out, res)
+    # the same batches on an embedder that only sleeps: Ray's concurrency without the CPU contention
+    sleeps = []
+    for w in (1, 2):
+        eng = RayEngine(IngestConfig(embedder_factory=SleepEmbedder, engine="ray", engine_workers=w), 256)
+        sleeps.append({"engine": f"ray-{w}worker-sleep0.5", **timed_embed(eng, batches)})
+        eng.close()
+        print(sleeps[-1], flush=True)
+    res["sleep_check"] = sleeps
+    save(args.out, res)
     ray.shutdown()
 
 

@@ -101,7 +101,7 @@ class RayEngine:
         self._started = False
 
     def _connect(self):
-        if self._ray is not None:
+        if self._ray is not None and self.workers:
             return self._ray
         try:
             import ray
@@ -125,6 +125,8 @@ class RayEngine:
                 where = self.cfg.engine_address or "a local Ray"
                 raise EngineError(f"cannot start the Ray engine on {where}: {exc}") from exc
             self._started = True
+        # set before the checks below, so that close() shuts down a Ray started here even when they fail
+        self._ray = ray
         logging.getLogger("ray.data").setLevel(logging.ERROR)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
@@ -132,12 +134,12 @@ class RayEngine:
         res = ray.cluster_resources()
         cpus = int(res.get("CPU", 0))
         self.gpus = int(res.get("GPU", 0)) if self.cfg.device != "cpu" else 0
-        self.workers = self.cfg.engine_workers or max(1, cpus)
-        if self.workers > cpus:
+        workers = self.cfg.engine_workers or max(1, cpus)
+        if workers > cpus:
             raise EngineError(
-                f"engine_workers={self.workers} but the Ray cluster has {cpus} CPUs; ask for at most {cpus}"
+                f"engine_workers={workers} but the Ray cluster has {cpus} CPUs; ask for at most {cpus}"
             )
-        self._ray = ray
+        self.workers = workers
         return ray
 
     def load_chunk(self, jobs: list[FileJob], on_done: Callable[[int], None]) -> list[FileChunks]:

@@ -164,7 +164,7 @@ ContextTokensOpt = Annotated[
         "--context-tokens",
         "-c",
         min=64,
-        help="Reader-token budget of the assembled context (default 100000; 16000 when the reader runs "
+        help="Reader-token budget of the assembled context (default 100000; 4000 when the reader runs "
         "on CPU).",
         show_default=False,
     ),
@@ -321,11 +321,103 @@ def search(
 
 
 @app.command()
+def remove(
+    paths: Annotated[list[str], typer.Argument(help="Indexed files or folders to delete from the index.")],
+    index: IndexOpt = DEFAULT_INDEX,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete documents from the index (the files may already be gone from disk).
+
+    Their chunks leave dense, keyword and metadata search together at once; `rag compact` (or the
+    automatic compaction after updates) then drops them from disk.
+    """
+    from gdn2_rag.api import update_command
+
+    notify = lambda line: err_console.print(escape(line), highlight=False)  # noqa: E731
+    run_guarded(update_command, "remove", paths, index=index, json_out=json_out, notify=notify)
+
+
+@app.command()
+def compact(index: IndexOpt = DEFAULT_INDEX, json_out: JsonOpt = False) -> None:
+    """Merge the index's segments into one; search results stay the same, deleted text leaves the disk."""
+    from gdn2_rag.api import update_command
+
+    notify = lambda line: err_console.print(escape(line), highlight=False)  # noqa: E731
+    run_guarded(update_command, "compact", index=index, json_out=json_out, notify=notify)
+
+
+@app.command()
+def upgrade(index: IndexOpt = DEFAULT_INDEX, json_out: JsonOpt = False) -> None:
+    """Upgrade an index of the previous release (format 2) in place, without re-embedding.
+
+    Search results stay the same; `rag ingest` into such an index upgrades it first."""
+    from gdn2_rag.api import upgrade_command
+
+    notify = lambda line: err_console.print(escape(line), highlight=False)  # noqa: E731
+    run_guarded(upgrade_command, index=index, json_out=json_out, notify=notify)
+
+
+@app.command()
 def info(index: IndexOpt = DEFAULT_INDEX, json_out: JsonOpt = False) -> None:
     """Print index statistics."""
     from gdn2_rag.api import info_command
 
     run_guarded(info_command, index=index, json_out=json_out)
+
+
+@app.command()
+def serve(
+    index: IndexOpt = DEFAULT_INDEX,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; not loopback needs a key.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port.")] = 8000,
+    api_key_file: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key-file",
+            help="File holding the API key clients must send (Authorization: Bearer KEY); a file, not a "
+            "flag, so the key stays out of `ps` and shell history.",
+        ),
+    ] = None,
+    context_tokens: ContextTokensOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    reader: ReaderOpt = None,
+    abstain: AbstainOpt = False,
+    max_batch: Annotated[
+        int, typer.Option("--max-batch", min=1, help="Reader contexts per packed pass.")
+    ] = 32,
+    batch_wait_ms: Annotated[
+        float, typer.Option("--batch-wait-ms", min=0, help="How long a read waits for others to batch with.")
+    ] = 5.0,
+    max_queue: Annotated[int, typer.Option("--max-queue", min=1, help="Reads waiting before 429.")] = 128,
+    max_inflight: Annotated[
+        int, typer.Option("--max-inflight", min=1, help="Asks in progress before 429.")
+    ] = 64,
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", min=1, help="Largest request body (413 beyond).")
+    ] = 65536,
+) -> None:
+    """Serve the index over HTTP: /ask, /search, /info, /health and OpenAI's /v1/chat/completions.
+
+    `rag -v serve` logs a line per request.
+    """
+    from gdn2_rag.api import reader_config
+
+    def start() -> None:
+        # inside the guard: without the serve extra the import is a one-line RagError
+        from gdn2_rag.serve.command import serve_command
+
+        config = reader_config(model, device, reader, threads=state.threads, abstain=abstain)
+        serve_command(
+            index=index, host=host, port=port, api_key_file=api_key_file,
+            config=config.with_(context_tokens=context_tokens), max_batch=max_batch,
+            batch_wait_ms=batch_wait_ms, max_queue=max_queue, max_inflight=max_inflight,
+            max_body_bytes=max_body_bytes, access_log=state.verbose,
+        )  # fmt: skip
+
+    run_guarded(start)
 
 
 @app.command("eval")

@@ -19,6 +19,7 @@ from gdn2_ingest.errors import (
     IndexFormatError,
     IndexLockedError,
     IndexNotFoundError,
+    IndexUpgradeNeededError,
     IngestError,
     MissingPathError,
 )
@@ -27,8 +28,13 @@ from gdn2_ingest.types import Chunk, IndexStats, IngestReport, SkippedFile
 if TYPE_CHECKING:
     from gdn2_ingest.index import Index
     from gdn2_ingest.pipeline import ingest_paths
+    from gdn2_ingest.upgrade import upgrade_index
 
-_LAZY = {"Index": "gdn2_ingest.index", "ingest_paths": "gdn2_ingest.pipeline"}
+_LAZY = {
+    "Index": "gdn2_ingest.index",
+    "ingest_paths": "gdn2_ingest.pipeline",
+    "upgrade_index": "gdn2_ingest.upgrade",
+}
 
 
 def __getattr__(name: str):
@@ -39,6 +45,6 @@ def __getattr__(name: str):
 
 __all__ = [
     "DEFAULT_INDEX_DIR", "Chunk", "EmbedderLoadError", "EmbedderMismatchError", "Index", "IndexFormatError",
-    "IndexLockedError", "IndexNotFoundError", "IndexStats", "IngestConfig", "IngestError", "IngestReport",
-    "MissingPathError", "SkippedFile", "ingest_paths",
+    "IndexLockedError", "IndexNotFoundError", "IndexStats", "IndexUpgradeNeededError", "IngestConfig",
+    "IngestError", "IngestReport", "MissingPathError", "SkippedFile", "ingest_paths", "upgrade_index",
 ]  # fmt: skip

@@ -51,6 +51,10 @@ class IngestConfig:
         lock_timeout: seconds a second ingest waits for the index lock before failing.
         dense_exact_max: up to this many chunks the FAISS index is exact inner product; above it HNSW.
         title_prefix: embed "title: section" before each chunk (counted in its token budget).
+        max_segments: an update that leaves more segments than this compacts the newest ones
+            (gdn2_ingest.segments_write.plan_compaction); search fans out over every segment.
+        max_deleted_fraction: an update that leaves more than this fraction of the stored chunks
+            tombstoned compacts every segment (deleted text then leaves the disk).
         engine: "local" (this process) or "ray" (Ray Data workers; needs the `ray` extra). Both give
             the same chunks, ids and vectors; see docs/scaling.md.
         engine_address: the Ray cluster to join ("auto", "ray://host:10001", ...); None starts a
@@ -74,6 +78,8 @@ class IngestConfig:
     lock_timeout: float = 600.0
     dense_exact_max: int = 200_000
     title_prefix: bool = True
+    max_segments: int = 12
+    max_deleted_fraction: float = 0.3
     engine: str = "local"
     engine_address: str | None = None
     engine_workers: int | None = None
@@ -94,6 +100,10 @@ class IngestConfig:
             raise ValueError(f"max_file_bytes={self.max_file_bytes} must be >= 1")
         if self.max_expanded_bytes < 1:
             raise ValueError(f"max_expanded_bytes={self.max_expanded_bytes} must be >= 1")
+        if self.max_segments < 1:
+            raise ValueError(f"max_segments={self.max_segments} must be >= 1")
+        if not 0 < self.max_deleted_fraction <= 1:
+            raise ValueError(f"max_deleted_fraction={self.max_deleted_fraction} must be in (0, 1]")
         if self.engine not in ENGINES:
             raise ValueError(f"engine={self.engine!r} must be one of {', '.join(ENGINES)}")
         if self.engine != "ray" and (self.engine_address is not None or self.engine_workers is not None):

@@ -1,10 +1,15 @@
-"""FAISS dense index over chunk vectors (inner product of L2-normalised vectors = cosine).
+"""Dense part of an index segment: FAISS over chunk vectors (inner product of L2-normalised vectors
+= cosine), behind the small `VectorSegment` interface a segment needs (search with tombstones,
+vectors by id, save/load), so another vector store can replace FAISS per segment.
 
 The index is also the vector store: vectors are kept once, as float16 (scores move by ~1e-3, far
-below the gaps that decide a ranking), and a new generation copies the vectors of unchanged chunks
-out of the previous one by chunk id. Up to `exact_max` chunks (200k by default: ~150 MB at 384
-dims, a few ms per query on CPU) every vector is scanned (exact search); above it HNSW (M=32) over
-the same float16 storage answers in well under a millisecond. Ids are the docstore's chunk ids.
+below the gaps that decide a ranking); an edit reads the vectors of unchanged chunk texts back by
+chunk id, and compaction copies live vectors into the merged segment. A segment of up to
+`exact_max` chunks (200k by default: ~150 MB at 384 dims, a few ms per query on CPU) is scanned
+exactly; a bigger one (only compaction makes them) is HNSW (M=32) over the same float16 storage.
+Exact segments merge exactly: the best k of each segment's exact best k are the exact best k of
+the union, with the same float16 scores a single index would give. HNSW segments merge as well as
+HNSW itself finds neighbours (bench/results/index.md measures the agreement). Ids are chunk ids.
 With faiss-gpu and CUDA present a loaded exact index is searched on the GPU; files on disk are
 always CPU indexes.
 """
@@ -12,6 +17,7 @@ always CPU indexes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -104,3 +110,73 @@ def search_dense_index(index, qvec: np.ndarray, k: int) -> list[tuple[int, float
         np.ascontiguousarray(qvec.reshape(1, -1), dtype=np.float32), min(k, index.ntotal)
     )
     return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+
+class VectorSegment(Protocol):
+    """What a segment needs from its vector store (FAISS here; a backend implements these five)."""
+
+    kind: str
+    ntotal: int
+
+    def search(self, qvec: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(chunk id, cosine) of the best `k` live vectors, best first."""
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """float32 vectors stored under `ids`."""
+
+    def stored_ids(self) -> np.ndarray | None:
+        """Every stored id (dead ones included), or None when the store cannot list them."""
+
+    def save(self, path: Path) -> None: ...
+
+
+class FaissSegment:
+    """A segment's FAISS index with its tombstones: dead ids are excluded inside the search (an
+    IDSelector), so a segment still returns its best k live vectors."""
+
+    def __init__(self, index, dead_ids: np.ndarray | None = None, ef_search: int = 128) -> None:
+        self.index = index
+        self.kind = dense_kind(index)
+        self.ntotal = int(index.ntotal)
+        self._params = None
+        self.n_dead = 0 if dead_ids is None else len(dead_ids)
+        if self.n_dead:
+            faiss = _faiss()
+            self._dead = np.ascontiguousarray(dead_ids, dtype=np.int64)
+            self._sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(self._dead))
+            if self.kind == "hnsw":
+                self._params = faiss.SearchParametersHNSW(sel=self._sel, efSearch=ef_search)
+            else:
+                self._params = faiss.SearchParameters(sel=self._sel)
+
+    @classmethod
+    def build(cls, ids: np.ndarray, vecs: np.ndarray, dim: int, exact_max: int) -> FaissSegment:
+        return cls(build_dense(ids, vecs, dim, exact_max))
+
+    @classmethod
+    def load(cls, path: Path, dead_ids: np.ndarray | None = None, use_gpu: bool | None = None):
+        # a selector needs the CPU index; GPU search only where nothing is tombstoned
+        gpu = use_gpu if dead_ids is None or not len(dead_ids) else False
+        return cls(load_dense(path, use_gpu=gpu), dead_ids)
+
+    def search(self, qvec: np.ndarray, k: int) -> list[tuple[int, float]]:
+        live = self.ntotal - self.n_dead
+        if live <= 0 or k <= 0:
+            return []
+        q = np.ascontiguousarray(qvec.reshape(1, -1), dtype=np.float32)
+        if self._params is None:
+            scores, ids = self.index.search(q, min(k, self.ntotal))
+        else:
+            scores, ids = self.index.search(q, min(k, live), params=self._params)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        return vectors_for(self.index, ids)
+
+    def stored_ids(self) -> np.ndarray | None:
+        if not hasattr(self.index, "id_map"):
+            return None
+        return _faiss().vector_to_array(self.index.id_map)
+
+    def save(self, path: Path) -> None:
+        save_dense(self.index, path)

@@ -109,6 +109,64 @@ class DocStore:
         row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
         return int(row[0]) if row else 0
 
+    def start_ids(self, next_chunk: int, next_document: int) -> None:
+        """Number this segment's new chunks and documents from the given ids on: ids are unique across
+        the segments of an index and grow with every segment, so a chunk id names one segment."""
+        for table, n in (("chunks", next_chunk), ("documents", next_document)):
+            self.db.execute("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
+            self.db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, int(n) - 1))
+
+    def next_ids(self) -> tuple[int, int]:
+        """(next chunk id, next document id) after every id this docstore has given."""
+        rows = dict(self.db.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+        return int(rows.get("chunks", 0)) + 1, int(rows.get("documents", 0)) + 1
+
+    def chunk_ids_of(self, paths: Iterable[str]) -> list[int]:
+        """Ids of the chunks of `paths`."""
+        out: list[int] = []
+        for p in paths:
+            out += [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE path = ?", (db_path(p),))]
+        return out
+
+    def counts_of(self, paths: Iterable[str]) -> tuple[int, int, int, dict[str, int]]:
+        """(files not skipped, documents, chunks, chunks per domain) of `paths` only."""
+        files = docs = 0
+        per: dict[str, int] = {}
+        for p in paths:
+            key = db_path(p)
+            files += self.db.execute(
+                "SELECT COUNT(*) FROM files WHERE path = ? AND skipped IS NULL", (key,)
+            ).fetchone()[0]
+            docs += self.db.execute("SELECT COUNT(*) FROM documents WHERE path = ?", (key,)).fetchone()[0]
+            for dom, n in self.db.execute(
+                "SELECT domain, COUNT(*) FROM chunks WHERE path = ? GROUP BY domain", (key,)
+            ):
+                per[dom] = per.get(dom, 0) + n
+        return files, docs, sum(per.values()), per
+
+    def copy_live_from(self, src: Path, dead_paths: list[str]) -> None:
+        """Append the rows of another segment's docstore, ids unchanged, leaving out `dead_paths`."""
+        self.db.commit()
+        self.db.execute("ATTACH DATABASE ? AS src", (str(src),))
+        try:
+            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS dead (path PRIMARY KEY)")
+            self.db.execute("DELETE FROM temp.dead")
+            self.db.executemany(
+                "INSERT OR IGNORE INTO temp.dead VALUES (?)", [(db_path(p),) for p in dead_paths]
+            )
+            for table in ("files", "documents", "chunks"):
+                self.db.execute(
+                    f"INSERT INTO main.{table} SELECT * FROM src.{table}"
+                    " WHERE path NOT IN (SELECT path FROM temp.dead)"
+                )
+            self.db.commit()
+        finally:
+            self.db.execute("DETACH DATABASE src")
+
+    def chunk_ids(self) -> np.ndarray:
+        """Every chunk id, ascending."""
+        return np.array([r[0] for r in self.db.execute("SELECT id FROM chunks ORDER BY id")], dtype=np.int64)
+
     def ids_and_hashes(self, after: int = 0) -> tuple[np.ndarray, list[str]]:
         """(chunk ids, their embed hashes) for ids > `after`, in id order."""
         rows = self.db.execute(
@@ -167,9 +225,10 @@ class DocStore:
     def commit(self) -> None:
         self.db.commit()
 
-    def iter_texts(self) -> Iterator[tuple[int, str, str, str]]:
-        """(id, title, section, text) in id order, for the keyword index."""
-        yield from self.db.execute("SELECT id, title, section, text FROM chunks ORDER BY id")
+    def iter_texts(self) -> Iterator[tuple[int, str, str, str, str]]:
+        """(id, path, title, section, text) in id order, for the keyword index."""
+        for i, p, t, s, x in self.db.execute("SELECT id, path, title, section, text FROM chunks ORDER BY id"):
+            yield i, py_path(p), t, s, x
 
     def get_chunks(self, ids: list[int]) -> list[Chunk]:
         if not ids:

@@ -23,6 +23,10 @@ class IndexFormatError(IngestError):
     """The index folder was written by an incompatible format version or is damaged."""
 
 
+class IndexUpgradeNeededError(IndexFormatError):
+    """The index has an earlier format that `rag upgrade` (gdn2_ingest.upgrade) converts in place."""
+
+
 class IndexLockedError(IngestError):
     """Another ingest holds the index lock and did not release it in time."""
 

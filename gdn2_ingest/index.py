@@ -1,157 +1,87 @@
 """`Index`: the read-only view of an index folder that gdn2_rag/ searches.
 
-Opening reads CURRENT once and holds that generation's files (and a shared flock on its manifest),
-so a concurrent ingest that switches to a newer generation never changes what an open Index sees: the
-previous generation is kept on disk until every Index on it is closed, then the next ingest deletes it.
-Opening checks the generation (file sizes recorded in the manifest, FAISS / BM25 / manifest counts
-agree): a damaged one is an IndexBrokenError naming the file, not a crash at the first search.
-`check_generation` is the full check an ingest runs before it switches to a generation.
-The query embedder is the one recorded in the manifest unless one is passed; a different one is an
-EmbedderMismatchError, since its vectors would not be comparable.
+Opening reads CURRENT once and holds that generation (a shared flock on its manifest), so a
+concurrent ingest that switches to a newer generation never changes what an open Index sees: the
+generation and its segments stay on disk until every Index on it is closed, then the next writer
+deletes them. Opening loads every segment with the generation's tombstones and checks it (file
+sizes recorded in the manifests, FAISS / keyword / docstore counts agree): a damaged one is an
+IndexBrokenError naming the file, not a crash at the first search.
+
+Search fans out over the segments and merges (gdn2_ingest.dense, gdn2_ingest.sparse say why the
+merge equals one index's answer): dense hits by (score, then chunk id), BM25 with the statistics of
+all live chunks. Tombstoned chunks are never returned. The query embedder is the one recorded in
+the manifest unless one is passed; a different one is an EmbedderMismatchError.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
+import numpy as np
+
 from gdn2_ingest import store
-from gdn2_ingest.docstore import DocStore
 from gdn2_ingest.embed import Embedder, SentenceTransformerEmbedder
-from gdn2_ingest.errors import IndexBrokenError
+from gdn2_ingest.segments import SEGMENTS_DIR, Segment, Tombstones, broken, check_segment, check_sizes
 from gdn2_ingest.types import Chunk, IndexStats
 
 
-def _broken(gen: Path, what: str, why: str | BaseException) -> IndexBrokenError:
-    why = " ".join(str(why).split())
-    if len(why) > 160:
-        why = why[:157] + "..."
-    return IndexBrokenError(
-        f"index generation {gen.name} in {gen.parent} is broken: {gen / what} {why};"
-        " restore it or re-ingest into a new --index folder"
-    )
-
-
-def check_sizes(gen: Path, manifest: dict) -> None:
-    """Every file the manifest lists exists with its recorded size (cheap; older manifests list none)."""
-    for rel, size in (manifest.get("files") or {}).items():
-        try:
-            actual = (gen / rel).stat().st_size
-        except OSError:
-            raise _broken(gen, rel, "is missing") from None
-        if actual != size:
-            raise _broken(
-                gen, rel, f"has {actual} bytes, the manifest recorded {size} (truncated or overwritten)"
-            )
-
-
-def load_dense_checked(gen: Path, use_gpu: bool | None = None):
-    from gdn2_ingest.dense import load_dense
-
+def open_segments(
+    index_dir: Path, gen: Path, manifest: dict, use_gpu: bool | None = False
+) -> tuple[list[Segment], Tombstones]:
+    """The generation's segments, opened with its tombstones (docstores only; parts load lazily).
+    use_gpu: where faiss-gpu is installed, None searches exact segments on the GPU (readers); writers
+    and checks read vectors back and keep the CPU index."""
+    check_sizes(gen, manifest.get("files") or {})
+    tomb = Tombstones.load(gen)
+    segs: list[Segment] = []
     try:
-        return load_dense(gen / store.DENSE, use_gpu=use_gpu)
-    except ImportError:
+        for name in manifest.get("segments") or []:
+            folder = index_dir / SEGMENTS_DIR / name
+            if not folder.is_dir():
+                raise broken(gen, f"../{SEGMENTS_DIR}/{name}", "is missing (a segment the manifest names)")
+            segs.append(Segment(folder, tomb.dead_ids(name)))
+            segs[-1].use_gpu = use_gpu
+    except BaseException:
+        for s in segs:
+            s.close()
         raise
-    except Exception as exc:  # noqa: BLE001 - faiss raises RuntimeError for any unreadable file
-        # faiss's message is a C++ assertion with source paths: keep its gist
-        raise _broken(gen, store.DENSE, "cannot be read by faiss (truncated or corrupted)") from exc
+    return segs, tomb
 
 
-def load_bm25_checked(gen: Path):
-    from gdn2_ingest.sparse import BM25Index
-
-    try:
-        return BM25Index(gen / store.BM25_DIR)
-    except ImportError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - numpy/json/bm25s errors on a damaged file
-        raise _broken(gen, store.BM25_DIR, f"cannot be read ({type(exc).__name__}: {exc})") from exc
+def check_counts(gen: Path, manifest: dict, segs: list[Segment], tomb: Tombstones) -> None:
+    live = sum(s.chunks for s in segs) - sum(tomb.n_dead(s.name) for s in segs)
+    want = (manifest.get("counts") or {}).get("chunks")
+    if want is not None and live != want:
+        raise broken(gen, store.MANIFEST, f"counts {want} chunks, its segments hold {live} live ones")
 
 
-def check_counts(gen: Path, manifest: dict, dense, bm25, chunks: int | None = None) -> None:
-    """FAISS, BM25, the manifest (and the docstore's count when given) agree on the number of chunks."""
-    want = (manifest.get("counts") or {}).get("chunks", chunks)
-    if chunks is not None and want != chunks:
-        raise _broken(gen, store.DOCSTORE, f"holds {chunks} chunks, the manifest says {want}")
-    if want is None:
-        return
-    if dense.ntotal != want:
-        raise _broken(gen, store.DENSE, f"holds {dense.ntotal} vectors, the docstore {want} chunks")
-    if len(bm25.ids) != want:
-        raise _broken(gen, store.BM25_DIR, f"holds {len(bm25.ids)} chunks, the docstore {want}")
+def check_generation(gen: Path, manifest: dict | None = None, full: set[str] | None = None) -> dict:
+    """The check of a generation before a writer switches to it or reports it ready.
 
-
-def check_generation(gen: Path, manifest: dict | None = None) -> dict:
-    """The full check of a generation, run before an ingest switches to it or calls it ready.
-
-    File sizes match the manifest; FAISS, BM25 and the docstore load, hold the same chunk ids; a probe
-    search of each returns. Raises IndexBrokenError naming the file; returns {"dense": the loaded CPU
-    FAISS index, "seconds": time taken} so a caller can reuse the index.
+    Every segment's files have their recorded sizes and its docstore opens; the segments in `full`
+    (None: all) are checked fully (gdn2_ingest.segments.check_segment: every part loads, the same
+    chunk ids, probe searches). Segments are immutable, so a writer checks a segment fully once, when
+    it is written, and the sizes ever after. Raises IndexBrokenError naming the file; returns
+    {"seconds": time taken}.
     """
-    import time
-
-    import numpy as np
-
-    from gdn2_ingest.dense import search_dense_index
-
     t0 = time.perf_counter()
     manifest = manifest if manifest is not None else store.read_manifest(gen)
-    check_sizes(gen, manifest)
-    dense = load_dense_checked(gen, use_gpu=False)
-    bm25 = load_bm25_checked(gen)
+    segs, tomb = open_segments(gen.parent, gen, manifest)
     try:
-        db = DocStore(gen / store.DOCSTORE, readonly=True)
-        try:
-            ids, _ = db.ids_and_hashes()
-            texts = db.get_chunks([int(i) for i in ids[:5]])
-        finally:
-            db.close()
-    except Exception as exc:  # noqa: BLE001 - sqlite3.DatabaseError: "file is not a database", ...
-        raise _broken(gen, store.DOCSTORE, f"cannot be read ({type(exc).__name__}: {exc})") from exc
-    check_counts(gen, manifest, dense, bm25, len(ids))
-    if not np.array_equal(np.sort(np.asarray(bm25.ids)), ids):
-        raise _broken(gen, store.BM25_DIR, "holds other chunk ids than the docstore")
-    if len(ids):
-        try:
-            import faiss
-
-            stored = np.sort(faiss.vector_to_array(dense.id_map)) if hasattr(dense, "id_map") else None
-        except Exception:  # noqa: BLE001 - an index without an id map is checked by the probe alone
-            stored = None
-        if stored is not None and not np.array_equal(stored, ids):
-            raise _broken(gen, store.DENSE, "holds other chunk ids than the docstore")
-        from gdn2_ingest.dense import vectors_for
-
-        try:
-            probe = vectors_for(dense, ids[:1])[0]
-            hits = search_dense_index(dense, probe, 1)
-        except Exception as exc:  # noqa: BLE001
-            raise _broken(gen, store.DENSE, f"fails a probe search ({exc})") from exc
-        if not hits or hits[0][1] < 0.9 * float(np.dot(probe, probe)):
-            raise _broken(gen, store.DENSE, "fails a probe search (a stored vector does not find itself)")
-        if len(texts) != min(5, len(ids)):
-            raise _broken(gen, store.DOCSTORE, "misses chunks it lists")
-        for c in texts:
-            if bm25.retriever is None:
-                raise _broken(gen, store.BM25_DIR, "is empty while the docstore holds chunks")
-            try:
-                from gdn2_ingest.sparse import _tok
-
-                words = [t for t in _tok([c.text])[0] if t in bm25.retriever.vocab_dict]
-                if not words:
-                    continue  # only stop words: try the next chunk
-                if not bm25.search(" ".join(words[:8]), 1):
-                    raise _broken(gen, store.BM25_DIR, "fails a probe search (a chunk's words find nothing)")
-            except IndexBrokenError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                raise _broken(gen, store.BM25_DIR, f"fails a probe search ({exc})") from exc
-            break
-    return {"dense": dense, "seconds": time.perf_counter() - t0}
+        check_counts(gen, manifest, segs, tomb)
+        for s in segs:
+            if full is None or s.name in full:
+                check_segment(s)
+    finally:
+        for s in segs:
+            s.close()
+    return {"seconds": time.perf_counter() - t0}
 
 
 class Index:
-    """Search and fetch over one index generation."""
+    """Search and fetch over one index generation (a list of segments with tombstones)."""
 
     def __init__(
         self, index_dir: Path, gen: Path, manifest: dict, embedder: Embedder | None,
@@ -163,15 +93,20 @@ class Index:
         self._embedder = embedder
         self._device, self._dtype = device, dtype
         self._hold = hold
-        check_sizes(gen, manifest)
+        self.segments, self.tombstones = open_segments(index_dir, gen, manifest, use_gpu=None)
         try:
-            self.docstore = DocStore(gen / store.DOCSTORE, readonly=True)
-            chunks = self.docstore.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-        except Exception as exc:  # noqa: BLE001 - sqlite3 errors on a damaged file
-            raise _broken(gen, store.DOCSTORE, f"cannot be read ({type(exc).__name__}: {exc})") from exc
-        self.dense = load_dense_checked(gen)
-        self.bm25 = load_bm25_checked(gen)
-        check_counts(gen, manifest, self.dense, self.bm25, chunks)
+            for s in self.segments:
+                s.load()
+            check_counts(gen, manifest, self.segments, self.tombstones)
+        except BaseException:
+            self.close()
+            raise
+        from gdn2_ingest.sparse import KeywordSearch
+
+        self._keyword = KeywordSearch([s.keyword for s in self.segments])
+        # chunk id -> segment: the id ranges are disjoint and ascending (gdn2_ingest.segments)
+        self._routed = [s for s in self.segments if s.chunks]
+        self._lo = np.array([s.min_id for s in self._routed], dtype=np.int64)
 
     @classmethod
     def open(
@@ -200,9 +135,10 @@ class Index:
             raise
 
     def close(self) -> None:
-        """Release the generation (an ingest may delete it once no Index holds it)."""
-        if getattr(self, "docstore", None) is not None:
-            self.docstore.close()
+        """Release the generation (a writer may delete it once no Index holds it)."""
+        for s in getattr(self, "segments", []):
+            s.close()
+        self.segments = []
         if self._hold is not None:
             self._hold.close()
             self._hold = None
@@ -227,36 +163,93 @@ class Index:
 
     def search_dense(self, query: str, k: int = 10) -> list[tuple[int, float]]:
         """(chunk id, cosine score), best first."""
-        from gdn2_ingest.dense import search_dense_index
-
-        if not query.strip() or k <= 0 or self.dense.ntotal == 0:
+        if not query.strip() or k <= 0 or not self.size():
             return []
-        return search_dense_index(self.dense, self.embed_query(query), k)
+        return self.search_vector(self.embed_query(query), k)
+
+    def search_vector(self, qvec: np.ndarray, k: int = 10) -> list[tuple[int, float]]:
+        """(chunk id, cosine score) of the `k` live chunks nearest to a query vector, best first."""
+        hits: list[tuple[int, float]] = []
+        for s in self.segments:
+            hits += s.dense.search(qvec, k)
+        # equal scores by chunk id, so the number of segments never changes the order
+        hits.sort(key=lambda h: (-h[1], h[0]))
+        return hits[:k]
 
     def search_bm25(self, query: str, k: int = 10) -> list[tuple[int, float]]:
         """(chunk id, BM25 score > 0), best first."""
-        return self.bm25.search(query, k)
+        return self._keyword.search(query, k)
+
+    def _route(self, ids: np.ndarray) -> dict[int, np.ndarray]:
+        """Segment position -> the live ids among `ids` it holds."""
+        out: dict[int, np.ndarray] = {}
+        if not len(self._lo) or not len(ids):
+            return out
+        where = np.searchsorted(self._lo, ids, side="right") - 1
+        for j in np.unique(where[where >= 0]):
+            seg = self._routed[j]
+            mine = ids[(where == j) & (ids <= seg.info["max_id"])]
+            if len(seg.dead_ids):
+                mine = mine[~np.isin(mine, seg.dead_ids)]
+            if len(mine):
+                out[int(j)] = mine
+        return out
 
     def get_chunks(self, ids: list[int]) -> list[Chunk]:
-        """Chunks in the order of `ids` (unknown ids are left out)."""
-        return self.docstore.get_chunks(list(ids))
+        """Chunks in the order of `ids` (unknown and deleted ids are left out)."""
+        found: dict[int, Chunk] = {}
+        for j, mine in self._route(np.asarray(list(ids), dtype=np.int64)).items():
+            for c in self._routed[j].docstore.get_chunks([int(i) for i in mine]):
+                found[c.id] = c
+        return [found[int(i)] for i in ids if int(i) in found]
 
     def neighbours(self, chunk_id: int, before: int = 1, after: int = 1) -> list[Chunk]:
-        """The chunk and up to `before`/`after` chunks around it in its document, in order."""
-        return self.docstore.neighbours(chunk_id, before, after)
+        """The chunk and up to `before`/`after` chunks around it in its document, in order (a document
+        lives in one segment and is deleted whole)."""
+        routed = self._route(np.array([int(chunk_id)], dtype=np.int64))
+        if not routed:
+            return []
+        (j,) = routed
+        return self._routed[j].docstore.neighbours(chunk_id, before, after)
+
+    def chunk_ids(self) -> np.ndarray:
+        """Every live chunk id, ascending."""
+        parts = []
+        for s in self._routed:
+            ids = np.asarray(s.keyword.p.ids)
+            parts.append(ids[s.keyword.live])
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def vectors(self, ids) -> np.ndarray:
+        """float32 vectors of live chunk ids (each must be live), in the order given."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.zeros((len(ids), int(self.manifest["embedder"]["dim"])), dtype=np.float32)
+        for j, mine in self._route(ids).items():
+            vecs = self._routed[j].dense.vectors(mine)
+            pos = {int(i): r for r, i in enumerate(mine)}
+            for r, i in enumerate(ids):
+                if int(i) in pos:
+                    out[r] = vecs[pos[int(i)]]
+        return out
+
+    def size(self) -> int:
+        """Live chunks."""
+        return int((self.manifest.get("counts") or {}).get("chunks", 0))
 
     def stats(self) -> IndexStats:
-        files, docs, chunks, per = self.docstore.counts()
-        size = sum(f.stat().st_size for f in self.generation.rglob("*") if f.is_file())
+        c = self.manifest["counts"]
+        size = store.tree_bytes(self.generation) + sum(store.tree_bytes(s.folder) for s in self.segments)
         return IndexStats(
-            documents=docs,
-            files=files,
-            chunks=chunks,
-            per_domain=per,
+            documents=c["documents"],
+            files=c["files"],
+            chunks=c["chunks"],
+            per_domain={k: v for k, v in c["per_domain"].items() if v},
             embedder=self.manifest["embedder"]["name"],
             dims=int(self.manifest["embedder"]["dim"]),
             bytes=size,
             generation=self.generation.name,
             dense_kind=self.manifest["dense"]["kind"],
             format_version=int(self.manifest["format_version"]),
+            segments=len(self.segments),
+            deleted_chunks=self.tombstones.n_dead(),
         )

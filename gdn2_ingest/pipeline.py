@@ -5,18 +5,22 @@ Steps (all under the index lock):
      new / changed / unchanged / deleted against the live generation (nothing changed: return early);
      other chunking settings re-chunk every file, another size limit or newer loaders retry the files
      skipped before;
-  2. copy the live docstore into a temp generation and drop the changed and deleted files' rows;
+  2. start a new segment (gdn2_ingest.segments) whose ids follow the live generation's, and
+     tombstone the changed and deleted files in the segments that hold them;
   3. load and chunk new and changed files (bad files are skipped with one line each);
   4. embed the chunks whose (title-prefixed) text has no vector yet: vectors of unchanged chunk text
-     are reused by content hash, identical texts are embedded once;
-  5. write chunks, rebuild FAISS and BM25 from the docstore, write the manifest (with every file's
-     size), verify the new generation (gdn2_ingest.index.check_generation), publish atomically and
-     delete the previous generation unless a reader still holds it.
+     are reused by content hash from the segment that holds them, identical texts are embedded once;
+  5. write the new files' rows, their vectors and keyword postings into the segment, seal it, write
+     the generation (previous segments + this one, tombstones, counts), verify the new segment fully
+     (gdn2_ingest.index.check_generation), publish atomically and delete the previous generation
+     unless a reader still holds it; compact automatically past a threshold
+     (gdn2_ingest.segments_write.plan_compaction).
 
-Before step 2 the free disk space is checked against an estimate of the new generation's size
-(`estimate_bytes`); a write that fails for want of space (or a file-size limit) removes the half-built
-generation and raises DiskSpaceError. The live generation is checked too before it is reused or
-reported ready: a damaged one is an IndexBrokenError naming the file.
+So an edit costs its own files' chunks, never a copy or rebuild of the rest of the index. Before step
+2 the free disk space is checked against an estimate of the new segment's size (`estimate_bytes`); a
+write that fails for want of space (or a file-size limit) removes the half-built segment and raises
+DiskSpaceError. The live generation is checked too before it is built upon or reported ready: a
+damaged one is an IndexBrokenError naming the file.
 """
 
 from __future__ import annotations
@@ -42,7 +46,19 @@ from gdn2_ingest.errors import DiskSpaceError
 from gdn2_ingest.loaders import LOADERS_VERSION
 from gdn2_ingest.progress import Feedback
 from gdn2_ingest.scan import find_files, under_roots
+from gdn2_ingest.segments import DOCSTORE, SEGMENTS_DIR, write_segment
+from gdn2_ingest.segments_write import (
+    LiveView,
+    add_counts,
+    auto_compact,
+    commit_generation,
+    discard,
+    new_segment_dir,
+    seal_segment,
+    tombstone,
+)
 from gdn2_ingest.types import Document, IngestReport, SkippedFile
+from gdn2_ingest.upgrade import upgrade_before_ingest
 
 
 def _sha(data: bytes | str) -> str:
@@ -108,8 +124,9 @@ DISK_MARGIN = 4_000_000
 
 
 def estimate_bytes(live_bytes: int, new_input_bytes: int, dim: int) -> int:
-    """Bytes the next generation needs on disk while it is built: a copy of the live one (docstore,
-    FAISS, BM25) plus what the new and changed files add."""
+    """Bytes a writer needs on disk: what it copies of the live index (`live_bytes`: 0 for an ingest,
+    which writes a segment of its own files only; the merged segments for a compaction) plus what the
+    new and changed files add."""
     per_byte = DISK_BYTES_PER_INPUT_BYTE + 2 * dim / DISK_INPUT_BYTES_PER_CHUNK
     return int(live_bytes + new_input_bytes * per_byte + DISK_MARGIN)
 
@@ -167,19 +184,18 @@ def ingest_paths(
         embedder = build_embedder(cfg.model_path, cfg.device, cfg.batch_size, cfg.embedder_factory, cfg.dtype)
         identity = embedder.identity()
         params = _chunk_params(cfg, embedder.max_tokens)
+        # an index of the previous release's format becomes the current one first (no re-embedding)
+        upgraded = upgrade_before_ingest(index_dir, identity, notify)
+        if upgraded is not None:
+            report.stage_seconds["upgrade"] = upgraded.seconds
         live = store.current_generation(index_dir)
-        old: DocStore | None = None
-        old_dense = None
-        old_files: dict[str, tuple[int, int, str, str | None]] = {}
-        if live is not None:
-            from gdn2_ingest.index import check_generation
-
-            manifest = store.read_manifest(live)
+        manifest = store.read_manifest(live) if live is not None else None
+        if manifest is not None:
             store.check_embedder(index_dir, manifest, identity)
-            # a damaged live generation is neither built upon nor reported ready
-            old_dense = check_generation(live, manifest)["dense"]
-            old = DocStore(live / store.DOCSTORE, readonly=True)
-            old_files = old.files()
+        # a damaged live generation is neither built upon nor reported ready
+        view = LiveView.open(index_dir, live, manifest)
+        old_files = dict(view.files)
+        if manifest is not None:
             if manifest.get("chunking") != params:
                 # other chunk sizes: every file is re-chunked (vectors still reused where text matches)
                 old_files = {p: (-1, -1, "", v[3]) for p, v in old_files.items()}
@@ -228,38 +244,37 @@ def ingest_paths(
         report.stage_seconds["scan"] = time.perf_counter() - ts
         # nothing changed (a first ingest of an empty folder still creates an empty index)
         if not todo and not deleted and not skips and live is not None:
-            report.chunks_total = old.counts()[2]
-            old.close()
+            report.chunks_total = view.counts()["chunks"]
+            view.close()
             report.generation = live.name
             report.disk = {
-                "generation_bytes": store.tree_bytes(live),
+                "generation_bytes": _live_bytes(index_dir, live, manifest),
                 "free_bytes": store.free_bytes(index_dir),
             }
             report.seconds = time.perf_counter() - t0
             fb.finish(report)
             return report
 
-        # the next generation must fit next to the live one
-        live_bytes = store.tree_bytes(live) if live is not None else 0
-        need = estimate_bytes(live_bytes, sum(t.size for t in todo), int(identity["dim"]))
+        # the new segment must fit next to the live generation
+        live_bytes = _live_bytes(index_dir, live, manifest)
+        need = estimate_bytes(0, sum(t.size for t in todo), int(identity["dim"]))
         free = store.free_bytes(index_dir)
         report.disk = {"estimate_bytes": need, "free_bytes": free, "previous_generation_bytes": live_bytes}
         if free < need:
-            if old is not None:
-                old.close()
+            view.close()
             raise DiskSpaceError(
                 f"not enough disk space for the index at {index_dir}: this ingest needs about"
                 f" {store.human(need)} for the new generation, {store.human(free)} are free;"
                 " free some space or use an --index folder on another disk"
             )
-        name = store.next_generation_name(index_dir)
-        tmp = index_dir / f"{name}.tmp-{os.getpid()}"
+        made: list[Path] = []
         engine = open_engine(cfg, embedder, TokenCounter(embedder.load_tokenizer()))
         try:
-            _build(index_dir, tmp, name, live, old, old_dense, todo, skips, deleted, cfg, engine,
-                   identity, params, report, fb)  # fmt: skip
+            _build(index_dir, view, made, todo, skips, deleted, cfg, engine, identity, params, report, fb)
+            auto_compact(index_dir, report, cfg.max_segments, cfg.max_deleted_fraction, cfg.dense_exact_max)
         except BaseException as exc:
-            _discard(index_dir, tmp, name)
+            view.close()
+            discard(index_dir, made)
             if store.is_disk_error(exc):
                 writing = report.disk.get("writing", "?")
                 kept = f"generation {live.name} is unchanged" if live is not None else "no index was created"
@@ -270,6 +285,7 @@ def ingest_paths(
                 ) from exc
             raise
         finally:
+            view.close()
             engine.close()
             report.disk.pop("writing", None)
     report.seconds = time.perf_counter() - t0
@@ -277,40 +293,30 @@ def ingest_paths(
     return report
 
 
-def _discard(index_dir: Path, tmp: Path, name: str) -> None:
-    """Remove a failed run's generation (its temp folder, or the folder renamed but not switched to)."""
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        cur = store.current_generation(index_dir)
-    except Exception:  # noqa: BLE001 - CURRENT unreadable: leave the folder for the next prune
-        return
-    if cur is None or cur.name != name:
-        shutil.rmtree(index_dir / name, ignore_errors=True)
+def _live_bytes(index_dir: Path, live: Path | None, manifest: dict | None) -> int:
+    if live is None:
+        return 0
+    segs = [index_dir / SEGMENTS_DIR / n for n in manifest.get("segments") or []]
+    return store.tree_bytes(live) + sum(store.tree_bytes(p) for p in segs)
 
 
 def _build(
-    index_dir: Path, tmp: Path, name: str, live: Path | None, old: DocStore | None, old_dense,
-    todo: list[_Todo], skips: list[_Todo], deleted: list[str], cfg: IngestConfig, engine: Engine,
-    identity: dict,
-    params: dict, report: IngestReport, fb: Feedback,
+    index_dir: Path, view: LiveView, made: list[Path], todo: list[_Todo], skips: list[_Todo],
+    deleted: list[str], cfg: IngestConfig, engine: Engine, identity: dict, params: dict, report: IngestReport,
+    fb: Feedback,
 ) -> None:  # fmt: skip
-    """Steps 2-5: build the next generation in `tmp`, verify it, publish it as `name`."""
-    # 2. the next generation starts as a copy of the live docstore
-    report.disk["writing"] = store.DOCSTORE
-    tmp.mkdir()
-    if live is not None:
-        shutil.copyfile(live / store.DOCSTORE, tmp / store.DOCSTORE)
-    db = DocStore(tmp / store.DOCSTORE)
+    """Steps 2-5: write the new segment, then the generation naming it, verify and publish it."""
+    # 2. a new segment numbering its ids after the live generation's; the replaced files tombstoned
+    report.disk["writing"] = DOCSTORE
+    tmp = new_segment_dir(index_dir)
+    made.append(tmp)
+    db = DocStore(tmp / DOCSTORE)
+    db.start_ids(*view.next_ids())
     gone = [str(t.path) for t in todo + skips if not t.is_new] + deleted
-    # vectors of the previous generation, looked up by chunk id (for unchanged chunks and texts)
-    reuse: dict[str, int] = {}
-    if old is not None:
-        reuse = old.ids_by_embed_hash(gone)
-        old.close()
-    first_new_id = db.max_chunk_id()
-    for p in gone:
-        report.chunks_removed += db.delete_file(p)
-
+    # vectors of the live generation, looked up by embed hash (for unchanged chunk texts)
+    reuse = view.reusable(gone)
+    tomb, counts = view.tomb.copy(), view.counts()
+    report.chunks_removed += tombstone(view, tomb, counts, gone)
     # 3. load and chunk
     ts = time.perf_counter()
     loaded: list[_Loaded] = []
@@ -347,13 +353,8 @@ def _build(
                 eh = _sha(c.embed_text)
                 if eh not in reuse and eh not in need:
                     need[eh] = c.embed_text
-    vectors: dict[str, np.ndarray] = {}
-    if reuse:
-        hashes = list(reuse)
-        from gdn2_ingest.dense import vectors_for
-
-        for h, v in zip(hashes, vectors_for(old_dense, np.array([reuse[h] for h in hashes])), strict=True):
-            vectors[h] = v
+    vectors = view.vectors({h: reuse[h] for h in {_sha(c.embed_text) for lf in loaded
+                            for _, _, drafts in lf.docs for c in drafts} if h in reuse})  # fmt: skip
     if need:
         keys = sorted(need, key=lambda k: len(need[k]))
         step = max(cfg.batch_size * 4, 64)
@@ -391,52 +392,41 @@ def _build(
             report.documents += 1
         db.upsert_file(str(t.path), t.size, t.mtime_ns, t.file_hash, ",".join(sorted(domains)), len(lf.docs))
     db.commit()
-    from gdn2_ingest.dense import build_dense, dense_kind, save_dense, vectors_for
-    from gdn2_ingest.sparse import build_bm25
-
-    # kept chunks keep their id and their vector from the previous generation; new ids get new vectors
-    kept, _ = db.ids_and_hashes()
-    kept = kept[kept <= first_new_id]
-    new_ids, new_hashes = db.ids_and_hashes(after=first_new_id)
-    ids = np.concatenate([kept, new_ids])
+    next_ids = db.next_ids()
+    new_ids, new_hashes = db.ids_and_hashes()
     dim = identity["dim"]
-    vecs = np.concatenate(
-        [vectors_for(old_dense, kept) if len(kept) else np.zeros((0, dim), np.float32),
-         np.stack([vectors[h] for h in new_hashes]) if new_hashes else np.zeros((0, dim), np.float32)]
-    )  # fmt: skip
-    dense = build_dense(ids, vecs, dim, cfg.dense_exact_max)
-    report.disk["writing"] = store.DENSE
-    save_dense(dense, tmp / store.DENSE)
-    report.disk["writing"] = store.BM25_DIR
-    build_bm25(list(db.iter_texts()), tmp / store.BM25_DIR)
-    files_n, docs_n, chunks_n, per = db.counts()
-    report.chunks_total = chunks_n
-    report.disk["writing"] = store.DOCSTORE
-    db.checkpoint()
-    db.close()
-    report.disk["writing"] = store.MANIFEST
-    store.write_manifest(
-        tmp,
-        {
-            "format_version": store.FORMAT_VERSION,
-            "embedder": identity,
-            "chunking": params,
-            "skips": _skip_params(cfg),
-            "dense": {"kind": dense_kind(dense), "exact_max": cfg.dense_exact_max},
-            "counts": {"files": files_n, "documents": docs_n, "chunks": chunks_n, "per_domain": per},
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "config": {k: v for k, v in asdict(cfg).items() if k != "embedder_factory"},
-            "files": store.file_sizes(tmp),
-        },
-    )
-    report.stage_seconds["store"] = time.perf_counter() - ts
-    # never switch to a generation that does not load and answer
-    from gdn2_ingest.index import check_generation
+    vecs = np.stack([vectors[h] for h in new_hashes]) if new_hashes else np.zeros((0, dim), np.float32)
 
-    report.stage_seconds["verify"] = check_generation(tmp)["seconds"]
-    report.disk["generation_bytes"] = store.tree_bytes(tmp)
-    report.disk["writing"] = store.CURRENT
-    store.publish(index_dir, tmp, name)
-    report.disk["previous_generation_kept"] = live is not None and live.exists()
+    def writing(name: str) -> None:
+        report.disk["writing"] = name
+
+    names = [s.name for s in view.segments]
+    full: set[str] = set()
+    if len(new_ids) or loaded or skips:
+        info = write_segment(tmp, db, vecs, dim, cfg.dense_exact_max, on_write=writing)
+        add_counts(counts, info)
+        name = seal_segment(tmp)
+        made.append(tmp.parent / name)
+        names.append(name)
+        full.add(name)
+        report.disk["segment_bytes"] = store.tree_bytes(tmp.parent / name)
+    else:
+        # only deletions: the generation's tombstones are the whole change
+        db.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    report.chunks_total = counts["chunks"]
+    report.stage_seconds["store"] = time.perf_counter() - ts
+    manifest = {
+        "embedder": identity,
+        "chunking": params,
+        "skips": _skip_params(cfg),
+        "dense": {"exact_max": cfg.dense_exact_max},
+        "config": {k: v for k, v in asdict(cfg).items() if k != "embedder_factory"},
+    }
+    name, report.stage_seconds["verify"] = commit_generation(
+        index_dir, manifest, names, tomb, counts, next_ids, full, on_write=writing, made=made
+    )
+    report.disk["generation_bytes"] = _live_bytes(index_dir, index_dir / name, {"segments": names})
+    report.disk["previous_generation_kept"] = view.gen is not None and view.gen.exists()
     report.generation = name
     report.changed = True

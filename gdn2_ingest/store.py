@@ -1,19 +1,25 @@
-"""The index folder: immutable generations, an atomically switched CURRENT pointer, a manifest, a lock.
+"""The index folder: immutable segments, generations that list them, an atomically switched CURRENT.
 
     INDEX/
       CURRENT              name of the live generation (replaced with os.replace: all or nothing)
-      lock                 flock'ed by the one writer, holds its PID; a second ingest says it waits
+      lock                 flock'ed by the one writer, holds its PID; a second writer says it waits
                            for that PID, then fails clearly
-      gen-000007/          manifest.json, docstore.sqlite, dense.faiss, bm25/ (never modified)
-      gen-000008.tmp-PID/  the next generation while it is being built
+      segments/seg-000004/ docstore rows, vectors, keyword postings of one ingest (gdn2_ingest.segments;
+                           never modified)
+      gen-000007/          manifest.json (the segments, in id order; counts; settings) and
+                           tombstones.json (the files and chunks of those segments that are deleted)
+      gen-000008.tmp-PID/  the next generation while it is being written
 
-An ingest copies the live docstore into a temp folder, applies its changes there, derives FAISS and
-BM25 from it, fsyncs, verifies it (gdn2_ingest.index.check_generation), renames the folder and only
-then switches CURRENT. Killed or failing at any moment, it leaves CURRENT on the previous, complete
-generation; the next run removes the leftovers. After the switch the previous generation is deleted
-unless a reader still holds it: `Index.open` takes a shared flock on its generation's manifest.json
-(released by close() or when the process ends), and pruning skips any generation whose manifest it
-cannot lock exclusively. So only one generation is on disk between ingests, two during one.
+An ingest writes one new segment holding only the new and changed files (segments/seg-N.tmp-PID,
+fsynced, then renamed), then a new generation: the previous one's segments plus the new one, and
+the previous tombstones plus those of the replaced and deleted files. It verifies the new segment
+(gdn2_ingest.segments.check_segment), fsyncs, renames the generation folder and only then switches
+CURRENT. Compaction (gdn2_ingest.compact) writes a merged segment and a generation naming it instead
+of the segments it merged. Killed or failing at any moment, a writer leaves CURRENT on the previous,
+complete generation, whose segments it never touched; the next writer removes the leftovers. After
+the switch every generation but the live one is deleted unless a reader still holds it (`Index.open`
+takes a shared flock on its generation's manifest.json; pruning skips any generation whose manifest it
+cannot lock exclusively), then every segment that no remaining generation names.
 """
 
 from __future__ import annotations
@@ -36,14 +42,14 @@ from gdn2_ingest.errors import (
     IndexLockedError,
     IndexNotFoundError,
     IndexPathError,
+    IndexUpgradeNeededError,
 )
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+# earlier formats gdn2_ingest.upgrade converts in place (`rag upgrade`, or the next ingest)
+UPGRADABLE_FORMATS = (2,)
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
-DOCSTORE = "docstore.sqlite"
-DENSE = "dense.faiss"
-BM25_DIR = "bm25"
 
 
 def current_generation(index_dir: Path) -> Path | None:
@@ -72,6 +78,11 @@ def read_manifest(gen: Path) -> dict:
         m = json.loads((gen / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
         raise IndexFormatError(f"unreadable manifest in {gen}: {exc}") from exc
+    if m.get("format_version") in UPGRADABLE_FORMATS:
+        raise IndexUpgradeNeededError(
+            f"{gen.parent} has index format {m.get('format_version')}, this version reads {FORMAT_VERSION};"
+            f" run `rag upgrade --index {gen.parent}` (no re-embedding)"
+        )
     if m.get("format_version") != FORMAT_VERSION:
         raise IndexFormatError(
             f"{gen.parent} has index format {m.get('format_version')}, this version reads {FORMAT_VERSION};"
@@ -95,7 +106,7 @@ def write_manifest(gen: Path, manifest: dict) -> None:
     (gen / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 
-def _fsync_tree(root: Path) -> None:
+def fsync_tree(root: Path) -> None:
     for dirpath, _, files in os.walk(root):
         for f in files:
             fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
@@ -103,10 +114,10 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(Path(dirpath))
+        fsync_dir(Path(dirpath))
 
 
-def _fsync_dir(d: Path) -> None:
+def fsync_dir(d: Path) -> None:
     fd = os.open(str(d), os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -121,24 +132,25 @@ def next_generation_name(index_dir: Path) -> str:
 
 def publish(index_dir: Path, tmp: Path, name: str) -> Path:
     """Make `tmp` the live generation `name`: fsync, rename, switch CURRENT atomically, prune."""
-    _fsync_tree(tmp)
+    fsync_tree(tmp)
     final = index_dir / name
     os.replace(tmp, final)
-    _fsync_dir(index_dir)
+    fsync_dir(index_dir)
     ptr = index_dir / (CURRENT + ".tmp")
     with open(ptr, "w") as f:
         f.write(name + "\n")
         f.flush()
         os.fsync(f.fileno())
     os.replace(ptr, index_dir / CURRENT)
-    _fsync_dir(index_dir)
+    fsync_dir(index_dir)
     prune(index_dir)
     return final
 
 
 def prune(index_dir: Path) -> list[str]:
-    """Delete temp folders of dead runs and every generation but the live one that no reader holds
-    (call under the writer lock). Returns the names of the generations kept for readers."""
+    """Delete temp folders of dead runs, every generation but the live one that no reader holds, then
+    every segment no remaining generation names (call under the writer lock). Returns the names of
+    the generations kept for readers."""
     live = (index_dir / CURRENT).read_text().strip() if (index_dir / CURRENT).is_file() else ""
     for p in index_dir.glob("gen-*.tmp*"):
         shutil.rmtree(p, ignore_errors=True)
@@ -158,7 +170,22 @@ def prune(index_dir: Path) -> list[str]:
                 held.append(p.name)  # an open Index reads it; a later ingest deletes it
                 continue
             shutil.rmtree(p, ignore_errors=True)
+    _prune_segments(index_dir, live, held)
     return held
+
+
+def _prune_segments(index_dir: Path, live: str, held: list[str]) -> None:
+    from gdn2_ingest.segments import prune_segments
+
+    referenced: set[str] = set()
+    for name in [live, *held]:
+        if not name:
+            continue
+        try:
+            referenced |= set(json.loads((index_dir / name / MANIFEST).read_text()).get("segments") or [])
+        except (OSError, ValueError):
+            return  # a generation we cannot read: delete no segment rather than one it may name
+    prune_segments(index_dir, referenced)
 
 
 def hold_generation(index_dir: Path) -> tuple[Path, IO[bytes]]:

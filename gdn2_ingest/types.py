@@ -90,6 +90,7 @@ class IngestReport:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     generation: str = ""
     changed: bool = False
+    compacted: int = 0  # segments merged into one after this update (0: no compaction ran)
 
     @property
     def chunks_per_second(self) -> float:
@@ -133,3 +134,5 @@ class IndexStats:
     generation: str
     dense_kind: str
     format_version: int
+    segments: int = 1  # immutable segments of the generation (gdn2_ingest.segments)
+    deleted_chunks: int = 0  # tombstoned chunks still on disk until the next compaction

@@ -263,6 +263,9 @@ class GatedDeltaNet2(nn.Module):
         )
         self.o_norm = RMSNormGated(self.head_v_dim, activation=gate_act, eps=norm_eps, fused_ops=fused_ops)
         self.o_proj = nn.Linear(self.value_dim, hidden_size, bias=False)
+        # the whole-sequence recurrence: `gdn2`, or an op with its signature that a caller installs for a
+        # while (the context-parallel two-pass reading, `gdn2_model/distributed/two_pass.py`)
+        self.recurrence = gdn2
         self.reset_decay_parameters()
 
     @torch.no_grad()
@@ -322,7 +325,7 @@ class GatedDeltaNet2(nn.Module):
             # to update the cache; without use_cache the cache is read, never written)
             o, state = gdn2_step(q, k, v, g, b, w, state)
         else:
-            o, state = gdn2(
+            o, state = self.recurrence(
                 q, k, v, g, b, w, initial_state=state, output_final_state=use_cache, cu_seqlens=cu_seqlens
             )
         if use_cache and cache is not None:

@@ -74,7 +74,7 @@ class ContextPiece:
 
     The reader reads `header` and `text` only; path, lines, section and page say where the text comes
     from (for callers mapping spans back to files; None / "" when unknown). Field names are stable:
-    pieces travel as `dataclasses.asdict` dicts (bench/natural/reader_replay.py).
+    pieces travel as `dataclasses.asdict` dicts (bench/rag/natural/reader_replay.py).
     """
 
     text: str

@@ -21,6 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from gdn2_model.prompt import ContextPiece, ReaderInput, align_end_logits, build_reader_input
@@ -119,6 +120,112 @@ class Reader:
         if getattr(self.net.config, "reader_end_shift", False):
             end = align_end_logits(end)
         return out.start_logits[0].float().cpu(), end
+
+    @torch.no_grad()
+    def logits_batch(
+        self, inputs: Sequence[ReaderInput], max_pass_tokens: int = 1_048_576
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """`logits` of several laid-out inputs, packed into varlen passes (`cu_seqlens`), in input order.
+
+        Inputs are packed in order into passes of at most `max_pass_tokens` tokens; each sequence starts
+        from a zero state and never sees its neighbours (the layers' varlen contract), so every result
+        equals `logits(ri)` of that input alone. One pass over N contexts replaces N calls: the fixed
+        per-call cost is paid once and the kernels' chunk-to-chunk state pass runs N sequences side by
+        side. A pass holds its activations for all its tokens (~15 KB per token for the default reader),
+        which `max_pass_tokens` bounds. An input longer than that, or a network without packing (the
+        transformer baseline), is read alone by `logits`.
+        """
+        out: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(inputs)
+        group: list[int] = []
+        group_tokens = 0
+
+        def flush() -> None:
+            nonlocal group, group_tokens
+            if group:
+                for i, pair in zip(group, self._packed_logits([inputs[i] for i in group]), strict=True):
+                    out[i] = pair
+            group, group_tokens = [], 0
+
+        for i, ri in enumerate(inputs):
+            n = len(ri)
+            if not self.streams or n > max_pass_tokens:
+                out[i] = self.logits(ri)
+                continue
+            if group_tokens + n > max_pass_tokens:
+                flush()
+            group.append(i)
+            group_tokens += n
+        flush()
+        return out  # type: ignore[return-value]
+
+    def _packed_logits(self, inputs: Sequence[ReaderInput]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """One varlen forward over `inputs` packed into a single row; per-input (start, end) logits."""
+        lengths = [len(ri) for ri in inputs]
+        ids = torch.from_numpy(np.concatenate([ri.input_ids for ri in inputs])).to(self.device)[None]
+        match = None
+        if any(ri.question_match is not None for ri in inputs):
+            match = np.concatenate(
+                [ri.question_match if ri.question_match is not None else np.zeros(len(ri), np.int64)
+                 for ri in inputs]
+            )  # fmt: skip
+            match = torch.from_numpy(match).to(self.device)[None]
+        cu = torch.tensor([0, *np.cumsum(lengths).tolist()], dtype=torch.int32, device=self.device)
+        out = self.net(ids, question_match=match, cu_seqlens=cu, use_cache=False)
+        start_all, end_all = out.start_logits[0].float().cpu(), out.end_logits[0].float().cpu()
+        shift = getattr(self.net.config, "reader_end_shift", False)
+        result = []
+        for a, b in zip(cu[:-1].tolist(), cu[1:].tolist(), strict=True):
+            end = end_all[a:b]
+            result.append((start_all[a:b], align_end_logits(end) if shift else end))
+        return result
+
+    def prepare(
+        self, question: str, pieces: Sequence[ContextPiece], *, repeat_question: bool = False
+    ) -> ReaderInput:
+        """The laid-out input of `extract_spans` (tokenising: CPU work a caller can do in its own thread)."""
+        return build_reader_input(self.tokenizer, question, pieces, repeat_question=repeat_question)
+
+    def spans(
+        self,
+        ri: ReaderInput,
+        pieces: Sequence[ContextPiece],
+        start: torch.Tensor,
+        end: torch.Tensor,
+        *,
+        k: int = 1,
+        max_answer_tokens: int = 32,
+    ) -> list[ReaderSpan]:
+        """The `k` best spans from one input's logits (`extract_spans` = prepare -> logits -> spans)."""
+        if max_answer_tokens < 1:
+            raise ValueError(f"max_answer_tokens={max_answer_tokens} must be >= 1")
+        return best_spans(ri, pieces, start, end, k=k, max_len=max_answer_tokens)
+
+    def extract_spans_batch(
+        self,
+        queries: Sequence[tuple[str, Sequence[ContextPiece]]],
+        *,
+        k: int = 1,
+        max_answer_tokens: int = 32,
+        repeat_question: bool = False,
+        max_pass_tokens: int = 1_048_576,
+    ) -> list[list[ReaderSpan]]:
+        """`extract_spans` of several (question, pieces) at once, read in packed passes (`logits_batch`).
+
+        Returns one list per query, equal to what `extract_spans` returns for it alone (empty when its
+        pieces hold no text). A server splits the same three steps across threads: each request prepares
+        and picks its spans itself, one worker runs `logits_batch` (gdn2_rag/serve/reader.py).
+        """
+        if max_answer_tokens < 1:
+            raise ValueError(f"max_answer_tokens={max_answer_tokens} must be >= 1")
+        inputs = [self.prepare(q, pieces, repeat_question=repeat_question) for q, pieces in queries]
+        todo = [i for i, ri in enumerate(inputs) if bool(ri.answer_mask().any())]
+        logits = self.logits_batch([inputs[i] for i in todo], max_pass_tokens=max_pass_tokens)
+        found: list[list[ReaderSpan]] = [[] for _ in queries]
+        for i, (start, end) in zip(todo, logits, strict=True):
+            found[i] = self.spans(
+                inputs[i], queries[i][1], start, end, k=k, max_answer_tokens=max_answer_tokens
+            )
+        return found
 
     def extract_spans(
         self,

@@ -74,7 +74,7 @@ def load_base(base_path: str | Path | None = None):
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     p = base_model_path(base_path)
-    if (p / "minilm_split.json").is_file():  # our fp16 copy (bench/reader_v3_train.py export-minilm)
+    if (p / "minilm_split.json").is_file():  # our fp16 copy (bench/model/reader_v3_train.py export-minilm)
         model = _load_split(p)
     else:
         model = AutoModel.from_pretrained(
@@ -104,7 +104,14 @@ def _load_split(p: Path):
             name, _, part = k.partition("::part")
             parts.setdefault(name, []).append((int(part or 0), v))
     state = {k: torch.cat([t for _, t in sorted(v, key=lambda x: x[0])]).float() for k, v in parts.items()}
-    model.load_state_dict(state, strict=True)
+    # a copy may leave out the layers a reader checkpoint carries itself ("omitted": name prefixes)
+    omitted = tuple(index.get("omitted", ()))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    absent = [k for k in missing if not k.startswith(omitted)] if omitted else missing
+    if absent or unexpected:
+        raise ValueError(
+            f"MiniLM copy at {p} does not match: missing {absent[:5]}, unexpected {unexpected[:5]}"
+        )
     return model.eval()
 
 

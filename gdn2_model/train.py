@@ -175,12 +175,18 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opti
 
 
 def forward_loss(
-    model: torch.nn.Module, batch: dict[str, torch.Tensor], bf16: bool
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    bf16: bool,
+    net: torch.nn.Module | None = None,
 ) -> tuple[torch.Tensor, dict]:
-    """Span loss of one batch and the fraction of rows whose argmax start and end are both gold."""
+    """Span loss of one batch and the fraction of rows whose argmax start and end are both gold.
+
+    net: what runs the forward when it is not `model` itself (a `DistributedDataParallel` wrapper of it).
+    """
     ids = batch["input_ids"]
     with torch.autocast(device_type=ids.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(ids, question_match=batch["question_match"])
+        out = (net or model)(ids, question_match=batch["question_match"])
     end_logits = align_end_logits(out.end_logits) if model.config.reader_end_shift else out.end_logits
     loss = span_loss(out.start_logits, end_logits, batch)
     with torch.no_grad():
@@ -192,7 +198,14 @@ def forward_loss(
 
 
 class Trainer:
-    """One training run in `out_dir`: holds the model, optimiser, step and the curves so far."""
+    """One training run in `out_dir`: holds the model, optimiser, step and the curves so far.
+
+    The three `_batch_loss` / `_reported` / `_stop_all` hooks and `is_main` are where data-parallel
+    training (`gdn2_model.distributed.ddp.DistributedTrainer`) splits the batch and agrees across ranks.
+    """
+
+    # the process that writes history, resume.pt and exports (every rank of a DDP run computes)
+    is_main: bool = True
 
     def __init__(
         self, cfg: TrainConfig, train_docs, heldout_docs, tokenizer, out_dir: str | Path, device: str
@@ -266,8 +279,21 @@ class Trainer:
 
     def _log(self, row: dict[str, Any]) -> None:
         self.history.append(row)
-        with open(self.out / "history.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
+        if self.is_main:
+            with open(self.out / "history.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def _batch_loss(self, batch: dict[str, torch.Tensor], bf16: bool) -> tuple[torch.Tensor, dict]:
+        """The loss to backpropagate for one training batch, and its metrics."""
+        return forward_loss(self.model, batch, bf16)
+
+    def _reported(self, loss: torch.Tensor, metrics: dict, tokens: int) -> tuple[float, float, int]:
+        """Loss, span accuracy and tokens trained on so far, as the run reports them."""
+        return loss.item(), metrics["span_acc"], tokens
+
+    def _stop_all(self, out_of_time: bool) -> bool:
+        """Whether a run with a time limit stops now (one process: its own clock decides)."""
+        return out_of_time
 
     def train(self, steps: int | None = None, log=print, max_minutes: float | None = None) -> None:
         """Run until `steps` (default: the config's) or `max_minutes`; evaluate, save and log on the way."""
@@ -287,7 +313,7 @@ class Trainer:
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             for g in self.opt.param_groups:
                 g["lr"] = lr_at(self.cfg, self.step)
-            loss, m = forward_loss(self.model, batch, bf16)
+            loss, m = self._batch_loss(batch, bf16)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -297,26 +323,26 @@ class Trainer:
             eval_due = self.step % self.cfg.eval_every == 0 or self.step == end
             if self.step % 10 == 0 or eval_due:
                 dt = time.time() - t0
+                loss_v, acc, all_tokens = self._reported(loss, m, tokens)
                 row = {
                     "step": self.step,
-                    "loss": loss.item(),
-                    "span_acc": m["span_acc"],
+                    "loss": loss_v,
+                    "span_acc": acc,
                     "grad_norm": float(gn),
                     "lr": lr_at(self.cfg, self.step - 1),
                     "seq_len": batch["input_ids"].shape[1],
-                    "tok_per_s": tokens / max(dt, 1e-9),
+                    "tok_per_s": all_tokens / max(dt, 1e-9),
                     "elapsed_s": dt,
                 }
                 if eval_due:
                     row.update(self.evaluate())
                 self._log(row)
                 log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-            out_of_time = max_minutes is not None and time.time() - t0 > max_minutes * 60
+            out_of_time = max_minutes is not None and self._stop_all(time.time() - t0 > max_minutes * 60)
             if out_of_time and self.step % 10:
-                self._log(
-                    {"step": self.step, "loss": loss.item(), "span_acc": m["span_acc"], **self.evaluate()}
-                )
-            if self.step % self.cfg.save_every == 0 or self.step == end or out_of_time:
+                loss_v, acc, _ = self._reported(loss, m, tokens)
+                self._log({"step": self.step, "loss": loss_v, "span_acc": acc, **self.evaluate()})
+            if self.is_main and (self.step % self.cfg.save_every == 0 or self.step == end or out_of_time):
                 self.save_resume()
             if out_of_time:
                 log(f"stopping at step {self.step}: {max_minutes} minutes are up")

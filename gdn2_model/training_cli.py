@@ -45,11 +45,17 @@ def train_run(
     max_minutes: float | None = None,
     stop_at: int | None = None,
     log=print,
+    trainer_cls: type | None = None,
 ) -> dict:
-    """Train a named config on the prepared data in `data_dir`; export a checkpoint if asked."""
+    """Train a named config on the prepared data in `data_dir`; export a checkpoint if asked.
+
+    trainer_cls: a `Trainer` subclass to run (the DDP entry passes `DistributedTrainer`).
+    """
     import torch
 
     from gdn2_model.train import Trainer, named_config
+
+    trainer_cls = trainer_cls or Trainer
 
     cfg = named_config(config, steps=steps, arch=arch, num_workers=num_workers, seed=seed)
     data = Path(data_dir)
@@ -61,7 +67,7 @@ def train_run(
     docs = load_corpus(data / "corpus.jsonl.xz")
     train_docs = [d for d in docs if split_of(d.doc_id) == "train"]
     held = [d for d in docs if split_of(d.doc_id) == "heldout"]
-    trainer = Trainer(cfg, train_docs, held, load_tokenizer(data), out_dir, device)
+    trainer = trainer_cls(cfg, train_docs, held, load_tokenizer(data), out_dir, device)
     if resume and trainer.load_resume():
         log(f"resumed at step {trainer.step}")
     log(f"{cfg.name}: arch={cfg.arch} params={trainer.params:,} device={device} steps={cfg.steps}")
@@ -93,17 +99,8 @@ def export_run(out_dir: str | Path, data_dir: str | Path, export: str | Path) ->
     return export_checkpoint(model, load_tokenizer(data_dir), cfg, export, recipe, st["history"])
 
 
-def run_cli(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gdn2_model.train", description=__doc__)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("prepare", help="build the corpus and tokenizer from this machine's text")
-    p.add_argument(
-        "--out", default="data", help="folder for corpus.jsonl.xz, tokenizer.json, data_recipe.json"
-    )
-    p.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scale", type=float, default=1.0, help="multiply the per-domain character budgets")
-    t = sub.add_parser("train", help="train a named config")
+def add_train_arguments(t: argparse.ArgumentParser) -> None:
+    """The flags of `train` (shared with the multi-GPU entry `gdn2_model.distributed.train_ddp`)."""
     # what to train
     t.add_argument("--config", default="default", help="named config (gdn2_model/train.py NAMED_CONFIGS)")
     t.add_argument("--arch", choices=["gdn2", "transformer"], default=None)
@@ -122,6 +119,19 @@ def run_cli(argv: list[str] | None = None) -> int:
     t.add_argument(
         "--max-minutes", type=float, default=None, help="stop (and export) after this much training"
     )
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m gdn2_model.train", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare", help="build the corpus and tokenizer from this machine's text")
+    p.add_argument(
+        "--out", default="data", help="folder for corpus.jsonl.xz, tokenizer.json, data_recipe.json"
+    )
+    p.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", type=float, default=1.0, help="multiply the per-domain character budgets")
+    add_train_arguments(sub.add_parser("train", help="train a named config"))
     x = sub.add_parser("export", help="export a checkpoint from a run folder's resume.pt")
     x.add_argument("--out", required=True, help="run folder holding resume.pt")
     x.add_argument("--data", default="data")

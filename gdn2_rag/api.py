@@ -71,6 +71,48 @@ def ingest_command(
         err.print(escape(line))
 
 
+def update_command(action: str, paths=None, *, index, json_out, notify=None) -> None:
+    """`rag remove` (action "remove") or `rag compact` (action "compact")."""
+    rag = RAG.open(index)
+    t0 = time.perf_counter()
+    report = rag.remove(paths, notify=notify) if action == "remove" else rag.compact(notify=notify)
+    if json_out:
+        _echo_json({"index": str(index), "report": jsonable(report.to_dict()),
+                    "seconds": round(time.perf_counter() - t0, 3)})  # fmt: skip
+        return
+    if action == "remove":
+        what = f"removed {report.files_deleted} files ({report.chunks_removed} chunks)"
+    elif report.changed:
+        what = (
+            f"compacted {report.compacted} segments into one ({report.chunks_removed} deleted chunks dropped)"
+        )
+    else:
+        what = "already compact"
+    out.print(
+        f"{what}; index ready: {escape(str(index))} ({report.chunks_total} chunks, {report.generation})"
+    )
+
+
+def upgrade_command(*, index, json_out, notify=None) -> None:
+    """`rag upgrade`: convert an index of the previous release's format in place (no re-embedding)."""
+    if not Path(index).exists():
+        raise RagError(f"no index at {index}")
+    report = RAG.open(index, create=True).upgrade(notify=notify)
+    if json_out:
+        _echo_json({"index": str(index), "report": jsonable(report.to_dict())})
+        return
+    if report.changed:
+        what = (
+            f"upgraded from format {report.from_format} to {report.to_format} in {report.seconds:.1f} s"
+            " (no re-embedding)"
+        )
+    else:
+        what = f"already format {report.to_format}"
+    out.print(
+        f"{what}; index ready: {escape(str(index))} ({report.chunks_total} chunks, {report.generation})"
+    )
+
+
 def reader_config(
     model: str | None,
     device: str | None,

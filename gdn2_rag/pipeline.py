@@ -12,11 +12,14 @@ and reused; `ask`, `search` and `info` may be called from several threads at onc
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
 
 from gdn2_rag.assemble import AssembledContext, assemble_context
@@ -171,6 +174,38 @@ class RAG:
             self._index = None
         return report
 
+    def remove(self, paths, notify=None):
+        """Delete the indexed files at or under `paths` (they may be gone from disk); returns ingest's
+        IngestReport. A path the index holds no file under is a RagError, before anything changes."""
+        from gdn2_ingest.segments_write import remove_paths
+
+        if isinstance(paths, str | Path):
+            paths = [paths]
+        return self._write(remove_paths, self.index_dir, [str(p) for p in paths], notify=notify)
+
+    def compact(self, notify=None):
+        """Merge the index's segments into one, dropping deleted chunks for good (results unchanged)."""
+        from gdn2_ingest.segments_write import compact_index
+
+        return self._write(compact_index, self.index_dir, notify=notify)
+
+    def upgrade(self, notify=None):
+        """Convert an index of the previous release's format to the current one in place, without
+        re-embedding (gdn2_ingest.upgrade); returns its UpgradeReport (`changed` False: nothing to do)."""
+        from gdn2_ingest.upgrade import upgrade_index
+
+        return self._write(upgrade_index, self.index_dir, notify=notify)
+
+    def _write(self, fn, *args, **kwargs):
+        with self._index_lock:
+            try:
+                report = fn(*args, **kwargs)
+            except _ingest_errors() as exc:
+                raise RagError(str(exc)) from exc
+            # the read-only view is stale now: reopen on next use
+            self._index = None
+        return report
+
     def info(self):
         """Index statistics (ingest's IndexStats)."""
         return self._stats_of(self._open_index())
@@ -238,6 +273,7 @@ class RAG:
         path_glob: str | None = None,
         generate: bool | None = None,
         on_stage: Callable[[str], None] | None = None,
+        on_passages: Callable[[list[Passage]], None] | None = None,
     ) -> Answer:
         """Answer `question` from the index with cited file lines.
 
@@ -245,7 +281,9 @@ class RAG:
         GDN-2 reader (or pick the best passage's best sentence when no reader is available, with
         `mode="retrieval-only"`) -> map the answer span to verified `path:line-line` citations.
         With `generate` (or `config.generate`), a reader with an LM head also writes `Answer.generated`.
-        `on_stage(name)` is called as each stage starts (a CLI spinner shows it).
+        `on_stage(name)` is called as each stage starts (a CLI spinner shows it); `on_passages(passages)`
+        once the context is assembled, with the passages it holds, before they are read (a server
+        streams them while the reader works).
         """
         check_question(question)
         stage = on_stage or (lambda name: None)
@@ -301,6 +339,9 @@ class RAG:
                 "passages; raise --context-tokens"
             )
 
+        if on_passages is not None:
+            used = set(context.chunk_ids)
+            on_passages([p for p in retrieved.passages if p.chunk_id in used])
         stage(f"reading {context.tokens} tokens" if use_reader else "choosing the evidence")
         t = time.perf_counter()
         span, note, abstain = None, "", ""
@@ -328,6 +369,17 @@ class RAG:
         timings.total_s = time.perf_counter() - t0
         answer.timings = timings
         return answer
+
+    async def aask(self, question: str, *, executor: Executor | None = None, **options) -> Answer:
+        """`ask` for asyncio apps: runs in `executor` (None: the loop's default pool), so the event loop
+        never blocks on retrieval or the reader. Takes `ask`'s keyword options."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, functools.partial(self.ask, question, **options))
+
+    async def asearch(self, query: str, *, executor: Executor | None = None, **options) -> list[Passage]:
+        """`search` for asyncio apps (see `aask`)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, functools.partial(self.search, query, **options))
 
     def _build_answer(
         self,

@@ -16,7 +16,7 @@
    seconds per text are not. Last, the same batches on an embedder that only sleeps 0.5 s per batch
    show how many batches Ray runs at once.
 
-The files: the 300 smallest of bench/natural/corpus.py's list (licenses, man pages, Python modules;
+The files: the 300 smallest of bench/rag/natural/corpus.py's list (licenses, man pages, Python modules;
 0.48 MB), small enough for a 2-core machine shared with other work.
 """
 
@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def corpus_files() -> list[str]:
-    cmd = [sys.executable, str(ROOT / "bench/natural/corpus.py")]
+    cmd = [sys.executable, str(ROOT / "bench/rag/natural/corpus.py")]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     files = [f for f in out.stdout.split("\n") if f]
     return sorted(sorted(files, key=lambda f: (Path(f).stat().st_size, f))[:300])
@@ -49,17 +49,14 @@ def load() -> str:
 
 
 def snapshot(index_dir: Path, queries: list[str]):
+    """Every chunk (all its fields), the dense top-10 ids of each query, every vector by chunk id."""
     from gdn2_ingest import Index
 
     with Index.open(index_dir) as ix:
-        rows = ix.docstore.db.execute("SELECT * FROM chunks ORDER BY id").fetchall()
-        qv = ix.embedder.embed(queries)
-        from gdn2_ingest.dense import search_dense_index
-
-        top = [[i for i, _ in search_dense_index(ix.dense, q[None, :], 10)] for q in qv]
-        from gdn2_ingest.dense import vectors_for
-
-        vecs = vectors_for(ix.dense, np.array([r[0] for r in rows], dtype=np.int64))
+        ids = ix.chunk_ids()
+        rows = [tuple(vars(c).values()) for c in ix.get_chunks(ids.tolist())]
+        top = [[i for i, _ in ix.search_dense(q, 10)] for q in queries]
+        vecs = ix.vectors(ids)
     return rows, top, vecs
 
 
@@ -154,7 +151,7 @@ def main() -> None:
     import ray
     import torch
 
-    from gdn2_ingest import IngestConfig, ingest_paths
+    from gdn2_ingest import Index, IngestConfig, ingest_paths
     from gdn2_ingest.embed import SentenceTransformerEmbedder, TokenCounter
     from gdn2_ingest.engines.local import LocalEngine
     from gdn2_ingest.engines.ray_engine import RayEngine
@@ -194,16 +191,14 @@ def main() -> None:
         }
         print("index", {k: v for k, v in res["index"].items() if k != "runs"}, flush=True)
         save(args.out, res)
-        texts = [r[8] for r in rows_l]  # the chunk text column
+        with Index.open(tmp / "local") as ix:
+            texts = [c.text for c in ix.get_chunks(ix.chunk_ids().tolist())]
     else:
         # an index built before (1.): its chunk texts; the index part of --out is kept
         if args.out and args.out.is_file():
             res = {**json.loads(args.out.read_text()), **{k: v for k, v in res.items() if k != "index"}}
-        from gdn2_ingest.docstore import DocStore
-
-        db = DocStore(args.texts_from / store_name(args.texts_from), readonly=True)
-        texts = [t for (t,) in db.db.execute("SELECT text FROM chunks ORDER BY id")]
-        db.close()
+        with Index.open(args.texts_from) as ix:
+            texts = [c.text for c in ix.get_chunks(ix.chunk_ids().tolist())]
 
     # 2. throughput, side by side
     pool = sorted(texts, key=len)
@@ -243,13 +238,6 @@ def main() -> None:
     res["sleep_check"] = sleeps
     save(args.out, res)
     ray.shutdown()
-
-
-def store_name(index_dir: Path) -> str:
-    """The live generation's docstore, relative to `index_dir`."""
-    from gdn2_ingest import store
-
-    return str(store.current_generation(index_dir).relative_to(index_dir) / store.DOCSTORE)
 
 
 def save(out: Path | None, res: dict) -> None:

@@ -2,8 +2,9 @@
 
     S_t = (I - k_t (b_t*k_t)^T) Diag(exp g_t) S_{t-1} + k_t (w_t*v_t)^T,    o_t = S_t^T (scale * q_t)
 
-`chunk_fwd.py` holds the forward kernels (scores, WY, state pass fused with the output), `chunk_bwd.py`
-the backward, `fused_recurrent.py` the decode kernel. Inputs arrive validated from `api.py`.
+`chunk_fwd.py` runs the forward (kernels in `chunk_intra.py`, `chunk_wy.py`, `chunk_state.py`),
+`chunk_bwd.py` the backward, `fused_recurrent.py` the decode kernel; `tuning.py` holds their launch
+settings. Inputs arrive validated from `api.py`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from gdn2_kernels.common.chunks import build_chunk_table
 from gdn2_kernels.gdn2.chunk_bwd import chunk_gdn2_bwd
 from gdn2_kernels.gdn2.chunk_fwd import chunk_gdn2_fwd
 from gdn2_kernels.gdn2.fused_recurrent import fused_recurrent_gdn2_step
+from gdn2_kernels.gdn2.tuning import Tuning, tuning_for
 
 CHUNK_SIZE = 64
 _HEAD_DIMS = (16, 32, 64, 128)
@@ -26,13 +28,17 @@ def supports(q: torch.Tensor, v: torch.Tensor) -> bool:
 
 class ChunkGDN2Function(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, g, b, w, initial_state, scale, output_final_state, cu_seqlens, l2norm_qk):
+    def forward(
+        ctx, q, k, v, g, b, w, initial_state, scale, output_final_state, cu_seqlens, l2norm_qk, tuning
+    ):
         B, T, H, K = q.shape
         V = v.shape[-1]
         flat = [x.reshape(B * T, H, x.shape[-1]).contiguous() for x in (q, k, v, g, b, w)]
         flat[3] = flat[3].float()
         h0 = None if initial_state is None else initial_state.float().contiguous()
         table = build_chunk_table(B, T, CHUNK_SIZE, q.device, cu_seqlens)
+        if tuning is None:
+            tuning = tuning_for(q.device, table.num_seqs, table.num_chunks, H)
         keep = any(ctx.needs_input_grad)
         o, ht, it = chunk_gdn2_fwd(
             *flat,
@@ -43,6 +49,7 @@ class ChunkGDN2Function(torch.autograd.Function):
             l2norm_qk=l2norm_qk,
             chunk_size=CHUNK_SIZE,
             keep_inverse=keep,
+            tuning=tuning,
         )
         # A and P (C x C per chunk and head, 0.6 GB at 100k tokens and 16 heads) and the inverse norms spare
         # the backward the scores step and the inversion; the rest is recomputed
@@ -50,6 +57,7 @@ class ChunkGDN2Function(torch.autograd.Function):
         scores = [it[name] if keep else None for name in saved]
         ctx.save_for_backward(*flat, h0, *scores)
         ctx.table = table
+        ctx.tuning = tuning
         ctx.shape = (B, T, H, K, V)
         ctx.scale, ctx.l2norm_qk = scale, l2norm_qk
         ctx.h0_dtype = None if initial_state is None else initial_state.dtype
@@ -69,6 +77,7 @@ class ChunkGDN2Function(torch.autograd.Function):
             l2norm_qk=ctx.l2norm_qk,
             chunk_size=CHUNK_SIZE,
             scores=tuple(scores),
+            tuning=ctx.tuning,
         )  # fmt: skip
         dq, dk, dv, dg, db, dw, dh0 = grads
         out = [
@@ -83,6 +92,7 @@ class ChunkGDN2Function(torch.autograd.Function):
             None,  # output_final_state
             None,  # cu_seqlens
             None,  # l2norm_qk
+            None,  # tuning
         )
 
 
@@ -99,8 +109,10 @@ def chunk_gdn2(
     output_final_state: bool = False,
     cu_seqlens: torch.Tensor | None = None,
     l2norm_qk: bool = True,
+    tuning: Tuning | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Triton GDN-2 over [B, T, H, *] CUDA tensors; same contract as `gdn2_kernels.gdn2`."""
+    """Triton GDN-2 over [B, T, H, *] CUDA tensors; same contract as `gdn2_kernels.gdn2`. `tuning`: launch
+    settings (None: the row of `tuning.TABLE` for this device and shape)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     scale = K**-0.5 if scale is None else float(scale)
@@ -114,7 +126,7 @@ def chunk_gdn2(
         )
         return v.new_zeros(B, 0, H, V), (final if output_final_state else None)
     o, ht = ChunkGDN2Function.apply(
-        q, k, v, g, b, w, initial_state, scale, output_final_state, cu_seqlens, l2norm_qk
+        q, k, v, g, b, w, initial_state, scale, output_final_state, cu_seqlens, l2norm_qk, tuning
     )
     if ht is not None and initial_state is not None and initial_state.dtype != ht.dtype:
         ht = ht.to(initial_state.dtype)
@@ -132,14 +144,22 @@ def gdn2_step(
     *,
     scale: float | None = None,
     l2norm_qk: bool = True,
+    tuning: Tuning | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode with the fused recurrent kernel; `state` [B, H, K, V] float32 is updated in place."""
-    K = q.shape[-1]
+    B, _, H, K = q.shape
+    if tuning is None:
+        tuning = tuning_for(q.device, B, 0, H)
     scale = K**-0.5 if scale is None else float(scale)
     # the kernel updates a float32 contiguous state in place; anything else goes through a copy
     work = state if state.dtype == torch.float32 and state.is_contiguous() else state.float().contiguous()
     o = fused_recurrent_gdn2_step(
-        *(x.contiguous() for x in (q, k, v, g, b, w)), work, scale=scale, l2norm_qk=l2norm_qk
+        *(x.contiguous() for x in (q, k, v, g, b, w)),
+        work,
+        scale=scale,
+        l2norm_qk=l2norm_qk,
+        block_v=tuning.decode_block_v,
+        num_warps=tuning.decode_warps,
     )
     if work is not state:
         state.copy_(work)

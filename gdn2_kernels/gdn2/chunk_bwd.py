@@ -26,32 +26,10 @@ import triton
 import triton.language as tl
 
 from gdn2_kernels.common.chunks import ChunkTable
-from gdn2_kernels.gdn2.chunk_fwd import (
-    LAST_COMPILED,
-    SPAN,
-    _dot,
-    _load_lower_blocks,
-    _load_tile,
-    chunk_gdn2_fwd,
-    launch_pipelined,
-)
-
-# the score gradients sum terms that cancel under strong decay: tf32 alone measured dg 2.2e-2 off there
-BWD_DOT_PRECISION = "tf32x3"
-# pipelining depth of the reverse state pass (as in the forward: the next chunk loads during this one)
-BWD_STATE_STAGES = 3
-# the backward WY runs as three kernels: V side (one program per chunk and head), key side (one per BWD_WY_BK
-# key columns), dL; at 1 x 102400 (H200) 11.5 ms against 18.9 ms for one fused kernel holding all five
-# accumulators (255 registers); 8 warps measured 7.1 ms for the key side vs 9.0 at 4
-BWD_WY_WARPS = 8
-BWD_WY_BV = 32
-BWD_WY_BK = 64
-# the score-gradient kernel: 16 x 16 blocks of dL, dP against [16, BWD_SCORES_BK] tiles of the other
-# sub-chunks. At 1 x 102400 (H200): 7.95 ms with all 128 key columns per program, 10.4 with 64, 11.9 with 32;
-# 4 warps (2: 9.9 ms at 32 columns, 8: 19.5 at 64). The earlier layout against whole-chunk [64, K] tiles
-# measured 15-21 ms, as many redundant loads of the chunk as there were programs per chunk.
-BWD_SCORES_BK = 128
-BWD_SCORES_WARPS = 4
+from gdn2_kernels.common.tl_helpers import dot_prec, load_lower_blocks, load_tile
+from gdn2_kernels.gdn2.chunk_fwd import LAST_COMPILED, chunk_gdn2_fwd
+from gdn2_kernels.gdn2.chunk_intra import SPAN
+from gdn2_kernels.gdn2.tuning import Tuning, tuning_for
 
 
 @triton.jit
@@ -77,7 +55,7 @@ def gdn2_bwd_kernel_state(
         b_kb = tl.load(kb + p_ck)  # [C, K]
         b_qg = tl.load(qg + p_ck)  # [C, K]
         b_ke = tl.load(ke + p_ck)  # [C, K]
-        b_p = _load_lower_blocks(P, ch, C, BC).to(b_kb.dtype)  # [C, C]
+        b_p = load_lower_blocks(P, ch, C, BC).to(b_kb.dtype)  # [C, C]
         b_eg = tl.load(eg + ch * K + o_k)  # [K]
         bos = tl.load(chunk_bos + i_c).to(tl.int64)
         n = tl.load(chunk_len + i_c)
@@ -164,8 +142,7 @@ def gdn2_bwd_kernel_wy_keys(
     """Part 2, per (chunk, head, block of BK key columns): dKb, dQg, dKe and d eg of its columns from S, dS',
     dU, U and dO; dX = A^T dKb; the per-token partial grads of q, k, b, gamma in its columns; and
     dKb X^T, this block's share of dA, into its slot of dApart. Also stores gamma (the within-chunk cumsum
-    of g) of its columns for the score gradients: 8.0 ms for them reading it at 1 x 102400 (H200) vs 10.6
-    re-summing g there."""
+    of g) of its columns, which the score gradients read rather than re-sum g."""
     i_c, i_h, i_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
@@ -195,15 +172,15 @@ def gdn2_bwd_kernel_wy_keys(
         b_dke += tl.dot(b_u, tl.trans(b_dsn))
         b_deg += tl.sum(b_dsn * b_s, 1)
 
-    b_g = _load_tile(g, o_c, n, H, K, i_h, col0, BK)  # [C, BK]
+    b_g = load_tile(g, o_c, n, H, K, i_h, col0, BK)  # [C, BK]
     b_gam = tl.cumsum(b_g, 0)
     tl.store(gam + ((bos + o_c) * H + i_h)[:, None] * K + o_k[None, :], b_gam, mask=m_c[:, None])
     b_gC = tl.sum(b_g, 0)  # [BK]
     b_e = tl.exp(b_gam)
     b_ec = tl.exp(b_gC[None, :] - b_gam)
-    b_k = _load_tile(k, o_c, n, H, K, i_h, col0, BK) * tl.load(rk + ch * C + o_c)[:, None]
-    b_q = _load_tile(q, o_c, n, H, K, i_h, col0, BK) * tl.load(rq + ch * C + o_c)[:, None]
-    b_b = _load_tile(b, o_c, n, H, K, i_h, col0, BK)
+    b_k = load_tile(k, o_c, n, H, K, i_h, col0, BK) * tl.load(rk + ch * C + o_c)[:, None]
+    b_q = load_tile(q, o_c, n, H, K, i_h, col0, BK) * tl.load(rq + ch * C + o_c)[:, None]
+    b_b = load_tile(b, o_c, n, H, K, i_h, col0, BK)
     b_x = b_b * b_k * b_e  # [C, BK]
     p_cc = (ch * C + o_c)[:, None] * C + o_c[None, :]
     b_A = tl.load(A + p_cc)  # [C, C]
@@ -259,12 +236,12 @@ def gdn2_bwd_kernel_scores(
     ch = (i_c * H + i_h).to(tl.int64)
     o_r = tl.arange(0, BC)
     rows = i_s * BC + o_r
-    b_q = _load_tile(q, rows, n, H, K, i_h, col0, BK) * tl.load(rq + ch * C + rows)[:, None]
-    b_k = _load_tile(k, rows, n, H, K, i_h, col0, BK) * tl.load(rk + ch * C + rows)[:, None]
-    b_b = _load_tile(b, rows, n, H, K, i_h, col0, BK)
+    b_q = load_tile(q, rows, n, H, K, i_h, col0, BK) * tl.load(rq + ch * C + rows)[:, None]
+    b_k = load_tile(k, rows, n, H, K, i_h, col0, BK) * tl.load(rk + ch * C + rows)[:, None]
+    b_b = load_tile(b, rows, n, H, K, i_h, col0, BK)
     b_bk = b_b * b_k
     # padding rows take the last valid row's gamma (no decay after the end), which keeps every anchor valid
-    b_gam = _load_tile(gam, tl.minimum(rows, n - 1), n, H, K, i_h, col0, BK)  # [BC, BK]
+    b_gam = load_tile(gam, tl.minimum(rows, n - 1), n, H, K, i_h, col0, BK)  # [BC, BK]
     b_r = tl.sum(tl.where((o_r == 0)[:, None], b_gam, 0.0), 0)  # [BK] row-side anchor: first row
     b_r2 = tl.sum(tl.where((o_r == BC - 1)[:, None], b_gam, 0.0), 0)  # [BK] column-side anchor: last row
     fast = tl.max(b_r - b_r2, 0) < SPAN
@@ -280,29 +257,29 @@ def gdn2_bwd_kernel_scores(
     for j in tl.static_range(C // BC):
         cols = j * BC + o_r
         if j < i_s:
-            b_gj = _load_tile(gam, cols, n, H, K, i_h, col0, BK)
-            b_y = _load_tile(k, cols, n, H, K, i_h, col0, BK) * tl.load(rk + ch * C + cols)[:, None]
+            b_gj = load_tile(gam, cols, n, H, K, i_h, col0, BK)
+            b_y = load_tile(k, cols, n, H, K, i_h, col0, BK) * tl.load(rk + ch * C + cols)[:, None]
             b_y *= tl.exp(tl.minimum(b_r[None, :] - b_gj, 0.0))
             p_blk = (ch * C + rows)[:, None] * C + cols[None, :]
-            b_dbk += _dot(tl.load(dL + p_blk), b_y, PREC)
-            b_dqn += _dot(tl.load(dP + p_blk) * scale, b_y, PREC)
+            b_dbk += dot_prec(tl.load(dL + p_blk), b_y, PREC)
+            b_dqn += dot_prec(tl.load(dP + p_blk) * scale, b_y, PREC)
         if j > i_s:
-            b_gj = _load_tile(gam, tl.minimum(cols, n - 1), n, H, K, i_h, col0, BK)
+            b_gj = load_tile(gam, tl.minimum(cols, n - 1), n, H, K, i_h, col0, BK)
             b_z = tl.exp(tl.minimum(b_gj - b_r2[None, :], 0.0))
-            b_kj = _load_tile(k, cols, n, H, K, i_h, col0, BK) * tl.load(rk + ch * C + cols)[:, None]
-            b_zl = _load_tile(b, cols, n, H, K, i_h, col0, BK) * b_kj * b_z
-            b_zp = _load_tile(q, cols, n, H, K, i_h, col0, BK) * tl.load(rq + ch * C + cols)[:, None] * b_z
+            b_kj = load_tile(k, cols, n, H, K, i_h, col0, BK) * tl.load(rk + ch * C + cols)[:, None]
+            b_zl = load_tile(b, cols, n, H, K, i_h, col0, BK) * b_kj * b_z
+            b_zp = load_tile(q, cols, n, H, K, i_h, col0, BK) * tl.load(rq + ch * C + cols)[:, None] * b_z
             p_blk = (ch * C + cols)[:, None] * C + rows[None, :]
-            b_dkn += _dot(tl.trans(tl.load(dL + p_blk)), b_zl, PREC)
-            b_dkn += _dot(tl.trans(tl.load(dP + p_blk) * scale), b_zp, PREC)
+            b_dkn += dot_prec(tl.trans(tl.load(dL + p_blk)), b_zl, PREC)
+            b_dkn += dot_prec(tl.trans(tl.load(dP + p_blk) * scale), b_zp, PREC)
     if fast:
         # the diagonal block rides along in the products (factors up to e^SPAN)
         b_y = b_k * tl.exp(tl.minimum(b_r[None, :] - b_gam, SPAN))
-        b_dbk += _dot(tl.where(o_r[None, :] < o_r[:, None], b_dL_ss, 0.0), b_y, PREC)
-        b_dqn += _dot(tl.where(o_r[None, :] <= o_r[:, None], b_dP_ss, 0.0), b_y, PREC)
+        b_dbk += dot_prec(tl.where(o_r[None, :] < o_r[:, None], b_dL_ss, 0.0), b_y, PREC)
+        b_dqn += dot_prec(tl.where(o_r[None, :] <= o_r[:, None], b_dP_ss, 0.0), b_y, PREC)
         b_z = tl.exp(tl.minimum(b_gam - b_r2[None, :], SPAN))
-        b_dkn += _dot(tl.trans(tl.where(o_r[:, None] > o_r[None, :], b_dL_ss, 0.0)), b_bk * b_z, PREC)
-        b_dkn += _dot(tl.trans(tl.where(o_r[:, None] >= o_r[None, :], b_dP_ss, 0.0)), b_q * b_z, PREC)
+        b_dkn += dot_prec(tl.trans(tl.where(o_r[:, None] > o_r[None, :], b_dL_ss, 0.0)), b_bk * b_z, PREC)
+        b_dkn += dot_prec(tl.trans(tl.where(o_r[:, None] >= o_r[None, :], b_dP_ss, 0.0)), b_q * b_z, PREC)
     b_er = tl.exp(tl.minimum(b_gam - b_r[None, :], 0.0))
     b_dbk *= b_er
     b_dqn *= b_er
@@ -393,57 +370,61 @@ def chunk_gdn2_bwd(
     l2norm_qk: bool,
     chunk_size: int,
     scores: tuple[torch.Tensor, ...],
+    tuning: Tuning | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Flat [tokens, H, *] inputs and output grad, and the forward's (A, P, rk, rq); returns
-    (dq, dk, dv, dg, db, dw, dh0 or None)."""
+    (dq, dk, dv, dg, db, dw, dh0 or None). `tuning`: the launch settings (None: the table's row)."""
     Ttot, H, K = q.shape
     V = v.shape[-1]
     C, BC = chunk_size, 16
     NC, N = table.num_chunks, table.num_seqs
     dev = q.device
+    t = tuning if tuning is not None else tuning_for(dev, N, NC, H)
     _, _, it = chunk_gdn2_fwd(
         q, k, v, g, b, w, scale=scale, initial_state=h0, output_final_state=False, table=table,
-        l2norm_qk=l2norm_qk, chunk_size=C, save_states=True, scores=scores,
+        l2norm_qk=l2norm_qk, chunk_size=C, save_states=True, scores=scores, tuning=t,
     )  # fmt: skip
     dh = torch.empty(NC, H, K, V, device=dev, dtype=torch.float32)
     du = torch.empty(NC, H, C, V, device=dev, dtype=torch.float32)
     dh0 = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if h0 is not None else None
-    BV = min(16 if N * H * V // 32 < 256 else 32, V)
-    launch_pipelined(
-        gdn2_bwd_kernel_state, (V // BV, H, N),
+    BV = min(t.bwd_state_block_v, V)
+    gdn2_bwd_kernel_state[(V // BV, H, N)](
         it["kb"], it["qg"], it["ke"], it["eg"], it["P"], do, dht, dh0, dh, du,
         table.chunk_bos, table.chunk_len, table.seq_chunks,
         H=H, K=K, V=V, C=C, BC=BC, BV=BV, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
-        num_warps=4, stages=BWD_STATE_STAGES,
+        num_warps=t.bwd_state_warps, num_stages=t.bwd_state_stages,
     )  # fmt: skip
     acc = [torch.empty(Ttot, H, K, device=dev, dtype=torch.float32) for _ in range(5)]
     dq_acc, dk_acc, db_acc, dgam, gam = acc
     dv = torch.empty_like(v)
     dw = torch.empty_like(w)
     dP = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
-    BVW = min(BWD_WY_BV, V)
-    BK = min(BWD_WY_BK, K)
+    BVW = min(t.bwd_wy_block_v, V)
+    BK = min(t.bwd_wy_block_k, K)
     u = torch.empty(NC, H, C, V, device=dev, dtype=torch.float32)
     dAv = torch.empty(NC, H, C, C, device=dev, dtype=torch.float32)
     dApart = torch.empty(NC, H, K // BK, C, C, device=dev, dtype=torch.float32)
     gdn2_bwd_kernel_wy_values[(NC, H)](
         it["h"], du, it["ut"], it["kb"], do, v, w, it["A"], u, dP, dAv, dv, dw,
-        table.chunk_bos, table.chunk_len, H=H, K=K, V=V, C=C, BV=BVW, num_warps=BWD_WY_WARPS,
+        table.chunk_bos, table.chunk_len, H=H, K=K, V=V, C=C, BV=BVW, num_warps=t.bwd_wy_warps,
+        num_stages=t.bwd_wy_stages,
     )  # fmt: skip
     gdn2_bwd_kernel_wy_keys[(NC, H, K // BK)](
         q, k, g, b, it["rq"], it["rk"], it["h"], dh, du, u, do, it["A"], dApart, dq_acc, dk_acc, db_acc, dgam,
         gam, table.chunk_bos, table.chunk_len, scale,
-        H=H, K=K, V=V, C=C, BV=BVW, BK=BK, num_warps=BWD_WY_WARPS,
+        H=H, K=K, V=V, C=C, BV=BVW, BK=BK, num_warps=t.bwd_wy_warps, num_stages=t.bwd_wy_stages,
     )  # fmt: skip
-    gdn2_bwd_kernel_wy_finish[(NC, H)](it["A"], dAv, dApart, H=H, C=C, NKB=K // BK, num_warps=4)
+    gdn2_bwd_kernel_wy_finish[(NC, H)](
+        it["A"], dAv, dApart, H=H, C=C, NKB=K // BK, num_warps=t.bwd_wy_finish_warps
+    )
     dL = dAv  # the finish kernel left dL there
     del dh, du, u, dApart
     db = torch.empty_like(b)
-    BKS = min(BWD_SCORES_BK, K)
+    BKS = min(t.bwd_scores_block_k, K)
     LAST_COMPILED["bwd_scores"] = gdn2_bwd_kernel_scores[((C // BC) * (K // BKS), NC, H)](
         q, k, gam, b, it["rq"], it["rk"], dL, dP, dq_acc, dk_acc, db_acc, dgam, db,
         table.chunk_bos, table.chunk_len, scale, H=H, K=K, C=C, BC=BC, BK=BKS,
-        SPAN=SPAN, PREC=BWD_DOT_PRECISION, num_warps=BWD_SCORES_WARPS,
+        SPAN=SPAN, PREC=t.bwd_precision, num_warps=t.bwd_scores_warps,
     )  # fmt: skip
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)

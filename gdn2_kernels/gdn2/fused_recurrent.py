@@ -1,7 +1,8 @@
 """Fused recurrent GDN-2 for decode: a few tokens from a state, the state updated in place.
 
 One program per (V block, head, sequence) holds S[:, V block] in registers for all T tokens:
-decay, erase-read e = S^T (b k), write S += k (w v - e)^T, read o = S^T q * scale. The state is read
+decay, erase-read e = S^T (b k), write S += k (w v - e)^T, read o = S^T q * scale (the reads taken from
+the state before the write, so they run side by side). The state is read
 and written once per call, which is the whole memory cost of a decode step.
 """
 
@@ -33,12 +34,16 @@ def gdn2_fused_recurrent_kernel(
         b_b = tl.load(b + tok * K + o_k).to(tl.float32)
         b_v = tl.load(v + tok * V + o_v).to(tl.float32)
         b_w = tl.load(w + tok * V + o_v).to(tl.float32)
-        # decay, then what the erase-gated key reads back, then write the gated value minus it
-        b_s = b_s * tl.exp(b_g)[:, None]
-        b_e = tl.sum(b_s * (b_b * b_k)[:, None], 0)  # [BV]
-        b_s = b_s + b_k[:, None] * (b_w * b_v - b_e)[None, :]
-        b_o = tl.sum(b_s * b_q[:, None], 0) * scale  # [BV]
+        # with D = Diag(exp g): what the erase-gated key reads back, e = (D S)^T (b k), and the output
+        # o = (D S + k u^T)^T q = (D S)^T q + (k . q) u, u = w v - e. Both reads of the old state are
+        # independent reductions, and the output does not wait for the state update.
+        b_d = tl.exp(b_g)
+        b_e = tl.sum(b_s * (b_d * b_b * b_k)[:, None], 0)  # [BV]
+        b_sq = tl.sum(b_s * (b_d * b_q)[:, None], 0)  # [BV]
+        b_u = b_w * b_v - b_e
+        b_o = (b_sq + tl.sum(b_k * b_q) * b_u) * scale
         tl.store(o + tok * V + o_v, b_o.to(o.dtype.element_ty))
+        b_s = b_s * b_d[:, None] + b_k[:, None] * b_u[None, :]
     tl.store(p_s, b_s)
 
 
@@ -53,17 +58,16 @@ def fused_recurrent_gdn2_step(
     *,
     scale: float,
     l2norm_qk: bool,
-    block_v: int | None = None,
+    block_v: int,
+    num_warps: int = 1,
 ) -> torch.Tensor:
-    """Decode [B, T, H, *] contiguous inputs from `state` [B, H, K, V] float32, in place; returns o."""
+    """Decode [B, T, H, *] contiguous inputs from `state` [B, H, K, V] float32, in place; returns o.
+    `block_v`, `num_warps`: V columns and warps per program (the tuning row's `decode_*`)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
-    if block_v is None:
-        # small V blocks give a single sequence enough programs; larger ones amortise loads of q, k, g, b
-        block_v = 16 if B * H < 64 else 32
     BV = min(block_v, V)
     o = torch.empty_like(v)
     gdn2_fused_recurrent_kernel[(V // BV, H, B)](
-        q, k, v, g, b, w, o, state, T, scale, H=H, K=K, V=V, BV=BV, L2NORM=l2norm_qk, num_warps=1,
+        q, k, v, g, b, w, o, state, T, scale, H=H, K=K, V=V, BV=BV, L2NORM=l2norm_qk, num_warps=num_warps,
     )  # fmt: skip
     return o

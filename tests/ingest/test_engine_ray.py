@@ -24,7 +24,6 @@ from ingest_fakes import HashEmbedder  # noqa: E402
 from ray import cloudpickle  # noqa: E402  (the copy Ray pickles with)
 
 from gdn2_ingest import Index, IngestConfig, ingest_paths, store  # noqa: E402
-from gdn2_ingest.dense import vectors_for  # noqa: E402
 
 QUERIES = ["termination for material breach", "reset password link", "parse command line arguments",
            "confidential information employees", "thread pool executor", "unicode decode error"]  # fmt: skip
@@ -81,9 +80,9 @@ def corpus(tmp_path_factory) -> Path:
 def _snapshot(index_dir: Path) -> tuple[list[tuple], np.ndarray, dict]:
     """Every chunk row, every vector (by chunk id) and the top-10 of each query."""
     with Index.open(index_dir, embedder=HashEmbedder()) as ix:
-        rows = ix.docstore.db.execute("SELECT * FROM chunks ORDER BY id").fetchall()
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        vecs = vectors_for(ix.dense, ids)
+        ids = ix.chunk_ids()
+        rows = [tuple(vars(c).values()) for c in ix.get_chunks(ids.tolist())]
+        vecs = ix.vectors(ids)
         top = {q: ix.search_dense(q, 10) for q in QUERIES}
     return rows, vecs, top
 

@@ -50,8 +50,10 @@ def _many_paragraphs(path: Path, n: int, word: str) -> None:
 
 def _consistent(ix: Index) -> int:
     n = ix.stats().chunks
-    assert ix.dense.ntotal == n == len(ix.bm25.ids)
-    assert len(ix.get_chunks([int(i) for i in ix.bm25.ids])) == n
+    ids = [int(i) for i in ix.chunk_ids()]
+    assert len(ids) == n == sum(s.dense.ntotal - s.dense.n_dead for s in ix.segments)
+    assert sum(s.keyword.live_docs for s in ix.segments) == n
+    assert len(ix.get_chunks(ids)) == n
     return n
 
 
@@ -66,8 +68,8 @@ def test_killed_mid_embedding_leaves_previous_index_usable(tmp_path: Path, corpu
     time.sleep(0.4)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert any(p.name.startswith("gen-000002.tmp") for p in ix_dir.iterdir()), (
-        "the kill hit a half-built generation"
+    assert any(p.name.startswith("seg-000002.tmp") for p in (ix_dir / "segments").iterdir()), (
+        "the kill hit a half-built segment"
     )
     with Index.open(ix_dir, embedder=cfg.embedder_factory()) as ix:
         assert ix.generation.name == first.generation
@@ -80,7 +82,7 @@ def test_killed_mid_embedding_leaves_previous_index_usable(tmp_path: Path, corpu
     # a re-run completes: removes the leftovers, applies add and delete
     rep = ingest_paths(ix_dir, [corpus], cfg, progress=False)
     assert rep.changed and rep.files_new == 1 and rep.files_deleted == 1
-    assert not any(".tmp" in p.name for p in ix_dir.iterdir())
+    assert not any(".tmp" in p.name for p in [*ix_dir.iterdir(), *(ix_dir / "segments").iterdir()])
     with Index.open(ix_dir, embedder=cfg.embedder_factory()) as ix:
         _consistent(ix)
         assert ix.search_bm25("walruses", 3) and ix.search_bm25("Confidential Information", 3) == []

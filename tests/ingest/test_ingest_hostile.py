@@ -42,7 +42,7 @@ def test_non_utf8_file_name_is_ingested_and_cited_losslessly(tmp_path: Path, cfg
         # the title (embedded, printed) shows the undecodable bytes as readable escapes
         assert hits[0].title.startswith("caf\\xe9 men\\xfc.txt")
         # stored losslessly: the exact bytes of the name as a BLOB, UTF-8 names stay TEXT
-        stored = dict(ix.docstore.db.execute("SELECT path, typeof(path) FROM files").fetchall())
+        stored = dict(ix.segments[0].docstore.db.execute("SELECT path, typeof(path) FROM files").fetchall())
         assert stored[os.path.join(os.fsencode(docs), RAW_NAME)] == "blob"
         assert stored[str(docs / "plain.txt")] == "text"
     # the next run sees the file as unchanged (its stored name round-trips), then as deleted

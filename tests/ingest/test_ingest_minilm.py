@@ -23,8 +23,8 @@ def test_minilm_ingest_and_semantic_search(tmp_path: Path, corpus: Path):
         best = ix.get_chunks([ix.search_dense("keeping secrets of the other company private", 1)[0][0]])[0]
         assert best.path.endswith("msa.txt") and "Confidential" in best.text
         # every stored chunk fits the model window, special tokens included
-        rows = ix.docstore.db.execute("SELECT tokens FROM chunks").fetchall()
-        assert rows and max(r[0] for r in rows) <= 256
+        tokens = [c.tokens for c in ix.get_chunks([int(i) for i in ix.chunk_ids()])]
+        assert tokens and max(tokens) <= 256
         vec = ix.embed_query("hello")
         assert abs(float((vec**2).sum()) - 1.0) < 1e-4
 

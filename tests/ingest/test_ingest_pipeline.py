@@ -22,8 +22,7 @@ from gdn2_ingest import (
 
 
 def _ids_for_path(ix: Index, needle: str) -> list[int]:
-    rows = ix.docstore.db.execute("SELECT id FROM chunks WHERE path LIKE ?", (f"%{needle}",)).fetchall()
-    return [r[0] for r in rows]
+    return [c.id for c in ix.get_chunks([int(i) for i in ix.chunk_ids()]) if c.path.endswith(needle)]
 
 
 def test_ingest_search_and_anchors(tmp_path: Path, corpus: Path, cfg: IngestConfig):
@@ -56,7 +55,7 @@ def test_ingest_search_and_anchors(tmp_path: Path, corpus: Path, cfg: IngestConf
         )[: len(around)]
         assert all(c.doc_id == mid.doc_id for c in around)
     manifest = json.loads(next((tmp_path / "ix").glob("gen-*/manifest.json")).read_text())
-    assert manifest["format_version"] == 2 and manifest["embedder"]["dim"] == 256
+    assert manifest["format_version"] == 3 and manifest["embedder"]["dim"] == 256
 
 
 def test_incremental_add_change_delete(tmp_path: Path, corpus: Path, cfg: IngestConfig):
@@ -64,7 +63,7 @@ def test_incremental_add_change_delete(tmp_path: Path, corpus: Path, cfg: Ingest
     first = ingest_paths(ix_dir, [corpus], cfg, progress=False)
     with Index.open(ix_dir, embedder=cfg.embedder_factory()) as ix:
         faq_ids = _ids_for_path(ix, "faq.md")
-        faq_vecs = ix.dense.reconstruct_batch(np.array(faq_ids, dtype=np.int64))
+        faq_vecs = ix.vectors(faq_ids)
     (corpus / "support" / "new.md").write_text(
         "# Shipping\n\nParcels ship with the zeppelinfreight carrier.\n"
     )
@@ -81,13 +80,13 @@ def test_incremental_add_change_delete(tmp_path: Path, corpus: Path, cfg: Ingest
         assert _ids_for_path(ix, "msa.txt") == []
         dense_paths = {c.path for c in ix.get_chunks([i for i, _ in ix.search_dense("Confidential", 50)])}
         assert not any(p.endswith("msa.txt") for p in dense_paths)
-        assert ix.dense.ntotal == ix.stats().chunks == len(ix.bm25.ids)
+        assert len(ix.chunk_ids()) == ix.stats().chunks
         hit = ix.get_chunks([ix.search_bm25("zeppelinfreight", 1)[0][0]])[0]
         assert hit.path.endswith("new.md")
         assert ix.get_chunks([ix.search_bm25("quuxify", 1)[0][0]])[0].section == "quuxify"
         # the unchanged file kept its chunk ids and its vectors (carried from the previous generation)
         assert _ids_for_path(ix, "faq.md") == faq_ids
-        assert np.array_equal(ix.dense.reconstruct_batch(np.array(faq_ids, dtype=np.int64)), faq_vecs)
+        assert np.array_equal(ix.vectors(faq_ids), faq_vecs)
 
 
 def test_ingesting_another_folder_keeps_the_first(tmp_path: Path, corpus: Path, cfg: IngestConfig):

@@ -1,4 +1,4 @@
-"""Robustness of an ingest: damaged generations, a bad --index path, a full disk, the lock holder's PID,
+"""Robustness of an ingest: damaged segments, a bad --index path, a full disk, the lock holder's PID,
 one generation on disk. Each failure is a user error (IngestError); the live generation stays as it was."""
 
 from __future__ import annotations
@@ -46,24 +46,31 @@ def _truncate(path: Path, keep: int) -> None:
     path.write_bytes(data[:keep])
 
 
+def _segment(ix_dir: Path, gen_name: str) -> Path:
+    """The newest segment of a generation."""
+    return ix_dir / "segments" / store.read_manifest(ix_dir / gen_name)["segments"][-1]
+
+
 @pytest.mark.parametrize(
     "damage",
-    ["faiss-truncated", "faiss-garbage", "bm25-vocab", "bm25-ids", "docstore"],
+    ["faiss-truncated", "faiss-garbage", "keyword-vocab", "keyword-ids", "docstore"],
 )
 def test_damaged_live_generation_is_a_user_error_and_left_as_is(built, corpus: Path, cfg, damage):
-    ix_dir, gen, _ = built
-    name = {"faiss-truncated": "dense.faiss", "faiss-garbage": "dense.faiss", "bm25-vocab": "bm25",
-            "bm25-ids": "bm25", "docstore": "docstore.sqlite"}[damage]  # fmt: skip
+    ix_dir, live, _ = built
+    gen = _segment(ix_dir, live.name)
+    name = {"faiss-truncated": "dense.faiss", "faiss-garbage": "dense.faiss", "keyword-vocab": "keyword",
+            "keyword-ids": "keyword", "docstore": "docstore.sqlite"}[damage]  # fmt: skip
     if damage == "faiss-truncated":
         _truncate(gen / "dense.faiss", 300)
     elif damage == "faiss-garbage":  # same size, so only loading it tells
         size = (gen / "dense.faiss").stat().st_size
         (gen / "dense.faiss").write_bytes(b"\x07" * size)
-    elif damage == "bm25-vocab":
-        size = (gen / "bm25" / "vocab.index.json").stat().st_size
-        (gen / "bm25" / "vocab.index.json").write_bytes(b"{" * size)
-    elif damage == "bm25-ids":
-        _truncate(gen / "bm25" / "ids.npy", 100)
+    elif damage == "keyword-vocab":
+        size = (gen / "keyword" / "vocab.json").stat().st_size
+        (gen / "keyword" / "vocab.json").write_bytes(b"{" * size)
+    elif damage == "keyword-ids":  # same size, so only loading it tells
+        size = (gen / "keyword" / "ids.npy").stat().st_size
+        (gen / "keyword" / "ids.npy").write_bytes(b"\x00" * size)
     else:
         size = (gen / "docstore.sqlite").stat().st_size
         (gen / "docstore.sqlite").write_bytes(b"\x00" * size)
@@ -91,18 +98,17 @@ def test_index_path_that_is_a_file_is_a_user_error(tmp_path: Path, corpus: Path,
     assert f.read_text() == "not an index\n"
 
 
-def test_disk_full_while_copying_the_docstore(built, corpus: Path, cfg, monkeypatch):
+def test_disk_full_while_writing_the_segment(built, corpus: Path, cfg, monkeypatch):
     ix_dir, gen, first = built
     (corpus / "new.md").write_text("# New\n\nPenguins mate for life.\n")
     before = _snapshot(ix_dir)
 
-    def full(src, dst, *a, **k):
-        Path(dst).write_bytes(b"x" * 100)
+    def full(self, rows):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    import gdn2_ingest.pipeline as pipeline
+    from gdn2_ingest.docstore import DocStore
 
-    monkeypatch.setattr(pipeline.shutil, "copyfile", full)
+    monkeypatch.setattr(DocStore, "add_chunks", full)
     with pytest.raises(DiskSpaceError, match=r"cannot write docstore\.sqlite .*no space left on device") as e:
         ingest_paths(ix_dir, [corpus], cfg, progress=False)
     assert f"generation {gen.name} is unchanged" in str(e.value) and "needs about" in str(e.value)
@@ -112,7 +118,7 @@ def test_disk_full_while_copying_the_docstore(built, corpus: Path, cfg, monkeypa
         assert ix.generation == gen and ix.stats().chunks == first.chunks_total
 
 
-@pytest.mark.parametrize("where", ["faiss", "bm25", "sqlite"])
+@pytest.mark.parametrize("where", ["faiss", "keyword", "sqlite"])
 def test_file_size_limit_in_each_writer_is_a_disk_error(built, corpus: Path, cfg, where):
     """RLIMIT_FSIZE in a subprocess: the write that crosses it fails with EFBIG, wherever it is."""
     ix_dir, gen, first = built
@@ -120,7 +126,7 @@ def test_file_size_limit_in_each_writer_is_a_disk_error(built, corpus: Path, cfg
     big.write_text("\n\n".join(f"Paragraph {i} about walruses and {i} tusks. " * 20 for i in range(300)))
     before = _snapshot(ix_dir)
     # the copy of the docstore fits; the first file that grows past the limit is the one that fails
-    limit = {"faiss": 40_000, "bm25": 5_000, "sqlite": 200_000}[where]
+    limit = {"faiss": 40_000, "keyword": 5_000, "sqlite": 200_000}[where]
     code = (
         f"import sys, resource; sys.path[:0] = [{str(ROOT)!r}, {str(HERE)!r}]\n"
         "from ingest_fakes import HashEmbedder\n"
@@ -138,7 +144,7 @@ def test_file_size_limit_in_each_writer_is_a_disk_error(built, corpus: Path, cfg
         "        return orig(*a, **k)\n"
         "    setattr(mod, name, f)\n"
         "if where == 'faiss': limited(dense, 'save_dense')\n"
-        "if where == 'bm25': limited(sparse, 'build_bm25')\n"
+        "if where == 'keyword': limited(sparse.Postings, 'save')\n"
         "if where == 'sqlite': limited(docstore.DocStore, 'add_chunks')\n"
         "try:\n"
         f"    ingest_paths({str(ix_dir)!r}, [{str(corpus)!r}], cfg, progress=False)\n"
@@ -151,7 +157,7 @@ def test_file_size_limit_in_each_writer_is_a_disk_error(built, corpus: Path, cfg
     msg = out.stdout.strip()
     print(msg)
     assert "cannot write" in msg and str(ix_dir) in msg and f"generation {gen.name} is unchanged" in msg
-    writer = {"faiss": "dense.faiss", "bm25": "bm25", "sqlite": "docstore.sqlite"}[where]
+    writer = {"faiss": "dense.faiss", "keyword": "keyword", "sqlite": "docstore.sqlite"}[where]
     assert f"cannot write {writer} " in msg and "file-size limit" in msg, msg
     assert _snapshot(ix_dir) == before
     with Index.open(ix_dir, embedder=cfg.embedder_factory()) as ix:
@@ -186,8 +192,8 @@ def test_new_generation_is_verified_before_the_switch(built, corpus: Path, cfg, 
     rep = ingest_paths(ix_dir, [corpus], cfg, progress=False)
     new = ix_dir / rep.generation
     assert check_generation(new)["seconds"] >= 0
-    _truncate(new / "bm25" / "data.csc.index.npy", 50)
-    with pytest.raises(IndexBrokenError, match=r"bm25/data\.csc\.index\.npy has 50 bytes"):
+    _truncate(_segment(ix_dir, rep.generation) / "keyword" / "docs.npy", 50)
+    with pytest.raises(IndexBrokenError, match=r"keyword/docs\.npy has 50 bytes"):
         Index.open(ix_dir)
 
 
@@ -268,7 +274,7 @@ def test_free_space_is_checked_against_an_estimate_first(built, corpus: Path, cf
     monkeypatch.undo()
     rep = ingest_paths(ix_dir, [corpus], cfg, progress=False)
     d = rep.disk
-    assert d["estimate_bytes"] >= d["generation_bytes"] > 0 and d["free_bytes"] > 0
+    assert d["estimate_bytes"] >= d["segment_bytes"] > 0 and d["free_bytes"] > 0
     assert rep.to_dict()["disk"] == d
 
 

@@ -28,7 +28,7 @@ Count quokkas in herds of
 
 
 def _chunks(ix: Index) -> list:
-    return ix.get_chunks([r[0] for r in ix.docstore.db.execute("SELECT id FROM chunks ORDER BY id")])
+    return ix.get_chunks([int(i) for i in ix.chunk_ids()])
 
 
 def _bomb(path: Path, expanded: int) -> None:

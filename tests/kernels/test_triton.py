@@ -3,13 +3,16 @@ token loop on CPU). Fresh random inputs, never zeros; every torch.empty is NaN-p
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from gdn2_testutils import assert_close, rand_inputs
 
 from gdn2_kernels import gdn2, gdn2_step
-from gdn2_kernels.gdn2 import chunk_fwd
+from gdn2_kernels.gdn2 import chunk as triton_chunk
 from gdn2_kernels.gdn2.reference import chunk_gdn2 as torch_chunk_gdn2
+from gdn2_kernels.gdn2.tuning import tuning_for
 
 pytestmark = pytest.mark.gpu
 
@@ -49,15 +52,15 @@ def test_chunk_fwd_bwd_matches_float64_reference(B, T):
 
 
 @pytest.mark.parametrize("ut_prefetch", [False, True])
-def test_long_sequence_overlapped_state_pass(monkeypatch, ut_prefetch):
+def test_long_sequence_overlapped_state_pass(ut_prefetch):
     # one sequence long enough for the state pass to run in segments on a side stream, overlapping the next
     # segment's intra kernels (the reader's case; the sizes above all take the single-pass path)
-    monkeypatch.setattr(chunk_fwd, "SEGMENT_UT_PREFETCH", ut_prefetch)
     T, H, K, V = 40000, 2, 128, 128
-    assert T // 64 >= chunk_fwd.SEGMENT_MIN_CHUNKS * chunk_fwd.STATE_SEGMENTS
+    row = replace(tuning_for(torch.device("cuda"), 1, T // 64, H), segment_ut_prefetch=ut_prefetch)
+    assert row.segments > 1 and row.segment_min_chunks * row.segments <= T // 64
     xs, h0, _, _ = _cuda_inputs(1, T, H, K, V, seed=40)
     with torch.no_grad():
-        o, ht = gdn2(*xs, initial_state=h0, output_final_state=True)
+        o, ht = triton_chunk.chunk_gdn2(*xs, initial_state=h0, output_final_state=True, tuning=row)
         o_ref, ht_ref = torch_chunk_gdn2(
             *(x.double() for x in xs), initial_state=h0.double(), output_final_state=True
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 
 import torch
 
@@ -15,16 +16,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from gdn2_testutils import rand_inputs, rel_err  # noqa: E402
 
-from gdn2_kernels.gdn2 import chunk_bwd, chunk_fwd  # noqa: E402
-
-# the interpreter has no bfloat16: keep the state pass operands and the intra-chunk products in float32
-chunk_fwd.WORK_DTYPE = torch.float32
-chunk_fwd.SCORES_PRECISION = chunk_fwd.WY_PRECISION = "ieee"
-# two blocks of 8 key columns in the backward's column-split kernels (K = 16 here)
-chunk_bwd.BWD_WY_BK = chunk_bwd.BWD_SCORES_BK = 8
-
 from gdn2_kernels.gdn2 import chunk as triton_chunk  # noqa: E402
+from gdn2_kernels.gdn2 import chunk_bwd, chunk_fwd  # noqa: E402
 from gdn2_kernels.gdn2.reference import chunk_gdn2 as reference  # noqa: E402
+from gdn2_kernels.gdn2.tuning import lookup  # noqa: E402
+
+# the interpreter's row (float32 operands and exact products: the interpreter has no bfloat16), with two
+# blocks of 8 key columns in the backward's column-split kernels (K = 16 here)
+BASE = lookup("interpreter", "narrow")
+SPLIT_K = replace(BASE, bwd_wy_block_k=8, bwd_scores_block_k=8)
 
 NAMES = ["q", "k", "v", "g", "b", "w", "h0"]
 
@@ -36,7 +36,7 @@ def grads(fn, xs, h0, do, dht, **kw):
     return [o, ht] + [a.grad for a in args]
 
 
-def case(T, N=1, g_range=(-5.0, -0.1), lens=None, K=16, V=16, seed=0, l2norm_qk=True):
+def case(T, N=1, g_range=(-5.0, -0.1), lens=None, K=16, V=16, seed=0, l2norm_qk=True, tuning=SPLIT_K):
     xs = rand_inputs(1 if lens else N, T, 1, K, V, dtype=torch.float32, seed=seed, g_range=g_range)
     gen = torch.Generator().manual_seed(seed + 1)
     S = len(lens) if lens else N
@@ -46,7 +46,7 @@ def case(T, N=1, g_range=(-5.0, -0.1), lens=None, K=16, V=16, seed=0, l2norm_qk=
     kw = {"l2norm_qk": l2norm_qk}
     if lens:
         kw["cu_seqlens"] = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
-    ours = grads(triton_chunk.chunk_gdn2, xs, h0, do, dht, **kw)
+    ours = grads(triton_chunk.chunk_gdn2, xs, h0, do, dht, tuning=tuning, **kw)
     ref = grads(reference, [x.double() for x in xs], h0.double(), do.double(), dht.double(), **kw)
     return {
         name: rel_err(r, o)
@@ -58,7 +58,7 @@ def decode_case():
     xs = rand_inputs(2, 5, 1, 16, 16, dtype=torch.float32, seed=7)
     h0 = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(8))
     state = h0.clone()
-    o, _ = triton_chunk.gdn2_step(*xs, state)
+    o, _ = triton_chunk.gdn2_step(*xs, state, tuning=BASE)
     o_ref, ht_ref = reference(*(x.double() for x in xs), initial_state=h0.double(), output_final_state=True)
     return {"o": rel_err(o_ref, o), "ht": rel_err(ht_ref, state)}
 
@@ -69,7 +69,7 @@ def inference_case():
     xs = rand_inputs(1, 70, 1, 16, 16, dtype=torch.float32, seed=11, g_range=(-12.0, -0.1))
     h0 = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(12))
     with torch.inference_mode():
-        o, ht = triton_chunk.chunk_gdn2(*xs, initial_state=h0, output_final_state=True)
+        o, ht = triton_chunk.chunk_gdn2(*xs, initial_state=h0, output_final_state=True, tuning=SPLIT_K)
     o_ref, ht_ref = reference(*(x.double() for x in xs), initial_state=h0.double(), output_final_state=True)
     return {"o": rel_err(o_ref, o), "ht": rel_err(ht_ref, ht)}
 
@@ -105,15 +105,11 @@ def segmented_case(ut_prefetch: bool = False):
     """One long sequence cut into segments whose state passes chain through the final states (on the GPU
     they overlap the next segment's intra kernels on a side stream): 5 chunks in 2 segments. With
     `ut_prefetch` the state pass loads Ut a step ahead."""
-    saved = chunk_fwd.STATE_SEGMENTS, chunk_fwd.SEGMENT_MIN_CHUNKS, chunk_fwd.SEGMENT_UT_PREFETCH
-    chunk_fwd.STATE_SEGMENTS, chunk_fwd.SEGMENT_MIN_CHUNKS, chunk_fwd.SEGMENT_UT_PREFETCH = 2, 1, ut_prefetch
+    row = replace(BASE, segments=2, segment_min_chunks=1, segment_ut_prefetch=ut_prefetch)
     xs = rand_inputs(1, 300, 1, 16, 16, dtype=torch.float32, seed=15)
     h0 = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(16))
-    try:
-        with torch.inference_mode():
-            o, ht = triton_chunk.chunk_gdn2(*xs, initial_state=h0, output_final_state=True)
-    finally:
-        chunk_fwd.STATE_SEGMENTS, chunk_fwd.SEGMENT_MIN_CHUNKS, chunk_fwd.SEGMENT_UT_PREFETCH = saved
+    with torch.inference_mode():
+        o, ht = triton_chunk.chunk_gdn2(*xs, initial_state=h0, output_final_state=True, tuning=row)
     o_ref, ht_ref = reference(*(x.double() for x in xs), initial_state=h0.double(), output_final_state=True)
     return {"o": rel_err(o_ref, o), "ht": rel_err(ht_ref, ht)}
 
@@ -121,7 +117,7 @@ def segmented_case(ut_prefetch: bool = False):
 def backward_twice_case():
     """The backward reads the forward's A and P: a second backward on the same graph sees them intact."""
     xs = [x.requires_grad_() for x in rand_inputs(1, 70, 1, 16, 16, dtype=torch.float32, seed=9)]
-    o, _ = triton_chunk.chunk_gdn2(*xs)
+    o, _ = triton_chunk.chunk_gdn2(*xs, tuning=SPLIT_K)
     do = torch.randn(o.shape, generator=torch.Generator().manual_seed(10))
     first = torch.autograd.grad(o, xs, do, retain_graph=True)
     second = torch.autograd.grad(o, xs, do)
@@ -143,15 +139,15 @@ if __name__ == "__main__":
         "poisoned_scratch": poisoned_scratch_case(),
         "backward_twice": backward_twice_case(),
     }
-    # one key block per backward kernel (the GPU default for K <= 128)
-    chunk_bwd.BWD_WY_BK = chunk_bwd.BWD_SCORES_BK = 16
-    out["T70_wholek"] = case(70)
-    out["varlen_wholek"] = case(5 + 1 + 66, lens=[5, 1, 66], seed=2)
-    out["strong_decay_wholek"] = case(40, g_range=(-20.0, -10.0), seed=3)
+    # one key block per backward kernel (the GPU rows' case for K <= 128)
+    out["T70_wholek"] = case(70, tuning=BASE)
+    out["varlen_wholek"] = case(5 + 1 + 66, lens=[5, 1, 66], seed=2, tuning=BASE)
+    out["strong_decay_wholek"] = case(40, g_range=(-20.0, -10.0), seed=3, tuning=BASE)
     # WY over two key blocks (K = V = 32, blocks of 16): each block's tiles loaded before its stores (the
-    # default), and stored as they load (WY_LOADS_FIRST off)
-    chunk_fwd.WY_LOADS_FIRST, chunk_fwd.WY_BK = True, 16
-    out["wy_loads_first"] = case(70, K=32, V=32, seed=5)
-    chunk_fwd.WY_LOADS_FIRST = False
-    out["wy_stores_in_order"] = case(70, K=32, V=32, seed=5)
+    # GPU rows' setting), and stored as they load
+    wy16 = replace(SPLIT_K, wy_block_k=16)
+    out["wy_loads_first"] = case(70, K=32, V=32, seed=5, tuning=replace(wy16, wy_loads_first=True))
+    out["wy_stores_in_order"] = case(70, K=32, V=32, seed=5, tuning=replace(wy16, wy_loads_first=False))
+    # no row given: the table's interpreter row is looked up by shape
+    out["table_row"] = case(33, N=2, seed=6, tuning=None)
     print(json.dumps(out))

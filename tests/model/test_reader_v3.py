@@ -30,7 +30,9 @@ from gdn2_model.reader_v3 import (  # noqa: E402
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("reader_v3_train", ROOT / "bench" / "reader_v3_train.py")
+_spec = importlib.util.spec_from_file_location(
+    "reader_v3_train", ROOT / "bench" / "model" / "reader_v3_train.py"
+)
 rt = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rt)
 
@@ -241,3 +243,22 @@ def test_overfit_four_samples_drives_span_loss_down():
     q, text, ans = data[0]
     pieces = [ContextPiece(text, "doc"), ContextPiece("Unrelated words.", "other")]
     assert r.extract_spans(q, pieces, k=1)[0].text == ans
+
+
+def test_minilm_copy_without_trained_layers_loads_and_checks(net_tok, tmp_path):
+    """A copy without the layers a checkpoint trains loads; a copy missing anything else is refused."""
+    from gdn2_model.reader_v3 import load_base
+
+    info = rt.export_minilm(tmp_path / "base4", omit_from_layer=4)
+    assert info["bytes"] < 40e6  # the full fp16 copy is ~45 MB
+    index = json.loads((tmp_path / "base4" / "minilm_split.json").read_text())
+    assert index["omitted"] == ["encoder.layer.4.", "encoder.layer.5."]
+    base, _ = load_base(tmp_path / "base4")
+    full, _ = load_base()
+    a, b = base.state_dict(), full.state_dict()
+    w = "encoder.layer.3.attention.self.query.weight"
+    assert torch.allclose(a[w], b[w], atol=1e-3)  # fp16 copy of a kept layer
+    index["omitted"] = ["encoder.layer.5."]  # layer 4 is absent but no longer declared omitted
+    (tmp_path / "base4" / "minilm_split.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="does not match"):
+        load_base(tmp_path / "base4")

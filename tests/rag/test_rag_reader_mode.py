@@ -132,9 +132,9 @@ def test_reader_on_cuda_cites_truthfully(tmp_path, fake_index, tiny_checkpoint):
     )
 
 
-def test_default_budget_is_100k_but_16k_for_a_reader_on_cpu(tmp_path, fake_index, tiny_checkpoint):
+def test_default_budget_is_100k_but_4k_for_a_reader_on_cpu(tmp_path, fake_index, tiny_checkpoint):
     on_cpu = RAG(tmp_path, index=fake_index, config=RAGConfig(model_path=str(tiny_checkpoint), device="cpu"))
-    assert on_cpu.ask("How much notice is needed to terminate?").context_budget == 16_000
+    assert on_cpu.ask("How much notice is needed to terminate?").context_budget == 4_000
     no_reader = RAG(tmp_path, index=fake_index, config=RAGConfig(use_reader=False))
     answer = no_reader.ask("How much notice is needed to terminate?")
     assert answer.context_budget == 100_000 and answer.to_dict()["context"]["budget"] == 100_000

@@ -101,7 +101,7 @@ class RayEngine:
         self._started = False
 
     def _connect(self):
-        if self._ray is not None:
+        if self._ray is not None and self.workers:
             return self._ray
         try:
             import ray
@@ -111,8 +111,11 @@ class RayEngine:
         if not ray.is_initialized():
             local = {}
             if self.cfg.engine_address is None:
-                # a Ray on this machine: as many CPUs as asked for, at least the machine's
+                # a Ray on this machine: as many CPUs as asked for, at least the machine's; workers at
+                # the caller's priority (Ray's default niceness of 15 leaves them only idle cycles, so
+                # on a busy machine 2 workers embedded no faster than 1: bench/results/scale.md)
                 local["num_cpus"] = max(self.cfg.engine_workers or 0, os.cpu_count() or 1)
+                local["_system_config"] = {"worker_niceness": 0}
             try:
                 ray.init(
                     address=self.cfg.engine_address, include_dashboard=False, log_to_driver=False,
@@ -122,6 +125,8 @@ class RayEngine:
                 where = self.cfg.engine_address or "a local Ray"
                 raise EngineError(f"cannot start the Ray engine on {where}: {exc}") from exc
             self._started = True
+        # set before the checks below, so that close() shuts down a Ray started here even when they fail
+        self._ray = ray
         logging.getLogger("ray.data").setLevel(logging.ERROR)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
@@ -129,12 +134,12 @@ class RayEngine:
         res = ray.cluster_resources()
         cpus = int(res.get("CPU", 0))
         self.gpus = int(res.get("GPU", 0)) if self.cfg.device != "cpu" else 0
-        self.workers = self.cfg.engine_workers or max(1, cpus)
-        if self.workers > cpus:
+        workers = self.cfg.engine_workers or max(1, cpus)
+        if workers > cpus:
             raise EngineError(
-                f"engine_workers={self.workers} but the Ray cluster has {cpus} CPUs; ask for at most {cpus}"
+                f"engine_workers={workers} but the Ray cluster has {cpus} CPUs; ask for at most {cpus}"
             )
-        self._ray = ray
+        self.workers = workers
         return ray
 
     def load_chunk(self, jobs: list[FileJob], on_done: Callable[[int], None]) -> list[FileChunks]:

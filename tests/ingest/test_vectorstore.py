@@ -14,6 +14,9 @@ import pytest
 from gdn2_ingest.vectorstores import Where, open_store
 from gdn2_ingest.vectorstores.base import path_keys
 
+# embedded Qdrant warns that it always searches exactly (which is what these tests want)
+pytestmark = pytest.mark.filterwarnings("ignore:Local mode performs exact:UserWarning")
+
 N, DIM, K = 10_000, 384, 10
 DOMAINS = ("legal", "support", "code")
 HAVE_QDRANT = importlib.util.find_spec("qdrant_client") is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 DEFAULT_CONTEXT_TOKENS = 100_000
-# the reader on CPU reads ~2k tokens/s on two cores (bench/results/rag.md): 100k tokens would take a minute.
+# the reader's read stage on CPU runs at ~850 tokens/s on two idle cores (README): 100k tokens take minutes.
 # 4k: on the hand-written dev set the readers score the same from 4k to 100k tokens (bench/results/reader.md)
 CPU_READER_CONTEXT_TOKENS = 4_000
 
@@ -22,7 +22,7 @@ class RAGConfig:
         dedup_threshold: Jaccard similarity of word 5-shingles above which a chunk is a near-duplicate
             of a better-ranked one and is dropped (1.0 keeps everything but exact copies).
         context_tokens: reader-token budget for the assembled context; None: 100k, or 4k when the
-            reader runs on CPU (a 100k-token read there takes about a minute).
+            reader runs on CPU (a 100k-token read there takes about two minutes).
         repeat_question: lay the question out again after the context ("read twice"): the reader reads
             <|question|> question a second time before <|answer|> (gdn2_model.prompt.build_reader_input),
             and the context budget counts it. Off by default because the shipped checkpoint was trained

@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -296,9 +297,7 @@ def remove_paths(
     with store.IndexLock(index_dir, cfg.lock_timeout, on_wait=notify):
         store.prune(index_dir)
         gen = store.require_generation(index_dir)
-        view = LiveView.open(index_dir, gen, store.read_manifest(gen))
-        made: list[Path] = []
-        try:
+        with _building_on(index_dir, gen) as (view, made):
             roots = [Path(p).expanduser().absolute() for p in paths]
             gone = []
             for r in roots:
@@ -315,14 +314,24 @@ def remove_paths(
                                                      view.next_ids(), full=set(), made=made)  # fmt: skip
             report.chunks_total = counts["chunks"]
             report.changed = True
-        except BaseException:
-            view.close()
-            discard(index_dir, made)
-            raise
-        view.close()
         auto_compact(index_dir, report, cfg.max_segments, cfg.max_deleted_fraction, _exact_max(view))
     report.seconds = time.perf_counter() - t0
     return report
+
+
+@contextmanager
+def _building_on(index_dir: Path, gen: Path, check: bool = True) -> Iterator[tuple[LiveView, list[Path]]]:
+    """The live view a new generation is built on, and the list of folders written for it. A failure
+    deletes those folders (the live generation stays what it was); the view is closed either way."""
+    view = LiveView.open(index_dir, gen, store.read_manifest(gen), check=check)
+    made: list[Path] = []
+    try:
+        yield view, made
+    except BaseException:
+        view.close()
+        discard(index_dir, made)
+        raise
+    view.close()
 
 
 def auto_compact(index_dir: Path, report: IngestReport, max_segments: int, max_deleted_fraction: float,
@@ -333,29 +342,27 @@ def auto_compact(index_dir: Path, report: IngestReport, max_segments: int, max_d
     up when a write fails for want of space), which `report.disk["compaction_skipped"]` says; the
     next update tries again."""
     gen = store.require_generation(index_dir)
-    view = LiveView.open(index_dir, gen, store.read_manifest(gen), check=False)
-    made: list[Path] = []
     try:
-        plan = plan_compaction(view, max_segments, max_deleted_fraction)
-        if plan is None:
-            return
-        # the merged segment is at most as big as the segments it replaces
-        need = sum(store.tree_bytes(s.folder) for s in view.segments[plan[0] : plan[1]])
-        free = store.free_bytes(index_dir)
-        if free < need:
-            report.disk["compaction_skipped"] = f"needs about {store.human(need)}, {store.human(free)} free"
-            return
-        ts = time.perf_counter()
-        report.generation, _ = compact_run(index_dir, view, *plan, exact_max, made)
-        report.stage_seconds["compact"] = time.perf_counter() - ts
-        report.compacted = plan[1] - plan[0]
+        with _building_on(index_dir, gen, check=False) as (view, made):
+            plan = plan_compaction(view, max_segments, max_deleted_fraction)
+            if plan is None:
+                return
+            # the merged segment is at most as big as the segments it replaces
+            need = sum(store.tree_bytes(s.folder) for s in view.segments[plan[0] : plan[1]])
+            free = store.free_bytes(index_dir)
+            if free < need:
+                report.disk["compaction_skipped"] = (
+                    f"needs about {store.human(need)}, {store.human(free)} free"
+                )
+                return
+            ts = time.perf_counter()
+            report.generation, _ = compact_run(index_dir, view, *plan, exact_max, made)
+            report.stage_seconds["compact"] = time.perf_counter() - ts
+            report.compacted = plan[1] - plan[0]
     except BaseException as exc:
-        discard(index_dir, made)
         if not store.is_disk_error(exc):
             raise
         report.disk["compaction_skipped"] = store.disk_reason(exc)
-    finally:
-        view.close()
 
 
 def _exact_max(view: LiveView) -> int:
@@ -376,9 +383,7 @@ def compact_index(index_dir: str | os.PathLike, config: IngestConfig | None = No
     with store.IndexLock(index_dir, cfg.lock_timeout, on_wait=notify):
         store.prune(index_dir)
         gen = store.require_generation(index_dir)
-        view = LiveView.open(index_dir, gen, store.read_manifest(gen))
-        made: list[Path] = []
-        try:
+        with _building_on(index_dir, gen) as (view, made):
             report.generation = gen.name
             report.chunks_total = view.counts()["chunks"]
             if len(view.segments) > 1 or view.tomb.n_dead():
@@ -387,10 +392,5 @@ def compact_index(index_dir: str | os.PathLike, config: IngestConfig | None = No
                 report.compacted = len(view.segments)
                 report.chunks_removed = view.tomb.n_dead()
                 report.changed = True
-        except BaseException:
-            discard(index_dir, made)
-            raise
-        finally:
-            view.close()
     report.seconds = time.perf_counter() - t0
     return report

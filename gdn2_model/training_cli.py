@@ -121,6 +121,22 @@ def add_train_arguments(t: argparse.ArgumentParser) -> None:
     )
 
 
+def train_from_args(a: argparse.Namespace, **overrides) -> dict:
+    """`train_run` with the flags of `add_train_arguments`; `overrides` replace or add keywords (DDP)."""
+    kw = dict(
+        steps=a.steps,
+        resume=a.resume,
+        device=a.device,
+        export=a.export,
+        arch=a.arch,
+        num_workers=a.num_workers,
+        seed=a.seed,
+        max_minutes=a.max_minutes,
+        stop_at=a.stop_at,
+    )
+    return train_run(a.config, a.data, a.out, **{**kw, **overrides})
+
+
 def run_cli(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gdn2_model.train", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -143,19 +159,5 @@ def run_cli(argv: list[str] | None = None) -> int:
     if a.cmd == "prepare":
         print(json.dumps(prepare(a.out, a.vocab_size, a.seed, a.scale), indent=2))
         return 0
-    res = train_run(
-        a.config,
-        a.data,
-        a.out,
-        steps=a.steps,
-        resume=a.resume,
-        device=a.device,
-        export=a.export,
-        arch=a.arch,
-        num_workers=a.num_workers,
-        seed=a.seed,
-        max_minutes=a.max_minutes,
-        stop_at=a.stop_at,
-    )
-    print(json.dumps(res))
+    print(json.dumps(train_from_args(a)))
     return 0

@@ -152,6 +152,22 @@ def quiet_transformers() -> Iterator[None]:
             (hub_utils.disable_progress_bars if hub_bars_off else hub_utils.enable_progress_bars)()
 
 
+def choose_span(spans: list, ranks: list[int] | None, retrieval_prior: float) -> ReadSpan:
+    """The answer among a reader's spans (best first): the first, or with `ranks` the one
+    `fuse_reader_spans` picks; as a ReadSpan."""
+    if not spans:
+        raise ValueError("no context text to read: every piece is empty")
+    span = spans[0] if ranks is None else fuse_reader_spans(spans, ranks, retrieval_prior)
+    return ReadSpan(
+        piece_index=int(span.piece_index),
+        char_start=int(span.char_start),
+        char_end=int(span.char_end),
+        text=span.text,
+        score=float(span.score),
+        generated=getattr(span, "generated", None),
+    )
+
+
 class ReaderRuntime:
     """One reader per process-lifetime `RAG`; `extract` calls are serialised by a lock.
 
@@ -321,25 +337,15 @@ class ReaderRuntime:
                 span = self._reader.extract(
                     question, pieces, max_answer_tokens=max_answer_tokens, repeat_question=repeat_question
                 )
-            else:
-                spans = self._reader.extract_spans(
-                    question,
-                    pieces,
-                    k=FUSION_CANDIDATES,
-                    max_answer_tokens=max_answer_tokens,
-                    repeat_question=repeat_question,
-                )
-                if not spans:
-                    raise ValueError("no context text to read: every piece is empty")
-                span = fuse_reader_spans(spans, ranks, retrieval_prior)
-        return ReadSpan(
-            piece_index=int(span.piece_index),
-            char_start=int(span.char_start),
-            char_end=int(span.char_end),
-            text=span.text,
-            score=float(span.score),
-            generated=getattr(span, "generated", None),
-        )
+                return choose_span([span], None, 0.0)
+            spans = self._reader.extract_spans(
+                question,
+                pieces,
+                k=FUSION_CANDIDATES,
+                max_answer_tokens=max_answer_tokens,
+                repeat_question=repeat_question,
+            )
+        return choose_span(spans, ranks, retrieval_prior)
 
     @property
     def can_generate(self) -> bool:

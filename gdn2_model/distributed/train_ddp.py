@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from gdn2_model.distributed.ddp import DistributedTrainer
-from gdn2_model.training_cli import add_train_arguments, train_run
+from gdn2_model.training_cli import add_train_arguments, train_from_args
 
 
 def _quiet(*_args, **_kw) -> None:
@@ -39,19 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     dist.init_process_group("nccl" if cuda else "gloo")
     main_rank = dist.get_rank() == 0
     try:
-        res = train_run(
-            a.config,
-            a.data,
-            a.out,
-            steps=a.steps,
-            resume=a.resume,
+        res = train_from_args(
+            a,
             device=f"cuda:{local_rank}" if cuda else "cpu",
             export=a.export if main_rank else None,
-            arch=a.arch,
-            num_workers=a.num_workers,
-            seed=a.seed,
-            max_minutes=a.max_minutes,
-            stop_at=a.stop_at,
             log=print if main_rank else _quiet,
             trainer_cls=DistributedTrainer,
         )

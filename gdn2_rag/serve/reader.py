@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from gdn2_rag.batching import BatchSettings, MicroBatcher
 from gdn2_rag.config import RAGConfig
-from gdn2_rag.fusion import fuse_reader_spans
-from gdn2_rag.reading import FUSION_CANDIDATES, ReaderRuntime, ReadSpan
+from gdn2_rag.reading import FUSION_CANDIDATES, ReaderRuntime, ReadSpan, choose_span
 
 
 class BatchedReaderRuntime(ReaderRuntime):
@@ -77,13 +76,4 @@ class BatchedReaderRuntime(ReaderRuntime):
         start, end = self.batcher.submit_threadsafe(ri)
         k = 1 if ranks is None else FUSION_CANDIDATES
         spans = reader.spans(ri, pieces, start, end, k=k, max_answer_tokens=max_answer_tokens)
-        if not spans:
-            raise ValueError("no context text to read: every piece is empty")
-        span = spans[0] if ranks is None else fuse_reader_spans(spans, ranks, retrieval_prior)
-        return ReadSpan(
-            piece_index=int(span.piece_index),
-            char_start=int(span.char_start),
-            char_end=int(span.char_end),
-            text=span.text,
-            score=float(span.score),
-        )
+        return choose_span(spans, ranks, retrieval_prior)

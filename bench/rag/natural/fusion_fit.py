@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gdn2_rag.evidence import LEXICAL_WEIGHT, RANK_PENALTY
+
 A_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
 B_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5)
 FOLDS = 5
@@ -26,7 +28,13 @@ FOLDS = 5
 def pick(row: dict, a: float, b: float) -> int | None:
     best, arg = -1e9, None
     for i, c in enumerate(row["cands"]):
-        s = c["cos"] + 0.15 * c["lex"] - 0.02 * c["rank"] + a * c["line"] + b * (c["span"] or 0.0)
+        s = (
+            c["cos"]
+            + LEXICAL_WEIGHT * c["lex"]
+            - RANK_PENALTY * c["rank"]
+            + a * c["line"]
+            + b * (c["span"] or 0.0)
+        )
         if s > best:
             best, arg = s, i
     return arg

@@ -17,12 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench" / "natural"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fusion_fit import accuracy  # noqa: E402
 from reader_replay import _fingerprint, _questions, _rag, _Span  # noqa: E402
 
 
@@ -110,22 +109,7 @@ def main() -> None:
             }
         )
     Path(args.out).write_text(json.dumps(rows))
-    base = [
-        max(
-            range(len(x["cands"])),
-            key=lambda i: x["cands"][i]["cos"] + 0.15 * x["cands"][i]["lex"] - 0.02 * x["cands"][i]["rank"],
-        )
-        if x["cands"]
-        else None
-        for x in rows
-    ]
-    acc = np.mean(
-        [
-            bool(b is not None and x["cands"][b]["ok"])
-            for x, b in zip(rows, base, strict=True)
-            if x["answerable"]
-        ]  # fmt: skip
-    )
+    acc = accuracy([x for x in rows if x["answerable"]], 0.0, 0.0)
     print(f"{len(rows)} questions; semantic evidence ans+cite (candidate-level) {acc:.3f} -> {args.out}")
 
 

@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from fusion_fit import pick
 
 BINS = 10
 FOLDS = 5
@@ -31,7 +32,7 @@ def evidence_rows(path: str) -> dict[str, tuple[float, bool]]:
     for r in json.loads(Path(path).read_text()):
         if not r["answerable"] or not r["cands"]:
             continue
-        best = max(r["cands"], key=lambda c: c["cos"] + 0.15 * c["lex"] - 0.02 * c["rank"])
+        best = r["cands"][pick(r, 0.0, 0.0)]
         out[r["question"]] = (best["cos"], bool(best["ok"]))
     return out
 

@@ -243,16 +243,18 @@ def make_batch(samples: list[V3Sample], tok, cfg: ReaderV3Config) -> tuple[dict,
 class BatchStream(torch.utils.data.IterableDataset):
     """Endless batches of ~batch_tokens context tokens, lengths drawn log-uniform in [min_len, max_len]."""
 
-    def __init__(self, docs, tok, cfg, batch_tokens, min_len, max_len, seed, p_unanswerable=0.2):
+    def __init__(
+        self, docs, tok, cfg, batch_tokens, min_len, max_len, seed, p_unanswerable=0.2, p_retrieved=0.0
+    ):
         self.docs, self.tok, self.cfg = docs, tok, cfg
         self.batch_tokens, self.min_len, self.max_len, self.seed = batch_tokens, min_len, max_len, seed
-        self.p_unans = p_unanswerable
+        self.p_unans, self.p_retrieved = p_unanswerable, p_retrieved
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         wid = info.id if info else 0
         rng = random.Random(self.seed * 7919 + wid)
-        maker = V3SampleMaker(self.docs, p_unanswerable=self.p_unans)
+        maker = V3SampleMaker(self.docs, p_unanswerable=self.p_unans, p_retrieved=self.p_retrieved)
         while True:
             T = int(math.exp(rng.uniform(math.log(self.min_len), math.log(self.max_len))))
             B = max(1, self.batch_tokens // T)
@@ -390,7 +392,10 @@ def train(a: argparse.Namespace) -> dict:
             f.write(json.dumps(rec) + "\n")
         print(json.dumps(rec), flush=True)
 
-    stream = BatchStream(docs, tok, cfg, a.batch_tokens, a.min_len, a.max_len, seed=a.seed * 1000003 + step)
+    stream = BatchStream(
+        docs, tok, cfg, a.batch_tokens, a.min_len, a.max_len, seed=a.seed * 1000003 + step,
+        p_retrieved=a.p_retrieved,
+    )  # fmt: skip
     loader = torch.utils.data.DataLoader(
         stream,
         batch_size=None,
@@ -601,6 +606,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gdn-layers", type=int, default=3)
     p.add_argument("--frozen-layers", type=int, default=4)
     p.add_argument("--window-tokens", type=int, default=200)
+    p.add_argument(
+        "--p-retrieved", type=float, default=0.0,
+        help="share of contexts laid out as keyword retrieval ranks them (hard distractors, gold at rank)",
+    )  # fmt: skip
     p.add_argument("--workers", type=int, default=min(8, max(0, (os.cpu_count() or 1) - 2)))
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--save-every", type=int, default=200)

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gdn2_model.data import qa as qa1
+from gdn2_model.data.chunk_bm25 import ChunkBM25
 from gdn2_model.data.corpus import Document
 from gdn2_model.data.sample import chunk_text
 from gdn2_model.prompt import ContextPiece
@@ -616,18 +617,34 @@ class V3SampleMaker:
     """Samples of ~target_tokens MiniLM tokens: evidence chunk among same-document and same-domain chunks."""
 
     def __init__(
-        self, docs: Sequence[Document], chunk_chars: int = 1000, p_unanswerable: float = 0.2
+        self,
+        docs: Sequence[Document],
+        chunk_chars: int = 1000,
+        p_unanswerable: float = 0.2,
+        p_retrieved: float = 0.0,
     ) -> None:
         if not docs:
             raise ValueError("V3SampleMaker needs at least one document")
+        if not 0.0 <= p_retrieved <= 1.0:
+            raise ValueError(f"p_retrieved must be in [0, 1], got {p_retrieved}")
         self.docs = list(docs)
         self.chunk_chars = chunk_chars
         self.p_unanswerable = p_unanswerable
+        self.p_retrieved = p_retrieved
         self._chunks = [chunk_text(d.text, chunk_chars) for d in self.docs]
         self.by_domain: dict[str, list[int]] = {}
         for i, d in enumerate(self.docs):
             if self._chunks[i]:
                 self.by_domain.setdefault(d.domain, []).append(i)
+        self._flat = [(di, ci) for di, cs in enumerate(self._chunks) for ci in range(len(cs))]
+        self._bm25: ChunkBM25 | None = None  # built at the first retrieved layout (a few seconds)
+
+    def retrieved(self, question: str, k: int) -> list[tuple[int, int]]:
+        """(doc, chunk) of the k chunks a keyword retriever ranks best for `question`, best first."""
+        if self._bm25 is None:
+            self._bm25 = ChunkBM25([self.piece(di, ci).header + "\n" + self.piece(di, ci).text
+                                    for di, ci in self._flat])  # fmt: skip
+        return [self._flat[i] for i in self._bm25.search(question, k)]
 
     def piece(self, di: int, ci: int) -> ContextPiece:
         d = self.docs[di]
@@ -653,68 +670,108 @@ class V3SampleMaker:
             kind = rng.choices(kinds, weights=[KIND_WEIGHT.get(k, 1.0) for k in kinds])[0]
             di, ci, qa = rng.choice([c for c in cands if c[2].kind == kind])
             ev = self.piece(di, ci)
-            answer_text = ev.text[qa.start : qa.end]
             budget = target_tokens * CHARS_PER_TOKEN_V3 - len(ev.text)
-            pieces: list[ContextPiece] = []
-            own = [j for j in range(len(self._chunks[di])) if j != ci]
-            rng.shuffle(own)
-            pool = self.by_domain[dom]
-            n_own = rng.randint(0, 3)
-            guard = 0
-            while budget > 0 and guard < 400:
-                guard += 1
-                if own and n_own > 0:
-                    p, n_own = self.piece(di, own.pop()), n_own - 1
-                else:
-                    dj = (
-                        pool[rng.randrange(len(pool))]
-                        if rng.random() < 0.85
-                        else rng.randrange(len(self.docs))
-                    )
-                    if dj == di or not self._chunks[dj]:
-                        continue
-                    p = self.piece(dj, rng.randrange(len(self._chunks[dj])))
-                pieces.append(p)
-                budget -= len(p.text) + len(p.header)
-            unans = rng.random() < self.p_unanswerable
-            doc_title = self.docs[di].title
-            if unans:
-                # the gold document leaves the context, and so does any piece quoting a distinctive answer
-                pieces = [
-                    p
-                    for p in pieces
-                    if not p.header.startswith(doc_title + " (")
-                    and not (len(answer_text) >= 6 and answer_text in p.text)
-                ]
-                if not pieces:
+            if rng.random() < self.p_retrieved:
+                got = self._retrieved_layout(rng, qa.question, di, ci, budget)
+                if got is None:
                     continue
-                return V3Sample(
-                    qa.question,
-                    pieces,
-                    None,
-                    [],
-                    qa.kind,
-                    dom,
-                    self.docs[di].doc_id,
-                    "",
-                    {"unanswerable": True},
-                )
-            pos = rng.randint(0, len(pieces))
-            pieces.insert(pos, ev)
-            evidence = [(pos, qa.start, qa.end)] + [(pos, s, e) for s, e in qa.cues]
-            s = V3Sample(
+                pieces, pos = got
+            else:
+                pieces, pos = self._random_layout(rng, di, ci, dom, budget)
+            s = self._finish(rng, qa, di, ci, dom, ev, pieces, pos)
+            if s is not None:
+                return s
+        raise ValueError(f"could not generate a question in {tries} tries (domain {domain!r})")
+
+    def _random_layout(
+        self, rng: random.Random, di: int, ci: int, dom: str, budget: float
+    ) -> tuple[list[ContextPiece], int]:
+        """Distractors drawn at random: 0-3 other chunks of the same document, then chunks of the same
+        domain (85 %) or of any domain; the evidence chunk goes to a random place."""
+        pieces: list[ContextPiece] = []
+        own = [j for j in range(len(self._chunks[di])) if j != ci]
+        rng.shuffle(own)
+        pool = self.by_domain[dom]
+        n_own = rng.randint(0, 3)
+        guard = 0
+        while budget > 0 and guard < 400:
+            guard += 1
+            if own and n_own > 0:
+                p, n_own = self.piece(di, own.pop()), n_own - 1
+            else:
+                dj = pool[rng.randrange(len(pool))] if rng.random() < 0.85 else rng.randrange(len(self.docs))
+                if dj == di or not self._chunks[dj]:
+                    continue
+                p = self.piece(dj, rng.randrange(len(self._chunks[dj])))
+            pieces.append(p)
+            budget -= len(p.text) + len(p.header)
+        return pieces, rng.randint(0, len(pieces))
+
+    def _retrieved_layout(
+        self, rng: random.Random, question: str, di: int, ci: int, budget: float
+    ) -> tuple[list[ContextPiece], int] | None:
+        """Distractors as retrieval would give them: the question's best keyword hits in rank order, and
+        where the evidence chunk goes: its own rank among them (a rank past the context is moved to a
+        random place in the first ten, since a user's retriever fuses a dense ranking too)."""
+        hits = self.retrieved(question, 120)
+        rank = next((r for r, h in enumerate(hits) if h == (di, ci)), None)
+        pieces: list[ContextPiece] = []
+        for dj, cj in hits:
+            if budget <= 0:
+                break
+            if (dj, cj) == (di, ci):
+                continue
+            p = self.piece(dj, cj)
+            pieces.append(p)
+            budget -= len(p.text) + len(p.header)
+        if not pieces:
+            return None
+        pos = rank if rank is not None and rank <= len(pieces) else rng.randint(0, min(10, len(pieces)))
+        return pieces, pos
+
+    def _finish(
+        self, rng: random.Random, qa: QA, di: int, ci: int, dom: str, ev: ContextPiece,
+        pieces: list[ContextPiece], pos: int,
+    ) -> V3Sample | None:  # fmt: skip
+        """The sample with the evidence chunk at `pos`, or (p_unanswerable) without its document."""
+        answer_text = ev.text[qa.start : qa.end]
+        # a piece quoting a distinctive answer elsewhere (a sibling package's identical copyright file)
+        # would mark a right answer wrong: it leaves the context
+        quotes = [len(answer_text) >= 6 and answer_text in p.text for p in pieces]
+        pos -= sum(quotes[:pos])
+        pieces = [p for p, q in zip(pieces, quotes, strict=True) if not q]
+        unans = rng.random() < self.p_unanswerable
+        doc_title = self.docs[di].title
+        if unans:
+            # the gold document leaves the context too
+            pieces = [p for p in pieces if not p.header.startswith(doc_title + " (")]
+            if not pieces:
+                return None
+            return V3Sample(
                 qa.question,
                 pieces,
-                (pos, qa.start, qa.end),
-                evidence,
+                None,
+                [],
                 qa.kind,
                 dom,
                 self.docs[di].doc_id,
-                answer_text,
+                "",
+                {"unanswerable": True},
             )
-            s.check()
-            return s
-        raise ValueError(f"could not generate a question in {tries} tries (domain {domain!r})")
+        pieces.insert(pos, ev)
+        evidence = [(pos, qa.start, qa.end)] + [(pos, s, e) for s, e in qa.cues]
+        s = V3Sample(
+            qa.question,
+            pieces,
+            (pos, qa.start, qa.end),
+            evidence,
+            qa.kind,
+            dom,
+            self.docs[di].doc_id,
+            answer_text,
+        )
+        s.check()
+        return s
 
 
 # ------------------------------------------------------------------------------------------- exclusions

@@ -37,7 +37,12 @@ _Q_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 _MONTH = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
 _C_RULES: dict[str, re.Pattern[str]] = {
     "date": re.compile(rf"\b(1[89]\d\d|20\d\d)\b|\b{_MONTH}\s+\d|\d\s+{_MONTH}", re.IGNORECASE),
-    "number": re.compile(r"\d"),
+    "number": re.compile(
+        r"\d|\b(two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+        r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|"
+        r"hundred|thousand|million|twice)\b",
+        re.IGNORECASE,
+    ),
     "person": re.compile(
         r"\b(written|developed|maintained|created|authored) by\b|\bcopyright\b|\bauthors?\b|"
         r"\b[A-Z][a-z]+ [A-Z][a-z]+\b|\b(Inc|Ltd|Foundation|University|Corporation)\b"

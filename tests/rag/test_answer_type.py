@@ -34,6 +34,7 @@ def test_type_match_counts_the_kinds_a_sentence_holds():
     assert type_match(number_default, "SMTP_SSL_PORT = 465") == 1.0  # a code assignment is a default value
     assert type_match(number_default, "Specifies the number of password prompts.") == 0.0
     assert type_match(frozenset({"number", "date"}), "retries 5 times") == 0.5
+    assert type_match(frozenset({"number"}), "with ninety days of written notice") == 1.0
     assert type_match(frozenset({"date"}), "Version 2.1, February 1999") == 1.0
     assert type_match(frozenset({"date"}), "Version 2.1 of the license") == 0.0
     assert type_match(frozenset({"person"}), "Written by Mike Haertel and Paul Eggert.") == 1.0

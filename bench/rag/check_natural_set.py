@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Validate the hand-written natural-question evaluation sets.
 
-Checks bench/data/natural_dev.jsonl and bench/data/natural_final.jsonl
-(stdlib only):
+Checks bench/data/natural_dev.jsonl, bench/data/natural_final.jsonl and,
+when present, bench/data/natural_holdout.jsonl (stdlib only):
 
   * every line is a JSON object with the fields id, question, answers,
     source, domain, evidence, style, of the right types and values;
-  * ids are unique, questions are unique (within and across the two files);
+  * ids are unique, questions are unique (within and across all the files);
   * per-domain counts: dev >= 50 answerable + >= 10 unanswerable per domain,
-    final >= 20 answerable + >= 5 unanswerable per domain; dev draws on
-    >= 10 distinct source files per domain;
+    final >= 20 answerable + >= 5 unanswerable per domain, holdout >= 20
+    answerable + >= 4 unanswerable per domain; dev draws on >= 10 and holdout
+    on >= 8 distinct source files per domain;
+  * ids look like <domain>-NNN / <domain>-uNNN (holdout: hold-<domain>-NNN /
+    hold-<domain>-uNNN);
   * every answer string occurs verbatim (case-insensitive, whitespace
     normalised) in the source file's text.  Man pages (*.gz under a man
     directory) are compared against the rendered text
@@ -21,9 +24,13 @@ Checks bench/data/natural_dev.jsonl and bench/data/natural_final.jsonl
   * no question shares more than 60% of its content words with its evidence
     line (keeps the wording natural rather than copied);
   * bench/data/natural_docs.txt (if present) lists exactly the sorted distinct
-    sources of both sets.
+    sources of dev and final; the holdout's sources must be a subset of it
+    (the holdout adds no new documents).
 
-Usage: python3 bench/rag/check_natural_set.py [DEV_JSONL FINAL_JSONL]
+The holdout file (written blind, asked once) is optional: when it is absent
+the check is skipped with a note; when present it obeys the same rules.
+
+Usage: python3 bench/rag/check_natural_set.py [DEV_JSONL FINAL_JSONL [HOLDOUT_JSONL]]
 Exit status 0 when everything passes, 1 otherwise.
 """
 
@@ -64,8 +71,10 @@ FIELDS = {
 MIN_COUNTS = {  # file kind -> (answerable per domain, unanswerable per domain)
     "dev": (50, 10),
     "final": (20, 5),
+    "holdout": (20, 4),
 }
-MIN_DEV_DOCS_PER_DOMAIN = 10
+MIN_DOCS_PER_DOMAIN = {"dev": 10, "holdout": 8}  # file kind -> distinct sources per domain
+ID_PREFIX = {"dev": "", "final": "", "holdout": "hold-"}
 MAX_OVERLAP = 0.60
 STDLIB = sysconfig.get_paths()["stdlib"]
 
@@ -274,7 +283,7 @@ def load(path, errors):
     return items
 
 
-def check_item(path, n, o, errors, offenders):
+def check_item(path, n, o, errors, offenders, id_prefix=""):
     where = f"{os.path.basename(path)}:{n} ({o.get('id')})"
     missing = set(FIELDS) - set(o)
     extra = set(o) - set(FIELDS)
@@ -291,15 +300,15 @@ def check_item(path, n, o, errors, offenders):
         errors.append(f"{where}: bad domain {o['domain']!r}")
     if o["style"] not in STYLES:
         errors.append(f"{where}: bad style {o['style']!r}")
-    if not re.fullmatch(rf"{re.escape(o['domain'])}-u?\d{{3}}", o["id"]):
-        errors.append(f"{where}: id does not look like <domain>-NNN / <domain>-uNNN")
+    if not re.fullmatch(rf"{re.escape(id_prefix + o['domain'])}-u?\d{{3}}", o["id"]):
+        errors.append(f"{where}: id does not look like {id_prefix}<domain>-NNN / {id_prefix}<domain>-uNNN")
     if not o["question"].strip().endswith("?"):
         errors.append(f"{where}: question does not end with '?'")
     if o["style"] == "unanswerable":
         if o["answers"] or o["source"] is not None or o["evidence"]:
             errors.append(f"{where}: unanswerable item must have answers=[], source=null, evidence=''")
-        if not o["id"].startswith(o["domain"] + "-u"):
-            errors.append(f"{where}: unanswerable id should be <domain>-uNNN")
+        if not o["id"].startswith(id_prefix + o["domain"] + "-u"):
+            errors.append(f"{where}: unanswerable id should be {id_prefix}<domain>-uNNN")
         return True
     if not o["answers"] or not all(isinstance(a, str) and a.strip() for a in o["answers"]):
         errors.append(f"{where}: answers must be a non-empty list of non-empty strings")
@@ -353,12 +362,17 @@ def check_item(path, n, o, errors, offenders):
 def main(argv):
     dev = argv[1] if len(argv) > 1 else os.path.join(DATA, "natural_dev.jsonl")
     final = argv[2] if len(argv) > 2 else os.path.join(DATA, "natural_final.jsonl")
+    holdout = argv[3] if len(argv) > 3 else os.path.join(DATA, "natural_holdout.jsonl")
     docs_file = os.path.join(os.path.dirname(dev), "natural_docs.txt")
     errors, offenders = [], []
     all_questions = {}
     all_ids = {}
     all_sources = set()
-    for kind, path in (("dev", dev), ("final", final)):
+    holdout_sources = set()
+    for kind, path in (("dev", dev), ("final", final), ("holdout", holdout)):
+        if kind == "holdout" and not os.path.exists(path):
+            print(f"note: {path} not found (holdout check skipped)")
+            continue
         if not os.path.exists(path):
             errors.append(f"missing file {path}")
             continue
@@ -367,7 +381,7 @@ def main(argv):
         styles = Counter()
         docs = defaultdict(set)
         for n, o in items:
-            if not check_item(path, n, o, errors, offenders):
+            if not check_item(path, n, o, errors, offenders, ID_PREFIX[kind]):
                 continue
             key = norm(o["question"])
             if key in all_questions:
@@ -384,7 +398,7 @@ def main(argv):
             styles[o["style"]] += 1
             if not unans:
                 docs[o["domain"]].add(o["source"])
-                all_sources.add(o["source"])
+                (holdout_sources if kind == "holdout" else all_sources).add(o["source"])
         need_ans, need_un = MIN_COUNTS[kind]
         for d in DOMAINS:
             if counts[(d, False)] < need_ans:
@@ -395,10 +409,9 @@ def main(argv):
                 errors.append(
                     f"{kind}: domain {d} has {counts[(d, True)]} unanswerable questions, need >= {need_un}"
                 )
-            if kind == "dev" and len(docs[d]) < MIN_DEV_DOCS_PER_DOMAIN:
-                errors.append(
-                    f"dev: domain {d} uses {len(docs[d])} distinct files, need >= {MIN_DEV_DOCS_PER_DOMAIN}"
-                )
+            need_docs = MIN_DOCS_PER_DOMAIN.get(kind, 0)
+            if len(docs[d]) < need_docs:
+                errors.append(f"{kind}: domain {d} uses {len(docs[d])} distinct files, need >= {need_docs}")
         print(f"{kind}: {len(items)} questions in {path}")
         for d in DOMAINS:
             print(
@@ -416,6 +429,11 @@ def main(argv):
             )
         else:
             print(f"natural_docs.txt: {len(listed)} distinct source files, matches both sets")
+        unlisted = sorted(holdout_sources - set(listed))
+        for src in unlisted:
+            errors.append(f"holdout: source {src} is not listed in {docs_file}")
+        if holdout_sources and not unlisted:
+            print(f"holdout: its {len(holdout_sources)} distinct sources are all listed in natural_docs.txt")
     else:
         print(f"note: {docs_file} not found (skipped)")
     for line in offenders:

@@ -74,15 +74,20 @@ def _candidates(question: str, context: AssembledContext, ranked_chunks: list[in
 
 
 def select_evidence(
-    question: str, context: AssembledContext, ranked_chunks: list[int], embedder=None
+    question: str,
+    context: AssembledContext,
+    ranked_chunks: list[int],
+    embedder=None,
+    answer_types: bool = True,
 ) -> Evidence | None:
-    """The best evidence sentence (see the module docstring); None when the context has no text."""
+    """The best evidence sentence (see the module docstring); None when the context has no text.
+    `answer_types=False` leaves the type term out (RAGConfig.answer_types)."""
     cands = _candidates(question, context, ranked_chunks)
     if not cands:
         return None
     lexical = np.array([c[4] for c in cands], dtype=np.float32)
     ranks = np.array([c[0] for c in cands], dtype=np.float32)
-    kinds = expected_types(question)
+    kinds = expected_types(question) if answer_types else frozenset()
     typed = np.array(
         [type_match(kinds, context.pieces[pi].text[s:e]) for _, pi, s, e, _ in cands], dtype=np.float32
     )

@@ -434,7 +434,13 @@ class RAG:
         semantic = self.config.evidence == "semantic" and self.config.dense_weight > 0
         embedder = getattr(index, "embedder", None) if semantic else None
         with self._index_lock, limited_threads(self.config.retrieval_threads if embedder else None):
-            ev = select_evidence(question, context, [p.chunk_id for p in retrieved.passages], embedder)
+            ev = select_evidence(
+                question,
+                context,
+                [p.chunk_id for p in retrieved.passages],
+                embedder,
+                answer_types=self.config.answer_types,
+            )
         text = context.pieces[ev.piece_index].text[ev.char_start : ev.char_end]
         strength = ev.best_cosine if ev.best_cosine is not None else ev.score
         return ReadSpan(ev.piece_index, ev.char_start, ev.char_end, text, strength)

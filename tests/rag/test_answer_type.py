@@ -42,3 +42,20 @@ def test_type_match_counts_the_kinds_a_sentence_holds():
     assert type_match(frozenset({"path"}), "the password is stored in /etc/shadow instead") == 1.0
     assert type_match(frozenset({"option"}), "  -a, --all  do not ignore entries") == 1.0
     assert type_match(frozenset(), "anything at all, 42") == 0.0
+
+
+def test_typed_evidence_picks_the_sentence_with_the_asked_for_value(tmp_path, fake_index):
+    from gdn2_rag import RAG, RAGConfig
+
+    question = "How many minutes is the reset link e-mail good for?"
+    typed = RAG(tmp_path, index=fake_index, config=RAGConfig(use_reader=False, evidence="lexical"))
+    untyped = RAG(
+        tmp_path,
+        index=fake_index,
+        config=RAGConfig(use_reader=False, evidence="lexical", answer_types=False),
+    )
+    # more of the question's words are in the sentence that sends the link; the number is in the next one
+    assert "e-mail address" in untyped.ask(question, context_tokens=2000).text
+    answer = typed.ask(question, context_tokens=2000)
+    assert "expires after 45 minutes" in answer.text
+    assert answer.citations and answer.citations[0].path.endswith("password.md")

@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--set", required=True)
     ap.add_argument("--out", default=None, help="folder for the JSON reports")
     ap.add_argument("--budget", type=int, default=16000)
-    ap.add_argument("--modes", default="lexical,semantic")
+    ap.add_argument("--modes", default="lexical,semantic", help="also lexical-untyped, semantic-untyped")
     ap.add_argument("--abstain", action="store_true", help="abstain as `rag ask --abstain` does")
     ap.add_argument("--abstain-below", type=float, default=None, help="default: the calibrated value")
     ap.add_argument("--calibrate", action="store_true")
@@ -75,15 +75,21 @@ def main() -> None:
     args = ap.parse_args()
     name = Path(args.set).stem
     for mode in args.modes.split(","):
+        # "<mode>-untyped": the same evidence without answer typing (RAGConfig.answer_types=False)
+        evidence, _, untyped = mode.partition("-")
         cfg = RAGConfig(
-            use_reader=False, evidence=mode, abstain=args.abstain, abstain_below=args.abstain_below
+            use_reader=False,
+            evidence=evidence,
+            answer_types=untyped != "untyped",
+            abstain=args.abstain,
+            abstain_below=args.abstain_below,
         )
         report, strengths, per_q = run(args.index, args.set, cfg, args.budget)
         how = f"abstain below {args.abstain_below or 'calibrated'}" if args.abstain else "no abstention"
         print(f"\n## {name}: {mode} evidence, {how} ({per_q:.2f} s/question)")
         print(format_table(report))
         data = report.to_dict()
-        if args.calibrate and mode == "semantic":
+        if args.calibrate and evidence == "semantic":
             data["calibration"] = calibrate(report, strengths, args.max_abstain)
             print("calibration:", json.dumps(data["calibration"]))
         if args.out:

@@ -149,20 +149,17 @@ class CudaGraphDecoder:
         self.model = model
         self.cache = _clone_cache(cache)
         self.ids = torch.zeros(batch, 1, dtype=torch.long, device=device)
-        # one stream of our own for the warm-up and the capture: what a library keeps per stream (cuBLAS's
-        # workspace) is then made during the warm-up, outside the graph's private memory pool, and no
-        # other graph captured on torch's shared default capture stream can touch it
-        self.stream = torch.cuda.Stream(device)
         with torch.inference_mode():
-            # compile the kernels outside the capture (this advances the copy; restored below)
-            self.stream.wait_stream(torch.cuda.current_stream(device))
-            with torch.cuda.stream(self.stream):
+            # compile / autotune the kernels outside the capture (this advances the copy; restored below)
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
                 for _ in range(warmup):
                     self._forward()
+            torch.cuda.current_stream(device).wait_stream(side)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph, stream=self.stream):
+            with torch.cuda.graph(self.graph):
                 self.logits = self._forward()
-            torch.cuda.current_stream(device).wait_stream(self.stream)
         _copy_cache(self.cache, cache)
 
     def _forward(self) -> torch.Tensor:

@@ -4,10 +4,6 @@ One program per (V block, head, sequence) holds S[:, V block] in registers for a
 decay, erase-read e = S^T (b k), write S += k (w v - e)^T, read o = S^T q * scale (the reads taken from
 the state before the write, so they run side by side). The state is read
 and written once per call, which is the whole memory cost of a decode step.
-
-A step is a chain of memory round trips, not arithmetic: every input of a token is loaded before anything
-is computed, and the L2 norms of q and k (reductions) scale the results instead of the inputs, so they run
-beside the state reductions instead of before them.
 """
 
 from __future__ import annotations
@@ -31,28 +27,23 @@ def gdn2_fused_recurrent_kernel(
         tok = (i_n * T + t).to(tl.int64) * H + i_h
         b_q = tl.load(q + tok * K + o_k).to(tl.float32)
         b_k = tl.load(k + tok * K + o_k).to(tl.float32)
+        if L2NORM:
+            b_q = b_q / tl.maximum(tl.sqrt(tl.sum(b_q * b_q)), 1e-6)
+            b_k = b_k / tl.maximum(tl.sqrt(tl.sum(b_k * b_k)), 1e-6)
         b_g = tl.load(g + tok * K + o_k).to(tl.float32)
         b_b = tl.load(b + tok * K + o_k).to(tl.float32)
         b_v = tl.load(v + tok * V + o_v).to(tl.float32)
         b_w = tl.load(w + tok * V + o_v).to(tl.float32)
-        # with D = Diag(exp g) and the unit vectors r_k k, r_q q (b_k, b_q hold them unscaled): what the
-        # erase-gated key reads back, e = (D S)^T (b k), and the output o = (D S + k u^T)^T q =
-        # (D S)^T q + (k . q) u, u = w v - e. Both reads of the old state are independent reductions, and
-        # the output does not wait for the state update.
+        # with D = Diag(exp g): what the erase-gated key reads back, e = (D S)^T (b k), and the output
+        # o = (D S + k u^T)^T q = (D S)^T q + (k . q) u, u = w v - e. Both reads of the old state are
+        # independent reductions, and the output does not wait for the state update.
         b_d = tl.exp(b_g)
-        b_e = tl.sum(b_s * (b_d * b_b * b_k)[:, None], 0)  # [BV], times r_k
-        b_sq = tl.sum(b_s * (b_d * b_q)[:, None], 0)  # [BV], times r_q
-        f_kq = tl.sum(b_k * b_q)
-        if L2NORM:
-            r_k = 1.0 / tl.maximum(tl.sqrt(tl.sum(b_k * b_k)), 1e-6)
-            r_q = 1.0 / tl.maximum(tl.sqrt(tl.sum(b_q * b_q)), 1e-6)
-        else:
-            r_k = 1.0
-            r_q = 1.0
-        b_u = b_w * b_v - b_e * r_k
-        b_o = (b_sq * r_q + (f_kq * r_k * r_q) * b_u) * scale
+        b_e = tl.sum(b_s * (b_d * b_b * b_k)[:, None], 0)  # [BV]
+        b_sq = tl.sum(b_s * (b_d * b_q)[:, None], 0)  # [BV]
+        b_u = b_w * b_v - b_e
+        b_o = (b_sq + tl.sum(b_k * b_q) * b_u) * scale
         tl.store(o + tok * V + o_v, b_o.to(o.dtype.element_ty))
-        b_s = b_s * b_d[:, None] + (b_k * r_k)[:, None] * b_u[None, :]
+        b_s = b_s * b_d[:, None] + b_k[:, None] * b_u[None, :]
     tl.store(p_s, b_s)
 
 

@@ -179,9 +179,10 @@ def test_cuda_graph_decode_equals_eager_decode():
 
 
 def test_model_runs_after_a_cuda_graph_decoder_is_released():
-    """Issue 22: after a `CudaGraphDecoder` was built, used and released, a different model (the reader's
-    shapes: hidden 32, 2 heads of K = V = 16, 1500 tokens) must still run in the same process. The whole
-    GPU suite once failed this way, with an illegal memory access, when tests/rag ran after tests/model."""
+    """Issue 22, open: after a `CudaGraphDecoder` was built, used and released, a model with the RAG reader
+    test's shapes (hidden 32, 2 heads of K = V = 16, 1500 tokens) must still run in the same process. It
+    passes alone and after tests/model alone; in the whole GPU suite (tests/kernels first) it fails with an
+    illegal memory access, the earliest and smallest reproduction of that failure so far (NOTES.md)."""
     import gc
 
     from gdn2_model.streaming import CudaGraphDecoder

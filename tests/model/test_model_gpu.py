@@ -176,3 +176,33 @@ def test_cuda_graph_decode_equals_eager_decode():
             assert rel_err(ref.float(), got.float()) <= 1e-3
             nxt = ref.argmax(-1)
     assert dec.cache.seen_tokens == eager_cache.seen_tokens == 305
+
+
+def test_model_runs_after_a_cuda_graph_decoder_is_released():
+    """Issue 22, open: after a `CudaGraphDecoder` was built, used and released, a model with the RAG reader
+    test's shapes (hidden 32, 2 heads of K = V = 16, 1500 tokens) must still run in the same process. It
+    passes alone and after tests/model alone; in the whole GPU suite (tests/kernels first) it fails with an
+    illegal memory access, the earliest and smallest reproduction of that failure so far (NOTES.md)."""
+    import gc
+
+    from gdn2_model.streaming import CudaGraphDecoder
+
+    torch.manual_seed(0)
+    model = GDN2ForCausalLM(_small()).eval().to("cuda", torch.bfloat16)
+    ids = tokens(2, 300, seed=3, vocab=512).cuda()
+    with torch.inference_mode():
+        out = model(ids, use_cache=True)
+        dec = CudaGraphDecoder(model, out.past_key_values)
+        nxt = out.logits[:, -1:].argmax(-1)
+        for _ in range(3):
+            nxt = dec.step(nxt).argmax(-1)
+    del dec, out, model
+    gc.collect()
+    small = GDN2Model(
+        tiny_config(hidden_size=32, num_hidden_layers=1, num_heads=2, head_dim=16, intermediate_size=48,
+                    vocab_size=300)
+    ).eval().to("cuda", torch.bfloat16)  # fmt: skip
+    with torch.inference_mode():
+        hidden = small(tokens(1, 1500, seed=4, vocab=300).cuda(), use_cache=True).last_hidden_state
+    torch.cuda.synchronize()
+    assert torch.isfinite(hidden.float()).all()

@@ -11,8 +11,8 @@ non-overlapping spans are taken greedily, best end first:
 4. `span_text`: token span -> character span of the piece, trimmed to whole words.
 
 `best_spans` does 1-4 on one context's CPU logits: the reference. `pick_spans_packed` does 1-3 for many
-contexts packed on one token axis, where the logits are (the GPU after a packed pass): one set of
-vectorised passes for all of them, and only each context's best `2 * k * max_len` ends go to the host,
+contexts packed on one token axis, where the logits are (the GPU after a packed pass): step 1 over
+[T, max_len] windows (`best_start_per_end_windows`) for all of them at once, and only each context's best `2 * k * max_len` ends go to the host,
 which provably hold its first k kept spans (each kept span overlaps at most 2 * max_len - 1 ends). It
 returns what `best_spans` returns for each context alone (tests/rag/test_serve_spans.py).
 """
@@ -81,6 +81,34 @@ def best_start_per_end(
         best = torch.where(better, sc, best)
         best_s = torch.where(better, s_c, best_s)
     return best, best_s
+
+
+def best_start_per_end_windows(
+    ls: torch.Tensor,
+    le: torch.Tensor,
+    cand: torch.Tensor,
+    piece: torch.Tensor,
+    max_len: int,
+    limit: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`best_start_per_end` in a dozen operations over [T, max_len] windows instead of max_len passes of
+    ~10 small ones: on a GPU the loop is launch-bound (~5 ms per context), this is not. Same ties: among
+    equal scores the first maximum over d = e - s, the shorter span, wins."""
+    t, dev = ls.shape[0], ls.device
+    pad = max_len - 1
+
+    def windows(x: torch.Tensor, fill) -> torch.Tensor:
+        # row e holds x[e - d] for d = 0 .. max_len - 1 (fill before the first token)
+        padded = torch.cat([torch.full((pad,), fill, dtype=x.dtype, device=dev), x])
+        return padded.unfold(0, max_len, 1).flip(-1)  # [T, max_len]
+
+    d = torch.arange(max_len, device=dev)
+    ok = windows(cand, False) & cand[:, None] & (windows(piece, -1) == piece[:, None])
+    if limit is not None:
+        ok &= d[None, :] < limit[:, None]
+    sc = torch.where(ok, windows(ls, NEG_INF) + le[:, None], NEG_INF)
+    best, d_best = sc.max(-1)
+    return best, torch.arange(t, device=dev) - d_best
 
 
 def greedy_spans(
@@ -180,7 +208,7 @@ def pick_spans_packed(start: torch.Tensor, end: torch.Tensor, packed: PackedSpan
     limit = None
     if min(packed.max_lens) < top:
         limit = torch.repeat_interleave(torch.tensor(packed.max_lens, device=dev), lengths)
-    best, best_s = best_start_per_end(ls, le, cand, packed.piece_key, top, limit)
+    best, best_s = best_start_per_end_windows(ls, le, cand, packed.piece_key, top, limit)
     # ends best first within each context: a stable sort by score, then a stable sort by context
     order = torch.sort(best, descending=True, stable=True).indices
     context = torch.repeat_interleave(torch.arange(n, device=dev), lengths)

@@ -16,7 +16,14 @@ import torch
 from gdn2_kernels.common.chunks import build_chunk_table, seq_offsets
 from gdn2_model.prompt import ContextPiece, ReaderInput, ReaderLayout, align_end_logits, build_reader_input
 from gdn2_model.reader import DEFAULT_CHECKPOINT
-from gdn2_model.spans import PackedSpanInputs, best_spans, pick_spans_packed, span_text
+from gdn2_model.spans import (
+    PackedSpanInputs,
+    best_spans,
+    best_start_per_end,
+    best_start_per_end_windows,
+    pick_spans_packed,
+    span_text,
+)
 from gdn2_model.token_cache import TokenCache
 from gdn2_model.tokenizer import load_tokenizer
 
@@ -76,6 +83,20 @@ def test_packed_pick_equals_best_spans_of_each_context(seed, levels):
     for (ri, pieces), spans, want in zip(contexts, got, expected, strict=True):
         assert _key([span_text(ri, pieces, s) for s in spans]) == _key(want)
     assert sum(len(w) for w in expected) > len(contexts)
+
+
+@pytest.mark.parametrize("t, max_len", [(200, 9), (5, 9), (64, 1)])
+def test_windowed_best_start_equals_the_loop(t, max_len):
+    rng = np.random.default_rng(t)
+    piece = torch.from_numpy(np.repeat(np.arange(-1, 7), -(-t // 8))[:t].copy())
+    cand = piece >= 0
+    # few distinct values: many exact ties between starts
+    ls, le = (torch.from_numpy(np.round(rng.normal(size=t)).astype(np.float32)) for _ in range(2))
+    limit = torch.from_numpy(rng.integers(1, max_len + 1, size=t))
+    for lim in (None, limit):
+        want = best_start_per_end(ls, le, cand, piece, max_len, lim)
+        got = best_start_per_end_windows(ls, le, cand, piece, max_len, lim)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
 def test_packed_pick_holds_when_the_best_ends_all_overlap():

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from gdn2_model.token_cache import TokenCache, TextTokens, encode_texts
+from gdn2_model.token_cache import TextTokens, TokenCache, encode_texts
 from gdn2_model.tokenizer import ANSWER, BOS, CONTEXT, DOC, QUESTION, SEP, special_id
 
 # placeholders in the layout's parts below: where the question's, a header's and a piece's own tokens go;
@@ -163,8 +163,8 @@ def build_reader_input(
 
     texts = [p.text for p in pieces]
     headers = [p.header for p in pieces]
-    encoded: list[TextTokens] = cache.encode_many(texts + headers) if cache else encode_texts(
-        tokenizer, texts + headers
+    encoded: list[TextTokens] = (
+        cache.encode_many(texts + headers) if cache else encode_texts(tokenizer, texts + headers)
     )
     enc_text, enc_head = encoded[: len(texts)], encoded[len(texts) :]
 

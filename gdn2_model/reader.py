@@ -43,6 +43,9 @@ from gdn2_model.token_cache import TokenCache
 from gdn2_model.tokenizer import EOS, PAD, load_tokenizer, special_id
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
+# tokens of one packed pass: ~15 KB of activations per token for the default reader, so ~12 GiB
+# (bench/results/serve.md); a pass of 32 x 100k tokens reads no faster per token than one of 10 x 100k
+MAX_PASS_TOKENS = 1_048_576
 
 
 def _load_network(path: Path, train_cfg: dict[str, Any]) -> torch.nn.Module:
@@ -182,7 +185,9 @@ class Reader:
         return passes
 
     @torch.no_grad()
-    def _read(self, inputs: Sequence[ReaderInput], packed: bool) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    def _read(
+        self, inputs: Sequence[ReaderInput], packed: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         """One pass: start/end logits [Ttot] on the device (end aligned per input) and the offsets [N+1].
 
         Packed: one varlen forward (`cu_seqlens`) over the inputs in a single row; each sequence starts
@@ -209,7 +214,7 @@ class Reader:
         return out.start_logits[0].float(), end, cu
 
     def logits_batch(
-        self, inputs: Sequence[ReaderInput], max_pass_tokens: int = 1_048_576
+        self, inputs: Sequence[ReaderInput], max_pass_tokens: int = MAX_PASS_TOKENS
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """`logits` of several laid-out inputs, packed into varlen passes (`cu_seqlens`), in input order.
 
@@ -231,7 +236,7 @@ class Reader:
         inputs: Sequence[ReaderInput],
         ks: Sequence[int],
         max_answer_tokens: Sequence[int],
-        max_pass_tokens: int = 1_048_576,
+        max_pass_tokens: int = MAX_PASS_TOKENS,
     ) -> list[list[TokenSpan]]:
         """The `ks[i]` best token spans of each input (inputs with answer tokens), read in packed passes
         and picked where the logits are (`spans.pick_spans_packed`); `span_text` turns them into
@@ -273,7 +278,7 @@ class Reader:
         k: int = 1,
         max_answer_tokens: int = 32,
         repeat_question: bool = False,
-        max_pass_tokens: int = 1_048_576,
+        max_pass_tokens: int = MAX_PASS_TOKENS,
     ) -> list[list[ReaderSpan]]:
         """`extract_spans` of several (question, pieces) at once, read in packed passes.
 
@@ -319,7 +324,9 @@ class Reader:
         if not bool(ri.answer_mask().any()):
             return []
         start, end = self._device_logits(ri)
-        (found,) = pick_spans_packed(start, end, PackedSpanInputs.build([ri], [k], [max_answer_tokens], start.device))
+        (found,) = pick_spans_packed(
+            start, end, PackedSpanInputs.build([ri], [k], [max_answer_tokens], start.device)
+        )
         return [span_text(ri, pieces, s) for s in found]
 
     def extract(

@@ -12,9 +12,10 @@ non-overlapping spans are taken greedily, best end first:
 
 `best_spans` does 1-4 on one context's CPU logits: the reference. `pick_spans_packed` does 1-3 for many
 contexts packed on one token axis, where the logits are (the GPU after a packed pass): step 1 over
-[T, max_len] windows (`best_start_per_end_windows`) for all of them at once, and only each context's best `2 * k * max_len` ends go to the host,
-which provably hold its first k kept spans (each kept span overlaps at most 2 * max_len - 1 ends). It
-returns what `best_spans` returns for each context alone (tests/rag/test_serve_spans.py).
+[T, max_len] windows (`best_start_per_end_windows`) for all of them at once, and only each context's
+best `2 * k * max_len` ends go to the host, which provably hold its first k kept spans (each kept span
+overlaps at most 2 * max_len - 1 ends). It returns what `best_spans` returns for each context alone
+(tests/rag/test_serve_spans.py).
 """
 
 from __future__ import annotations
@@ -191,7 +192,9 @@ class PackedSpanInputs:
         return cls(cu, torch.from_numpy(key).to(device, non_blocking=True), list(ks), list(max_lens))
 
 
-def pick_spans_packed(start: torch.Tensor, end: torch.Tensor, packed: PackedSpanInputs) -> list[list[TokenSpan]]:
+def pick_spans_packed(
+    start: torch.Tensor, end: torch.Tensor, packed: PackedSpanInputs
+) -> list[list[TokenSpan]]:
     """Steps 1-3 for every context of a packed axis: start/end [Ttot] float32 logits (end scores aligned
     per context, as `best_spans` takes them) on any device; one list of token spans per context."""
     cu, n = packed.cu, len(packed.cu) - 1

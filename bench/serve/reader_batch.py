@@ -45,7 +45,7 @@ from gdn2_rag.serve.reader import BatchedReaderRuntime  # noqa: E402
 PIECE_CHARS = 4000
 # the untimed round before a timed one reads this many contexts (compiles kernels, warms the allocator)
 WARM = 4
-# spans per ask with retrieval ranks (gdn2_rag.reading.FUSION_CANDIDATES) and the answer length the server uses
+# spans per ask with retrieval ranks (gdn2_rag.reading.FUSION_CANDIDATES), and the server's answer length
 K, MAX_ANSWER = 30, 32
 
 
@@ -126,7 +126,9 @@ def network(reader: Reader, inputs: list, device: str, sizes: list[int]) -> dict
     for n in (1, sizes[-1]):
         start, end, cu = reader._read(inputs[:n], packed=True)
         spans = PackedSpanInputs.build(inputs[:n], [K] * n, [MAX_ANSWER] * n, start.device)
-        res[f"pick_{n}"] = {"s_per_ctx": timed(lambda s=start, e=end, p=spans: pick_spans_packed(s, e, p)) / n}
+        res[f"pick_{n}"] = {
+            "s_per_ctx": timed(lambda s=start, e=end, p=spans: pick_spans_packed(s, e, p)) / n
+        }
     return res
 
 
@@ -163,7 +165,9 @@ def serve_once(rt, calls: list, threads: int) -> tuple[list, list[float], float]
             got[i] = rt._extract(*calls[i])
             lat[i] = time.perf_counter() - t
 
-    workers = [threading.Thread(target=client, args=(list(range(c, len(calls), threads)),)) for c in range(threads)]
+    workers = [
+        threading.Thread(target=client, args=(list(range(c, len(calls), threads)),)) for c in range(threads)
+    ]
     for w in workers:
         w.start()
     go.wait()
@@ -213,6 +217,28 @@ def serving(reader: Reader, ctx, device: str, batch: BatchSettings, caps: list[i
     return res
 
 
+def report(net: dict, s: dict, n: int, sizes: list[int], caps: list[int]) -> None:
+    """The two markdown tables and the throughput ratios."""
+    print("\n| network alone | ms per context | speed-up per token | peak GiB |\n|---|---|---|---|")
+    one = net["streamed_1"]["s_per_ctx"]
+    for k, r in net.items():
+        if not k.startswith("pick"):
+            ms, gib = 1e3 * r["s_per_ctx"], r.get("peak_gib", 0)
+            print(f"| {k} | {ms:.1f} | {one / r['s_per_ctx']:.2f}x | {gib:.1f} |")
+    pick_1, pick_n = (1e3 * net[f"pick_{m}"]["s_per_ctx"] for m in (1, sizes[-1]))
+    print(f"| spans picked on the device, 1 / {sizes[-1]} contexts | {pick_1:.2f} / {pick_n:.2f} | | |")
+    print("\n| serving path | wall s | contexts/s | p50 s | p99 s | peak GiB | notes |")
+    print("|---|---|---|---|---|---|---|")
+    for k, r in s.items():
+        note = f"{r['same_spans']}/{n} same spans, {r['batches']} batches" if "same_spans" in r else ""
+        print(f"| {k} | {r['total_s']:.2f} | {n / r['total_s']:.1f} | {r['p50_s']:.3f} | {r['p99_s']:.3f} | "
+              f"{r['peak_gib']:.1f} | {note} |")  # fmt: skip
+    fastest = min(s["plain_sequential"]["total_s"], s[f"batched_sequential_{caps[0]}"]["total_s"])
+    for cap in caps:
+        speed = fastest / s[f"batched_concurrent_{cap}"]["total_s"]
+        print(f"throughput, {n} at once (passes <= {cap} tokens) vs the faster one at a time: {speed:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--contexts", type=int, default=32)
@@ -255,22 +281,7 @@ def main() -> None:
     s = serving(reader, ctx, args.device, batch, args.max_pass_tokens)
     print(json.dumps(s), flush=True)
 
-    print("\n| network alone | ms per context | speed-up per token | peak GiB |\n|---|---|---|---|")
-    one = net["streamed_1"]["s_per_ctx"]
-    for k, r in net.items():
-        if not k.startswith("pick"):
-            print(f"| {k} | {1e3 * r['s_per_ctx']:.1f} | {one / r['s_per_ctx']:.2f}x | {r.get('peak_gib', 0):.1f} |")
-    print(f"| spans picked on the device, 1 / {sizes[-1]} contexts | {1e3 * net['pick_1']['s_per_ctx']:.2f} / "
-          f"{1e3 * net[f'pick_{sizes[-1]}']['s_per_ctx']:.2f} | | |")  # fmt: skip
-    print("\n| serving path | wall s | contexts/s | p50 s | p99 s | peak GiB | notes |\n|---|---|---|---|---|---|---|")
-    for k, r in s.items():
-        note = f"{r['same_spans']}/{n} same spans, {r['batches']} batches" if "same_spans" in r else ""
-        print(f"| {k} | {r['total_s']:.2f} | {n / r['total_s']:.1f} | {r['p50_s']:.3f} | {r['p99_s']:.3f} | "
-              f"{r['peak_gib']:.1f} | {note} |")  # fmt: skip
-    fastest_seq = min(s["plain_sequential"]["total_s"], s[f"batched_sequential_{args.max_pass_tokens[0]}"]["total_s"])
-    for cap in args.max_pass_tokens:
-        speed = fastest_seq / s[f"batched_concurrent_{cap}"]["total_s"]
-        print(f"serving throughput, {n} concurrent (passes <= {cap} tokens) vs the faster one-at-a-time row: {speed:.2f}x")
+    report(net, s, n, sizes, args.max_pass_tokens)
     if args.out:
         Path(args.out).write_text(json.dumps({"setup": setup, "network": net, "serving": s}, indent=1))
 

@@ -13,17 +13,22 @@ Outside a running server (batcher not started) it reads directly, as `ReaderRunt
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gdn2_rag.batching import BatchSettings, MicroBatcher
 from gdn2_rag.config import RAGConfig
 from gdn2_rag.reading import FUSION_CANDIDATES, ReaderRuntime, ReadSpan, choose_span
+from gdn2_rag.serve.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from gdn2_model.prompt import ReaderInput
 
 
 @dataclass(frozen=True)
 class ReadJob:
     """One ask's read, as the batcher carries it: the laid-out input and how many spans of what length."""
 
-    input: object  # gdn2_model.prompt.ReaderInput
+    input: ReaderInput
     k: int
     max_answer_tokens: int
 
@@ -34,7 +39,13 @@ class ReadJob:
 class BatchedReaderRuntime(ReaderRuntime):
     """A `ReaderRuntime` whose network passes are micro-batched across concurrent asks."""
 
-    def __init__(self, *args, batch: BatchSettings | None = None, max_pass_tokens: int = 1_048_576, **kw):
+    def __init__(
+        self,
+        *args,
+        batch: BatchSettings | None = None,
+        max_pass_tokens: int = ServeSettings.max_pass_tokens,
+        **kw,
+    ):
         super().__init__(*args, **kw)
         self.max_pass_tokens = max_pass_tokens
         # a batch is at most one packed pass: its callers are answered when that pass ends
@@ -45,7 +56,10 @@ class BatchedReaderRuntime(ReaderRuntime):
 
     @classmethod
     def from_config(
-        cls, config: RAGConfig, batch: BatchSettings | None = None, max_pass_tokens: int = 1_048_576
+        cls,
+        config: RAGConfig,
+        batch: BatchSettings | None = None,
+        max_pass_tokens: int = ServeSettings.max_pass_tokens,
     ) -> BatchedReaderRuntime:
         """The runtime `RAG` would build from `config` (same policy, device, threads), batched."""
         return cls(

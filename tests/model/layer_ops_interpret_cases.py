@@ -56,7 +56,9 @@ def main() -> None:
         x = torch.randn(1, 70, 200)
         ref, _ = conv(x, cu_seqlens=cu)
         pos = positions_in_sequence(cu, 70)
-        errs["conv_packed"] = rel(ref, layer_ops.causal_conv1d_silu(x, conv.weight[:, 0], conv.bias, None, pos))
+        errs["conv_packed"] = rel(
+            ref, layer_ops.causal_conv1d_silu(x, conv.weight[:, 0], conv.bias, None, pos)
+        )
 
     layer = GatedDeltaNet2(hidden_size=64, head_dim=16, num_heads=3, fused_ops=False)
     f = 4 * torch.randn(2, 19, 48)

@@ -126,9 +126,8 @@ def test_packed_forward_equals_each_sequence_alone():
     cu = torch.tensor(offs, dtype=torch.int32, device="cuda")
     with torch.no_grad():
         packed = model(ids, cu_seqlens=cu, use_cache=False).last_hidden_state
-        alone = torch.cat(
-            [model(ids[:, a:b], use_cache=False).last_hidden_state for a, b in zip(offs[:-1], offs[1:])], 1
-        )
+        bounds = zip(offs[:-1], offs[1:], strict=True)
+        alone = torch.cat([model(ids[:, a:b], use_cache=False).last_hidden_state for a, b in bounds], 1)
     err = rel_err(alone, packed)
     print("packed vs alone rel err:", err)
     assert err <= 1e-3

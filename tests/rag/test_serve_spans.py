@@ -127,7 +127,9 @@ def test_packed_pick_of_a_context_without_answer_tokens_is_empty():
     )
     t = len(ri) + 4
     got = pick_spans_packed(
-        torch.randn(t), torch.randn(t), PackedSpanInputs.build([empty, ri], [3, 3], [4, 4], torch.device("cpu"))
+        torch.randn(t),
+        torch.randn(t),
+        PackedSpanInputs.build([empty, ri], [3, 3], [4, 4], torch.device("cpu")),
     )
     assert got[0] == [] and len(got[1]) >= 1
     with pytest.raises(ValueError, match="max_answer_tokens"):
@@ -164,7 +166,9 @@ def test_layout_from_cached_tokens_equals_tokenising_again(tokenizer):
     assert cached.input_ids.dtype == np.int64
     # a budget cuts the same pieces off
     cut = build_reader_input(tokenizer, "q?", PIECES, max_tokens=30, cache=cache)
-    np.testing.assert_array_equal(cut.input_ids, build_reader_input(tokenizer, "q?", PIECES, max_tokens=30).input_ids)
+    np.testing.assert_array_equal(
+        cut.input_ids, build_reader_input(tokenizer, "q?", PIECES, max_tokens=30).input_ids
+    )
 
 
 def test_token_cache_keeps_at_most_its_budget_and_evicts_the_least_recent(tokenizer):

@@ -7,8 +7,10 @@
 The context is laid out query-first (`gdn2_model/prompt.py`) and streamed through the model in
 segments, so memory follows the segment length rather than the context (GDN-2's state is
 constant-size). The best span maximises log P(start) + log P(end) over candidate tokens of one
-piece, at most `max_answer_tokens` long. `ReaderLayout(reader.tokenizer)` counts that layout's tokens
-(for context budgets); `reader.generate` writes a free-text answer after it (checkpoints with an LM head).
+piece, at most `max_answer_tokens` long (`gdn2_model/spans.py`). `reader.layout()` counts that layout's
+tokens (for context budgets) and keeps the texts it counts tokenised for `prepare`; `reader.generate`
+writes a free-text answer after it (checkpoints with an LM head). `token_spans_batch` reads many inputs
+in packed varlen passes (the server's micro-batched reads).
 """
 
 from __future__ import annotations
@@ -243,18 +245,22 @@ class Reader:
         characters. Equal to `extract_spans` of each input alone."""
         out: list[list[TokenSpan]] = [[] for _ in inputs]
         for group, packed in self._passes(inputs, max_pass_tokens):
-            part = [inputs[i] for i in group]
-            start, end, cu = self._read(part, packed)
-            spans = pick_spans_packed(
-                start,
-                end,
-                PackedSpanInputs.build(
-                    part, [ks[i] for i in group], [max_answer_tokens[i] for i in group], start.device
-                ),
+            found = self._read_spans(
+                [inputs[i] for i in group],
+                [ks[i] for i in group],
+                [max_answer_tokens[i] for i in group],
+                packed,
             )
-            for i, found in zip(group, spans, strict=True):
-                out[i] = found
+            for i, spans in zip(group, found, strict=True):
+                out[i] = spans
         return out
+
+    def _read_spans(
+        self, inputs: Sequence[ReaderInput], ks: Sequence[int], max_lens: Sequence[int], packed: bool
+    ) -> list[list[TokenSpan]]:
+        """One pass (`_read`), then each input's token spans picked on the logits' device."""
+        start, end, _ = self._read(inputs, packed)
+        return pick_spans_packed(start, end, PackedSpanInputs.build(inputs, ks, max_lens, start.device))
 
     def spans(
         self,
@@ -323,10 +329,8 @@ class Reader:
         )
         if not bool(ri.answer_mask().any()):
             return []
-        start, end = self._device_logits(ri)
-        (found,) = pick_spans_packed(
-            start, end, PackedSpanInputs.build([ri], [k], [max_answer_tokens], start.device)
-        )
+        # streamed (memory bounded by the segment, not the context), one context alone
+        (found,) = self._read_spans([ri], [k], [max_answer_tokens], packed=False)
         return [span_text(ri, pieces, s) for s in found]
 
     def extract(

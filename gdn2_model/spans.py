@@ -53,18 +53,12 @@ class TokenSpan:
 
 
 def best_start_per_end(
-    ls: torch.Tensor,
-    le: torch.Tensor,
-    cand: torch.Tensor,
-    piece: torch.Tensor,
-    max_len: int,
-    limit: torch.Tensor | None = None,
+    ls: torch.Tensor, le: torch.Tensor, cand: torch.Tensor, piece: torch.Tensor, max_len: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Step 1: (best score, its start) per end token, [T] each; -inf where no span ends there.
 
     ls, le: log-probabilities [T]; cand: answer tokens [T] bool; piece: [T] piece of each token (spans never
-    cross a change of it); limit: optional per-token max_len [T] (a packed axis of contexts that asked for
-    different lengths), at most `max_len`. Ties keep the shorter span (a longer one must score higher).
+    cross a change of it). Ties keep the shorter span (a longer one must score higher).
     """
     t = ls.shape[0]
     best = torch.full((t,), NEG_INF, device=ls.device, dtype=ls.dtype)
@@ -73,8 +67,6 @@ def best_start_per_end(
     for d in range(min(max_len, t)):
         s_idx = pos - d
         ok = (s_idx >= 0) & cand
-        if limit is not None:
-            ok &= limit > d
         s_c = s_idx.clamp(min=0)
         ok &= cand[s_c] & (piece[s_c] == piece)
         sc = torch.where(ok, ls[s_c] + le, NEG_INF)
@@ -94,7 +86,8 @@ def best_start_per_end_windows(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`best_start_per_end` in a dozen operations over [T, max_len] windows instead of max_len passes of
     ~10 small ones: on a GPU the loop is launch-bound (~5 ms per context), this is not. Same ties: among
-    equal scores the first maximum over d = e - s, the shorter span, wins."""
+    equal scores the first maximum over d = e - s, the shorter span, wins. `limit`: optional per-token
+    max_len [T], at most `max_len` (a packed axis of contexts that asked for different lengths)."""
     t, dev = ls.shape[0], ls.device
     pad = max_len - 1
 

@@ -92,11 +92,12 @@ def test_windowed_best_start_equals_the_loop(t, max_len):
     cand = piece >= 0
     # few distinct values: many exact ties between starts
     ls, le = (torch.from_numpy(np.round(rng.normal(size=t)).astype(np.float32)) for _ in range(2))
-    limit = torch.from_numpy(rng.integers(1, max_len + 1, size=t))
-    for lim in (None, limit):
-        want = best_start_per_end(ls, le, cand, piece, max_len, lim)
-        got = best_start_per_end_windows(ls, le, cand, piece, max_len, lim)
-        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    want = best_start_per_end(ls, le, cand, piece, max_len)
+    got = best_start_per_end_windows(ls, le, cand, piece, max_len)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    # a per-token limit equal to max_len everywhere changes nothing (mixed limits: the packed pick tests)
+    full = torch.full((t,), max_len)
+    assert torch.equal(best_start_per_end_windows(ls, le, cand, piece, max_len, full)[1], want[1])
 
 
 def test_packed_pick_holds_when_the_best_ends_all_overlap():

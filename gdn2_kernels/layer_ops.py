@@ -6,6 +6,7 @@ traffic; the unfused layer spends more time there than in the recurrence. Each k
 inputs once and writes its output once:
 
     causal_conv1d_silu(x, weight, bias, cache)   y_t = silu(bias + sum_s weight[:, W-1-s] * x_{t-s})
+                                                 (x_{t-s} = 0 before t's packed sequence starts)
     decay_gate(f, dt_bias, A_log)                g = -exp(A_log[head]) * softplus(f + dt_bias), float32
     rms_norm_gated(o, gate, weight, eps, act)    rms_norm(o) * weight * act(gate), act sigmoid or silu
     silu_mul(a, b)                               silu(a) * b   (SwiGLU)
@@ -32,8 +33,9 @@ def _silu(x):
 
 @triton.jit
 def _conv_silu_kernel(
-    x, w, bias, cache, y, T, D, stride_xb, stride_xt,
+    x, w, bias, cache, pos, y, T, D, stride_xb, stride_xt,
     W: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_CACHE: tl.constexpr,
+    HAS_POS: tl.constexpr,
 ):  # fmt: skip
     i_t, i_d, i_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     o_t = i_t * BT + tl.arange(0, BT)
@@ -43,10 +45,15 @@ def _conv_silu_kernel(
     if HAS_BIAS:
         acc += tl.load(bias + o_d, mask=m_d, other=0.0).to(tl.float32)[None, :]
     x_b = x + i_b.to(tl.int64) * stride_xb
+    if HAS_POS:
+        # packed sequences: x_{t-s} belongs to the same sequence only when t is at least s into it
+        b_pos = tl.load(pos + o_t, mask=o_t < T, other=0)
     for s in tl.static_range(W):
         w_s = tl.load(w + o_d * W + (W - 1 - s), mask=m_d, other=0.0).to(tl.float32)  # tap on x_{t-s}
         src = o_t - s
         m_x = (src >= 0) & (o_t < T)
+        if HAS_POS:
+            m_x &= b_pos >= s
         b_x = tl.load(
             x_b + src.to(tl.int64)[:, None] * stride_xt + o_d[None, :],
             mask=m_x[:, None] & m_d[None, :],
@@ -67,22 +74,30 @@ def _conv_silu_kernel(
 
 
 def causal_conv1d_silu(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, cache: torch.Tensor | None
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    cache: torch.Tensor | None,
+    positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Depthwise causal conv + SiLU of x [B, T, D] (last dim contiguous) with weight [D, W]; `cache`
-    [B, W-1, D] holds the inputs before x (None: zeros). Returns a new contiguous [B, T, D] in x's dtype."""
+    [B, W-1, D] holds the inputs before x (None: zeros). `positions` [T] (B == 1, no cache): each token's
+    index in its own packed sequence, so no tap reaches into the sequence before. Returns a new
+    contiguous [B, T, D] in x's dtype."""
     B, T, D = x.shape
     W = weight.shape[-1]
     assert x.stride(2) == 1, "x must be contiguous along its channels"
+    assert positions is None or (B == 1 and cache is None), "positions pack sequences into B == 1"
     y = torch.empty(B, T, D, device=x.device, dtype=x.dtype)
     if T == 0:
         return y
     BT, BD = 32, 128
     cache_arg = cache.to(x.dtype).contiguous() if cache is not None else x
     _conv_silu_kernel[(triton.cdiv(T, BT), triton.cdiv(D, BD), B)](
-        x, weight.reshape(D, W).contiguous(), bias if bias is not None else x, cache_arg, y, T, D,
-        x.stride(0), x.stride(1),
+        x, weight.reshape(D, W).contiguous(), bias if bias is not None else x, cache_arg,
+        positions if positions is not None else x, y, T, D, x.stride(0), x.stride(1),
         W=W, BT=BT, BD=BD, HAS_BIAS=bias is not None, HAS_CACHE=cache is not None,
+        HAS_POS=positions is not None,
     )  # fmt: skip
     return y
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gdn2_kernels import gdn2, gdn2_step
+from gdn2_kernels.common.chunks import per_tensor_memo
 from gdn2_model.cache import GDN2Cache, RecurrentLayerState
 
 logger = logging.getLogger(__name__)
@@ -36,8 +37,10 @@ __all__ = [
 ]
 
 
+@per_tensor_memo
 def positions_in_sequence(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
-    """Index of each packed token inside its own sequence, [total] int64."""
+    """Index of each packed token inside its own sequence, [total] int64 (once per forward: remembered
+    for the `cu_seqlens` tensor that every layer's convs share)."""
     cu = cu_seqlens.to(torch.long)
     lengths = cu[1:] - cu[:-1]
     starts = torch.repeat_interleave(cu[:-1], lengths, output_size=total)
@@ -137,9 +140,14 @@ class ShortConvolution(nn.Module):
         cu_seqlens: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         W = self.kernel_size
-        if cu_seqlens is not None:
-            return F.silu(self._packed(x, cu_seqlens)), None
         B, T, D = x.shape
+        if cu_seqlens is not None:
+            pos = positions_in_sequence(cu_seqlens.to(x.device), T)
+            if use_fused_ops(self.fused_ops, x):
+                from gdn2_kernels.layer_ops import causal_conv1d_silu
+
+                return causal_conv1d_silu(x, self.weight[:, 0], self.bias, None, positions=pos), None
+            return F.silu(self._packed(x, pos)), None
         if use_fused_ops(self.fused_ops, x):
             from gdn2_kernels.layer_ops import causal_conv1d_silu
 
@@ -176,10 +184,10 @@ class ShortConvolution(nn.Module):
             y = y + self.bias.to(x.dtype)
         return y
 
-    def _packed(self, x: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:
-        """Sum of shifted copies, each masked where the shift would cross into the previous sequence."""
+    def _packed(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Sum of shifted copies, each masked where the shift would cross into the previous sequence
+        (`pos`: each token's index in its own sequence)."""
         W, T = self.kernel_size, x.shape[1]
-        pos = positions_in_sequence(cu_seqlens.to(x.device), T)
         weight = self.weight.to(x.dtype)[:, 0]  # [D, W]
         y = x * weight[:, W - 1]
         for s in range(1, W):

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from gdn2_model.token_cache import TextTokens, TokenCache, encode_texts
 from gdn2_model.tokenizer import ANSWER, BOS, CONTEXT, DOC, QUESTION, SEP, special_id
 
 # placeholders in the layout's parts below: where the question's, a header's and a piece's own tokens go;
@@ -135,6 +136,7 @@ def build_reader_input(
     max_tokens: int | None = None,
     repeat_question: bool = False,
     layout: str = "query_first",
+    cache: TokenCache | None = None,
 ) -> ReaderInput:
     """Lay out question and pieces as token ids with the token -> (piece, char span) map.
 
@@ -145,6 +147,7 @@ def build_reader_input(
         max_tokens: total budget including question and markers; None for no limit.
         repeat_question: repeat the question after the context ("read twice").
         layout: `query_first` (the reader's) or `question_last` (RULER's: context, then the question).
+        cache: token ids of texts seen before (`TokenCache` of the same tokenizer); None tokenises all.
     """
     if not question.strip():
         raise ValueError("question is empty")
@@ -160,8 +163,10 @@ def build_reader_input(
 
     texts = [p.text for p in pieces]
     headers = [p.header for p in pieces]
-    enc_text = tokenizer.encode_batch(texts, add_special_tokens=False) if texts else []
-    enc_head = tokenizer.encode_batch(headers, add_special_tokens=False) if headers else []
+    encoded: list[TextTokens] = (
+        cache.encode_many(texts + headers) if cache else encode_texts(tokenizer, texts + headers)
+    )
+    enc_text, enc_head = encoded[: len(texts)], encoded[len(texts) :]
 
     ids: list[np.ndarray] = [np.asarray(head, dtype=np.int64)]
     pidx: list[np.ndarray] = [np.full(len(head), -1, dtype=np.int32)]
@@ -171,21 +176,20 @@ def build_reader_input(
     used = 0
     # PIECE_PARTS ends with the text; the parts before it (markers, header) carry piece index -1
     for i, (et, eh) in enumerate(zip(enc_text, enc_head, strict=True)):
-        hdr = _expand(PIECE_PARTS[:-1], sid, {HEADER_TEXT: eh.ids})
-        n = len(hdr) + len(et.ids)
+        hdr = _expand(PIECE_PARTS[:-1], sid, {HEADER_TEXT: eh.ids.tolist()})
+        n = len(hdr) + len(et)
         if max_tokens is not None and used_tokens + n > max_tokens:
             break
-        off = np.asarray(et.offsets, dtype=np.int32).reshape(-1, 2)
-        ids += [np.asarray(hdr, dtype=np.int64), np.asarray(et.ids, dtype=np.int64)]
-        pidx += [np.full(len(hdr), -1, dtype=np.int32), np.full(len(et.ids), i, dtype=np.int32)]
-        cs += [np.zeros(len(hdr), dtype=np.int32), off[:, 0]]
-        ce += [np.zeros(len(hdr), dtype=np.int32), off[:, 1]]
+        ids += [np.asarray(hdr, dtype=np.int64), et.ids]
+        pidx += [np.full(len(hdr), -1, dtype=np.int32), np.full(len(et), i, dtype=np.int32)]
+        cs += [np.zeros(len(hdr), dtype=np.int32), et.offsets[:, 0]]
+        ce += [np.zeros(len(hdr), dtype=np.int32), et.offsets[:, 1]]
         used_tokens += n
         used += 1
     ids.append(np.asarray(tail, dtype=np.int64))
     for arr in (pidx, cs, ce):
         arr.append(np.full(len(tail), -1 if arr is pidx else 0, dtype=np.int32))
-    input_ids = np.concatenate(ids)
+    input_ids = np.concatenate(ids, dtype=np.int64)
     # DrQA's exact-match feature: context and header tokens that also occur in the question
     match = np.isin(input_ids, np.asarray(q_ids, dtype=np.int64)).astype(np.int64)
     match[: len(head)] = 0
@@ -211,13 +215,23 @@ class ReaderLayout:
         len(build_reader_input(tok, q, pieces, repeat_question=r)) ==
             layout.frame_tokens(q) + sum(layout.piece_tokens(p.header, p.text) for p in pieces)
 
-    It is also a token counter (`name`, `count`, `count_many`) for bare texts.
+    It is also a token counter (`name`, `count`, `count_many`) for bare texts. With a `cache` (the reader's
+    `TokenCache`) the texts it counts are kept tokenised, so laying the same texts out later costs no
+    tokenising.
     """
 
     name = "reader-tokenizer"
 
-    def __init__(self, tokenizer: Tokenizer, *, repeat_question: bool = False, layout: str = "query_first"):
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        *,
+        repeat_question: bool = False,
+        layout: str = "query_first",
+        cache: TokenCache | None = None,
+    ):
         self.tokenizer = tokenizer
+        self.cache = cache
         self.repeat_question = repeat_question
         self.order = layout
         head, tail = frame_parts(repeat_question, layout)
@@ -235,6 +249,8 @@ class ReaderLayout:
         """Tokens of bare texts, in one batch call (the Rust tokenizer runs it on all cores)."""
         if not texts:
             return []
+        if self.cache is not None:
+            return [len(t) for t in self.cache.encode_many(texts)]
         return [len(e.ids) for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
     def frame_tokens(self, question: str) -> int:
@@ -256,6 +272,7 @@ class ReaderLayout:
             max_tokens=max_tokens,
             repeat_question=self.repeat_question,
             layout=self.order,
+            cache=self.cache,
         )
 
 
@@ -268,3 +285,11 @@ def align_end_logits(end_logits: torch.Tensor) -> torch.Tensor:
     """
     pad = torch.full_like(end_logits[..., :1], float("-inf"))
     return torch.cat([end_logits[..., 1:], pad], dim=-1)
+
+
+def align_end_logits_packed(end_logits: torch.Tensor, cu: Sequence[int]) -> torch.Tensor:
+    """`align_end_logits` of each sequence packed on one axis [Ttot] at offsets `cu` [N+1]."""
+    out = torch.cat([end_logits[1:], torch.full_like(end_logits[:1], float("-inf"))])
+    last = torch.tensor([e - 1 for s, e in zip(cu[:-1], cu[1:], strict=True) if e > s], dtype=torch.long)
+    out[last.to(out.device)] = float("-inf")
+    return out

@@ -7,8 +7,10 @@
 The context is laid out query-first (`gdn2_model/prompt.py`) and streamed through the model in
 segments, so memory follows the segment length rather than the context (GDN-2's state is
 constant-size). The best span maximises log P(start) + log P(end) over candidate tokens of one
-piece, at most `max_answer_tokens` long. `ReaderLayout(reader.tokenizer)` counts that layout's tokens
-(for context budgets); `reader.generate` writes a free-text answer after it (checkpoints with an LM head).
+piece, at most `max_answer_tokens` long (`gdn2_model/spans.py`). `reader.layout()` counts that layout's
+tokens (for context budgets) and keeps the texts it counts tokenised for `prepare`; `reader.generate`
+writes a free-text answer after it (checkpoints with an LM head). `token_spans_batch` reads many inputs
+in packed varlen passes (the server's micro-batched reads).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -24,21 +25,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from gdn2_model.prompt import ContextPiece, ReaderInput, align_end_logits, build_reader_input
+from gdn2_model.prompt import (
+    ContextPiece,
+    ReaderInput,
+    ReaderLayout,
+    align_end_logits,
+    align_end_logits_packed,
+    build_reader_input,
+)
+from gdn2_model.spans import (
+    PackedSpanInputs,
+    ReaderSpan,
+    TokenSpan,
+    best_spans,
+    pick_spans_packed,
+    span_text,
+)
+from gdn2_model.token_cache import TokenCache
 from gdn2_model.tokenizer import EOS, PAD, load_tokenizer, special_id
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
-
-
-@dataclass(frozen=True)
-class ReaderSpan:
-    """An answer: `text == pieces[piece_index].text[char_start:char_end]`; score is P(start) * P(end)."""
-
-    piece_index: int
-    char_start: int
-    char_end: int
-    text: str
-    score: float
+# tokens of one packed pass: ~15 KB of activations per token for the default reader, so ~12 GiB
+# (bench/results/serve.md); a pass of 32 x 100k tokens reads no faster per token than one of 10 x 100k
+MAX_PASS_TOKENS = 1_048_576
 
 
 def _load_network(path: Path, train_cfg: dict[str, Any]) -> torch.nn.Module:
@@ -65,6 +74,8 @@ class Reader:
         self.device = device
         self.dtype = dtype
         self.streams = hasattr(net, "config") and getattr(net.config, "model_type", "") == "gdn2"
+        # token ids of every text laid out or counted (`layout()`), so a chunk is tokenised once
+        self.tokens = TokenCache(tokenizer)
 
     @classmethod
     def load(
@@ -99,9 +110,35 @@ class Reader:
             "sha256": h.hexdigest()[:16],
         }
 
+    def layout(self, repeat_question: bool = False) -> ReaderLayout:
+        """Token costs of this reader's prompt layout; the texts it counts stay tokenised for `prepare`."""
+        return ReaderLayout(self.tokenizer, repeat_question=repeat_question, cache=self.tokens)
+
+    def prepare(
+        self,
+        question: str,
+        pieces: Sequence[ContextPiece],
+        *,
+        repeat_question: bool = False,
+        max_tokens: int | None = None,
+        layout: str = "query_first",
+    ) -> ReaderInput:
+        """The laid-out input (CPU work a caller can do in its own thread); texts seen before, counted by
+        `layout()` or read earlier, are not tokenised again (`self.tokens`)."""
+        return build_reader_input(
+            self.tokenizer,
+            question,
+            pieces,
+            max_tokens=max_tokens,
+            repeat_question=repeat_question,
+            layout=layout,
+            cache=self.tokens,
+        )
+
     @torch.no_grad()
-    def logits(self, ri: ReaderInput, segment_len: int = 32768) -> tuple[torch.Tensor, torch.Tensor]:
-        """Start/end logits [T] (float32, on CPU) of one laid-out input, streamed in segments for GDN-2.
+    def _device_logits(self, ri: ReaderInput, segment_len: int = 32768) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start/end logits [T] float32 of one input on the reader's device (end scores aligned),
+        streamed in segments for GDN-2.
 
         32k-token segments: at 100k tokens on an H200 the default reader takes 80 ms in 0.47 GiB of
         activations, against 147 ms / 0.12 GiB with 8k segments (a fixed ~10 ms per call dominates a
@@ -116,51 +153,53 @@ class Reader:
             out = streaming_prefill(self.net, ids, segment_len=segment_len, question_match=match)
         else:
             out = self.net(ids, question_match=match)
-        end = out.end_logits[0].float().cpu()
+        end = out.end_logits[0].float()
         if getattr(self.net.config, "reader_end_shift", False):
             end = align_end_logits(end)
-        return out.start_logits[0].float().cpu(), end
+        return out.start_logits[0].float(), end
 
-    @torch.no_grad()
-    def logits_batch(
-        self, inputs: Sequence[ReaderInput], max_pass_tokens: int = 1_048_576
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """`logits` of several laid-out inputs, packed into varlen passes (`cu_seqlens`), in input order.
+    def logits(self, ri: ReaderInput, segment_len: int = 32768) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start/end logits [T] (float32, on CPU) of one laid-out input (`_device_logits`)."""
+        start, end = self._device_logits(ri, segment_len)
+        return start.cpu(), end.cpu()
 
-        Inputs are packed in order into passes of at most `max_pass_tokens` tokens; each sequence starts
-        from a zero state and never sees its neighbours (the layers' varlen contract), so every result
-        equals `logits(ri)` of that input alone. One pass over N contexts replaces N calls: the fixed
-        per-call cost is paid once and the kernels' chunk-to-chunk state pass runs N sequences side by
-        side. A pass holds its activations for all its tokens (~15 KB per token for the default reader),
-        which `max_pass_tokens` bounds. An input longer than that, or a network without packing (the
-        transformer baseline), is read alone by `logits`.
+    def _passes(self, inputs: Sequence[ReaderInput], max_pass_tokens: int) -> list[tuple[list[int], bool]]:
+        """Inputs grouped in order into passes of at most `max_pass_tokens` tokens: (indices, packed).
+
+        An input longer than the cap, or any input of a network without packing (the transformer
+        baseline), is a pass of its own, read by `_device_logits`.
         """
-        out: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(inputs)
+        passes: list[tuple[list[int], bool]] = []
         group: list[int] = []
         group_tokens = 0
-
-        def flush() -> None:
-            nonlocal group, group_tokens
-            if group:
-                for i, pair in zip(group, self._packed_logits([inputs[i] for i in group]), strict=True):
-                    out[i] = pair
-            group, group_tokens = [], 0
-
         for i, ri in enumerate(inputs):
             n = len(ri)
             if not self.streams or n > max_pass_tokens:
-                out[i] = self.logits(ri)
+                passes.append(([i], False))
                 continue
-            if group_tokens + n > max_pass_tokens:
-                flush()
+            if group and group_tokens + n > max_pass_tokens:
+                passes.append((group, True))
+                group, group_tokens = [], 0
             group.append(i)
             group_tokens += n
-        flush()
-        return out  # type: ignore[return-value]
+        if group:
+            passes.append((group, True))
+        return passes
 
-    def _packed_logits(self, inputs: Sequence[ReaderInput]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """One varlen forward over `inputs` packed into a single row; per-input (start, end) logits."""
-        lengths = [len(ri) for ri in inputs]
+    @torch.no_grad()
+    def _read(
+        self, inputs: Sequence[ReaderInput], packed: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """One pass: start/end logits [Ttot] on the device (end aligned per input) and the offsets [N+1].
+
+        Packed: one varlen forward (`cu_seqlens`) over the inputs in a single row; each sequence starts
+        from a zero state and never sees its neighbours (the layers' varlen contract).
+        """
+        if not packed:
+            (ri,) = inputs
+            start, end = self._device_logits(ri)
+            return start, end, [0, len(ri)]
+        cu = [0, *np.cumsum([len(ri) for ri in inputs]).tolist()]
         ids = torch.from_numpy(np.concatenate([ri.input_ids for ri in inputs])).to(self.device)[None]
         match = None
         if any(ri.question_match is not None for ri in inputs):
@@ -169,21 +208,59 @@ class Reader:
                  for ri in inputs]
             )  # fmt: skip
             match = torch.from_numpy(match).to(self.device)[None]
-        cu = torch.tensor([0, *np.cumsum(lengths).tolist()], dtype=torch.int32, device=self.device)
-        out = self.net(ids, question_match=match, cu_seqlens=cu, use_cache=False)
-        start_all, end_all = out.start_logits[0].float().cpu(), out.end_logits[0].float().cpu()
-        shift = getattr(self.net.config, "reader_end_shift", False)
-        result = []
-        for a, b in zip(cu[:-1].tolist(), cu[1:].tolist(), strict=True):
-            end = end_all[a:b]
-            result.append((start_all[a:b], align_end_logits(end) if shift else end))
-        return result
+        cu_t = torch.tensor(cu, dtype=torch.int32, device=self.device)
+        out = self.net(ids, question_match=match, cu_seqlens=cu_t, use_cache=False)
+        end = out.end_logits[0].float()
+        if getattr(self.net.config, "reader_end_shift", False):
+            end = align_end_logits_packed(end, cu)
+        return out.start_logits[0].float(), end, cu
 
-    def prepare(
-        self, question: str, pieces: Sequence[ContextPiece], *, repeat_question: bool = False
-    ) -> ReaderInput:
-        """The laid-out input of `extract_spans` (tokenising: CPU work a caller can do in its own thread)."""
-        return build_reader_input(self.tokenizer, question, pieces, repeat_question=repeat_question)
+    def logits_batch(
+        self, inputs: Sequence[ReaderInput], max_pass_tokens: int = MAX_PASS_TOKENS
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """`logits` of several laid-out inputs, packed into varlen passes (`cu_seqlens`), in input order.
+
+        Each result equals `logits(ri)` of that input alone. One pass over N contexts replaces N calls:
+        the fixed per-call cost is paid once and the kernels' chunk-to-chunk state pass runs N sequences
+        side by side. A pass holds its activations for all its tokens (~15 KB per token for the default
+        reader), which `max_pass_tokens` bounds.
+        """
+        out: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(inputs)
+        for group, packed in self._passes(inputs, max_pass_tokens):
+            start, end, cu = self._read([inputs[i] for i in group], packed)
+            start, end = start.cpu(), end.cpu()
+            for j, i in enumerate(group):
+                out[i] = (start[cu[j] : cu[j + 1]], end[cu[j] : cu[j + 1]])
+        return out  # type: ignore[return-value]
+
+    def token_spans_batch(
+        self,
+        inputs: Sequence[ReaderInput],
+        ks: Sequence[int],
+        max_answer_tokens: Sequence[int],
+        max_pass_tokens: int = MAX_PASS_TOKENS,
+    ) -> list[list[TokenSpan]]:
+        """The `ks[i]` best token spans of each input (inputs with answer tokens), read in packed passes
+        and picked where the logits are (`spans.pick_spans_packed`); `span_text` turns them into
+        characters. Equal to `extract_spans` of each input alone."""
+        out: list[list[TokenSpan]] = [[] for _ in inputs]
+        for group, packed in self._passes(inputs, max_pass_tokens):
+            found = self._read_spans(
+                [inputs[i] for i in group],
+                [ks[i] for i in group],
+                [max_answer_tokens[i] for i in group],
+                packed,
+            )
+            for i, spans in zip(group, found, strict=True):
+                out[i] = spans
+        return out
+
+    def _read_spans(
+        self, inputs: Sequence[ReaderInput], ks: Sequence[int], max_lens: Sequence[int], packed: bool
+    ) -> list[list[TokenSpan]]:
+        """One pass (`_read`), then each input's token spans picked on the logits' device."""
+        start, end, _ = self._read(inputs, packed)
+        return pick_spans_packed(start, end, PackedSpanInputs.build(inputs, ks, max_lens, start.device))
 
     def spans(
         self,
@@ -195,7 +272,7 @@ class Reader:
         k: int = 1,
         max_answer_tokens: int = 32,
     ) -> list[ReaderSpan]:
-        """The `k` best spans from one input's logits (`extract_spans` = prepare -> logits -> spans)."""
+        """The `k` best spans from one input's CPU logits (`best_spans`, the reference)."""
         if max_answer_tokens < 1:
             raise ValueError(f"max_answer_tokens={max_answer_tokens} must be >= 1")
         return best_spans(ri, pieces, start, end, k=k, max_len=max_answer_tokens)
@@ -207,25 +284,26 @@ class Reader:
         k: int = 1,
         max_answer_tokens: int = 32,
         repeat_question: bool = False,
-        max_pass_tokens: int = 1_048_576,
+        max_pass_tokens: int = MAX_PASS_TOKENS,
     ) -> list[list[ReaderSpan]]:
-        """`extract_spans` of several (question, pieces) at once, read in packed passes (`logits_batch`).
+        """`extract_spans` of several (question, pieces) at once, read in packed passes.
 
         Returns one list per query, equal to what `extract_spans` returns for it alone (empty when its
-        pieces hold no text). A server splits the same three steps across threads: each request prepares
-        and picks its spans itself, one worker runs `logits_batch` (gdn2_rag/serve/reader.py).
+        pieces hold no text). A server splits the same steps across threads: each request prepares its
+        input and turns token spans into text itself, one worker runs `token_spans_batch`
+        (gdn2_rag/serve/reader.py).
         """
         if max_answer_tokens < 1:
             raise ValueError(f"max_answer_tokens={max_answer_tokens} must be >= 1")
         inputs = [self.prepare(q, pieces, repeat_question=repeat_question) for q, pieces in queries]
         todo = [i for i, ri in enumerate(inputs) if bool(ri.answer_mask().any())]
-        logits = self.logits_batch([inputs[i] for i in todo], max_pass_tokens=max_pass_tokens)
-        found: list[list[ReaderSpan]] = [[] for _ in queries]
-        for i, (start, end) in zip(todo, logits, strict=True):
-            found[i] = self.spans(
-                inputs[i], queries[i][1], start, end, k=k, max_answer_tokens=max_answer_tokens
-            )
-        return found
+        found = self.token_spans_batch(
+            [inputs[i] for i in todo], [k] * len(todo), [max_answer_tokens] * len(todo), max_pass_tokens
+        )
+        out: list[list[ReaderSpan]] = [[] for _ in queries]
+        for i, spans in zip(todo, found, strict=True):
+            out[i] = [span_text(inputs[i], queries[i][1], s) for s in spans]
+        return out
 
     def extract_spans(
         self,
@@ -240,24 +318,20 @@ class Reader:
     ) -> list[ReaderSpan]:
         """The `k` best non-overlapping spans, best first (empty when no piece has text).
 
-        repeat_question: lay the question out again after the context (`build_reader_input`); the
-        shipped checkpoint was trained without it.
+        Spans are picked on the reader's device (`spans.pick_spans_packed`, equal to `best_spans` on the
+        CPU logits). repeat_question: lay the question out again after the context
+        (`build_reader_input`); the shipped checkpoint was trained without it.
         """
         if max_answer_tokens < 1:
             raise ValueError(f"max_answer_tokens={max_answer_tokens} must be >= 1")
-        ri = build_reader_input(
-            self.tokenizer,
-            question,
-            pieces,
-            max_tokens=max_tokens,
-            layout=layout,
-            repeat_question=repeat_question,
+        ri = self.prepare(
+            question, pieces, max_tokens=max_tokens, layout=layout, repeat_question=repeat_question
         )
-        cand = torch.from_numpy(ri.answer_mask())
-        if not bool(cand.any()):
+        if not bool(ri.answer_mask().any()):
             return []
-        start, end = self.logits(ri)
-        return best_spans(ri, pieces, start, end, k=k, max_len=max_answer_tokens)
+        # streamed (memory bounded by the segment, not the context), one context alone
+        (found,) = self._read_spans([ri], [k], [max_answer_tokens], packed=False)
+        return [span_text(ri, pieces, s) for s in found]
 
     def extract(
         self, question: str, pieces: Sequence[ContextPiece], max_answer_tokens: int = 32, **kw: Any
@@ -288,7 +362,7 @@ class Reader:
         """
         if not self.can_generate:
             raise ValueError("this reader checkpoint has no LM head: it extracts spans, it cannot generate")
-        ri = build_reader_input(self.tokenizer, question, pieces, repeat_question=repeat_question)
+        ri = self.prepare(question, pieces, repeat_question=repeat_question)
         ids = torch.from_numpy(ri.input_ids)[None].to(self.device)
         out = self.net.generate(
             ids,
@@ -298,58 +372,3 @@ class Reader:
             pad_token_id=special_id(self.tokenizer, PAD),
         )
         return self.tokenizer.decode(out[0, ids.shape[1] :].tolist(), skip_special_tokens=True).strip()
-
-
-def best_spans(
-    ri: ReaderInput,
-    pieces: Sequence[ContextPiece],
-    start: torch.Tensor,
-    end: torch.Tensor,
-    *,
-    k: int = 1,
-    max_len: int = 32,
-) -> list[ReaderSpan]:
-    """Top-k non-overlapping (s, e) spans inside one piece by log P(start) + log P(end).
-
-    For each end e the best start in [e - max_len + 1, e] of the same piece is found by shifting the
-    start scores (max_len vectorised passes), so this is O(T * max_len) without a T x T matrix.
-    """
-    cand = torch.from_numpy(ri.answer_mask())
-    piece = torch.from_numpy(ri.piece_index).long()
-    ls = torch.log_softmax(start.masked_fill(~cand, float("-inf")), -1)
-    le = torch.log_softmax(end.masked_fill(~cand, float("-inf")), -1)
-    t = ls.shape[0]
-    best = torch.full((t,), float("-inf"))
-    best_s = torch.arange(t)
-    for d in range(min(max_len, t)):
-        s_idx = torch.arange(t) - d
-        ok = (s_idx >= 0) & cand
-        s_c = s_idx.clamp(min=0)
-        ok &= cand[s_c] & (piece[s_c] == piece)
-        sc = torch.where(ok, ls[s_c] + le, torch.tensor(float("-inf")))
-        better = sc > best
-        best = torch.where(better, sc, best)
-        best_s = torch.where(better, s_c, best_s)
-    out: list[ReaderSpan] = []
-    taken = torch.zeros(t, dtype=torch.bool)
-    for e in torch.argsort(best, descending=True).tolist():
-        if len(out) >= k or best[e] == float("-inf"):
-            break
-        s = int(best_s[e])
-        if taken[s : e + 1].any():
-            continue
-        taken[s : e + 1] = True
-        p, cs, ce = ri.char_span(s, e)
-        text = pieces[p].text
-        # token offsets include the leading space of byte-level BPE tokens: trim whitespace off the span
-        while cs < ce and text[cs].isspace():
-            cs += 1
-        while ce > cs and text[ce - 1].isspace():
-            ce -= 1
-        # a span that starts or ends inside a word ("convey|ed") is widened to whole words
-        while 0 < cs < ce and text[cs - 1].isalnum() and text[cs].isalnum():
-            cs -= 1
-        while cs < ce < len(text) and text[ce].isalnum() and text[ce - 1].isalnum():
-            ce += 1
-        out.append(ReaderSpan(p, cs, ce, text[cs:ce], float(best[e].exp())))
-    return out

@@ -286,14 +286,13 @@ class ReaderRuntime:
         """Token costs of the reader's prompt layout for context budgets.
 
         With a reader loaded: the model's own layout (gdn2_model.prompt.ReaderLayout), counted with its
-        tokenizer, so an assembled context's `tokens` is the reader's input length. Without one: the
+        tokenizer, so an assembled context's `tokens` is the reader's input length; the texts it counts
+        stay tokenised in the reader, which lays them out without tokenising again. Without one: the
         documented estimate (gdn2_rag.tokens.EstimateLayout). `repeat_question` lays the question out
         again after the context; the context assembled with it carries it to `extract` and `generate`.
         """
         if self.load():
-            from gdn2_model.prompt import ReaderLayout
-
-            return ReaderLayout(self._reader.tokenizer, repeat_question=repeat_question)
+            return self._reader.layout(repeat_question=repeat_question)
         return EstimateLayout(repeat_question=repeat_question)
 
     def extract(

@@ -11,6 +11,7 @@ from functools import cache
 
 import torch
 
+from gdn2_kernels.common.chunks import seq_offsets
 from gdn2_kernels.gdn2.reference import chunk_gdn2, recurrent_gdn2
 
 logger = logging.getLogger(__name__)
@@ -94,9 +95,10 @@ def validate_inputs(
             raise ValueError(f"cu_seqlens must be int32 or int64, got {cu_seqlens.dtype}")
         if B != 1:
             raise ValueError(f"cu_seqlens packs sequences into B == 1, got B={B}")
-        offs = cu_seqlens.tolist()
+        # remembered per tensor: the layers of one forward share it, and validate it with one copy
+        offs = seq_offsets(cu_seqlens)
         if offs[0] != 0 or offs[-1] != T or any(e < s for s, e in zip(offs[:-1], offs[1:], strict=True)):
-            raise ValueError(f"cu_seqlens must rise from 0 to T={T} without decreasing, got {offs}")
+            raise ValueError(f"cu_seqlens must rise from 0 to T={T} without decreasing, got {list(offs)}")
         N = len(offs) - 1
     if initial_state is not None:
         _check_tensor(state_name, initial_state, (N, H, K, V), _STATE_DTYPES, dev)

@@ -12,7 +12,12 @@ import torch
 assert os.environ.get("TRITON_INTERPRET") == "1", "run with TRITON_INTERPRET=1"
 
 from gdn2_kernels import layer_ops  # noqa: E402
-from gdn2_model.layer import GatedDeltaNet2, RMSNormGated, ShortConvolution  # noqa: E402
+from gdn2_model.layer import (  # noqa: E402
+    GatedDeltaNet2,
+    RMSNormGated,
+    ShortConvolution,
+    positions_in_sequence,
+)
 
 
 def rel(ref: torch.Tensor, got: torch.Tensor) -> float:
@@ -41,6 +46,18 @@ def main() -> None:
         ref, _ = conv(wide[:, :, 0].contiguous())
         errs["conv_strided"] = rel(
             ref, layer_ops.causal_conv1d_silu(wide[:, :, 0], conv.weight[:, 0], None, None)
+        )
+
+    # packed sequences (one shorter than the conv, one empty): no tap crosses into the previous sequence
+    conv = ShortConvolution(200, 4, bias=True, fused_ops=False)
+    with torch.no_grad():
+        conv.bias.normal_()
+        cu = torch.tensor([0, 2, 2, 39, 70])
+        x = torch.randn(1, 70, 200)
+        ref, _ = conv(x, cu_seqlens=cu)
+        pos = positions_in_sequence(cu, 70)
+        errs["conv_packed"] = rel(
+            ref, layer_ops.causal_conv1d_silu(x, conv.weight[:, 0], conv.bias, None, pos)
         )
 
     layer = GatedDeltaNet2(hidden_size=64, head_dim=16, num_heads=3, fused_ops=False)

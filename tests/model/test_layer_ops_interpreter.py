@@ -20,7 +20,7 @@ def errors(run_interpreted) -> dict:
 
 def test_every_case_ran(errors):
     expected = {f"conv_T{T}_{c}" for T in (1, 2, 37, 70) for c in ("cache", "nocache")}
-    expected |= {"conv_strided", "decay", "norm_sigmoid", "norm_swish", "silu_mul"}
+    expected |= {"conv_strided", "conv_packed", "decay", "norm_sigmoid", "norm_swish", "silu_mul"}
     assert set(errors) == expected
 
 

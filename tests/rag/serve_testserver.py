@@ -87,13 +87,13 @@ def main() -> None:
         # a tiny random network instead of the shipped checkpoint: loads in a second, reads in milliseconds
         reader._reader, reader._loaded, reader.device = tiny_reader(), True, "cpu"
         if args.read_delay:
-            read = reader._reader.logits_batch
+            read = reader._reader.token_spans_batch
 
-            def slow_read(inputs, **kw):
+            def slow_read(*a, **kw):
                 time.sleep(args.read_delay)
-                return read(inputs, **kw)
+                return read(*a, **kw)
 
-            reader._reader.logits_batch = slow_read
+            reader._reader.token_spans_batch = slow_read
     rag = RAG(root / "index", index=index, config=config, reader=reader)
     run(rag, settings)
 

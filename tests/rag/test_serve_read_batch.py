@@ -70,6 +70,20 @@ def test_spans_equal_one_by_one_and_passes_are_split_by_the_token_cap(tiny_reade
     assert alone[2] == []
 
 
+def test_spans_picked_on_the_device_equal_the_reference_on_cpu_logits(tiny_reader):
+    """extract_spans picks on the reader's device (`pick_spans_packed`); `Reader.spans` is `best_spans`."""
+    for q, p in QUERIES:
+        ri = tiny_reader.prepare(q, p)
+        if not ri.answer_mask().any():
+            continue
+        want = tiny_reader.spans(ri, p, *tiny_reader.logits(ri), k=5, max_answer_tokens=3)
+        got = tiny_reader.extract_spans(q, p, k=5, max_answer_tokens=3)
+        assert [(s.piece_index, s.char_start, s.char_end, s.text) for s in got] == [
+            (s.piece_index, s.char_start, s.char_end, s.text) for s in want
+        ]
+        assert [s.score for s in got] == pytest.approx([s.score for s in want], rel=1e-5)
+
+
 def test_packing_is_not_a_no_op(tiny_reader):
     """Guard against a packed pass that leaks state across sequences: reading B after A in one row without
     cu_seqlens differs from reading B alone, while the packed pass does not."""

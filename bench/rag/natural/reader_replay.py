@@ -42,12 +42,17 @@ class _Span:
 
 
 class _StandIn:
-    """What ReaderRuntime needs of a loaded reader: a tokenizer, extract_spans, identity."""
+    """What ReaderRuntime needs of a loaded reader: a tokenizer, its layout, extract_spans, identity."""
 
     def __init__(self, tokenizer, on_read) -> None:
         self.tokenizer = tokenizer
         self.on_read = on_read
         self.identity = {"name": "replay"}
+
+    def layout(self, repeat_question: bool = False):
+        from gdn2_model.prompt import ReaderLayout
+
+        return ReaderLayout(self.tokenizer, repeat_question=repeat_question)
 
     def extract_spans(self, question, pieces, k=1, max_answer_tokens=32, **kw):
         return self.on_read(question, pieces)[:k]

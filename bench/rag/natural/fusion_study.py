@@ -93,7 +93,9 @@ def main() -> None:
                 end = cut if cut > s else s + MAX_EVIDENCE_CHARS
             shown = text[s:end] + "\n" + pl._evidence(text, s, end)
             ok = bool(q["answers"]) and right_file and contains_answer(shown, q["answers"])
-            cand_rows.append({"rank": rank, "lex": lex, "cos": c, "line": lp, "span": sp, "ok": ok})
+            cand_rows.append(
+                {"rank": rank, "lex": lex, "cos": c, "line": lp, "span": sp, "ok": ok, "text": text[s:end]}
+            )
         top_dense = max(
             (p.dense_score for p in retrieved.passages[:10] if p.dense_score is not None), default=0.0
         )

@@ -40,6 +40,9 @@ from gdn2_ingest.vectorstores.base import Where
 from gdn2_ingest.vectorstores.qdrant import GenerationView, QdrantStore
 
 KIND = "qdrant"
+# extra hits asked for, so that chunks tied with the k-th (the same text in several files) are ranked
+# by chunk id as FAISS ranks them, not in Qdrant's order
+TIE_MARGIN = 8
 
 
 def generation_number(gen: Path | str | None) -> int:
@@ -187,13 +190,15 @@ def search(store: QdrantStore, qvec: np.ndarray, k: int, view: GenerationView, w
 
         # the payload holds display forms (`write_points`)
         where = replace(where, any_paths=tuple(display_path(p) for p in where.any_paths))
-    hits = store.search(qvec, k, where=where, view=view, exact=exact)[0]
-    return sorted(hits, key=lambda h: (-h[1], h[0]))
+    hits = store.search(qvec, k + TIE_MARGIN, where=where, view=view, exact=exact)[0]
+    return sorted(hits, key=lambda h: (-h[1], h[0]))[:k]
 
 
 class QdrantSegment:
     """A segment's dense part in the collection: its points are those with ids in [min_id, max_id]
-    (gdn2_ingest.dense.VectorSegment)."""
+    (gdn2_ingest.dense.VectorSegment). `live` counts the points of its live chunks; those of its
+    tombstoned chunks may be there or not (a compaction deletes them before it switches), so
+    `ntotal` counts them as stored."""
 
     kind = KIND
 
@@ -201,7 +206,8 @@ class QdrantSegment:
         self.store = store
         self.lo, self.hi = lo, hi  # None: an empty segment
         self.dead_ids = dead_ids
-        self.ntotal = 0 if lo is None else store.count(id_range=(lo, hi))
+        self.live = 0 if lo is None else store.count(id_range=(lo, hi), exclude=dead_ids)
+        self.ntotal = self.live + len(dead_ids)
 
     def search(self, qvec: np.ndarray, k: int) -> list[tuple[int, float]]:
         if self.lo is None:

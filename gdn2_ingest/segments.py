@@ -169,11 +169,12 @@ class Segment:
             if self.store is None:
                 raise broken(self.folder, SEGMENT_MANIFEST, "keeps its vectors in Qdrant, the manifest names no store")
             self._dense = QdrantSegment(self.store, self.min_id, self.info.get("max_id"), self.dead_ids)
-            if self._dense.ntotal != self.chunks:
+            if self._dense.live != self.chunks - len(self.dead_ids):
                 raise broken(
                     self.folder, SEGMENT_MANIFEST,
-                    f"holds {self.chunks} chunks, Qdrant collection {self.store.collection}"
-                    f" {self._dense.ntotal} points in its id range (the collection no longer matches the index)",
+                    f"holds {self.chunks - len(self.dead_ids)} live chunks, Qdrant collection"
+                    f" {self.store.collection} {self._dense.live} of their points (the collection no longer"
+                    " matches the index)",
                 )  # fmt: skip
         if self._dense is None:
             from gdn2_ingest.dense import FaissSegment

@@ -232,10 +232,12 @@ class QdrantStore:
             out = self.client.query_batch_points(self.collection, requests=requests)
         return [[(int(p.id), float(p.score)) for p in r.points] for r in out]
 
-    def count(self, view: GenerationView | None = None, id_range: tuple[int, int] | None = None) -> int:
+    def count(self, view: GenerationView | None = None, id_range: tuple[int, int] | None = None,
+              exclude: np.ndarray | None = None) -> int:  # fmt: skip
+        """Points the filter (`filter`'s arguments) admits."""
+        flt = self.filter(None, view, id_range, exclude)
         with self.calls("count points"):
-            return int(self.client.count(self.collection, count_filter=self.filter(None, view, id_range),
-                                         exact=True).count)  # fmt: skip
+            return int(self.client.count(self.collection, count_filter=flt, exact=True).count)
 
     def close(self) -> None:
         if self._shared is not None:

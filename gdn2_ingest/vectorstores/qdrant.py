@@ -118,7 +118,8 @@ class QdrantStore:
         self._shared = None
         with self.calls(f"open collection {collection}"):
             if url is not None:
-                self.client = QdrantClient(url=url, api_key=api_key)
+                # no version probe: against an unreachable server it warns before the one-line error
+                self.client = QdrantClient(url=url, api_key=api_key, check_compatibility=False)
             elif location == ":memory:":
                 self.client = QdrantClient(location=":memory:")
             else:

@@ -237,7 +237,9 @@ def ingest(
     ] = None,
     qdrant_path: Annotated[
         str | None,
-        typer.Option("--qdrant-path", help="Folder for embedded Qdrant (one process at a time) instead of a server."),
+        typer.Option(
+            "--qdrant-path", help="Folder for embedded Qdrant (one process at a time) instead of a server."
+        ),
     ] = None,
     qdrant_collection: Annotated[
         str | None,
@@ -245,7 +247,9 @@ def ingest(
     ] = None,
     qdrant_api_key_file: Annotated[
         str | None,
-        typer.Option("--qdrant-api-key-file", help="File holding the server's API key (the index records the path)."),
+        typer.Option(
+            "--qdrant-api-key-file", help="File holding the server's API key (the index records the path)."
+        ),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:

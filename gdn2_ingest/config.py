@@ -67,8 +67,9 @@ class VectorStoreConfig:
         if self.kind != "qdrant":
             given = [k for k, v in qdrant_only.items() if v is not None]
             if given:
+                names = ", ".join(given)
                 raise ValueError(
-                    f"the Qdrant settings ({', '.join(given)}) need vector store 'qdrant' (--vector-store qdrant)"
+                    f"the Qdrant settings ({names}) need vector store 'qdrant' (--vector-store qdrant)"
                 )
             return self
         if (self.url is None) == (self.path is None):

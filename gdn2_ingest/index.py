@@ -61,7 +61,9 @@ def check_counts(gen: Path, manifest: dict, segs: list[Segment], tomb: Tombstone
         raise broken(gen, index_store.MANIFEST, f"counts {want} chunks, its segments hold {live} live ones")
 
 
-def check_generation(gen: Path, manifest: dict | None = None, full: set[str] | None = None, store=None) -> dict:
+def check_generation(
+    gen: Path, manifest: dict | None = None, full: set[str] | None = None, store=None
+) -> dict:
     """The check of a generation before a writer switches to it or reports it ready.
 
     Every segment's files have their recorded sizes and its docstore opens; the segments in `full`
@@ -120,7 +122,9 @@ class Index:
             if store_cfg.kind == dense_qdrant.KIND:
                 exact_max = int((manifest.get("dense") or {}).get("exact_max", 200_000))
                 self._exact = self.size() <= exact_max
-                self._store = dense_qdrant.connect(store_cfg, int(manifest["embedder"]["dim"]), exact=self._exact)
+                self._store = dense_qdrant.connect(
+                    store_cfg, int(manifest["embedder"]["dim"]), exact=self._exact
+                )
             self.segments, self.tombstones = open_segments(index_dir, gen, manifest, use_gpu=None,
                                                            store=self._store)  # fmt: skip
             for s in self.segments:
@@ -204,7 +208,9 @@ class Index:
             return []
         return self.search_vector(self.embed_query(query), k, where)
 
-    def search_vector(self, qvec: np.ndarray, k: int = 10, where: Where | None = None) -> list[tuple[int, float]]:
+    def search_vector(
+        self, qvec: np.ndarray, k: int = 10, where: Where | None = None
+    ) -> list[tuple[int, float]]:
         """(chunk id, cosine score) of the `k` live chunks nearest to a query vector, best first.
 
         where: with `filters_dense`, only the chunks it admits are searched (pushed into Qdrant's
@@ -290,7 +296,9 @@ class Index:
 
     def stats(self) -> IndexStats:
         c = self.manifest["counts"]
-        size = index_store.tree_bytes(self.generation) + sum(index_store.tree_bytes(s.folder) for s in self.segments)
+        size = index_store.tree_bytes(self.generation) + sum(
+            index_store.tree_bytes(s.folder) for s in self.segments
+        )
         return IndexStats(
             documents=c["documents"],
             files=c["files"],

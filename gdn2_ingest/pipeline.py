@@ -199,7 +199,9 @@ def ingest_paths(
             store.check_embedder(index_dir, manifest, identity)
         # where the vectors go: the index's recorded store, or the config's for a new index
         store_cfg = dense_qdrant.resolve(index_dir, manifest, cfg.vector_store)
-        vstore = stack.enter_context(dense_qdrant.writer_store(store_cfg, live, manifest, int(identity["dim"])))
+        vstore = stack.enter_context(
+            dense_qdrant.writer_store(store_cfg, live, manifest, int(identity["dim"]))
+        )
         settings = _settings(cfg, identity, params, store_cfg)
         if live is None and vstore is not None:
             # a new Qdrant index records its collection in an empty generation before it writes a point
@@ -336,8 +338,8 @@ def _live_bytes(index_dir: Path, live: Path | None, manifest: dict | None) -> in
 
 def _build(
     index_dir: Path, view: LiveView, made: list[Path], todo: list[_Todo], skips: list[_Todo],
-    deleted: list[str], cfg: IngestConfig, engine: Engine, identity: dict, settings: dict, report: IngestReport,
-    fb: Feedback, vstore: QdrantStore | None,
+    deleted: list[str], cfg: IngestConfig, engine: Engine, identity: dict, settings: dict,
+    report: IngestReport, fb: Feedback, vstore: QdrantStore | None,
 ) -> None:  # fmt: skip
     """Steps 2-5: write the new segment, then the generation naming it, verify and publish it.
     `settings`: the manifest's settings (`_settings`); `vstore`: the index's Qdrant collection (the new

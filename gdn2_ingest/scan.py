@@ -37,7 +37,9 @@ def find_files(paths: list[str | os.PathLike], exclude: Path | list[Path] | None
     dups: list[tuple[Path, Path]] = []
     broken: list[Path] = []
     unreadable: list[tuple[Path, str]] = []
-    excl = {p.resolve() for p in ([] if exclude is None else [exclude] if isinstance(exclude, Path) else exclude)}
+    excl = {
+        p.resolve() for p in ([] if exclude is None else [exclude] if isinstance(exclude, Path) else exclude)
+    }
 
     def add(f: Path) -> None:
         real = os.path.realpath(f)
@@ -67,9 +69,7 @@ def find_files(paths: list[str | os.PathLike], exclude: Path | list[Path] | None
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=on_error):
             d = Path(dirpath)
             dirnames[:] = sorted(
-                n
-                for n in dirnames
-                if n not in SKIP_DIRS and not (excl and (d / n).resolve() in excl)
+                n for n in dirnames if n not in SKIP_DIRS and not (excl and (d / n).resolve() in excl)
             )
             for n in sorted(filenames):
                 f = d / n

@@ -167,7 +167,9 @@ class Segment:
             from gdn2_ingest.dense_qdrant import QdrantSegment
 
             if self.store is None:
-                raise broken(self.folder, SEGMENT_MANIFEST, "keeps its vectors in Qdrant, the manifest names no store")
+                raise broken(
+                    self.folder, SEGMENT_MANIFEST, "keeps its vectors in Qdrant, the manifest names no store"
+                )
             self._dense = QdrantSegment(self.store, self.min_id, self.info.get("max_id"), self.dead_ids)
             if self._dense.live != self.chunks - len(self.dead_ids):
                 raise broken(

@@ -308,7 +308,7 @@ def remove_paths(
     cfg = (config or IngestConfig()).validate()
     t0 = time.perf_counter()
     index_dir = Path(index_dir).expanduser().absolute()
-    gen = store.require_generation(index_dir)
+    store.require_generation(index_dir)
     report = IngestReport(index_dir=str(index_dir))
     with _locked(index_dir, cfg, notify) as (gen, vstore):
         with _building_on(index_dir, gen, vstore=vstore) as (view, made):
@@ -350,7 +350,9 @@ def _locked(index_dir: Path, cfg: IngestConfig, notify: Callable[[str], None] | 
 
 
 @contextmanager
-def _building_on(index_dir: Path, gen: Path, check: bool = True, vstore=None) -> Iterator[tuple[LiveView, list[Path]]]:
+def _building_on(
+    index_dir: Path, gen: Path, check: bool = True, vstore=None
+) -> Iterator[tuple[LiveView, list[Path]]]:
     """The live view a new generation is built on, and the list of folders written for it. A failure
     deletes those folders (the live generation stays what it was); the view is closed either way.
     `vstore`: the index's Qdrant collection (None for FAISS segments)."""
@@ -412,16 +414,19 @@ def compact_index(index_dir: str | os.PathLike, config: IngestConfig | None = No
     index_dir = Path(index_dir).expanduser().absolute()
     store.require_generation(index_dir)
     report = IngestReport(index_dir=str(index_dir))
-    with _locked(index_dir, cfg, notify) as (gen, vstore):
-        with _building_on(index_dir, gen, vstore=vstore) as (view, made):
-            report.generation = gen.name
-            report.chunks_total = view.counts()["chunks"]
-            if len(view.segments) > 1 or view.tomb.n_dead():
-                everything = (0, len(view.segments))
-                report.generation, _ = compact_run(index_dir, view, *everything, _exact_max(view), made,
-                                                   vstore=vstore)  # fmt: skip
-                report.compacted = len(view.segments)
-                report.chunks_removed = view.tomb.n_dead()
-                report.changed = True
+    with (
+        _locked(index_dir, cfg, notify) as (gen, vstore),
+        _building_on(index_dir, gen, vstore=vstore) as (view, made),
+    ):
+        report.generation = gen.name
+        report.chunks_total = view.counts()["chunks"]
+        if len(view.segments) > 1 or view.tomb.n_dead():
+            everything = (0, len(view.segments))
+            report.generation, _ = compact_run(
+                index_dir, view, *everything, _exact_max(view), made, vstore=vstore
+            )
+            report.compacted = len(view.segments)
+            report.chunks_removed = view.tomb.n_dead()
+            report.changed = True
     report.seconds = time.perf_counter() - t0
     return report

@@ -42,7 +42,9 @@ def vector_store_config(kind=None, url=None, path=None, collection=None, api_key
 
     if kind is None and url is None and path is None and collection is None and api_key_file is None:
         return None
-    return VectorStoreConfig(kind or "faiss", url=url, path=path, collection=collection, api_key_file=api_key_file)
+    return VectorStoreConfig(
+        kind or "faiss", url=url, path=path, collection=collection, api_key_file=api_key_file
+    )
 
 
 def ingest_command(

@@ -87,7 +87,9 @@ class HybridRetriever:
         files = None
         if flt.path_glob is not None:
             if flt.path_glob not in self.glob_files:
-                self.glob_files[flt.path_glob] = tuple(p for p in self.index.live_paths() if flt.matches_path(p))
+                self.glob_files[flt.path_glob] = tuple(
+                    p for p in self.index.live_paths() if flt.matches_path(p)
+                )
             files = self.glob_files[flt.path_glob]
             if len(files) > PUSHED_PATHS_MAX:
                 files = None

@@ -59,7 +59,10 @@ class _SharedLocal:
                 # (`rag serve`); the index lock and RAG's lock keep them from writing at once
                 if not cls.clients:
                     atexit.register(cls.close_all)
-                entry = cls.clients[folder] = [QdrantClient(path=folder, force_disable_check_same_thread=True), 0]
+                entry = cls.clients[folder] = [
+                    QdrantClient(path=folder, force_disable_check_same_thread=True),
+                    0,
+                ]
             entry[1] += 1
             return entry[0]
 
@@ -140,11 +143,15 @@ class QdrantStore:
             datatype = models.Datatype.FLOAT16 if self.float16 else None
             self.client.create_collection(
                 collection,
-                vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.DOT, datatype=datatype),
+                vectors_config=models.VectorParams(
+                    size=self.dim, distance=models.Distance.DOT, datatype=datatype
+                ),
             )
             if server:  # embedded Qdrant has no payload indexes (and warns about them)
                 for field, kind in PAYLOAD_INDEXES.items():
-                    self.client.create_payload_index(collection, field, getattr(models.PayloadSchemaType, kind))
+                    self.client.create_payload_index(
+                        collection, field, getattr(models.PayloadSchemaType, kind)
+                    )
         got = self.client.get_collection(collection).config.params.vectors.size
         if got != self.dim:
             raise ValueError(f"Qdrant collection {collection!r} holds {got}-dim vectors, not {self.dim}")
@@ -256,8 +263,8 @@ class QdrantStore:
         found: dict[int, list[float]] = {}
         with self.calls("read vectors"):
             for s in range(0, len(ids), IDS_BATCH):
-                for p in self.client.retrieve(self.collection, ids[s : s + IDS_BATCH].tolist(), with_vectors=True,
-                                              with_payload=False):  # fmt: skip
+                part = ids[s : s + IDS_BATCH].tolist()
+                for p in self.client.retrieve(self.collection, part, with_vectors=True, with_payload=False):
                     found[int(p.id)] = p.vector
         missing = [int(i) for i in ids if int(i) not in found]
         if missing:

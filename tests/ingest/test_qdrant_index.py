@@ -102,8 +102,13 @@ def assert_exact_top(got: list[tuple[int, float]], faiss_dir: Path, emb, query: 
     with Index.open(faiss_dir, embedder=emb) as ix:
         ids = ix.chunk_ids()
         ok = np.array([keep(c) for c in ix.get_chunks([int(i) for i in ids])], dtype=bool)
-        score = dict(zip(ids[ok].tolist(), (ix.vectors(ids[ok]).astype(np.float64)
-                                            @ ix.embed_query(query).astype(np.float64)).tolist(), strict=True))
+        score = dict(
+            zip(
+                ids[ok].tolist(),
+                (ix.vectors(ids[ok]).astype(np.float64) @ ix.embed_query(query).astype(np.float64)).tolist(),
+                strict=True,
+            )
+        )
     best = sorted(score.values(), reverse=True)[:k]
     assert len(got) == len(best) and len({i for i, _ in got}) == len(got)
     np.testing.assert_allclose([s for _, s in got], best, atol=1e-5)
@@ -172,7 +177,6 @@ def test_failed_compaction_leaves_the_previous_generation(twins, monkeypatch):
 
 def test_the_manifest_owns_the_store(twins):
     t = twins
-    qdrant = VectorStoreConfig("qdrant", path=str(t.tmp / "qdrant"))
     # no store named: the recorded one
     (t.docs / "legal" / "extra.txt").write_text("# Extra\n\nWarranty claims expire after a year.\n")
     ingest_paths(t.qdrant, [t.docs], t.fcfg, progress=False)
@@ -184,8 +188,10 @@ def test_the_manifest_owns_the_store(twins):
         remove_paths(t.qdrant, [t.docs / "legal" / "extra.txt"], type(t.qcfg)(vector_store=other))
     # a new index cannot take a collection that holds another index's points
     taken = store.read_manifest(store.current_generation(t.qdrant))["vector_store"]["collection"]
-    cfg = type(t.qcfg)(embedder_factory=lambda: t.emb,
-                        vector_store=VectorStoreConfig("qdrant", path=str(t.tmp / "qdrant"), collection=taken))
+    cfg = type(t.qcfg)(
+        embedder_factory=lambda: t.emb,
+        vector_store=VectorStoreConfig("qdrant", path=str(t.tmp / "qdrant"), collection=taken),
+    )
     with pytest.raises(VectorStoreError, match=f"{taken} .* already holds .* points of another index"):
         ingest_paths(t.tmp / "ix-new", [t.docs], cfg, progress=False)
     assert store.current_generation(t.tmp / "ix-new") is None
@@ -193,14 +199,16 @@ def test_the_manifest_owns_the_store(twins):
 
 def test_an_embedded_folder_open_in_another_process(twins):
     t = twins
+    hold = ("import sys, time; from qdrant_client import QdrantClient; c = QdrantClient(path=sys.argv[1]);"
+            " print('ready', flush=True); time.sleep(60)")  # fmt: skip
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from qdrant_client import QdrantClient;"
-         " c = QdrantClient(path=sys.argv[1]); print('ready', flush=True); time.sleep(60)", str(t.tmp / "qdrant")],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, "-c", hold, str(t.tmp / "qdrant")], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(VectorStoreError, match="open in another process; embedded Qdrant serves one process"):
+        with pytest.raises(
+            VectorStoreError, match="open in another process; embedded Qdrant serves one process"
+        ):
             Index.open(t.qdrant, embedder=t.emb)
     finally:
         holder.kill()
@@ -211,7 +219,10 @@ def test_an_embedded_folder_open_in_another_process(twins):
 
 def test_manifest_record_round_trip(tmp_path: Path):
     cfg = VectorStoreConfig("qdrant", url="http://q:6333/", collection="docs").validate().resolved(tmp_path)
-    assert cfg.url == "http://q:6333" and VectorStoreConfig.from_record(json.loads(json.dumps(cfg.to_record()))) == cfg
+    assert (
+        cfg.url == "http://q:6333"
+        and VectorStoreConfig.from_record(json.loads(json.dumps(cfg.to_record()))) == cfg
+    )
     assert VectorStoreConfig().to_record() is None and VectorStoreConfig.from_record(None).kind == "faiss"
     with pytest.raises(ValueError, match="may hold only letters"):
         VectorStoreConfig("qdrant", path="x", collection="a/b").validate()

@@ -40,11 +40,15 @@ def write_corpus(root: Path, files_per_domain: int = 4, seed: int = 3) -> Path:
             if i == 1:
                 paras.insert(1, SHARED)
             if domain == "code":
-                body = "\n\n".join(f"def f{j}():\n    \"\"\"{p}\"\"\"\n    return {j}\n" for j, p in enumerate(paras))
+                body = "\n\n".join(
+                    f'def f{j}():\n    """{p}"""\n    return {j}\n' for j, p in enumerate(paras)
+                )
                 (root / domain / f"mod{i}.py").write_text(body)
             else:
                 ext = "txt" if domain == "legal" else "md"
-                (root / domain / f"{domain}{i}.{ext}").write_text(f"# {domain} {i}\n\n" + "\n\n".join(paras) + "\n")
+                (root / domain / f"{domain}{i}.{ext}").write_text(
+                    f"# {domain} {i}\n\n" + "\n\n".join(paras) + "\n"
+                )
     return root
 
 

@@ -24,7 +24,9 @@ from twins import QUERIES, write_corpus  # noqa: E402
 
 HAVE_QDRANT = importlib.util.find_spec("qdrant_client") is not None
 pytestmark = pytest.mark.filterwarnings("ignore:Local mode:UserWarning")
-needs_qdrant = pytest.mark.skipif(not HAVE_QDRANT, reason="qdrant-client is not installed: pip install 'gdn2-rag[qdrant]'")
+needs_qdrant = pytest.mark.skipif(
+    not HAVE_QDRANT, reason="qdrant-client is not installed: pip install 'gdn2-rag[qdrant]'"
+)
 runner = CliRunner()
 
 
@@ -38,7 +40,9 @@ def _same(a: RAG, b: RAG) -> None:
         pa, pb = a.search(q, k=10), b.search(q, k=10)
         assert _passages(pa) == _passages(pb)
         np.testing.assert_allclose([p.score for p in pa], [p.score for p in pb], rtol=1e-9)
-        np.testing.assert_allclose([p.dense_score or 0 for p in pa], [p.dense_score or 0 for p in pb], atol=1e-5)
+        np.testing.assert_allclose(
+            [p.dense_score or 0 for p in pa], [p.dense_score or 0 for p in pb], atol=1e-5
+        )
         aa, ab = a.ask(q, top_k=8), b.ask(q, top_k=8)
         assert _passages(aa.passages) == _passages(ab.passages) and aa.text == ab.text
 
@@ -77,7 +81,9 @@ def test_filters_are_pushed_into_qdrant_and_keep_only_matching_chunks(tmp_path: 
     chunks = index.get_chunks([int(i) for i in index.chunk_ids()])
     pushed = []
     search_dense = index.search_dense
-    monkeypatch.setattr(index, "search_dense", lambda q, k, where=None: pushed.append(where) or search_dense(q, k, where))
+    monkeypatch.setattr(
+        index, "search_dense", lambda q, k, where=None: pushed.append(where) or search_dense(q, k, where)
+    )
     support3 = str(docs / "support" / "support3.md")
     for domain, glob, ok in [
         ("legal", None, lambda c: c.domain == "legal"),
@@ -90,7 +96,9 @@ def test_filters_are_pushed_into_qdrant_and_keep_only_matching_chunks(tmp_path: 
         assert len(got) == min(5, sum(map(ok, chunks)))
         where = pushed[-1]
         assert where.domain == domain
-        assert glob is None or set(where.any_paths) == {c.path for c in chunks if rag_filter(glob).matches_path(c.path)}
+        assert glob is None or set(where.any_paths) == {
+            c.path for c in chunks if rag_filter(glob).matches_path(c.path)
+        }
 
 
 def rag_filter(glob: str):
@@ -122,8 +130,8 @@ def test_cli_records_the_store_and_later_commands_use_it(tmp_path: Path, monkeyp
     docs = write_corpus(tmp_path / "docs")
     fx, qx, qpath = tmp_path / "ix-faiss", tmp_path / "ix-qdrant", tmp_path / "qdrant"
     assert _cli("ingest", str(docs), "--index", str(fx), "--json").exit_code == 0
-    out = _cli("ingest", str(docs), "--index", str(qx), "--vector-store", "qdrant", "--qdrant-path", str(qpath),
-               "--qdrant-collection", "handbook", "--json")  # fmt: skip
+    flags = ["--vector-store", "qdrant", "--qdrant-path", str(qpath), "--qdrant-collection", "handbook"]
+    out = _cli("ingest", str(docs), "--index", str(qx), *flags, "--json")
     assert out.exit_code == 0, out.output
     info = _cli("info", "--index", str(qx))
     assert f"qdrant collection handbook (embedded in {qpath})" in info.output
@@ -145,7 +153,10 @@ def test_cli_records_the_store_and_later_commands_use_it(tmp_path: Path, monkeyp
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--vector-store", "qdrant", "--qdrant-path", "q", "--qdrant-url", "http://h:6333"], "exactly one of"),
+        (
+            ["--vector-store", "qdrant", "--qdrant-path", "q", "--qdrant-url", "http://h:6333"],
+            "exactly one of",
+        ),
         (["--vector-store", "qdrant"], "exactly one of a server url (--qdrant-url)"),
         (["--vector-store", "pinecone"], "must be one of faiss, qdrant"),
         (["--qdrant-path", "q"], "need vector store 'qdrant' (--vector-store qdrant)"),

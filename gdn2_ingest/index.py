@@ -9,8 +9,10 @@ IndexBrokenError naming the file, not a crash at the first search.
 
 Search fans out over the segments and merges (gdn2_ingest.dense, gdn2_ingest.sparse say why the
 merge equals one index's answer): dense hits by (score, then chunk id), BM25 with the statistics of
-all live chunks. Tombstoned chunks are never returned. The query embedder is the one recorded in
-the manifest unless one is passed; a different one is an EmbedderMismatchError.
+all live chunks. Tombstoned chunks are never returned. An index whose manifest records a Qdrant
+collection searches it instead of FAISS files, with one request filtered to this generation
+(gdn2_ingest.dense_qdrant), and can apply a domain/path filter inside it. The query embedder is the
+one recorded in the manifest unless one is passed; a different one is an EmbedderMismatchError.
 """
 
 from __future__ import annotations

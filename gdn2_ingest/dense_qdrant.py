@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gdn2_ingest.config import VectorStoreConfig
+from gdn2_ingest.config import IngestConfig, VectorStoreConfig
 from gdn2_ingest.errors import VectorStoreError
 from gdn2_ingest.vectorstores.base import Where
 from gdn2_ingest.vectorstores.qdrant import GenerationView, QdrantStore
@@ -56,6 +56,12 @@ def view_of(gen: Path | None, manifest: dict | None) -> GenerationView:
     """What generation `gen` (with `manifest`) sees of the collection."""
     next_id = int(((manifest or {}).get("next_ids") or {}).get("chunk", 1))
     return GenerationView(next_id=next_id, generation=generation_number(gen))
+
+
+def exact_max(manifest: dict) -> int:
+    """The dense_exact_max an index was built with (its manifest owns it once it exists): up to this
+    many chunks dense search is exact, FAISS segments and Qdrant alike."""
+    return int((manifest.get("dense") or {}).get("exact_max", IngestConfig.dense_exact_max))
 
 
 def recorded(manifest: dict | None) -> VectorStoreConfig:

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gdn2_ingest import dense_qdrant
-from gdn2_ingest import store as index_store
+from gdn2_ingest import dense_qdrant, store
 from gdn2_ingest.embed import Embedder, SentenceTransformerEmbedder
 from gdn2_ingest.segments import SEGMENTS_DIR, Segment, Tombstones, broken, check_segment, check_sizes
 from gdn2_ingest.types import Chunk, IndexStats
@@ -32,11 +31,11 @@ from gdn2_ingest.vectorstores.base import Where
 
 
 def open_segments(
-    index_dir: Path, gen: Path, manifest: dict, use_gpu: bool | None = False, store=None
+    index_dir: Path, gen: Path, manifest: dict, use_gpu: bool | None = False, vstore=None
 ) -> tuple[list[Segment], Tombstones]:
     """The generation's segments, opened with its tombstones (docstores only; parts load lazily).
     use_gpu: where faiss-gpu is installed, None searches exact segments on the GPU (readers); writers
-    and checks read vectors back and keep the CPU index. store: the index's Qdrant collection
+    and checks read vectors back and keep the CPU index. vstore: the index's Qdrant collection
     (gdn2_ingest.dense_qdrant) when its vectors live there."""
     check_sizes(gen, manifest.get("files") or {})
     tomb = Tombstones.load(gen)
@@ -48,7 +47,7 @@ def open_segments(
                 raise broken(gen, f"../{SEGMENTS_DIR}/{name}", "is missing (a segment the manifest names)")
             segs.append(Segment(folder, tomb.dead_ids(name)))
             segs[-1].use_gpu = use_gpu
-            segs[-1].store = store
+            segs[-1].vstore = vstore
     except BaseException:
         for s in segs:
             s.close()
@@ -60,31 +59,31 @@ def check_counts(gen: Path, manifest: dict, segs: list[Segment], tomb: Tombstone
     live = sum(s.chunks for s in segs) - sum(tomb.n_dead(s.name) for s in segs)
     want = (manifest.get("counts") or {}).get("chunks")
     if want is not None and live != want:
-        raise broken(gen, index_store.MANIFEST, f"counts {want} chunks, its segments hold {live} live ones")
+        raise broken(gen, store.MANIFEST, f"counts {want} chunks, its segments hold {live} live ones")
 
 
 def check_generation(
-    gen: Path, manifest: dict | None = None, full: set[str] | None = None, store=None
+    gen: Path, manifest: dict | None = None, full: set[str] | None = None, vstore=None
 ) -> dict:
     """The check of a generation before a writer switches to it or reports it ready.
 
     Every segment's files have their recorded sizes and its docstore opens; the segments in `full`
     (None: all) are checked fully (gdn2_ingest.segments.check_segment: every part loads, the same
     chunk ids, probe searches). Segments are immutable, so a writer checks a segment fully once, when
-    it is written, and the sizes ever after. `store`: the index's Qdrant collection, if it has one
+    it is written, and the sizes ever after. `vstore`: the index's Qdrant collection, if it has one
     (None: opened here when the manifest names one). Raises IndexBrokenError naming the file; returns
     {"seconds": time taken}.
     """
     t0 = time.perf_counter()
-    manifest = manifest if manifest is not None else index_store.read_manifest(gen)
-    own = store is None and dense_qdrant.recorded(manifest).kind == dense_qdrant.KIND
+    manifest = manifest if manifest is not None else store.read_manifest(gen)
+    own = vstore is None and dense_qdrant.recorded(manifest).kind == dense_qdrant.KIND
     if own:
-        store = dense_qdrant.connect(dense_qdrant.recorded(manifest), int(manifest["embedder"]["dim"]))
+        vstore = dense_qdrant.connect(dense_qdrant.recorded(manifest), int(manifest["embedder"]["dim"]))
     try:
-        segs, tomb = open_segments(gen.parent, gen, manifest, store=store)
+        segs, tomb = open_segments(gen.parent, gen, manifest, vstore=vstore)
     except BaseException:
         if own:
-            store.close()
+            vstore.close()
         raise
     try:
         check_counts(gen, manifest, segs, tomb)
@@ -95,7 +94,7 @@ def check_generation(
         for s in segs:
             s.close()
         if own:
-            store.close()
+            vstore.close()
     return {"seconds": time.perf_counter() - t0}
 
 
@@ -122,13 +121,12 @@ class Index:
         try:
             store_cfg = dense_qdrant.recorded(manifest)
             if store_cfg.kind == dense_qdrant.KIND:
-                exact_max = int((manifest.get("dense") or {}).get("exact_max", 200_000))
-                self._exact = self.size() <= exact_max
+                self._exact = self.size() <= dense_qdrant.exact_max(manifest)
                 self._store = dense_qdrant.connect(
                     store_cfg, int(manifest["embedder"]["dim"]), exact=self._exact
                 )
             self.segments, self.tombstones = open_segments(index_dir, gen, manifest, use_gpu=None,
-                                                           store=self._store)  # fmt: skip
+                                                           vstore=self._store)  # fmt: skip
             for s in self.segments:
                 s.load()
             check_counts(gen, manifest, self.segments, self.tombstones)
@@ -158,11 +156,11 @@ class Index:
             dtype: its weights' dtype ("auto" | "float32" | "bfloat16" | "float16").
         """
         index_dir = Path(index_dir).expanduser().absolute()
-        gen, hold = index_store.hold_generation(index_dir)
+        gen, hold = store.hold_generation(index_dir)
         try:
-            manifest = index_store.read_manifest(gen)
+            manifest = store.read_manifest(gen)
             if embedder is not None:
-                index_store.check_embedder(index_dir, manifest, embedder.identity())
+                store.check_embedder(index_dir, manifest, embedder.identity())
             return cls(index_dir, gen, manifest, embedder, device, dtype, hold=hold)
         except BaseException:
             hold.close()
@@ -191,7 +189,7 @@ class Index:
         if self._embedder is None:
             ident = self.manifest["embedder"]
             emb = SentenceTransformerEmbedder(ident.get("path"), device=self._device, dtype=self._dtype)
-            index_store.check_embedder(self.index_dir, self.manifest, emb.identity())
+            store.check_embedder(self.index_dir, self.manifest, emb.identity())
             self._embedder = emb
         return self._embedder
 
@@ -298,9 +296,7 @@ class Index:
 
     def stats(self) -> IndexStats:
         c = self.manifest["counts"]
-        size = index_store.tree_bytes(self.generation) + sum(
-            index_store.tree_bytes(s.folder) for s in self.segments
-        )
+        size = store.tree_bytes(self.generation) + sum(store.tree_bytes(s.folder) for s in self.segments)
         return IndexStats(
             documents=c["documents"],
             files=c["files"],

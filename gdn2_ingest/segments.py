@@ -144,7 +144,7 @@ class Segment:
         self._keyword = None
         self.use_gpu: bool | None = None
         # the index's Qdrant collection when its vectors live there (gdn2_ingest.dense_qdrant)
-        self.store = None
+        self.vstore = None
 
     @property
     def chunks(self) -> int:
@@ -166,16 +166,16 @@ class Segment:
         if self._dense is None and self.in_store:
             from gdn2_ingest.dense_qdrant import QdrantSegment
 
-            if self.store is None:
+            if self.vstore is None:
                 raise broken(
                     self.folder, SEGMENT_MANIFEST, "keeps its vectors in Qdrant, the manifest names no store"
                 )
-            self._dense = QdrantSegment(self.store, self.min_id, self.info.get("max_id"), self.dead_ids)
+            self._dense = QdrantSegment(self.vstore, self.min_id, self.info.get("max_id"), self.dead_ids)
             if self._dense.live != self.chunks - len(self.dead_ids):
                 raise broken(
                     self.folder, SEGMENT_MANIFEST,
                     f"holds {self.chunks - len(self.dead_ids)} live chunks, Qdrant collection"
-                    f" {self.store.collection} {self._dense.live} of their points (the collection no longer"
+                    f" {self.vstore.collection} {self._dense.live} of their points (the collection no longer"
                     " matches the index)",
                 )  # fmt: skip
         if self._dense is None:

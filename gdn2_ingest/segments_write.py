@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gdn2_ingest import store as store
+from gdn2_ingest import store
 from gdn2_ingest.config import IngestConfig
 from gdn2_ingest.docstore import DocStore
 from gdn2_ingest.errors import IngestError
@@ -67,7 +67,7 @@ class LiveView:
         from gdn2_ingest.index import check_counts, open_segments
         from gdn2_ingest.segments import check_segment
 
-        segs, tomb = open_segments(index_dir, gen, manifest, store=vstore)
+        segs, tomb = open_segments(index_dir, gen, manifest, vstore=vstore)
         view = cls(gen, manifest, segs, tomb)
         try:
             check_counts(gen, manifest, segs, tomb)
@@ -223,7 +223,7 @@ def commit_generation(
     }
     store.write_manifest(tmp, full_manifest)
     # never switch to a generation that does not load and answer
-    seconds = check_generation(tmp, full_manifest, full=full, store=vstore)["seconds"]
+    seconds = check_generation(tmp, full_manifest, full=full, vstore=vstore)["seconds"]
     say(store.CURRENT)
     store.publish(index_dir, tmp, name)
     return name, seconds
@@ -401,7 +401,9 @@ def auto_compact(index_dir: Path, report: IngestReport, max_segments: int, max_d
 
 def _exact_max(view: LiveView) -> int:
     """The dense_exact_max the index was built with (its manifest is the owner once it exists)."""
-    return int(view.manifest.get("dense", {}).get("exact_max", IngestConfig.dense_exact_max))
+    from gdn2_ingest.dense_qdrant import exact_max
+
+    return exact_max(view.manifest)
 
 
 def compact_index(index_dir: str | os.PathLike, config: IngestConfig | None = None,

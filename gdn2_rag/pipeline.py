@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gdn2_rag.assemble import AssembledContext, assemble_context
 from gdn2_rag.citations import FileLines, cite_span
@@ -32,6 +33,9 @@ from gdn2_rag.reading import ReaderRuntime, ReadSpan
 from gdn2_rag.retrieve import HybridRetriever, Retrieved
 from gdn2_rag.threads import cpu_threads, limited_threads
 from gdn2_rag.types import Answer, Passage, Timings
+
+if TYPE_CHECKING:
+    from gdn2_ingest.config import VectorStoreConfig
 
 RETRIEVAL_ONLY = "retrieval-only"
 READER = "reader"
@@ -136,7 +140,7 @@ class RAG:
         engine: str = "local",
         engine_address: str | None = None,
         engine_workers: int | None = None,
-        vector_store=None,
+        vector_store: VectorStoreConfig | None = None,
     ):
         """Add or update documents (incremental); returns ingest's IngestReport.
 

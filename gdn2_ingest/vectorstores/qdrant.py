@@ -118,6 +118,7 @@ class QdrantStore:
         self.float16 = float16
         self.server = url is not None
         self.where = f"server {url}" if url is not None else f"embedded {location}"
+        self.folder = None if url is not None else location
         self._shared = None
         with self.calls(f"open collection {collection}"):
             if url is not None:
@@ -170,7 +171,7 @@ class QdrantStore:
             if "already accessed" not in str(exc):
                 raise
             raise VectorStoreError(
-                f"the embedded Qdrant folder {self._shared or self.where} is open in another process;"
+                f"the embedded Qdrant folder {self.folder} is open in another process;"
                 " embedded Qdrant serves one process at a time (share an index through a Qdrant server:"
                 " --qdrant-url)"
             ) from exc

@@ -207,7 +207,7 @@ def test_an_embedded_folder_open_in_another_process(twins):
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(
-            VectorStoreError, match="open in another process; embedded Qdrant serves one process"
+            VectorStoreError, match=f"folder {t.tmp / 'qdrant'} is open in another process; embedded Qdrant"
         ):
             Index.open(t.qdrant, embedder=t.emb)
     finally:

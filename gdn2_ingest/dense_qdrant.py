@@ -202,23 +202,25 @@ def search(store: QdrantStore, qvec: np.ndarray, k: int, view: GenerationView, w
 
 class QdrantSegment:
     """A segment's dense part in the collection: its points are those with ids in [min_id, max_id]
-    (gdn2_ingest.dense.VectorSegment). `live` counts the points of its live chunks; those of its
-    tombstoned chunks may be there or not (a compaction deletes them before it switches), so
-    `ntotal` counts them as stored."""
+    (gdn2_ingest.dense.VectorSegment), seen as the generation that opened it sees them (`view`: its
+    tombstoned chunks are the ones marked dead at or before it, with no list of ids to send). `live`
+    counts the points of its live chunks; those of its tombstoned chunks may be there or not (a
+    compaction deletes them before it switches), so `ntotal` counts them as stored."""
 
     kind = KIND
 
-    def __init__(self, store: QdrantStore, lo: int | None, hi: int | None, dead_ids: np.ndarray) -> None:
+    def __init__(self, store: QdrantStore, lo: int | None, hi: int | None, view: GenerationView,
+                 n_dead: int) -> None:  # fmt: skip
         self.store = store
         self.lo, self.hi = lo, hi  # None: an empty segment
-        self.dead_ids = dead_ids
-        self.live = 0 if lo is None else store.count(id_range=(lo, hi), exclude=dead_ids)
-        self.ntotal = self.live + len(dead_ids)
+        self.view = view
+        self.live = 0 if lo is None else store.count(view=view, id_range=(lo, hi))
+        self.ntotal = self.live + n_dead
 
     def search(self, qvec: np.ndarray, k: int) -> list[tuple[int, float]]:
         if self.lo is None:
             return []
-        hits = self.store.search(qvec, k, id_range=(self.lo, self.hi), exclude=self.dead_ids, exact=True)[0]
+        hits = self.store.search(qvec, k, view=self.view, id_range=(self.lo, self.hi), exact=True)[0]
         return sorted(hits, key=lambda h: (-h[1], h[0]))
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:

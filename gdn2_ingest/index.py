@@ -48,6 +48,7 @@ def open_segments(
             segs.append(Segment(folder, tomb.dead_ids(name)))
             segs[-1].use_gpu = use_gpu
             segs[-1].vstore = vstore
+            segs[-1].view = dense_qdrant.view_of(gen, manifest)
     except BaseException:
         for s in segs:
             s.close()

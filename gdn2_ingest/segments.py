@@ -143,8 +143,10 @@ class Segment:
         self._dense = None
         self._keyword = None
         self.use_gpu: bool | None = None
-        # the index's Qdrant collection when its vectors live there (gdn2_ingest.dense_qdrant)
+        # the index's Qdrant collection when its vectors live there, and what the generation that
+        # opened the segment sees of it (gdn2_ingest.dense_qdrant)
         self.vstore = None
+        self.view = None
 
     @property
     def chunks(self) -> int:
@@ -170,7 +172,9 @@ class Segment:
                 raise broken(
                     self.folder, SEGMENT_MANIFEST, "keeps its vectors in Qdrant, the manifest names no store"
                 )
-            self._dense = QdrantSegment(self.vstore, self.min_id, self.info.get("max_id"), self.dead_ids)
+            self._dense = QdrantSegment(
+                self.vstore, self.min_id, self.info.get("max_id"), self.view, len(self.dead_ids)
+            )
             if self._dense.live != self.chunks - len(self.dead_ids):
                 raise broken(
                     self.folder, SEGMENT_MANIFEST,

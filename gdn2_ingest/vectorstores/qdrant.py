@@ -203,9 +203,8 @@ class QdrantStore:
                 self.client.delete(self.collection, selector, wait=True)
 
     def filter(self, where: Where | None = None, view: GenerationView | None = None,
-               id_range: tuple[int, int] | None = None, exclude: np.ndarray | None = None):  # fmt: skip
-        """The Qdrant filter admitting what `where` admits, as `view` sees it, with ids in [lo, hi] and
-        not in `exclude`."""
+               id_range: tuple[int, int] | None = None):  # fmt: skip
+        """The Qdrant filter admitting what `where` admits, as `view` sees it, with ids in [lo, hi]."""
         m = self.models
         must, must_not = [], []
         if where is not None and where.domain is not None:
@@ -220,20 +219,18 @@ class QdrantStore:
             must_not.append(m.FieldCondition(key="dead_from", range=m.Range(lte=view.generation)))
         if id_range is not None:
             must.append(m.FieldCondition(key="chunk_id", range=m.Range(gte=id_range[0], lte=id_range[1])))
-        if exclude is not None and len(exclude):
-            must_not.append(m.HasIdCondition(has_id=[int(i) for i in exclude]))
         return m.Filter(must=must, must_not=must_not) if must or must_not else None
 
     def search(self, queries: np.ndarray, k: int, where: Where | None = None, *,
                view: GenerationView | None = None, id_range: tuple[int, int] | None = None,
-               exclude: np.ndarray | None = None, exact: bool | None = None) -> Hits:  # fmt: skip
+               exact: bool | None = None) -> Hits:  # fmt: skip
         """Best k per query among the points the filter (`filter`'s arguments) admits; `exact`
         overrides the store's setting for this call."""
         m = self.models
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if k <= 0 or (where is not None and where.any_paths is not None and not where.any_paths):
             return [[] for _ in range(len(queries))]
-        flt = self.filter(where, view, id_range, exclude)
+        flt = self.filter(where, view, id_range)
         # embedded Qdrant always searches exactly (and warns about search params)
         params = m.SearchParams(exact=self.exact if exact is None else exact) if self.server else None
         requests = [m.QueryRequest(query=q.tolist(), limit=k, filter=flt, params=params) for q in queries]
@@ -242,9 +239,9 @@ class QdrantStore:
         return [[(int(p.id), float(p.score)) for p in r.points] for r in out]
 
     def count(self, view: GenerationView | None = None, id_range: tuple[int, int] | None = None,
-              exclude: np.ndarray | None = None) -> int:  # fmt: skip
+              ) -> int:  # fmt: skip
         """Points the filter (`filter`'s arguments) admits."""
-        flt = self.filter(None, view, id_range, exclude)
+        flt = self.filter(None, view, id_range)
         with self.calls("count points"):
             return int(self.client.count(self.collection, count_filter=flt, exact=True).count)
 

@@ -191,11 +191,15 @@ def search(store: QdrantStore, qvec: np.ndarray, k: int, view: GenerationView, w
            exact: bool) -> list[tuple[int, float]]:  # fmt: skip
     """(chunk id, cosine) of the k best live chunks `where` admits; equal scores by chunk id, as FAISS
     segments merge them."""
-    if where is not None and where.any_paths is not None:
+    if where is not None:
         from gdn2_ingest.scan import display_path
 
         # the payload holds display forms (`write_points`)
-        where = replace(where, any_paths=tuple(display_path(p) for p in where.any_paths))
+        where = replace(
+            where,
+            path=None if where.path is None else display_path(where.path),
+            any_paths=None if where.any_paths is None else tuple(display_path(p) for p in where.any_paths),
+        )
     hits = store.search(qvec, k + TIE_MARGIN, where=where, view=view, exact=exact)[0]
     return sorted(hits, key=lambda h: (-h[1], h[0]))[:k]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -228,3 +229,17 @@ def test_manifest_record_round_trip(tmp_path: Path):
         VectorStoreConfig("qdrant", path="x", collection="a/b").validate()
     with pytest.raises(ValueError, match="API key file needs a server url"):
         VectorStoreConfig("qdrant", path="x", api_key_file="k").validate()
+
+
+def test_a_file_name_that_is_not_utf8(twins):
+    t = twins
+    name = os.fsdecode(b"caf\xe9 notes.txt")
+    (t.docs / "legal" / name).write_text(
+        "# Cafe\n\nThe cafe lease ends with ninety days termination notice.\n"
+    )
+    t.both(lambda ix, cfg: ingest_paths(ix, [t.docs], cfg, progress=False))
+    assert_same(results(t.faiss, t.emb), results(t.qdrant, t.emb))
+    path = str(t.docs / "legal" / name)
+    with Index.open(t.qdrant, embedder=t.emb) as ix:
+        hits = ix.search_dense("cafe lease", 5, Where(any_paths=(path,)))
+        assert hits and {c.path for c in ix.get_chunks([i for i, _ in hits])} == {path}

@@ -187,10 +187,10 @@ def write_points(store: QdrantStore, segment: str, ids: np.ndarray, vecs: np.nda
     store.add(ids, f16(vecs), domains, [display_path(p) for p in paths], extra={"segment": segment})
 
 
-def search(store: QdrantStore, qvec: np.ndarray, k: int, view: GenerationView, where: Where | None,
+def search(store: QdrantStore, qvec: np.ndarray, k: int, view: GenerationView | None, where: Where | None,
            exact: bool) -> list[tuple[int, float]]:  # fmt: skip
-    """(chunk id, cosine) of the k best live chunks `where` admits; equal scores by chunk id, as FAISS
-    segments merge them."""
+    """(chunk id, cosine) of the k best chunks `view` sees (None: every point, see `SearchFilter`)
+    that `where` admits; equal scores by chunk id, as FAISS segments merge them."""
     if where is not None:
         from gdn2_ingest.scan import display_path
 
@@ -202,6 +202,24 @@ def search(store: QdrantStore, qvec: np.ndarray, k: int, view: GenerationView, w
         )
     hits = store.search(qvec, k + TIE_MARGIN, where=where, view=view, exact=exact)[0]
     return sorted(hits, key=lambda h: (-h[1], h[0]))[:k]
+
+
+class SearchFilter:
+    """The generation filter an open Index's searches need (`view`), or None when it would admit every
+    point: in embedded mode, when the collection held exactly the generation's points at open and no
+    write happened since (this process is the only one that can write the folder it holds). Embedded
+    Qdrant checks a filter point by point in Python, which is most of its search time
+    (bench/results/scale.md); a server checks it against payload indexes, so it always gets it."""
+
+    def __init__(self, store: QdrantStore, view: GenerationView) -> None:
+        self.store, self.view = store, view
+        at = store.write_count()
+        self._exact_at = at if at is not None and store.count() == store.count(view=view) else None
+
+    def current(self) -> GenerationView | None:
+        if self._exact_at is not None and self.store.write_count() == self._exact_at:
+            return None
+        return self.view
 
 
 class QdrantSegment:

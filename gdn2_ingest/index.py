@@ -117,7 +117,6 @@ class Index:
         # searched exactly up to dense_exact_max live chunks, as FAISS segments are
         self._store = None
         self._exact = True
-        self._view = dense_qdrant.view_of(gen, manifest)
         self._live_paths: list[str] | None = None
         try:
             store_cfg = dense_qdrant.recorded(manifest)
@@ -126,6 +125,7 @@ class Index:
                 self._store = dense_qdrant.connect(
                     store_cfg, int(manifest["embedder"]["dim"]), exact=self._exact
                 )
+                self._filter = dense_qdrant.SearchFilter(self._store, dense_qdrant.view_of(gen, manifest))
             self.segments, self.tombstones = open_segments(index_dir, gen, manifest, use_gpu=None,
                                                            vstore=self._store)  # fmt: skip
             for s in self.segments:
@@ -217,7 +217,7 @@ class Index:
         where: with `filters_dense`, only the chunks it admits are searched (pushed into Qdrant's
         filter); otherwise it is ignored (FAISS ranks every chunk)."""
         if self._store is not None:
-            return dense_qdrant.search(self._store, qvec, k, self._view, where, self._exact)
+            return dense_qdrant.search(self._store, qvec, k, self._filter.current(), where, self._exact)
         hits: list[tuple[int, float]] = []
         for s in self.segments:
             hits += s.dense.search(qvec, k)

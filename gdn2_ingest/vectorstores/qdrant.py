@@ -34,17 +34,19 @@ class GenerationView:
 
 class _SharedLocal:
     """Embedded Qdrant locks its folder for one client; a process that reads an index while it writes
-    it (RAG.ingest with an open view) shares one client per folder, released with the last user."""
+    it (RAG.ingest with an open view) shares one client per folder, released with the last user. As
+    no other process can write the folder meanwhile, the writes of this one, counted per folder,
+    are all the writes (`QdrantStore.write_count`)."""
 
     lock = threading.Lock()
-    clients: dict[str, list] = {}  # folder -> [client, users]
+    clients: dict[str, list] = {}  # folder -> [client, users, writes]
 
     @classmethod
     def close_all(cls) -> None:
         """At exit, while the interpreter still works (a client closed by its finaliser during
         shutdown prints a traceback)."""
         with cls.lock:
-            for client, _ in cls.clients.values():
+            for client, *_ in cls.clients.values():
                 client.close()
             cls.clients.clear()
 
@@ -62,9 +64,19 @@ class _SharedLocal:
                 entry = cls.clients[folder] = [
                     QdrantClient(path=folder, force_disable_check_same_thread=True),
                     0,
+                    0,
                 ]
             entry[1] += 1
             return entry[0]
+
+    @classmethod
+    def wrote(cls, folder: str) -> None:
+        with cls.lock:
+            cls.clients[folder][2] += 1
+
+    @classmethod
+    def writes(cls, folder: str) -> int:
+        return cls.clients[folder][2]
 
     @classmethod
     def release(cls, folder: str) -> None:
@@ -157,11 +169,21 @@ class QdrantStore:
         if got != self.dim:
             raise ValueError(f"Qdrant collection {collection!r} holds {got}-dim vectors, not {self.dim}")
 
+    def write_count(self) -> int | None:
+        """How many writes this process made to an embedded folder (the only writer while it holds
+        it); None for a server, which other processes may write at any time."""
+        return None if self._shared is None else _SharedLocal.writes(self._shared)
+
     @contextmanager
-    def calls(self, what: str) -> Iterator[None]:
-        """Turn the client's failures into one VectorStoreError line naming the store."""
+    def calls(self, what: str, write: bool = False) -> Iterator[None]:
+        """Turn the client's failures into one VectorStoreError line naming the store; `write`: the
+        calls change the collection (counted for `write_count` before and after, so a count taken
+        while they run differs from one taken after)."""
         from qdrant_client.http.exceptions import ApiException
 
+        counted = write and self._shared is not None
+        if counted:
+            _SharedLocal.wrote(self._shared)
         try:
             yield
         except ApiException as exc:
@@ -175,6 +197,9 @@ class QdrantStore:
                 " embedded Qdrant serves one process at a time (share an index through a Qdrant server:"
                 " --qdrant-url)"
             ) from exc
+        finally:
+            if counted:
+                _SharedLocal.wrote(self._shared)
 
     # the VectorStore interface ------------------------------------------------------------------
 
@@ -187,7 +212,7 @@ class QdrantStore:
             {"chunk_id": i, "domain": d, "path": p, "paths": path_keys(p), **(extra or {})}
             for i, d, p in zip(ids.tolist(), domains, paths, strict=True)
         ]
-        with self.calls("write points"):
+        with self.calls("write points", write=True):
             for s in range(0, len(ids), UPSERT_BATCH):
                 e = s + UPSERT_BATCH
                 batch = self.models.Batch(
@@ -197,7 +222,7 @@ class QdrantStore:
 
     def delete(self, ids: np.ndarray) -> None:
         ids = np.asarray(ids, dtype=np.int64).tolist()
-        with self.calls("delete points"):
+        with self.calls("delete points", write=True):
             for s in range(0, len(ids), IDS_BATCH):
                 selector = self.models.PointIdsList(points=ids[s : s + IDS_BATCH])
                 self.client.delete(self.collection, selector, wait=True)
@@ -278,7 +303,7 @@ class QdrantStore:
     def mark_dead(self, ids: np.ndarray, generation: int) -> None:
         """Mark points dead from `generation` on (earlier generations still see them)."""
         ids = np.asarray(ids, dtype=np.int64).tolist()
-        with self.calls("mark deleted points"):
+        with self.calls("mark deleted points", write=True):
             for s in range(0, len(ids), IDS_BATCH):
                 self.client.set_payload(self.collection, payload={"dead_from": int(generation)},
                                         points=ids[s : s + IDS_BATCH], wait=True)  # fmt: skip
@@ -289,6 +314,6 @@ class QdrantStore:
         m = self.models
         later = m.Filter(must=[m.FieldCondition(key="chunk_id", range=m.Range(gte=view.next_id))])
         marked = m.Filter(must=[m.FieldCondition(key="dead_from", range=m.Range(gt=view.generation))])
-        with self.calls("remove the points of a killed writer"):
+        with self.calls("remove the points of a killed writer", write=True):
             self.client.delete(self.collection, m.FilterSelector(filter=later), wait=True)
             self.client.delete_payload(self.collection, keys=["dead_from"], points=marked, wait=True)

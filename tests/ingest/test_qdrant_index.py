@@ -243,3 +243,23 @@ def test_a_file_name_that_is_not_utf8(twins):
     with Index.open(t.qdrant, embedder=t.emb) as ix:
         hits = ix.search_dense("cafe lease", 5, Where(any_paths=(path,)))
         assert hits and {c.path for c in ix.get_chunks([i for i, _ in hits])} == {path}
+
+
+def test_an_open_index_keeps_its_generation_while_this_process_writes(twins):
+    """Embedded Qdrant leaves out the generation filter while the collection holds exactly the open
+    generation's points (dense_qdrant.SearchFilter); a write of this process brings it back."""
+    t = twins
+    with Index.open(t.qdrant, embedder=t.emb) as ix:
+        assert ix._filter.current() is None
+        before = [ix.search_dense(q, 1000) for q in QUERIES]
+        (t.docs / "legal" / "legal0.txt").write_text("# legal 0\n\nTermination notice: none at all.\n")
+        ingest_paths(t.qdrant, [t.docs], t.qcfg, progress=False)
+        remove_paths(t.qdrant, [t.docs / "support" / "support0.md"], t.qcfg)
+        assert ix._filter.current() is not None
+        assert [ix.search_dense(q, 1000) for q in QUERIES] == before
+    with Index.open(t.qdrant, embedder=t.emb) as ix:
+        # tombstoned chunks' points are still there (marked): the filter stays on until a compaction
+        assert ix._filter.current() is not None
+    compact_index(t.qdrant, t.qcfg)
+    with Index.open(t.qdrant, embedder=t.emb) as ix:
+        assert ix._filter.current() is None

@@ -223,6 +223,34 @@ def ingest(
         int | None,
         typer.Option(min=1, help="Ray workers with --engine ray (default: every CPU of the cluster)."),
     ] = None,
+    vector_store: Annotated[
+        str | None,
+        typer.Option(
+            "--vector-store",
+            help="Where a new index keeps its vectors: faiss (in the index folder; the default) or qdrant "
+            "(pip install 'gdn2-rag\\[qdrant]'). Recorded in the index: later commands use it without flags.",
+            show_default=False,
+        ),
+    ] = None,
+    qdrant_url: Annotated[
+        str | None, typer.Option("--qdrant-url", help="Qdrant server or cluster, e.g. http://localhost:6333.")
+    ] = None,
+    qdrant_path: Annotated[
+        str | None,
+        typer.Option(
+            "--qdrant-path", help="Folder for embedded Qdrant (one process at a time) instead of a server."
+        ),
+    ] = None,
+    qdrant_collection: Annotated[
+        str | None,
+        typer.Option("--qdrant-collection", help="Collection name (default: gdn2-<index folder>-<hash>)."),
+    ] = None,
+    qdrant_api_key_file: Annotated[
+        str | None,
+        typer.Option(
+            "--qdrant-api-key-file", help="File holding the server's API key (the index records the path)."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Chunk, embed and index documents (incremental: only new or changed files are embedded).
@@ -232,7 +260,7 @@ def ingest(
     estimate). A second ingest of the same index waits for the first (and says so).
     """
 
-    from gdn2_rag.api import ingest_command
+    from gdn2_rag.api import ingest_command, vector_store_config
 
     run_guarded(
         ingest_command,
@@ -247,6 +275,9 @@ def ingest(
         engine=engine,
         address=address,
         workers=workers,
+        vector_store=vector_store_config(
+            vector_store, qdrant_url, qdrant_path, qdrant_collection, qdrant_api_key_file
+        ),
     )
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,6 +20,11 @@ ENGINES = ("local", "ray")
 # default index folder, relative to the working directory (gdn2_cli.py uses the same name)
 DEFAULT_INDEX_DIR = ".rag"
 
+# where an index keeps its dense vectors (gdn2_ingest.vectorstores); the manifest records the choice
+VECTOR_STORES = ("faiss", "qdrant")
+# Qdrant's own limit on collection names is looser; this keeps names safe in URLs and file names
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,200}")
+
 
 def _importable(module: str) -> bool:
     from importlib.util import find_spec
@@ -25,6 +33,99 @@ def _importable(module: str) -> bool:
         return find_spec(module) is not None
     except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
         return False
+
+
+@dataclass(frozen=True)
+class VectorStoreConfig:
+    """Where an index keeps its dense vectors: FAISS files in its segments (the default), or a Qdrant
+    collection (gdn2_ingest.dense_qdrant). Chosen when the index is created and recorded in its
+    manifest (`to_record`), which owns it from then on: later ingests, removals, compactions and
+    searches read it from there, and an ingest that asks for another store is refused.
+
+    Args:
+        kind: "faiss" or "qdrant" (needs the `qdrant` extra).
+        url: a Qdrant server or cluster ("http://host:6333"); exactly one of url and path for qdrant.
+        path: a folder for Qdrant's embedded local mode (one process at a time; tests, small setups).
+        collection: the Qdrant collection; None names it after the index folder when the index is
+            created (`default_collection`). An index needs a collection of its own.
+        api_key_file: a file holding the API key of a server that requires one (the manifest records
+            the file's path, never the key).
+    """
+
+    kind: str = "faiss"
+    url: str | None = None
+    path: str | None = None
+    collection: str | None = None
+    api_key_file: str | None = None
+
+    def validate(self) -> VectorStoreConfig:
+        """Raise ValueError with one line naming the bad setting; return self."""
+        if self.kind not in VECTOR_STORES:
+            raise ValueError(f"vector store {self.kind!r} must be one of {', '.join(VECTOR_STORES)}")
+        qdrant_only = {"url": self.url, "path": self.path, "collection": self.collection,
+                       "api_key_file": self.api_key_file}  # fmt: skip
+        if self.kind != "qdrant":
+            given = [k for k, v in qdrant_only.items() if v is not None]
+            if given:
+                names = ", ".join(given)
+                raise ValueError(
+                    f"the Qdrant settings ({names}) need vector store 'qdrant' (--vector-store qdrant)"
+                )
+            return self
+        if (self.url is None) == (self.path is None):
+            raise ValueError(
+                "vector store 'qdrant' needs exactly one of a server url (--qdrant-url) and an embedded"
+                " folder (--qdrant-path)"
+            )
+        if self.url is not None and not re.match(r"https?://[^/\s]+", self.url):
+            raise ValueError(f"Qdrant url {self.url!r} must start with http:// or https://")
+        if self.collection is not None and not _COLLECTION_NAME.fullmatch(self.collection):
+            raise ValueError(
+                f"Qdrant collection name {self.collection!r} may hold only letters, digits, '_' and '-'"
+            )
+        if self.api_key_file is not None and self.url is None:
+            raise ValueError("a Qdrant API key file needs a server url (--qdrant-url)")
+        if not _importable("qdrant_client"):
+            raise ValueError("vector store 'qdrant' needs qdrant-client: pip install 'gdn2-rag[qdrant]'")
+        return self
+
+    def resolved(self, index_dir: Path) -> VectorStoreConfig:
+        """The settings as recorded for the index at `index_dir`: absolute paths, a collection name."""
+        if self.kind != "qdrant":
+            return self
+        path = None if self.path is None else str(Path(self.path).expanduser().absolute())
+        key = None if self.api_key_file is None else str(Path(self.api_key_file).expanduser().absolute())
+        return replace(self, url=self.url and self.url.rstrip("/"), path=path, api_key_file=key,
+                       collection=self.collection or default_collection(index_dir))  # fmt: skip
+
+    def to_record(self) -> dict | None:
+        """The manifest's "vector_store" field (None for FAISS: its manifests stay as they were)."""
+        if self.kind == "faiss":
+            return None
+        return {"kind": self.kind, "url": self.url, "path": self.path, "collection": self.collection,
+                "api_key_file": self.api_key_file}  # fmt: skip
+
+    @classmethod
+    def from_record(cls, record: dict | None) -> VectorStoreConfig:
+        """The store a manifest records (no field: FAISS)."""
+        if not record:
+            return cls()
+        return cls(**{k: record.get(k) for k in ("kind", "url", "path", "collection", "api_key_file")})
+
+    def describe(self) -> str:
+        """One line for `rag info` and error messages."""
+        if self.kind == "faiss":
+            return "faiss"
+        where = f"server {self.url}" if self.url else f"embedded in {self.path}"
+        return f"qdrant collection {self.collection} ({where})"
+
+
+def default_collection(index_dir: Path) -> str:
+    """gdn2-<folder name>-<8 hex of its absolute path>: readable, and one per index folder (a killed
+    first ingest retried finds the same collection rather than leaving one behind)."""
+    folder = Path(index_dir).expanduser().absolute()
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", folder.name).strip("_")[:40] or "index"
+    return f"gdn2-{name}-{hashlib.sha1(str(folder).encode()).hexdigest()[:8]}"
 
 
 @dataclass
@@ -62,6 +163,9 @@ class IngestConfig:
         engine_workers: Ray workers for loading + chunking and for embedding (one CPU each, torch
             pinned to one thread); None uses every CPU of the cluster (one worker per GPU when
             the cluster has GPUs and device is not "cpu"). Only with engine="ray".
+        vector_store: where a new index keeps its dense vectors (VectorStoreConfig); None keeps the
+            index's recorded store (FAISS for a new index). Asking an existing index for another
+            store is an error (VectorStoreError): the manifest owns the choice.
     """
 
     domain: str = "auto"
@@ -83,6 +187,7 @@ class IngestConfig:
     engine: str = "local"
     engine_address: str | None = None
     engine_workers: int | None = None
+    vector_store: VectorStoreConfig | None = None
 
     def validate(self) -> IngestConfig:
         """Raise ValueError naming the bad field; return self so calls can chain."""
@@ -113,4 +218,6 @@ class IngestConfig:
         if self.engine == "ray" and not _importable("ray"):
             # said before any file is read, not after the scan
             raise ValueError("engine='ray' needs Ray Data: pip install 'gdn2-rag[ray]'")
+        if self.vector_store is not None:
+            self.vector_store.validate()
         return self

@@ -174,6 +174,11 @@ class DocStore:
         ).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
 
+    def labels(self) -> tuple[list[str], list[str]]:
+        """(domains, paths) of every chunk, in id order (a vector store's payload)."""
+        rows = self.db.execute("SELECT domain, path FROM chunks ORDER BY id").fetchall()
+        return [r[0] for r in rows], [py_path(r[1]) for r in rows]
+
     def delete_file(self, path: str) -> int:
         """Remove a file with its documents and chunks; returns the number of chunks removed."""
         key = db_path(path)

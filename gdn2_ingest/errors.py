@@ -45,3 +45,8 @@ class IndexPathError(IngestError):
 
 class DiskSpaceError(IngestError):
     """Not enough free disk space (or a file-size limit) for the new index generation."""
+
+
+class VectorStoreError(IngestError):
+    """The index's vector store (a Qdrant server or embedded folder) cannot be used: unreachable,
+    missing its extra, open in another process, or not the store the index records."""

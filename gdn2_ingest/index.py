@@ -9,8 +9,10 @@ IndexBrokenError naming the file, not a crash at the first search.
 
 Search fans out over the segments and merges (gdn2_ingest.dense, gdn2_ingest.sparse say why the
 merge equals one index's answer): dense hits by (score, then chunk id), BM25 with the statistics of
-all live chunks. Tombstoned chunks are never returned. The query embedder is the one recorded in
-the manifest unless one is passed; a different one is an EmbedderMismatchError.
+all live chunks. Tombstoned chunks are never returned. An index whose manifest records a Qdrant
+collection searches it instead of FAISS files, with one request filtered to this generation
+(gdn2_ingest.dense_qdrant), and can apply a domain/path filter inside it. The query embedder is the
+one recorded in the manifest unless one is passed; a different one is an EmbedderMismatchError.
 """
 
 from __future__ import annotations
@@ -21,18 +23,20 @@ from pathlib import Path
 
 import numpy as np
 
-from gdn2_ingest import store
+from gdn2_ingest import dense_qdrant, store
 from gdn2_ingest.embed import Embedder, SentenceTransformerEmbedder
 from gdn2_ingest.segments import SEGMENTS_DIR, Segment, Tombstones, broken, check_segment, check_sizes
 from gdn2_ingest.types import Chunk, IndexStats
+from gdn2_ingest.vectorstores.base import Where
 
 
 def open_segments(
-    index_dir: Path, gen: Path, manifest: dict, use_gpu: bool | None = False
+    index_dir: Path, gen: Path, manifest: dict, use_gpu: bool | None = False, vstore=None
 ) -> tuple[list[Segment], Tombstones]:
     """The generation's segments, opened with its tombstones (docstores only; parts load lazily).
     use_gpu: where faiss-gpu is installed, None searches exact segments on the GPU (readers); writers
-    and checks read vectors back and keep the CPU index."""
+    and checks read vectors back and keep the CPU index. vstore: the index's Qdrant collection
+    (gdn2_ingest.dense_qdrant) when its vectors live there."""
     check_sizes(gen, manifest.get("files") or {})
     tomb = Tombstones.load(gen)
     segs: list[Segment] = []
@@ -43,6 +47,8 @@ def open_segments(
                 raise broken(gen, f"../{SEGMENTS_DIR}/{name}", "is missing (a segment the manifest names)")
             segs.append(Segment(folder, tomb.dead_ids(name)))
             segs[-1].use_gpu = use_gpu
+            segs[-1].vstore = vstore
+            segs[-1].view = dense_qdrant.view_of(gen, manifest)
     except BaseException:
         for s in segs:
             s.close()
@@ -57,18 +63,29 @@ def check_counts(gen: Path, manifest: dict, segs: list[Segment], tomb: Tombstone
         raise broken(gen, store.MANIFEST, f"counts {want} chunks, its segments hold {live} live ones")
 
 
-def check_generation(gen: Path, manifest: dict | None = None, full: set[str] | None = None) -> dict:
+def check_generation(
+    gen: Path, manifest: dict | None = None, full: set[str] | None = None, vstore=None
+) -> dict:
     """The check of a generation before a writer switches to it or reports it ready.
 
     Every segment's files have their recorded sizes and its docstore opens; the segments in `full`
     (None: all) are checked fully (gdn2_ingest.segments.check_segment: every part loads, the same
     chunk ids, probe searches). Segments are immutable, so a writer checks a segment fully once, when
-    it is written, and the sizes ever after. Raises IndexBrokenError naming the file; returns
+    it is written, and the sizes ever after. `vstore`: the index's Qdrant collection, if it has one
+    (None: opened here when the manifest names one). Raises IndexBrokenError naming the file; returns
     {"seconds": time taken}.
     """
     t0 = time.perf_counter()
     manifest = manifest if manifest is not None else store.read_manifest(gen)
-    segs, tomb = open_segments(gen.parent, gen, manifest)
+    own = vstore is None and dense_qdrant.recorded(manifest).kind == dense_qdrant.KIND
+    if own:
+        vstore = dense_qdrant.connect(dense_qdrant.recorded(manifest), int(manifest["embedder"]["dim"]))
+    try:
+        segs, tomb = open_segments(gen.parent, gen, manifest, vstore=vstore)
+    except BaseException:
+        if own:
+            vstore.close()
+        raise
     try:
         check_counts(gen, manifest, segs, tomb)
         for s in segs:
@@ -77,6 +94,8 @@ def check_generation(gen: Path, manifest: dict | None = None, full: set[str] | N
     finally:
         for s in segs:
             s.close()
+        if own:
+            vstore.close()
     return {"seconds": time.perf_counter() - t0}
 
 
@@ -93,8 +112,22 @@ class Index:
         self._embedder = embedder
         self._device, self._dtype = device, dtype
         self._hold = hold
-        self.segments, self.tombstones = open_segments(index_dir, gen, manifest, use_gpu=None)
+        self.segments = []
+        # the Qdrant collection of an index that keeps its vectors there (gdn2_ingest.dense_qdrant):
+        # searched exactly up to dense_exact_max live chunks, as FAISS segments are
+        self._store = None
+        self._exact = True
+        self._live_paths: list[str] | None = None
         try:
+            store_cfg = dense_qdrant.recorded(manifest)
+            if store_cfg.kind == dense_qdrant.KIND:
+                self._exact = self.size() <= dense_qdrant.exact_max(manifest)
+                self._store = dense_qdrant.connect(
+                    store_cfg, int(manifest["embedder"]["dim"]), exact=self._exact
+                )
+                self._filter = dense_qdrant.SearchFilter(self._store, dense_qdrant.view_of(gen, manifest))
+            self.segments, self.tombstones = open_segments(index_dir, gen, manifest, use_gpu=None,
+                                                           vstore=self._store)  # fmt: skip
             for s in self.segments:
                 s.load()
             check_counts(gen, manifest, self.segments, self.tombstones)
@@ -139,6 +172,9 @@ class Index:
         for s in getattr(self, "segments", []):
             s.close()
         self.segments = []
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         if self._hold is not None:
             self._hold.close()
             self._hold = None
@@ -161,14 +197,27 @@ class Index:
     def embed_query(self, query: str):
         return self.embedder.embed([query])[0]
 
-    def search_dense(self, query: str, k: int = 10) -> list[tuple[int, float]]:
-        """(chunk id, cosine score), best first."""
+    @property
+    def filters_dense(self) -> bool:
+        """Dense search applies a `Where` inside the store (Qdrant); FAISS segments ignore it and the
+        caller filters the ranked hits afterwards."""
+        return self._store is not None
+
+    def search_dense(self, query: str, k: int = 10, where: Where | None = None) -> list[tuple[int, float]]:
+        """(chunk id, cosine score), best first; `where` as in `search_vector`."""
         if not query.strip() or k <= 0 or not self.size():
             return []
-        return self.search_vector(self.embed_query(query), k)
+        return self.search_vector(self.embed_query(query), k, where)
 
-    def search_vector(self, qvec: np.ndarray, k: int = 10) -> list[tuple[int, float]]:
-        """(chunk id, cosine score) of the `k` live chunks nearest to a query vector, best first."""
+    def search_vector(
+        self, qvec: np.ndarray, k: int = 10, where: Where | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk id, cosine score) of the `k` live chunks nearest to a query vector, best first.
+
+        where: with `filters_dense`, only the chunks it admits are searched (pushed into Qdrant's
+        filter); otherwise it is ignored (FAISS ranks every chunk)."""
+        if self._store is not None:
+            return dense_qdrant.search(self._store, qvec, k, self._filter.current(), where, self._exact)
         hits: list[tuple[int, float]] = []
         for s in self.segments:
             hits += s.dense.search(qvec, k)
@@ -212,6 +261,16 @@ class Index:
         (j,) = routed
         return self._routed[j].docstore.neighbours(chunk_id, before, after)
 
+    def live_paths(self) -> list[str]:
+        """Every live (indexed, not deleted, not skipped) file path, sorted; computed once per view."""
+        if self._live_paths is None:
+            out: set[str] = set()
+            for s in self.segments:
+                dead = set(self.tombstones.dead_paths(s.name))
+                out |= {p for p, v in s.docstore.files().items() if v[3] is None and p not in dead}
+            self._live_paths = sorted(out)
+        return self._live_paths
+
     def chunk_ids(self) -> np.ndarray:
         """Every live chunk id, ascending."""
         parts = []
@@ -252,4 +311,5 @@ class Index:
             format_version=int(self.manifest["format_version"]),
             segments=len(self.segments),
             deleted_chunks=self.tombstones.n_dead(),
+            vector_store=dense_qdrant.recorded(self.manifest).describe(),
         )

@@ -31,14 +31,16 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gdn2_ingest import store
+from gdn2_ingest import dense_qdrant, store
 from gdn2_ingest.chunking import ChunkDraft
-from gdn2_ingest.config import IngestConfig
+from gdn2_ingest.config import IngestConfig, VectorStoreConfig
 from gdn2_ingest.docstore import DocStore
 from gdn2_ingest.embed import TokenCounter, build_embedder
 from gdn2_ingest.engines import Engine, FileJob, open_engine
@@ -46,7 +48,7 @@ from gdn2_ingest.errors import DiskSpaceError
 from gdn2_ingest.loaders import LOADERS_VERSION
 from gdn2_ingest.progress import Feedback
 from gdn2_ingest.scan import find_files, under_roots
-from gdn2_ingest.segments import DOCSTORE, SEGMENTS_DIR, write_segment
+from gdn2_ingest.segments import DOCSTORE, SEGMENTS_DIR, Tombstones, write_segment
 from gdn2_ingest.segments_write import (
     LiveView,
     add_counts,
@@ -59,6 +61,9 @@ from gdn2_ingest.segments_write import (
 )
 from gdn2_ingest.types import Document, IngestReport, SkippedFile
 from gdn2_ingest.upgrade import upgrade_before_ingest
+
+if TYPE_CHECKING:
+    from gdn2_ingest.vectorstores.qdrant import QdrantStore
 
 
 def _sha(data: bytes | str) -> str:
@@ -168,7 +173,7 @@ def ingest_paths(
     cfg = (config or IngestConfig()).validate()
     t0 = time.perf_counter()
     index_dir = Path(index_dir).expanduser().absolute()
-    found = find_files(paths, exclude=index_dir)
+    found = find_files(paths, exclude=[index_dir, *dense_qdrant.own_folders(index_dir, cfg.vector_store)])
     report = IngestReport(index_dir=str(index_dir), files_seen=len(found.files) + len(found.broken))
     report.skipped += [SkippedFile(str(p), "broken symlink (missing target or a loop)") for p in found.broken]
     report.skipped += [SkippedFile(str(p), f"unreadable folder: {why}") for p, why in found.unreadable]
@@ -179,7 +184,7 @@ def ingest_paths(
         notify = _stderr_line
     report.disk = {}  # reported by to_dict(): estimate_bytes, free_bytes, generation_bytes, ...
     store.ensure_index_dir(index_dir)
-    with store.IndexLock(index_dir, cfg.lock_timeout, on_wait=notify):
+    with store.IndexLock(index_dir, cfg.lock_timeout, on_wait=notify), ExitStack() as stack:
         store.prune(index_dir)
         embedder = build_embedder(cfg.model_path, cfg.device, cfg.batch_size, cfg.embedder_factory, cfg.dtype)
         identity = embedder.identity()
@@ -192,8 +197,21 @@ def ingest_paths(
         manifest = store.read_manifest(live) if live is not None else None
         if manifest is not None:
             store.check_embedder(index_dir, manifest, identity)
+        # where the vectors go: the index's recorded store, or the config's for a new index
+        store_cfg = dense_qdrant.resolve(index_dir, manifest, cfg.vector_store)
+        vstore = stack.enter_context(
+            dense_qdrant.writer_store(store_cfg, live, manifest, int(identity["dim"]))
+        )
+        settings = _settings(cfg, identity, params, store_cfg)
+        if live is None and vstore is not None:
+            # a new Qdrant index records its collection in an empty generation before it writes a point
+            # into it: a killed first ingest leaves an index that owns the collection
+            empty = {"files": 0, "documents": 0, "chunks": 0, "per_domain": {}}
+            commit_generation(index_dir, settings, [], Tombstones(), empty, (1, 1), full=set(), vstore=vstore)
+            live = store.current_generation(index_dir)
+            manifest = store.read_manifest(live)
         # a damaged live generation is neither built upon nor reported ready
-        view = LiveView.open(index_dir, live, manifest)
+        view = LiveView.open(index_dir, live, manifest, vstore=vstore)
         old_files = dict(view.files)
         if manifest is not None:
             if manifest.get("chunking") != params:
@@ -270,8 +288,10 @@ def ingest_paths(
         made: list[Path] = []
         engine = open_engine(cfg, embedder, TokenCounter(embedder.load_tokenizer()))
         try:
-            _build(index_dir, view, made, todo, skips, deleted, cfg, engine, identity, params, report, fb)
-            auto_compact(index_dir, report, cfg.max_segments, cfg.max_deleted_fraction, cfg.dense_exact_max)
+            _build(index_dir, view, made, todo, skips, deleted, cfg, engine, identity, settings, report, fb,
+                   vstore)  # fmt: skip
+            auto_compact(index_dir, report, cfg.max_segments, cfg.max_deleted_fraction, cfg.dense_exact_max,
+                         vstore)  # fmt: skip
         except BaseException as exc:
             view.close()
             discard(index_dir, made)
@@ -293,6 +313,22 @@ def ingest_paths(
     return report
 
 
+def _settings(cfg: IngestConfig, identity: dict, params: dict, store_cfg: VectorStoreConfig) -> dict:
+    """The settings part of a new generation's manifest (gdn2_ingest.segments_write.commit_generation
+    adds segments, counts and ids). `store_cfg`: the index's vector store (dense_qdrant.resolve);
+    FAISS records none, so FAISS manifests are as they were."""
+    out = {
+        "embedder": identity,
+        "chunking": params,
+        "skips": _skip_params(cfg),
+        "dense": {"exact_max": cfg.dense_exact_max},
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("embedder_factory", "vector_store")},
+    }
+    if store_cfg.to_record() is not None:
+        out["vector_store"] = store_cfg.to_record()
+    return out
+
+
 def _live_bytes(index_dir: Path, live: Path | None, manifest: dict | None) -> int:
     if live is None:
         return 0
@@ -302,10 +338,12 @@ def _live_bytes(index_dir: Path, live: Path | None, manifest: dict | None) -> in
 
 def _build(
     index_dir: Path, view: LiveView, made: list[Path], todo: list[_Todo], skips: list[_Todo],
-    deleted: list[str], cfg: IngestConfig, engine: Engine, identity: dict, params: dict, report: IngestReport,
-    fb: Feedback,
+    deleted: list[str], cfg: IngestConfig, engine: Engine, identity: dict, settings: dict,
+    report: IngestReport, fb: Feedback, vstore: QdrantStore | None,
 ) -> None:  # fmt: skip
-    """Steps 2-5: write the new segment, then the generation naming it, verify and publish it."""
+    """Steps 2-5: write the new segment, then the generation naming it, verify and publish it.
+    `settings`: the manifest's settings (`_settings`); `vstore`: the index's Qdrant collection (the new
+    segment's vectors go there), None for FAISS."""
     # 2. a new segment numbering its ids after the live generation's; the replaced files tombstoned
     report.disk["writing"] = DOCSTORE
     tmp = new_segment_dir(index_dir)
@@ -403,7 +441,7 @@ def _build(
     names = [s.name for s in view.segments]
     full: set[str] = set()
     if len(new_ids) or loaded or skips:
-        info = write_segment(tmp, db, vecs, dim, cfg.dense_exact_max, on_write=writing)
+        info = write_segment(tmp, db, vecs, dim, cfg.dense_exact_max, on_write=writing, store=vstore)
         add_counts(counts, info)
         name = seal_segment(tmp)
         made.append(tmp.parent / name)
@@ -416,16 +454,10 @@ def _build(
         shutil.rmtree(tmp, ignore_errors=True)
     report.chunks_total = counts["chunks"]
     report.stage_seconds["store"] = time.perf_counter() - ts
-    manifest = {
-        "embedder": identity,
-        "chunking": params,
-        "skips": _skip_params(cfg),
-        "dense": {"exact_max": cfg.dense_exact_max},
-        "config": {k: v for k, v in asdict(cfg).items() if k != "embedder_factory"},
-    }
     name, report.stage_seconds["verify"] = commit_generation(
-        index_dir, manifest, names, tomb, counts, next_ids, full, on_write=writing, made=made
-    )
+        index_dir, settings, names, tomb, counts, next_ids, full,
+        on_write=writing, made=made, vstore=vstore, dead_before=view.tomb,
+    )  # fmt: skip
     report.disk["generation_bytes"] = _live_bytes(index_dir, index_dir / name, {"segments": names})
     report.disk["previous_generation_kept"] = view.gen is not None and view.gen.exists()
     report.generation = name

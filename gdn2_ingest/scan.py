@@ -22,9 +22,10 @@ class Found:
     unreadable: list[tuple[Path, str]] = field(default_factory=list)  # folders os.walk could not list, why
 
 
-def find_files(paths: list[str | os.PathLike], exclude: Path | None = None) -> Found:
+def find_files(paths: list[str | os.PathLike], exclude: Path | list[Path] | None = None) -> Found:
     """Files under `paths` (recursively); symlinks to a file already found are reported as duplicates,
-    symlinks to nothing as broken. Symlinked folders inside a root are not followed."""
+    symlinks to nothing as broken. Symlinked folders inside a root are not followed; the folders in
+    `exclude` (the index's own, an embedded Qdrant's) are not entered."""
     roots: list[Path] = []
     for p in paths:
         path = Path(p).expanduser()
@@ -36,7 +37,9 @@ def find_files(paths: list[str | os.PathLike], exclude: Path | None = None) -> F
     dups: list[tuple[Path, Path]] = []
     broken: list[Path] = []
     unreadable: list[tuple[Path, str]] = []
-    excl = exclude.resolve() if exclude is not None else None
+    excl = {
+        p.resolve() for p in ([] if exclude is None else [exclude] if isinstance(exclude, Path) else exclude)
+    }
 
     def add(f: Path) -> None:
         real = os.path.realpath(f)
@@ -66,9 +69,7 @@ def find_files(paths: list[str | os.PathLike], exclude: Path | None = None) -> F
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=on_error):
             d = Path(dirpath)
             dirnames[:] = sorted(
-                n
-                for n in dirnames
-                if n not in SKIP_DIRS and not (excl is not None and (d / n).resolve() == excl)
+                n for n in dirnames if n not in SKIP_DIRS and not (excl and (d / n).resolve() in excl)
             )
             for n in sorted(filenames):
                 f = d / n

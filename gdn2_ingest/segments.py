@@ -2,7 +2,8 @@
 
     INDEX/segments/seg-000004/
       docstore.sqlite   files, documents, chunks (gdn2_ingest.docstore) of the files this segment added
-      dense.faiss       their vectors (gdn2_ingest.dense.FaissSegment), ids = chunk ids
+      dense.faiss       their vectors (gdn2_ingest.dense.FaissSegment), ids = chunk ids; absent when the
+                        index keeps its vectors in Qdrant (gdn2_ingest.dense_qdrant)
       keyword/          their BM25 postings (gdn2_ingest.sparse.Postings)
       segment.json      name, chunk count, id range, dense kind, counts, every file's size
 
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from gdn2_ingest.docstore import DocStore
-from gdn2_ingest.errors import IndexBrokenError
+from gdn2_ingest.errors import IndexBrokenError, VectorStoreError
 
 SEGMENTS_DIR = "segments"
 SEGMENT_MANIFEST = "segment.json"
@@ -109,6 +110,10 @@ class Tombstones:
     def dead_ids(self, seg: str) -> np.ndarray:
         return np.array(self.data.get(seg, {}).get("chunks", []), dtype=np.int64)
 
+    def all_ids(self) -> set[int]:
+        """Every tombstoned chunk id, of every segment."""
+        return {int(i) for v in self.data.values() for i in v.get("chunks", [])}
+
     def dead_paths(self, seg: str) -> list[str]:
         return list(self.data.get(seg, {}).get("paths", []))
 
@@ -138,6 +143,10 @@ class Segment:
         self._dense = None
         self._keyword = None
         self.use_gpu: bool | None = None
+        # the index's Qdrant collection when its vectors live there, and what the generation that
+        # opened the segment sees of it (gdn2_ingest.dense_qdrant)
+        self.vstore = None
+        self.view = None
 
     @property
     def chunks(self) -> int:
@@ -148,7 +157,31 @@ class Segment:
         return self.info.get("min_id")
 
     @property
+    def in_store(self) -> bool:
+        """The segment's vectors live in the index's vector store, not in a FAISS file."""
+        from gdn2_ingest.dense_qdrant import KIND
+
+        return self.info.get("dense_kind") == KIND
+
+    @property
     def dense(self):
+        if self._dense is None and self.in_store:
+            from gdn2_ingest.dense_qdrant import QdrantSegment
+
+            if self.vstore is None:
+                raise broken(
+                    self.folder, SEGMENT_MANIFEST, "keeps its vectors in Qdrant, the manifest names no store"
+                )
+            self._dense = QdrantSegment(
+                self.vstore, self.min_id, self.info.get("max_id"), self.view, len(self.dead_ids)
+            )
+            if self._dense.live != self.chunks - len(self.dead_ids):
+                raise broken(
+                    self.folder, SEGMENT_MANIFEST,
+                    f"holds {self.chunks - len(self.dead_ids)} live chunks, Qdrant collection"
+                    f" {self.vstore.collection} {self._dense.live} of their points (the collection no longer"
+                    " matches the index)",
+                )  # fmt: skip
         if self._dense is None:
             from gdn2_ingest.dense import FaissSegment
 
@@ -223,14 +256,21 @@ def check_segment(seg: Segment) -> None:
     live = ids[~np.isin(ids, seg.dead_ids)]
     if not len(live):
         return
+    # a FAISS file, or the segment's points in the index's Qdrant collection
+    what, fails = (
+        (SEGMENT_MANIFEST, "names chunks whose Qdrant points fail a probe search")
+        if seg.in_store else (DENSE, "fails a probe search")
+    )  # fmt: skip
     probe = seg.dense.vectors(live[:1])[0]
     try:
         with one_faiss_thread():
             hits = seg.dense.search(probe, 1)
+    except VectorStoreError:
+        raise
     except Exception as exc:  # noqa: BLE001
-        raise broken(seg.folder, DENSE, f"fails a probe search ({exc})") from exc
+        raise broken(seg.folder, what, f"{fails} ({exc})") from exc
     if not hits or hits[0][1] < 0.9 * float(np.dot(probe, probe)):
-        raise broken(seg.folder, DENSE, "fails a probe search (a stored vector does not find itself)")
+        raise broken(seg.folder, what, f"{fails} (a stored vector does not find itself)")
     from gdn2_ingest.sparse import search_segments
 
     for c in seg.docstore.get_chunks([int(i) for i in live[:5]]):
@@ -241,19 +281,31 @@ def check_segment(seg: Segment) -> None:
             break
 
 
-def write_segment(tmp: Path, db: DocStore, vecs: np.ndarray, dim: int, exact_max: int, postings=None,
-                  on_write=None) -> dict:  # fmt: skip
+def write_segment(tmp: Path, db: DocStore, vecs: np.ndarray | None, dim: int, exact_max: int, postings=None,
+                  on_write=None, store=None) -> dict:  # fmt: skip
     """Finish a segment in `tmp` from its filled docstore `db` (closed here): dense part from `vecs`
     (aligned with the docstore's ids in order), keyword part from `postings` or the texts.
-    `on_write(name)` is told which file is being written (disk errors name it). Returns segment.json."""
-    from gdn2_ingest.dense import FaissSegment
+    `store`: the index's Qdrant collection, which gets the vectors as points instead of a FAISS file
+    (`vecs` None: a compaction, whose chunks' points are there already). `on_write(name)` is told
+    which file is being written (disk errors name it). Returns segment.json."""
     from gdn2_ingest.sparse import Postings
 
     say = on_write or (lambda _name: None)
     ids, _ = db.ids_and_hashes()
-    say(DENSE)
-    dense = FaissSegment.build(ids, vecs, dim, exact_max)
-    dense.save(tmp / DENSE)
+    if store is None:
+        from gdn2_ingest.dense import FaissSegment
+
+        say(DENSE)
+        dense = FaissSegment.build(ids, vecs, dim, exact_max)
+        dense.save(tmp / DENSE)
+        kind = dense.kind
+    else:
+        from gdn2_ingest.dense_qdrant import KIND, write_points
+
+        if vecs is not None and len(ids):
+            say(f"the points of {tmp.name.split('.tmp')[0]} in Qdrant")
+            write_points(store, tmp.name.split(".tmp")[0], ids, vecs, *db.labels())
+        kind = KIND
     say(KEYWORD_DIR)
     (postings or Postings.build(list(db.iter_texts()))).save(tmp / KEYWORD_DIR)
     files_n, docs_n, chunks_n, per = db.counts()
@@ -265,7 +317,7 @@ def write_segment(tmp: Path, db: DocStore, vecs: np.ndarray, dim: int, exact_max
         "chunks": int(len(ids)),
         "min_id": int(ids[0]) if len(ids) else None,
         "max_id": int(ids[-1]) if len(ids) else None,
-        "dense_kind": dense.kind,
+        "dense_kind": kind,
         "counts": {"files": files_n, "documents": docs_n, "chunks": chunks_n, "per_domain": per},
         "files": file_sizes(tmp, SEGMENT_MANIFEST),
     }

@@ -57,15 +57,17 @@ class LiveView:
     owner: dict[str, Segment] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, index_dir: Path, gen: Path | None, manifest: dict | None, check: bool = True) -> LiveView:
+    def open(cls, index_dir: Path, gen: Path | None, manifest: dict | None, check: bool = True,
+             vstore=None) -> LiveView:  # fmt: skip
         """Open the live generation; with `check`, every segment is checked fully first (a damaged
-        generation is neither built upon nor reported ready)."""
+        generation is neither built upon nor reported ready). `vstore`: the index's Qdrant collection
+        (gdn2_ingest.dense_qdrant), None for FAISS segments."""
         if gen is None:
             return cls(None, {})
         from gdn2_ingest.index import check_counts, open_segments
         from gdn2_ingest.segments import check_segment
 
-        segs, tomb = open_segments(index_dir, gen, manifest)
+        segs, tomb = open_segments(index_dir, gen, manifest, vstore=vstore)
         view = cls(gen, manifest, segs, tomb)
         try:
             check_counts(gen, manifest, segs, tomb)
@@ -189,10 +191,14 @@ def dense_kind(index_dir: Path, segments: list[str]) -> str:
 def commit_generation(
     index_dir: Path, manifest: dict, segments: list[str], tomb: Tombstones, counts: dict,
     next_ids: tuple[int, int], full: set[str], on_write: Callable[[str], None] | None = None,
-    made: list[Path] | None = None,
+    made: list[Path] | None = None, vstore=None, dead_before: Tombstones | None = None,
 ) -> tuple[str, float]:  # fmt: skip
     """Write, check and publish the generation naming `segments`; returns (its name, check seconds).
-    `manifest` carries the settings (embedder, chunking, skips, config) and is completed here."""
+    `manifest` carries the settings (embedder, chunking, skips, config, vector store) and is
+    completed here. `vstore`: the index's Qdrant collection, where the chunks `tomb` holds and
+    `dead_before` (the live generation's tombstones) did not are marked dead from this generation on
+    (gdn2_ingest.dense_qdrant), before it is checked and published."""
+    from gdn2_ingest.dense_qdrant import generation_number, mark_dead
     from gdn2_ingest.index import check_generation
 
     say = on_write or (lambda _name: None)
@@ -203,6 +209,7 @@ def commit_generation(
     tmp.mkdir()
     say(store.MANIFEST)
     tomb = Tombstones({s: v for s, v in tomb.data.items() if s in segments})
+    mark_dead(vstore, (dead_before or Tombstones()).all_ids(), tomb.all_ids(), generation_number(name))
     tomb.save(tmp)
     full_manifest = {
         **manifest,
@@ -216,7 +223,7 @@ def commit_generation(
     }
     store.write_manifest(tmp, full_manifest)
     # never switch to a generation that does not load and answer
-    seconds = check_generation(tmp, full_manifest, full=full)["seconds"]
+    seconds = check_generation(tmp, full_manifest, full=full, vstore=vstore)["seconds"]
     say(store.CURRENT)
     store.publish(index_dir, tmp, name)
     return name, seconds
@@ -243,9 +250,13 @@ def plan_compaction(view: LiveView, max_segments: int, max_deleted_fraction: flo
 
 def compact_run(
     index_dir: Path, view: LiveView, start: int, end: int, exact_max: int, made: list[Path],
-    on_write: Callable[[str], None] | None = None,
+    on_write: Callable[[str], None] | None = None, vstore=None,
 ) -> tuple[str, float]:  # fmt: skip
-    """Merge segments [start, end) of the live view into one and publish that generation."""
+    """Merge segments [start, end) of the live view into one and publish that generation.
+
+    With the index's Qdrant collection (`vstore`) the live chunks' points stay as they are (same ids,
+    same vectors) and the points of the chunks the merge drops (tombstoned, so already dead to the
+    live generation) are deleted before the switch (gdn2_ingest.dense_qdrant)."""
     from gdn2_ingest.sparse import Postings
 
     run = view.segments[start:end]
@@ -262,10 +273,14 @@ def compact_run(
             f"compaction: the merged docstore holds {len(ids)} chunks, the segments {len(want)} live ones"
         )
     dim = int(view.manifest["embedder"]["dim"])
-    vecs = [s.dense.vectors(p) for s, p in zip(run, parts, strict=True) if len(p)]
     postings = Postings.merge([(s.keyword.p, s.keyword.live) for s in run])
-    write_segment(tmp, db, np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32), dim,
-                  exact_max, postings, on_write)  # fmt: skip
+    if vstore is None:
+        vecs = [s.dense.vectors(p) for s, p in zip(run, parts, strict=True) if len(p)]
+        merged = np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32)
+    else:
+        vstore.delete(np.concatenate([s.dead_ids for s in run]))
+        merged = None
+    write_segment(tmp, db, merged, dim, exact_max, postings, on_write, store=vstore)
     name = seal_segment(tmp)
     made.append(tmp.parent / name)
     names = [s.name for s in view.segments]
@@ -274,7 +289,8 @@ def compact_run(
     for s in run:
         tomb.drop(s.name)
     return commit_generation(index_dir, view.manifest, segments, tomb, view.counts(), view.next_ids(),
-                             full={name}, on_write=on_write, made=made)  # fmt: skip
+                             full={name}, on_write=on_write, made=made, vstore=vstore,
+                             dead_before=view.tomb)  # fmt: skip
 
 
 def remove_paths(
@@ -292,12 +308,10 @@ def remove_paths(
     cfg = (config or IngestConfig()).validate()
     t0 = time.perf_counter()
     index_dir = Path(index_dir).expanduser().absolute()
-    gen = store.require_generation(index_dir)
+    store.require_generation(index_dir)
     report = IngestReport(index_dir=str(index_dir))
-    with store.IndexLock(index_dir, cfg.lock_timeout, on_wait=notify):
-        store.prune(index_dir)
-        gen = store.require_generation(index_dir)
-        with _building_on(index_dir, gen) as (view, made):
+    with _locked(index_dir, cfg, notify) as (gen, vstore):
+        with _building_on(index_dir, gen, vstore=vstore) as (view, made):
             roots = [Path(p).expanduser().absolute() for p in paths]
             gone = []
             for r in roots:
@@ -311,19 +325,38 @@ def remove_paths(
             report.files_deleted = sum(1 for p in gone if view.files[p][3] is None)
             names = [s.name for s in view.segments]
             report.generation, _ = commit_generation(index_dir, view.manifest, names, tomb, counts,
-                                                     view.next_ids(), full=set(), made=made)  # fmt: skip
+                                                     view.next_ids(), full=set(), made=made, vstore=vstore,
+                                                     dead_before=view.tomb)  # fmt: skip
             report.chunks_total = counts["chunks"]
             report.changed = True
-        auto_compact(index_dir, report, cfg.max_segments, cfg.max_deleted_fraction, _exact_max(view))
+        auto_compact(index_dir, report, cfg.max_segments, cfg.max_deleted_fraction, _exact_max(view), vstore)
     report.seconds = time.perf_counter() - t0
     return report
 
 
 @contextmanager
-def _building_on(index_dir: Path, gen: Path, check: bool = True) -> Iterator[tuple[LiveView, list[Path]]]:
+def _locked(index_dir: Path, cfg: IngestConfig, notify: Callable[[str], None] | None):
+    """Under the index lock: the live generation and the index's Qdrant collection (None for FAISS),
+    cleaned of what a killed writer left (gdn2_ingest.dense_qdrant.writer_store)."""
+    from gdn2_ingest.dense_qdrant import resolve, writer_store
+
+    with store.IndexLock(index_dir, cfg.lock_timeout, on_wait=notify):
+        store.prune(index_dir)
+        gen = store.require_generation(index_dir)
+        manifest = store.read_manifest(gen)
+        store_cfg = resolve(index_dir, manifest, cfg.vector_store)
+        with writer_store(store_cfg, gen, manifest, int(manifest["embedder"]["dim"])) as vstore:
+            yield gen, vstore
+
+
+@contextmanager
+def _building_on(
+    index_dir: Path, gen: Path, check: bool = True, vstore=None
+) -> Iterator[tuple[LiveView, list[Path]]]:
     """The live view a new generation is built on, and the list of folders written for it. A failure
-    deletes those folders (the live generation stays what it was); the view is closed either way."""
-    view = LiveView.open(index_dir, gen, store.read_manifest(gen), check=check)
+    deletes those folders (the live generation stays what it was); the view is closed either way.
+    `vstore`: the index's Qdrant collection (None for FAISS segments)."""
+    view = LiveView.open(index_dir, gen, store.read_manifest(gen), check=check, vstore=vstore)
     made: list[Path] = []
     try:
         yield view, made
@@ -335,15 +368,16 @@ def _building_on(index_dir: Path, gen: Path, check: bool = True) -> Iterator[tup
 
 
 def auto_compact(index_dir: Path, report: IngestReport, max_segments: int, max_deleted_fraction: float,
-                 exact_max: int) -> None:  # fmt: skip
-    """Compact the live generation if `plan_compaction` says so (under the lock, after an update).
+                 exact_max: int, vstore=None) -> None:  # fmt: skip
+    """Compact the live generation if `plan_compaction` says so (under the lock, after an update;
+    `vstore`: the index's Qdrant collection, None for FAISS segments).
 
     The update is committed already: a compaction that does not fit on the disk is skipped (or given
     up when a write fails for want of space), which `report.disk["compaction_skipped"]` says; the
     next update tries again."""
     gen = store.require_generation(index_dir)
     try:
-        with _building_on(index_dir, gen, check=False) as (view, made):
+        with _building_on(index_dir, gen, check=False, vstore=vstore) as (view, made):
             plan = plan_compaction(view, max_segments, max_deleted_fraction)
             if plan is None:
                 return
@@ -356,7 +390,7 @@ def auto_compact(index_dir: Path, report: IngestReport, max_segments: int, max_d
                 )
                 return
             ts = time.perf_counter()
-            report.generation, _ = compact_run(index_dir, view, *plan, exact_max, made)
+            report.generation, _ = compact_run(index_dir, view, *plan, exact_max, made, vstore=vstore)
             report.stage_seconds["compact"] = time.perf_counter() - ts
             report.compacted = plan[1] - plan[0]
     except BaseException as exc:
@@ -367,7 +401,9 @@ def auto_compact(index_dir: Path, report: IngestReport, max_segments: int, max_d
 
 def _exact_max(view: LiveView) -> int:
     """The dense_exact_max the index was built with (its manifest is the owner once it exists)."""
-    return int(view.manifest.get("dense", {}).get("exact_max", IngestConfig.dense_exact_max))
+    from gdn2_ingest.dense_qdrant import exact_max
+
+    return exact_max(view.manifest)
 
 
 def compact_index(index_dir: str | os.PathLike, config: IngestConfig | None = None,
@@ -380,17 +416,19 @@ def compact_index(index_dir: str | os.PathLike, config: IngestConfig | None = No
     index_dir = Path(index_dir).expanduser().absolute()
     store.require_generation(index_dir)
     report = IngestReport(index_dir=str(index_dir))
-    with store.IndexLock(index_dir, cfg.lock_timeout, on_wait=notify):
-        store.prune(index_dir)
-        gen = store.require_generation(index_dir)
-        with _building_on(index_dir, gen) as (view, made):
-            report.generation = gen.name
-            report.chunks_total = view.counts()["chunks"]
-            if len(view.segments) > 1 or view.tomb.n_dead():
-                everything = (0, len(view.segments))
-                report.generation, _ = compact_run(index_dir, view, *everything, _exact_max(view), made)
-                report.compacted = len(view.segments)
-                report.chunks_removed = view.tomb.n_dead()
-                report.changed = True
+    with (
+        _locked(index_dir, cfg, notify) as (gen, vstore),
+        _building_on(index_dir, gen, vstore=vstore) as (view, made),
+    ):
+        report.generation = gen.name
+        report.chunks_total = view.counts()["chunks"]
+        if len(view.segments) > 1 or view.tomb.n_dead():
+            everything = (0, len(view.segments))
+            report.generation, _ = compact_run(
+                index_dir, view, *everything, _exact_max(view), made, vstore=vstore
+            )
+            report.compacted = len(view.segments)
+            report.chunks_removed = view.tomb.n_dead()
+            report.changed = True
     report.seconds = time.perf_counter() - t0
     return report

@@ -136,3 +136,4 @@ class IndexStats:
     format_version: int
     segments: int = 1  # immutable segments of the generation (gdn2_ingest.segments)
     deleted_chunks: int = 0  # tombstoned chunks still on disk until the next compaction
+    vector_store: str = "faiss"  # where the dense vectors live (VectorStoreConfig.describe())

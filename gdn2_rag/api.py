@@ -34,13 +34,27 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
+def vector_store_config(kind=None, url=None, path=None, collection=None, api_key_file=None):
+    """The VectorStoreConfig that `rag ingest`'s store flags ask for; None without any (the index's own
+    store, FAISS for a new index). Qdrant flags without `--vector-store qdrant` are refused when the
+    config is validated."""
+    from gdn2_ingest.config import VectorStoreConfig
+
+    if kind is None and url is None and path is None and collection is None and api_key_file is None:
+        return None
+    return VectorStoreConfig(
+        kind or "faiss", url=url, path=path, collection=collection, api_key_file=api_key_file
+    )
+
+
 def ingest_command(
     paths, *, index, domain, json_out, verbose, max_file_bytes=None, threads=None, notify=None,
-    engine="local", address=None, workers=None,
+    engine="local", address=None, workers=None, vector_store=None,
 ) -> None:  # fmt: skip
     """Ingest; ingest's own progress bars, skipped-file lines and summary go to stderr (not with --json).
 
-    `notify` gets one-off lines such as "waiting for the index lock held by PID N".
+    `notify` gets one-off lines such as "waiting for the index lock held by PID N"; `vector_store`: a
+    VectorStoreConfig (`vector_store_config`) or None.
     """
     from gdn2_ingest.store import human
 
@@ -48,7 +62,7 @@ def ingest_command(
     rag = RAG.open(index, create=True, config=RAGConfig(cpu_threads=threads))
     report = rag.ingest(
         paths, domain=domain, progress=not json_out, max_file_bytes=max_file_bytes, notify=notify,
-        engine=engine, engine_address=address, engine_workers=workers,
+        engine=engine, engine_address=address, engine_workers=workers, vector_store=vector_store,
     )  # fmt: skip
     elapsed = time.perf_counter() - t0
     data = report.to_dict()

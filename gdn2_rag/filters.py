@@ -34,14 +34,17 @@ class MetadataFilter:
         """True when `chunk` (anything with `.domain` and `.path`) passes every set filter."""
         if self.domain is not None and chunk.domain != self.domain:
             return False
-        if self.path_glob is not None:
-            path = str(chunk.path)
-            if fnmatch.fnmatchcase(path, self.path_glob):
-                return True
-            if "/" not in self.path_glob:
-                return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], self.path_glob)
-            if not self.path_glob.startswith("/"):
-                tail = self.path_glob.removeprefix("./")
-                return fnmatch.fnmatchcase(path, "*/" + tail)
-            return False
-        return True
+        return self.matches_path(str(chunk.path))
+
+    def matches_path(self, path: str) -> bool:
+        """True when a file at `path` passes the path glob (always, without one)."""
+        if self.path_glob is None:
+            return True
+        if fnmatch.fnmatchcase(path, self.path_glob):
+            return True
+        if "/" not in self.path_glob:
+            return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], self.path_glob)
+        if not self.path_glob.startswith("/"):
+            tail = self.path_glob.removeprefix("./")
+            return fnmatch.fnmatchcase(path, "*/" + tail)
+        return False

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gdn2_rag.assemble import AssembledContext, assemble_context
 from gdn2_rag.citations import FileLines, cite_span
@@ -32,6 +33,9 @@ from gdn2_rag.reading import ReaderRuntime, ReadSpan
 from gdn2_rag.retrieve import HybridRetriever, Retrieved
 from gdn2_rag.threads import cpu_threads, limited_threads
 from gdn2_rag.types import Answer, Passage, Timings
+
+if TYPE_CHECKING:
+    from gdn2_ingest.config import VectorStoreConfig
 
 RETRIEVAL_ONLY = "retrieval-only"
 READER = "reader"
@@ -70,6 +74,8 @@ class RAG:
         self._index = index
         self._index_lock = threading.RLock()
         self._stats_cache = None
+        # the files each path glob matches in the open view (pushed into a Qdrant index's dense search)
+        self._glob_files: tuple = (None, {})
         self._embedder_ready = None
         # reader-token counts of chunks, by (counter, content hash): tokenising is most of assembly
         self._token_counts: dict = {}
@@ -134,13 +140,17 @@ class RAG:
         engine: str = "local",
         engine_address: str | None = None,
         engine_workers: int | None = None,
+        vector_store: VectorStoreConfig | None = None,
     ):
         """Add or update documents (incremental); returns ingest's IngestReport.
 
         max_file_bytes: skip larger files (None: IngestConfig's default, 50 MB); notify: called with
         one-off lines for the user (a wait for the index lock). engine, engine_address,
         engine_workers: where loading, chunking and embedding run (IngestConfig; "ray" needs the
-        `ray` extra); the index is the same on every engine.
+        `ray` extra); the index is the same on every engine. vector_store: where a new index keeps
+        its dense vectors (gdn2_ingest.config.VectorStoreConfig: FAISS by default, or a Qdrant
+        collection); an existing index keeps the store its manifest records (None uses it; another
+        one is a RagError).
         """
         from gdn2_ingest import IngestConfig, ingest_paths
 
@@ -157,7 +167,7 @@ class RAG:
                 limits = {} if max_file_bytes is None else {"max_file_bytes": max_file_bytes}
                 cfg = IngestConfig(
                     domain=domain, engine=engine, engine_address=engine_address,
-                    engine_workers=engine_workers, **limits,
+                    engine_workers=engine_workers, vector_store=vector_store, **limits,
                 )  # fmt: skip
                 try:
                     cfg.validate()
@@ -236,7 +246,10 @@ class RAG:
         index = self._nonempty_index()
         with self._index_lock:
             try:
-                return HybridRetriever(index, self.config).retrieve(query, k, flt, candidates=candidates)
+                if self._glob_files[0] is not index:
+                    self._glob_files = (index, {})
+                retriever = HybridRetriever(index, self.config, glob_files=self._glob_files[1])
+                return retriever.retrieve(query, k, flt, candidates=candidates)
             except _ingest_errors() as exc:
                 raise RagError(str(exc)) from exc
 

@@ -2,7 +2,9 @@
 
 Steps of `HybridRetriever.retrieve`:
 1. ask each retriever for `candidates` hits (5x more when a filter is set, since filtering comes after,
-   and 5x more again while a filter keeps fewer than `k` and the retrievers have more to give);
+   and 5x more again while a filter keeps fewer than `k` and the retrievers have more to give); an
+   index whose vector store filters (`Index.filters_dense`: Qdrant) gets the domain and the files the
+   path glob matches pushed into its dense search, which then ranks only chunks that can pass;
 2. fuse the two ranked lists with weighted reciprocal rank fusion;
 3. fetch chunks in fused order, in batches, keeping those that pass the metadata filter and are not
    near-duplicates of a better-ranked kept chunk, until `k` are kept;
@@ -25,6 +27,9 @@ from gdn2_rag.types import Passage
 FILTER_OVERFETCH = 5
 # smallest docstore fetch: one SQLite round trip is cheap, many are not
 MIN_FETCH = 32
+# a path glob matching more files than this is not pushed into the vector store's filter (a request
+# naming thousands of paths costs more than it saves); the filter after fusion still applies
+PUSHED_PATHS_MAX = 1000
 
 
 @dataclass
@@ -39,9 +44,12 @@ class Retrieved:
 class HybridRetriever:
     """Retrieval over an `ingest.Index` (or anything with its search/get_chunks methods)."""
 
-    def __init__(self, index, config: RAGConfig | None = None) -> None:
+    def __init__(self, index, config: RAGConfig | None = None, glob_files: dict | None = None) -> None:
+        """glob_files: a cache of the files each path glob matches, shared across calls on one index
+        view (RAG keeps one per view); None computes them per call."""
         self.index = index
         self.config = config or RAGConfig()
+        self.glob_files = {} if glob_files is None else glob_files
 
     def retrieve(
         self, query: str, k: int = 10, flt: MetadataFilter | None = None, candidates: int | None = None
@@ -55,8 +63,9 @@ class HybridRetriever:
         n = max(candidates or cfg.candidates, k)
         if flt.active:
             n *= FILTER_OVERFETCH
+        where = self._pushed(flt)
         while True:
-            lists = self._search(query, n)
+            lists = self._search(query, n, where)
             kept, dropped, score_of = self._fuse_and_fetch(lists, k, flt)
             # a narrow filter can reject every candidate while matching chunks rank lower: widen the
             # search until k are kept or the retrievers have nothing more to give
@@ -68,13 +77,37 @@ class HybridRetriever:
         passages = [_to_passage(c, score_of[c.id], raw, rank) for rank, c in enumerate(kept, start=1)]
         return Retrieved(passages, kept, dropped_duplicates=dropped)
 
-    def _search(self, query: str, n: int) -> list[list[tuple[int, float]]]:
-        """The ranked hit lists of the active retrievers (dense, then BM25), `n` each."""
+    def _pushed(self, flt: MetadataFilter):
+        """The part of `flt` the index's vector store can apply inside dense search (a
+        gdn2_ingest.vectorstores.Where), or None: no filter, or a store that cannot (FAISS)."""
+        if not flt.active or not getattr(self.index, "filters_dense", False):
+            return None
+        from gdn2_ingest.vectorstores import Where
+
+        files = None
+        if flt.path_glob is not None:
+            if flt.path_glob not in self.glob_files:
+                self.glob_files[flt.path_glob] = tuple(
+                    p for p in self.index.live_paths() if flt.matches_path(p)
+                )
+            files = self.glob_files[flt.path_glob]
+            if len(files) > PUSHED_PATHS_MAX:
+                files = None
+        if flt.domain is None and files is None:
+            return None
+        return Where(domain=flt.domain, any_paths=files)
+
+    def _search(self, query: str, n: int, where=None) -> list[list[tuple[int, float]]]:
+        """The ranked hit lists of the active retrievers (dense, then BM25), `n` each; `where` (from
+        `_pushed`) goes to dense search."""
         cfg = self.config
         lists = []
         if cfg.dense_weight > 0:
             with limited_threads(cfg.retrieval_threads):
-                lists.append(self.index.search_dense(query, n))
+                if where is None:
+                    lists.append(self.index.search_dense(query, n))
+                else:
+                    lists.append(self.index.search_dense(query, n, where))
         if cfg.bm25_weight > 0:
             lists.append(self.index.search_bm25(query, n))
         return lists

@@ -19,10 +19,16 @@ class Where:
 
     domain: legal | support | code.
     path: a file path (that file's chunks) or a folder (the chunks of every file under it).
+    any_paths: files or folders: the chunks at or under any of them (an empty tuple admits none).
     """
 
     domain: str | None = None
     path: str | None = None
+    any_paths: tuple[str, ...] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.domain is not None or self.path is not None or self.any_paths is not None
 
     def folder(self) -> str | None:
         """`path` without a trailing slash ("/" stays "/")."""

@@ -41,16 +41,18 @@ class FaissStore:
 
     def _admitted(self, where: Where) -> np.ndarray:
         folder = where.folder()
+        anyof = None if where.any_paths is None else {p.rstrip("/") or "/" for p in where.any_paths}
         return np.array(
             [i for i, d in self._domain.items()
-             if (where.domain is None or d == where.domain) and (folder is None or folder in self._keys[i])],
+             if (where.domain is None or d == where.domain) and (folder is None or folder in self._keys[i])
+             and (anyof is None or not anyof.isdisjoint(self._keys[i]))],
             dtype=np.int64,
         )  # fmt: skip
 
     def search(self, queries: np.ndarray, k: int, where: Where | None = None) -> Hits:
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         params = None
-        if where is not None and (where.domain is not None or where.path is not None):
+        if where is not None and where.active:
             allowed = self._admitted(where)
             if not len(allowed):
                 return [[] for _ in range(len(queries))]

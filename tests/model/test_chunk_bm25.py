@@ -8,7 +8,7 @@ import random
 
 import numpy as np
 
-from gdn2_model.data.chunk_bm25 import B, K1, ChunkBM25, words
+from gdn2_model.data.chunk_bm25 import K1, B, ChunkBM25, words
 from gdn2_model.data.corpus import Document
 from gdn2_model.data.qa_v3 import V3SampleMaker
 

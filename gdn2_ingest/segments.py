@@ -18,7 +18,6 @@ names it; one no generation names is deleted by the next writer.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import numpy as np
 
 from gdn2_ingest.docstore import DocStore
 from gdn2_ingest.errors import IndexBrokenError, VectorStoreError
+from gdn2_ingest.store import file_sizes
 
 SEGMENTS_DIR = "segments"
 SEGMENT_MANIFEST = "segment.json"
@@ -61,17 +61,6 @@ def check_sizes(folder: Path, sizes: dict[str, int]) -> None:
             raise broken(
                 folder, rel, f"has {actual} bytes, the manifest recorded {size} (truncated or overwritten)"
             )
-
-
-def file_sizes(folder: Path, leave_out: str) -> dict[str, int]:
-    out = {}
-    for dirpath, _, files in os.walk(folder):
-        for f in files:
-            p = Path(dirpath) / f
-            rel = p.relative_to(folder).as_posix()
-            if rel != leave_out:
-                out[rel] = p.stat().st_size
-    return dict(sorted(out.items()))
 
 
 @dataclass

@@ -275,14 +275,15 @@ def human(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def file_sizes(gen: Path) -> dict[str, int]:
-    """Size of every file of a generation but the manifest, by path relative to it."""
+def file_sizes(folder: Path, leave_out: str = MANIFEST) -> dict[str, int]:
+    """Size of every file under `folder` but `leave_out` (a generation's or a segment's manifest), by path
+    relative to it."""
     out = {}
-    for dirpath, _, files in os.walk(gen):
+    for dirpath, _, files in os.walk(folder):
         for f in files:
             p = Path(dirpath) / f
-            rel = p.relative_to(gen).as_posix()
-            if rel != MANIFEST:
+            rel = p.relative_to(folder).as_posix()
+            if rel != leave_out:
                 out[rel] = p.stat().st_size
     return dict(sorted(out.items()))
 

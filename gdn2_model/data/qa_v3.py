@@ -642,8 +642,8 @@ class V3SampleMaker:
     def retrieved(self, question: str, k: int) -> list[tuple[int, int]]:
         """(doc, chunk) of the k chunks a keyword retriever ranks best for `question`, best first."""
         if self._bm25 is None:
-            self._bm25 = ChunkBM25([self.piece(di, ci).header + "\n" + self.piece(di, ci).text
-                                    for di, ci in self._flat])  # fmt: skip
+            pieces = (self.piece(di, ci) for di, ci in self._flat)
+            self._bm25 = ChunkBM25([p.header + "\n" + p.text for p in pieces])
         return [self._flat[i] for i in self._bm25.search(question, k)]
 
     def piece(self, di: int, ci: int) -> ContextPiece:

@@ -180,7 +180,9 @@ def test_fla_gdn2_layer_parity_with_and_without_cache():
     assert rel_err(torch.cat(ref_steps, 1).float(), ref[:, :204].float()) <= 1e-2
 
 
-def test_cuda_graph_decode_equals_eager_decode():
+def _graph_decoder():
+    """(model, its 300-token prefill of 2 rows, a CudaGraphDecoder on that prefill's cache); the prefill and
+    the capture run in inference mode, as the decode steps that follow must."""
     from gdn2_model.streaming import CudaGraphDecoder
 
     torch.manual_seed(0)
@@ -188,7 +190,12 @@ def test_cuda_graph_decode_equals_eager_decode():
     ids = tokens(2, 300, seed=3, vocab=512).cuda()
     with torch.inference_mode():
         out = model(ids, use_cache=True)
-        dec = CudaGraphDecoder(model, out.past_key_values)
+        return model, out, CudaGraphDecoder(model, out.past_key_values)
+
+
+def test_cuda_graph_decode_equals_eager_decode():
+    model, out, dec = _graph_decoder()
+    with torch.inference_mode():
         eager_cache, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
         for _ in range(5):
             ref = model(nxt, past_key_values=eager_cache, use_cache=True).logits
@@ -201,18 +208,13 @@ def test_cuda_graph_decode_equals_eager_decode():
 def test_model_runs_after_a_cuda_graph_decoder_is_released():
     """Issue 22, open: after a `CudaGraphDecoder` was built, used and released, a model with the RAG reader
     test's shapes (hidden 32, 2 heads of K = V = 16, 1500 tokens) must still run in the same process. It
-    passes alone and after tests/model alone; in the whole GPU suite (tests/kernels first) it fails with an
-    illegal memory access, the earliest and smallest reproduction of that failure so far (NOTES.md)."""
+    passes alone; after this file's other tests (no kernel tests needed) it fails with an illegal memory
+    access, the smallest reproduction of that failure so far (gdn2_kernels/NOTES.md,
+    bench/kernels/bisect_model_gpu.sh)."""
     import gc
 
-    from gdn2_model.streaming import CudaGraphDecoder
-
-    torch.manual_seed(0)
-    model = GDN2ForCausalLM(_small()).eval().to("cuda", torch.bfloat16)
-    ids = tokens(2, 300, seed=3, vocab=512).cuda()
+    model, out, dec = _graph_decoder()
     with torch.inference_mode():
-        out = model(ids, use_cache=True)
-        dec = CudaGraphDecoder(model, out.past_key_values)
         nxt = out.logits[:, -1:].argmax(-1)
         for _ in range(3):
             nxt = dec.step(nxt).argmax(-1)

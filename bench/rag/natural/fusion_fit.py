@@ -25,7 +25,9 @@ B_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5)
 FOLDS = 5
 
 
-def pick(row: dict, a: float, b: float) -> int | None:
+def pick(row: dict, a: float, b: float, t: float = 0.0) -> int | None:
+    """The candidate the fused score chooses; `t` weighs the answer-type term a caller put in c["type"]
+    (type_fit.py)."""
     best, arg = -1e9, None
     for i, c in enumerate(row["cands"]):
         s = (
@@ -34,14 +36,15 @@ def pick(row: dict, a: float, b: float) -> int | None:
             - RANK_PENALTY * c["rank"]
             + a * c["line"]
             + b * (c["span"] or 0.0)
+            + t * c.get("type", 0.0)
         )
         if s > best:
             best, arg = s, i
     return arg
 
 
-def accuracy(rows: list[dict], a: float, b: float) -> float:
-    hits = [bool(r["cands"] and r["cands"][pick(r, a, b)]["ok"]) for r in rows]
+def accuracy(rows: list[dict], a: float, b: float, t: float = 0.0) -> float:
+    hits = [bool(r["cands"] and r["cands"][pick(r, a, b, t)]["ok"]) for r in rows]
     return float(np.mean(hits)) if hits else 0.0
 
 

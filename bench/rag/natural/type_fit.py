@@ -16,11 +16,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-from fusion_fit import FOLDS
+import fusion_fit
 
 from gdn2_rag.answer_type import expected_types, type_match
-from gdn2_rag.evidence import LEXICAL_WEIGHT, RANK_PENALTY, TYPE_WEIGHT
+from gdn2_rag.evidence import TYPE_WEIGHT
 
 T_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0, 2.0)
 A_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
@@ -28,21 +27,13 @@ B_GRID = (0.0, 0.05, 0.1, 0.2, 0.5)
 
 
 def accuracy(rows: list[dict], t: float, a: float = 0.0, b: float = 0.0) -> float:
-    hits = []
-    for r in rows:
-        s = [
-            c["cos"] + LEXICAL_WEIGHT * c["lex"] - RANK_PENALTY * c["rank"] + t * c["type"]
-            + a * c["line"] + b * (c["span"] or 0.0)
-            for c in r["cands"]
-        ]  # fmt: skip
-        hits.append(bool(s) and r["cands"][int(np.argmax(s))]["ok"])
-    return float(np.mean(hits)) if hits else 0.0
+    return fusion_fit.accuracy(rows, a, b, t)
 
 
 def cross_validated(rows: list[dict], grid: list[tuple]) -> float:
-    folds = [rows[i::FOLDS] for i in range(FOLDS)]
+    folds = [rows[i :: fusion_fit.FOLDS] for i in range(fusion_fit.FOLDS)]
     right = 0.0
-    for i in range(FOLDS):
+    for i in range(fusion_fit.FOLDS):
         train = [r for j, f in enumerate(folds) if j != i for r in f]
         w = max(grid, key=lambda w: (accuracy(train, *w), tuple(-x for x in w)))
         right += accuracy(folds[i], *w) * len(folds[i])

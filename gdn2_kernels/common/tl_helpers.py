@@ -64,6 +64,14 @@ def load_raw(ptr, rows, n_valid, H: tl.constexpr, D: tl.constexpr, i_h, col0, BD
 
 
 @triton.jit
+def load_raw_cols(ptr, rows, n_valid, H: tl.constexpr, D: tl.constexpr, i_h, col0, BD: tl.constexpr):
+    """`load_raw` for a block that may reach past the last column D (BD > D): zero there too."""
+    o_d = col0 + tl.arange(0, BD)
+    p = ptr + rows.to(tl.int64)[:, None] * (H * D) + i_h * D + o_d[None, :]
+    return tl.load(p, mask=(rows < n_valid)[:, None] & (o_d < D)[None, :], other=0.0)
+
+
+@triton.jit
 def load_tile(ptr, rows, n_valid, H: tl.constexpr, D: tl.constexpr, i_h, col0, BD: tl.constexpr):
     """Rows x columns [col0, col0 + BD) of a [tokens, H, D] tensor as float32, zero past n_valid."""
     return load_raw(ptr, rows, n_valid, H, D, i_h, col0, BD).to(tl.float32)

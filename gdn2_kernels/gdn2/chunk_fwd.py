@@ -74,6 +74,18 @@ def segment_bounds(num_chunks: int, n_seg: int, shrink: float) -> list[int]:
     return cuts
 
 
+# the WY kernel's products A @ X at bf16 with X narrower than 64 columns came out wrong on an H200 with
+# Triton 3.6 (o off by 100 %, no fault reported; NOTES.md, "WY blocks under 64"): narrower heads pad their
+# block to 64 columns instead
+WY_MIN_BLOCK = 64
+
+
+def wy_block(t: Tuning, K: int, V: int) -> tuple[int, bool]:
+    """(columns per WY block, whether the last block reaches past K or V and is masked) for heads K, V."""
+    bk = max(min(t.wy_block_k, K, V), WY_MIN_BLOCK)
+    return bk, K % bk != 0 or V % bk != 0
+
+
 def _reg_cap(maxnreg: int | None) -> dict:
     """Launch options capping a program's registers (none: the interpreter takes no such option)."""
     return {} if maxnreg is None else {"maxnreg": maxnreg}
@@ -146,6 +158,8 @@ def chunk_gdn2_fwd(
     ht = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
     h = torch.empty(NC, H, K, V, device=dev, dtype=torch.float32) if save_states else None
 
+    wy_bk, wy_pad = wy_block(t, K, V)
+
     def intra(c0: int, c1: int) -> None:
         """Scores and WY of chunks [c0, c1)."""
         if scores is None:
@@ -157,8 +171,8 @@ def chunk_gdn2_fwd(
             )  # fmt: skip
         LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(c1 - c0, H)](
             q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
-            H=H, K=K, V=V, C=C, BC=BC, BK=min(t.wy_block_k, K, V), PREC=t.wy_precision,
-            INVERT=scores is None, STORE_A=scores is None and keep_inverse, LOADS_FIRST=t.wy_loads_first,
+            H=H, K=K, V=V, C=C, BC=BC, BK=wy_bk, PREC=t.wy_precision, INVERT=scores is None,
+            STORE_A=scores is None and keep_inverse, LOADS_FIRST=t.wy_loads_first, PAD=wy_pad,
             num_warps=t.wy_warps, **_reg_cap(t.wy_maxnreg),
         )  # fmt: skip
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from gdn2_kernels.common.tl_helpers import dot_prec, load_lower_blocks, load_raw, load_tile
+from gdn2_kernels.common.tl_helpers import dot_prec, load_lower_blocks, load_raw, load_raw_cols
 
 
 @triton.jit
@@ -36,52 +36,74 @@ def _wy_inverse(L, A, ch, C: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr,
 
 
 @triton.jit
+def _load_block(ptr, rows, n, H: tl.constexpr, D: tl.constexpr, i_h, col0, BD: tl.constexpr, PAD: tl.constexpr):
+    """Columns [col0, col0 + BD) in the tensor's dtype; with PAD the block may reach past column D (zeros)."""
+    if PAD:
+        x = load_raw_cols(ptr, rows, n, H, D, i_h, col0, BD)
+    else:
+        x = load_raw(ptr, rows, n, H, D, i_h, col0, BD)
+    return x
+
+
+@triton.jit
+def _store_block(ptr, x, mask, PAD: tl.constexpr):
+    """Store x; with PAD only where `mask` holds (the block's columns inside the head), else unmasked."""
+    if PAD:
+        tl.store(ptr, x, mask=mask)
+    else:
+        tl.store(ptr, x)
+
+
+@triton.jit
 def _wy_key_block(
     q, k, g, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, col0,
     H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
-    LOADS_FIRST: tl.constexpr,
+    LOADS_FIRST: tl.constexpr, PAD: tl.constexpr,
 ):  # fmt: skip
     """Columns [col0, col0 + BK) of Kb = A (B K e^Gamma), Qg, Ke and e^{gamma_C}; q, k, g, b point at the
     chunk. With LOADS_FIRST all four tiles are loaded before the first store: loads and stores keep their
     program order (the compiler cannot rule out aliasing), so a load after a store waits for its own trip to
-    memory."""
+    memory. PAD: the block reaches past column K (K < BK); those columns load as zeros and are not stored."""
     o_c = tl.arange(0, C)
     o_k = col0 + tl.arange(0, BK)
-    b_g = load_tile(g, o_c, n, H, K, i_h, col0, BK)  # [C, BK], 0 on padding rows
+    m_k = o_k < K
+    b_g = _load_block(g, o_c, n, H, K, i_h, col0, BK, PAD).to(tl.float32)  # [C, BK], 0 on padding rows
     if LOADS_FIRST:
-        b_kr = load_raw(k, o_c, n, H, K, i_h, col0, BK)
-        b_br = load_raw(b, o_c, n, H, K, i_h, col0, BK)
-        b_qr = load_raw(q, o_c, n, H, K, i_h, col0, BK)
+        b_kr = _load_block(k, o_c, n, H, K, i_h, col0, BK, PAD)
+        b_br = _load_block(b, o_c, n, H, K, i_h, col0, BK, PAD)
+        b_qr = _load_block(q, o_c, n, H, K, i_h, col0, BK, PAD)
     b_gam = tl.cumsum(b_g, 0)  # flat on padding rows
     b_gC = tl.sum(b_g, 0)  # [BK]: gamma of the last row
-    tl.store(eg + ch * K + o_k, tl.exp(b_gC))
+    _store_block(eg + ch * K + o_k, tl.exp(b_gC), m_k, PAD)
     p_ck = (ch * C + o_c)[:, None] * K + o_k[None, :]
     if not LOADS_FIRST:
-        b_kr = load_raw(k, o_c, n, H, K, i_h, col0, BK)
+        b_kr = _load_block(k, o_c, n, H, K, i_h, col0, BK, PAD)
     b_kn = b_kr.to(tl.float32) * b_rk[:, None]
-    tl.store(ke + p_ck, (b_kn * tl.exp(b_gC[None, :] - b_gam)).to(ke.dtype.element_ty))
+    _store_block(ke + p_ck, (b_kn * tl.exp(b_gC[None, :] - b_gam)).to(ke.dtype.element_ty), m_k[None, :], PAD)
     b_e = tl.exp(b_gam)
     if not LOADS_FIRST:
-        b_br = load_raw(b, o_c, n, H, K, i_h, col0, BK)
+        b_br = _load_block(b, o_c, n, H, K, i_h, col0, BK, PAD)
     b_x = b_br.to(tl.float32) * b_kn * b_e
-    tl.store(kb + p_ck, dot_prec(b_A, b_x, PREC).to(kb.dtype.element_ty))
+    _store_block(kb + p_ck, dot_prec(b_A, b_x, PREC).to(kb.dtype.element_ty), m_k[None, :], PAD)
     if not LOADS_FIRST:
-        b_qr = load_raw(q, o_c, n, H, K, i_h, col0, BK)
+        b_qr = _load_block(q, o_c, n, H, K, i_h, col0, BK, PAD)
     b_qg = b_qr.to(tl.float32) * b_rq[:, None] * b_e
-    tl.store(qg + p_ck, b_qg.to(qg.dtype.element_ty))
+    _store_block(qg + p_ck, b_qg.to(qg.dtype.element_ty), m_k[None, :], PAD)
 
 
 @triton.jit
 def _wy_value_block(
     v, w, b_A, ut, ch, n, i_h, col0, H: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BK: tl.constexpr,
-    PREC: tl.constexpr,
+    PREC: tl.constexpr, PAD: tl.constexpr,
 ):  # fmt: skip
-    """Columns [col0, col0 + BK) of Ut = A (W V); v, w point at the chunk."""
+    """Columns [col0, col0 + BK) of Ut = A (W V); v, w point at the chunk. PAD as in `_wy_key_block`."""
     o_c = tl.arange(0, C)
     o_v = col0 + tl.arange(0, BK)
-    b_wv = load_tile(w, o_c, n, H, V, i_h, col0, BK) * load_tile(v, o_c, n, H, V, i_h, col0, BK)
+    m_v = o_v < V
+    b_w = _load_block(w, o_c, n, H, V, i_h, col0, BK, PAD).to(tl.float32)
+    b_wv = b_w * _load_block(v, o_c, n, H, V, i_h, col0, BK, PAD).to(tl.float32)
     p_cv = (ch * C + o_c)[:, None] * V + o_v[None, :]
-    tl.store(ut + p_cv, dot_prec(b_A, b_wv, PREC).to(ut.dtype.element_ty))
+    _store_block(ut + p_cv, dot_prec(b_A, b_wv, PREC).to(ut.dtype.element_ty), m_v[None, :], PAD)
 
 
 @triton.jit
@@ -89,11 +111,12 @@ def gdn2_fwd_kernel_wy(
     q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, chunk_bos, chunk_len, scale, c0,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
     BK: tl.constexpr, PREC: tl.constexpr, INVERT: tl.constexpr, STORE_A: tl.constexpr,
-    LOADS_FIRST: tl.constexpr,
+    LOADS_FIRST: tl.constexpr, PAD: tl.constexpr,
 ):  # fmt: skip
     """A = (I + L)^{-1} (stored with STORE_A; with INVERT off, read from A instead), Kb = A (B K e^Gamma),
     Ut = A (W V), Qg, Ke, e^{gamma_C}. The inverse norms rk, rq come from the scores kernel. LOADS_FIRST:
-    each key block's tiles are loaded before its stores (see `_wy_key_block`)."""
+    each key block's tiles are loaded before its stores (see `_wy_key_block`). PAD: K or V is not a multiple of
+    BK (heads narrower than the block, `wy_block`); the last block's columns past the head are masked."""
     i_c, i_h = tl.program_id(0) + c0, tl.program_id(1)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)
@@ -107,8 +130,8 @@ def gdn2_fwd_kernel_wy(
         b_A = tl.load(A + (ch * C + o_c)[:, None] * C + o_c[None, :])
     b_rk = tl.load(rk + ch * C + o_c)  # [C]
     b_rq = tl.load(rq + ch * C + o_c) * scale
-    for kb_ in tl.static_range(K // BK):
+    for kb_ in tl.static_range((K + BK - 1) // BK):
         _wy_key_block(q, k, g, b, b_A, kb, qg, ke, eg, b_rk, b_rq, ch, n, i_h, kb_ * BK, H, K, C, BK, PREC,
-                      LOADS_FIRST)  # fmt: skip
-    for vb in tl.static_range(V // BK):
-        _wy_value_block(v, w, b_A, ut, ch, n, i_h, vb * BK, H, V, C, BK, PREC)
+                      LOADS_FIRST, PAD)  # fmt: skip
+    for vb in tl.static_range((V + BK - 1) // BK):
+        _wy_value_block(v, w, b_A, ut, ch, n, i_h, vb * BK, H, V, C, BK, PREC, PAD)

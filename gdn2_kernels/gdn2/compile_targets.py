@@ -33,6 +33,7 @@ from gdn2_kernels.gdn2.chunk_bwd import (
     gdn2_bwd_kernel_wy_keys,
     gdn2_bwd_kernel_wy_values,
 )
+from gdn2_kernels.gdn2.chunk_fwd import wy_block
 from gdn2_kernels.gdn2.chunk_intra import SPAN, gdn2_fwd_kernel_scores
 from gdn2_kernels.gdn2.chunk_state import gdn2_fwd_kernel_state_o
 from gdn2_kernels.gdn2.chunk_wy import gdn2_fwd_kernel_wy
@@ -91,6 +92,7 @@ def launches(t: Tuning) -> list[Launch]:
     segmented schedule, the backward's recompute and kernels, decode)."""
     wd = t.work_dtype
     shape = dict(H=H, K=K, C=C, BC=BC)
+    wy_bk, wy_pad = wy_block(t, K, V)
     out = [
         Launch(
             "fwd scores", gdn2_fwd_kernel_scores,
@@ -99,19 +101,19 @@ def launches(t: Tuning) -> list[Launch]:
         ),
         Launch(
             "fwd wy", gdn2_fwd_kernel_wy,
-            _c(**shape, V=V, BK=min(t.wy_block_k, K, V), PREC=t.wy_precision, INVERT=True, STORE_A=False,
+            _c(**shape, V=V, BK=wy_bk, PAD=wy_pad, PREC=t.wy_precision, INVERT=True, STORE_A=False,
                LOADS_FIRST=t.wy_loads_first),
             t.wy_warps, none_args=("A",), maxnreg=t.wy_maxnreg, work_dtype=wd,
         ),
         Launch(
             "fwd wy (training: stores A)", gdn2_fwd_kernel_wy,
-            _c(**shape, V=V, BK=min(t.wy_block_k, K, V), PREC=t.wy_precision, INVERT=True, STORE_A=True,
+            _c(**shape, V=V, BK=wy_bk, PAD=wy_pad, PREC=t.wy_precision, INVERT=True, STORE_A=True,
                LOADS_FIRST=t.wy_loads_first),
             t.wy_warps, maxnreg=t.wy_maxnreg, work_dtype=wd,
         ),
         Launch(
             "bwd recompute wy", gdn2_fwd_kernel_wy,
-            _c(**shape, V=V, BK=min(t.wy_block_k, K, V), PREC=t.wy_precision, INVERT=False, STORE_A=False,
+            _c(**shape, V=V, BK=wy_bk, PAD=wy_pad, PREC=t.wy_precision, INVERT=False, STORE_A=False,
                LOADS_FIRST=t.wy_loads_first),
             t.wy_warps, none_args=("L",), maxnreg=t.wy_maxnreg, work_dtype=wd,
         ),

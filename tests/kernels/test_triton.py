@@ -68,7 +68,7 @@ def test_long_sequence_overlapped_state_pass(ut_prefetch):
     assert_close("ht", ht_ref, ht, FWD_TOL)
 
 
-@pytest.mark.parametrize("K,V", [(64, 64), (64, 128), (128, 64)])
+@pytest.mark.parametrize("K,V", [(64, 64), (64, 128), (128, 64), (16, 16), (32, 32), (16, 64), (64, 32)])
 def test_head_sizes(K, V):
     xs, h0, do, dht = _cuda_inputs(2, 200, 3, K, V, seed=K + V)
     o, ht, grads = _grads(gdn2, xs, h0, do, dht)

@@ -29,6 +29,7 @@ def errors(run_interpreted) -> dict:
         "varlen_wholek",
         "wy_loads_first",
         "wy_stores_in_order",
+        "wy_padded_k_ne_v",
         "table_row",
     ],
 )

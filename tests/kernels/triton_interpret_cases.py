@@ -143,11 +143,12 @@ if __name__ == "__main__":
     out["T70_wholek"] = case(70, tuning=BASE)
     out["varlen_wholek"] = case(5 + 1 + 66, lens=[5, 1, 66], seed=2, tuning=BASE)
     out["strong_decay_wholek"] = case(40, g_range=(-20.0, -10.0), seed=3, tuning=BASE)
-    # WY over two key blocks (K = V = 32, blocks of 16): each block's tiles loaded before its stores (the
+    # WY over two key blocks (K = V = 128, blocks of 64): each block's tiles loaded before its stores (the
     # GPU rows' setting), and stored as they load
-    wy16 = replace(SPLIT_K, wy_block_k=16)
-    out["wy_loads_first"] = case(70, K=32, V=32, seed=5, tuning=replace(wy16, wy_loads_first=True))
-    out["wy_stores_in_order"] = case(70, K=32, V=32, seed=5, tuning=replace(wy16, wy_loads_first=False))
+    out["wy_loads_first"] = case(70, K=128, V=128, seed=5, tuning=replace(BASE, wy_loads_first=True))
+    out["wy_stores_in_order"] = case(70, K=128, V=128, seed=5, tuning=replace(BASE, wy_loads_first=False))
+    # heads narrower than the WY block, unequal: K's block is padded and masked, V's too
+    out["wy_padded_k_ne_v"] = case(70, K=16, V=32, seed=7)
     # no row given: the table's interpreter row is looked up by shape
     out["table_row"] = case(33, N=2, seed=6, tuning=None)
     print(json.dumps(out))

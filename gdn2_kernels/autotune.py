@@ -25,7 +25,7 @@ SEARCH: dict[str, tuple] = {
     "scores_warps": (1, 2, 4),
     "scores_maxnreg": (None, 128, 168, 200),
     "wy_warps": (2, 4, 8),
-    "wy_block_k": (32, 64, 128),
+    "wy_block_k": (64, 128),  # never under chunk_fwd.WY_MIN_BLOCK
     "wy_loads_first": (False, True),
     "state_warps": (4, 8),
     "state_stages": (1, 2, 3, 4),

@@ -47,7 +47,7 @@ class Tuning:
     scores_precision: str = "bf16"
     # forward WY (A = (I + L)^{-1}, Kb, Ut, decayed operands)
     wy_warps: int = 4
-    wy_block_k: int = 64
+    wy_block_k: int = 64  # at least chunk_fwd.WY_MIN_BLOCK (64): narrower blocks miscompile (NOTES.md)
     wy_maxnreg: int | None = None
     wy_precision: str = "bf16"
     wy_loads_first: bool = True

@@ -59,6 +59,18 @@ class TokenCounter:
         return np.fromiter((s for s, _ in enc.offsets), dtype=np.int64, count=len(enc.offsets))
 
 
+def dictionary_words(tokenizer) -> frozenset[str]:
+    """The whole lowercase words (letters only, 2+ long) in a `tokenizers.Tokenizer`'s vocabulary: WordPiece
+    entries without "##", byte-level BPE entries that start a word ("Ġ", "▁"). For all-MiniLM-L6-v2 that is
+    ~20k English words; abstention uses it to tell a paraphrase word from a name (gdn2_rag.abstain)."""
+    words = set()
+    for entry in tokenizer.get_vocab():
+        word = entry[1:] if entry[:1] in ("Ġ", "▁") else entry
+        if len(word) >= 2 and word.isalpha() and word.islower() and word.isascii():
+            words.add(word)
+    return frozenset(words)
+
+
 @contextmanager
 def _quiet_hf():
     """Hide transformers' weight-loading bar for this call only, restoring the caller's setting."""

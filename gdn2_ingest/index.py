@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from gdn2_ingest import dense_qdrant, store
-from gdn2_ingest.embed import Embedder, SentenceTransformerEmbedder
+from gdn2_ingest.embed import Embedder, SentenceTransformerEmbedder, dictionary_words
 from gdn2_ingest.segments import SEGMENTS_DIR, Segment, Tombstones, broken, check_segment, check_sizes
 from gdn2_ingest.types import Chunk, IndexStats
 from gdn2_ingest.vectorstores.base import Where
@@ -118,6 +118,7 @@ class Index:
         self._store = None
         self._exact = True
         self._live_paths: list[str] | None = None
+        self._dictionary: frozenset[str] | None = None
         try:
             store_cfg = dense_qdrant.recorded(manifest)
             if store_cfg.kind == dense_qdrant.KIND:
@@ -224,6 +225,17 @@ class Index:
         # equal scores by chunk id, so the number of segments never changes the order
         hits.sort(key=lambda h: (-h[1], h[0]))
         return hits[:k]
+
+    def doc_freqs(self, text: str) -> dict[str, int]:
+        """The keyword terms of `text` (the BM25 side's tokenization) -> how many live chunks hold each."""
+        return self._keyword.doc_freqs(text)
+
+    def dictionary_words(self) -> frozenset[str] | None:
+        """The whole words of the query embedder's tokenizer vocabulary (lowercase, letters only): a general
+        English word list that ships with the index's model (None when its tokenizer has no vocabulary)."""
+        if self._dictionary is None:
+            self._dictionary = dictionary_words(self.embedder.load_tokenizer())
+        return self._dictionary if self._dictionary else None
 
     def search_bm25(self, query: str, k: int = 10) -> list[tuple[int, float]]:
         """(chunk id, BM25 score > 0), best first."""

@@ -191,6 +191,13 @@ class KeywordSearch:
             self._terms[(j, term)] = got
         return got
 
+    def doc_freqs(self, text: str) -> dict[str, int]:
+        """The keyword terms of `text` (this index's tokenization) -> live chunks holding each."""
+        return {
+            t: sum(len(self._term(j, t)[0]) for j in range(len(self.segments)))
+            for t in dict.fromkeys(_tok([text])[0])
+        }
+
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score > 0) best first (module docstring)."""
         if k <= 0 or not query.strip() or self.n_docs == 0:

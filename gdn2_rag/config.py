@@ -48,13 +48,14 @@ class RAGConfig:
         cpu_threads: torch threads for CPU reading and ingest embedding; None picks the cores this
             process can really use (affinity, cgroup quota, less what other work keeps busy; see
             gdn2_rag/threads.py). `rag --threads N` sets it.
-        abstain: when no reader span is used, answer "the documents do not seem to answer this" if no
-            retrieved passage has a dense cosine to the question of at least `abstain_below`. Off by
-            default: on the hand-written dev set the calibrated threshold caught 60 % of the unanswerable
-            questions but also declined 9.8 % of the answerable ones (precision 0.46), which costs more
-            than it saves (bench/results/reader.md). `rag ask --abstain` turns it on.
-        abstain_below: the threshold; None uses the value calibrated for the index's embedder
-            (gdn2_rag.pipeline.CALIBRATED_ABSTAIN_BELOW), 0 for embedders without one.
+        abstain: when no reader span is used, answer "the documents do not seem to answer this" if the
+            question names something no indexed document mentions, or if no retrieved passage has a dense
+            cosine to the question of at least `abstain_below` (gdn2_rag.abstain). Off by default: on the
+            hand-written dev set it caught 67 % of the unanswerable questions but also declined 9.8 % of
+            the answerable ones (precision 0.50), which costs more than it saves
+            (bench/results/reader.md). `rag ask --abstain` turns it on.
+        abstain_below: the cosine threshold; None uses the value calibrated for the index's embedder
+            (gdn2_rag.abstain.CALIBRATED_ABSTAIN_BELOW), 0 for embedders without one.
         evidence: how the evidence sentence is chosen when no reader span is used: "semantic" scores
             the best passages' sentences with the index's embedder as well as by shared rare words
             (gdn2_rag/evidence.py); "lexical" by shared rare words alone (no model call).

@@ -23,6 +23,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gdn2_rag.abstain import CALIBRATED_ABSTAIN_BELOW, abstention
 from gdn2_rag.assemble import AssembledContext, assemble_context
 from gdn2_rag.citations import FileLines, cite_span
 from gdn2_rag.config import CPU_READER_CONTEXT_TOKENS, DEFAULT_CONTEXT_TOKENS, RAGConfig
@@ -42,11 +43,6 @@ READER = "reader"
 # with no top_k, retrieve this many chunks per budget token: enough to fill it with ~250-token chunks
 CHUNKS_PER_TOKEN = 1 / 128
 _WORD = re.compile(r"\w")
-# best dense cosine of the retrieved passages under which `ask` abstains, per embedder: at 0.515 the bundled
-# MiniLM abstained on 9.8 % of the answerable and 60 % of the unanswerable questions of the hand-written
-# dev set (bench/data/natural_dev.jsonl, bench/results/reader.md)
-ABSTAIN_TOP_PASSAGES = 10
-CALIBRATED_ABSTAIN_BELOW = {"sentence-transformers/all-MiniLM-L6-v2": 0.515}
 EVIDENCE_CHARS = 800
 MAX_CACHED_COUNTS = 2_000_000
 
@@ -373,7 +369,7 @@ class RAG:
                     use_reader, span = False, None
             if span is None:
                 span = self._evidence_span(question, context, retrieved)
-                abstain = self._abstention(retrieved)
+                abstain = self._abstention(question, retrieved)
         if generate and span is not None:
             span = dataclasses.replace(span, generated=reader.generate(context, self.config.max_new_tokens))
         timings.read_s = time.perf_counter() - t
@@ -464,24 +460,11 @@ class RAG:
             return self.config.abstain_below
         return CALIBRATED_ABSTAIN_BELOW.get(self.info().embedder, 0.0)
 
-    def _abstention(self, retrieved: Retrieved) -> str:
-        """Why the answer abstains ("" when it does not): no retrieved passage is close to the question.
-
-        The signal is the best dense cosine among the ABSTAIN_TOP_PASSAGES best retrieved passages. On the
-        hand-written dev set it separated unanswerable questions better than the evidence sentence's
-        cosine, rare-word coverage or BM25 scores (bench/results/reader.md).
-        """
+    def _abstention(self, question: str, retrieved: Retrieved) -> str:
+        """Why the answer abstains ("" when it does not, or when abstention is off): gdn2_rag.abstain."""
         if not self.config.abstain:
             return ""
-        top = retrieved.passages[:ABSTAIN_TOP_PASSAGES]
-        dense = [p.dense_score for p in top if p.dense_score is not None]
-        threshold = self.abstain_threshold()
-        if not dense or max(dense) >= threshold:
-            return ""
-        return (
-            f"no retrieved passage is close to the question (best similarity {max(dense):.2f}, under the "
-            f"abstention threshold {threshold:.2f}): the indexed documents do not seem to answer this"
-        )
+        return abstention(question, retrieved.passages, self.abstain_threshold(), self._open_index())
 
     def _count_cache(self) -> dict:
         # bounded: a few million ints at most, dropped whole when full

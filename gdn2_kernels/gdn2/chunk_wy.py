@@ -36,7 +36,9 @@ def _wy_inverse(L, A, ch, C: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr,
 
 
 @triton.jit
-def _load_block(ptr, rows, n, H: tl.constexpr, D: tl.constexpr, i_h, col0, BD: tl.constexpr, PAD: tl.constexpr):
+def _load_block(
+    ptr, rows, n, H: tl.constexpr, D: tl.constexpr, i_h, col0, BD: tl.constexpr, PAD: tl.constexpr
+):
     """Columns [col0, col0 + BD) in the tensor's dtype; with PAD the block may reach past column D (zeros)."""
     if PAD:
         x = load_raw_cols(ptr, rows, n, H, D, i_h, col0, BD)
@@ -115,8 +117,8 @@ def gdn2_fwd_kernel_wy(
 ):  # fmt: skip
     """A = (I + L)^{-1} (stored with STORE_A; with INVERT off, read from A instead), Kb = A (B K e^Gamma),
     Ut = A (W V), Qg, Ke, e^{gamma_C}. The inverse norms rk, rq come from the scores kernel. LOADS_FIRST:
-    each key block's tiles are loaded before its stores (see `_wy_key_block`). PAD: K or V is not a multiple of
-    BK (heads narrower than the block, `wy_block`); the last block's columns past the head are masked."""
+    each key block's tiles are loaded before its stores (see `_wy_key_block`). PAD: K or V is not a multiple
+    of BK (heads narrower than the block, `chunk_fwd.wy_block`); columns past the head are masked."""
     i_c, i_h = tl.program_id(0) + c0, tl.program_id(1)
     bos = tl.load(chunk_bos + i_c).to(tl.int64)
     n = tl.load(chunk_len + i_c)

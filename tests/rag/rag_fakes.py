@@ -112,6 +112,13 @@ class FakeIndex:
                 scored.append((cid, s))
         return sorted(scored, key=lambda x: -x[1])[:k]
 
+    def doc_freqs(self, text: str) -> dict[str, int]:
+        return {w: self.df[w] for w in dict.fromkeys(_words(text))}
+
+    def dictionary_words(self):
+        """No word list by default (the names signal is off); a test sets `words` to turn it on."""
+        return getattr(self, "words", None)
+
     def get_chunks(self, ids) -> list[Chunk]:
         return [self.chunks[i] for i in ids if i in self.chunks]
 

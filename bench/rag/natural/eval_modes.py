@@ -6,9 +6,9 @@
 For each mode (lexical evidence = the old retrieval-only answer; semantic evidence = the default) it
 prints `rag eval`'s table and writes the JSON report. With `--calibrate` it then picks the abstention
 threshold on this set: the largest cosine under which at most `--max-abstain` of the answerable questions
-fall (by the best dense cosine of the retrieved passages, the pipeline's abstention signal; run it with
-no `--abstain`), and reports what share of the unanswerable ones it catches. Calibrate on the dev set
-only.
+fall (by the best dense cosine of the retrieved passages; a question naming something no document mentions
+abstains at any threshold: gdn2_rag.abstain; run it with no `--abstain`), and reports what share of the
+unanswerable ones it catches. Calibrate on the dev set only.
 """
 
 from __future__ import annotations
@@ -25,17 +25,18 @@ sys.path.insert(0, str(ROOT))
 
 def run(index: str, set_path: str, config, budget: int | None):
     from gdn2_rag import RAG
+    from gdn2_rag.abstain import best_cosine, unknown_names
     from gdn2_rag.evaluate import evaluate, load_eval_set
-    from gdn2_rag.pipeline import ABSTAIN_TOP_PASSAGES
 
     rag = RAG.open(index, config=config)
     strengths = []
 
     def ask(q):
         a = rag.ask(q, context_tokens=budget)
-        # the abstention signal: the best dense cosine of the passages (gdn2_rag.pipeline._abstention)
-        top = a.passages[:ABSTAIN_TOP_PASSAGES]
-        strengths.append(max((p.dense_score or 0.0) for p in top) if top else 0.0)
+        # the abstention signals (gdn2_rag.abstain): a question naming what no document mentions counts as
+        # below every threshold; else the best dense cosine of the passages
+        named = bool(unknown_names(q, rag._open_index()))
+        strengths.append(-1.0 if named else (best_cosine(a.passages) or 0.0))
         return a
 
     t = time.perf_counter()

@@ -49,8 +49,10 @@ def main() -> None:
     torch.cuda.synchronize()
     o_ref, ht_ref = reference(*[x.double() for x in xs], output_final_state=True)
     wy = LAST_COMPILED["wy"]
-    print(f"K={a.K} V={V} T={a.T} H={a.H} B={a.B} set={a.set} o_err={rel_err(o_ref, o):.2e} "
-          f"ht_err={rel_err(ht_ref, ht):.2e} wy_shared={wy.metadata.shared} wy_warps={wy.metadata.num_warps}")
+    print(
+        f"K={a.K} V={V} T={a.T} H={a.H} B={a.B} set={a.set} o_err={rel_err(o_ref, o):.2e} "
+        f"ht_err={rel_err(ht_ref, ht):.2e} wy_shared={wy.metadata.shared} wy_warps={wy.metadata.num_warps}"
+    )
 
 
 if __name__ == "__main__":

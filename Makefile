@@ -60,7 +60,7 @@ lock:
 
 # on the GPU machine (system python with torch + triton; the gdn2_rag/ GPU test also needs the ingest deps)
 test-gpu:
-	python3 -m pytest -q -m gpu tests/kernels tests/model
+	python3 -m pytest -q -m gpu tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,6 +18,7 @@ one recorded in the manifest unless one is passed; a different one is an Embedde
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -28,6 +29,9 @@ from gdn2_ingest.embed import Embedder, SentenceTransformerEmbedder, dictionary_
 from gdn2_ingest.segments import SEGMENTS_DIR, Segment, Tombstones, broken, check_segment, check_sizes
 from gdn2_ingest.types import Chunk, IndexStats
 from gdn2_ingest.vectorstores.base import Where
+
+# chunks a phrase's terms may share before `Index.mentions` takes it as mentioned without reading them
+MENTION_CHECK_CHUNKS = 300
 
 
 def open_segments(
@@ -229,6 +233,22 @@ class Index:
     def doc_freqs(self, text: str) -> dict[str, int]:
         """The keyword terms of `text` (the BM25 side's tokenization) -> how many live chunks hold each."""
         return self._keyword.doc_freqs(text)
+
+    def mentions(self, phrase: str, max_chunks: int = MENTION_CHECK_CHUNKS) -> bool:
+        """Whether some live chunk holds `phrase`: its words in order, apart only by spaces or punctuation
+        (case-insensitive). The candidates are the chunks holding all its keyword terms; a phrase whose terms
+        meet in more than `max_chunks` chunks counts as mentioned without reading them."""
+        from gdn2_ingest.sparse import keyword_terms
+
+        words = re.findall(r"\w+", phrase)
+        terms = keyword_terms(phrase)
+        if not words or not terms:
+            return True
+        ids = self._keyword.ids_with_all(terms)
+        if len(ids) > max_chunks:
+            return True
+        pattern = re.compile(r"\b" + r"\W+".join(map(re.escape, words)) + r"\b", re.IGNORECASE)
+        return any(pattern.search(c.text) for c in self.get_chunks(ids.tolist()))
 
     def dictionary_words(self) -> frozenset[str] | None:
         """The whole words of the query embedder's tokenizer vocabulary (lowercase, letters only): a general

@@ -45,6 +45,11 @@ def tie_key(path: str, text: str) -> int:
     return int.from_bytes(digest, "little", signed=True)
 
 
+def keyword_terms(text: str) -> list[str]:
+    """The distinct keyword terms of `text` in order, as the index tokenizes (lowercase, no stopwords)."""
+    return list(dict.fromkeys(_tok([text])[0]))
+
+
 def _tok(texts: list[str]) -> list[list[str]]:
     import bm25s
 
@@ -194,9 +199,22 @@ class KeywordSearch:
     def doc_freqs(self, text: str) -> dict[str, int]:
         """The keyword terms of `text` (this index's tokenization) -> live chunks holding each."""
         return {
-            t: sum(len(self._term(j, t)[0]) for j in range(len(self.segments)))
-            for t in dict.fromkeys(_tok([text])[0])
+            t: sum(len(self._term(j, t)[0]) for j in range(len(self.segments))) for t in keyword_terms(text)
         }
+
+    def ids_with_all(self, terms: list[str]) -> np.ndarray:
+        """The live chunk ids (ascending) that hold every one of `terms` (keyword terms, as tokenized)."""
+        parts = []
+        for j, seg in enumerate(self.segments):
+            held = None
+            for t in terms:
+                docs = self._term(j, t)[0]
+                held = docs if held is None else np.intersect1d(held, docs, assume_unique=True)
+                if not len(held):
+                    break
+            if held is not None and len(held):
+                parts.append(np.asarray(seg.p.ids)[held])
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score > 0) best first (module docstring)."""

@@ -51,8 +51,8 @@ class RAGConfig:
         abstain: when no reader span is used, answer "the documents do not seem to answer this" if the
             question names something no indexed document mentions, or if no retrieved passage has a dense
             cosine to the question of at least `abstain_below` (gdn2_rag.abstain). Off by default: on the
-            hand-written dev set it caught 67 % of the unanswerable questions but also declined 9.8 % of
-            the answerable ones (precision 0.50), which costs more than it saves
+            hand-written dev set it caught 70 % of the unanswerable questions but also declined 9.8 % of
+            the answerable ones (precision 0.51), which costs more than it saves
             (bench/results/reader.md). `rag ask --abstain` turns it on.
         abstain_below: the cosine threshold; None uses the value calibrated for the index's embedder
             (gdn2_rag.abstain.CALIBRATED_ABSTAIN_BELOW), 0 for embedders without one.

@@ -279,3 +279,27 @@ def test_a_compaction_that_does_not_fit_is_skipped_not_the_update(
     monkeypatch.undo()
     (corpus / "x.md").write_text("# X\n\nYaks.\n")
     assert ingest_paths(ix_dir, [corpus], cfg, progress=False).compacted >= 1
+
+
+def test_term_counts_and_phrases_follow_the_live_chunks(tmp_path: Path, corpus: Path, cfg: IngestConfig):
+    """What abstention reads (gdn2_rag.abstain): document frequencies, phrase mentions, the word list."""
+    ix_dir = tmp_path / "ix"
+    ingest_paths(ix_dir, [corpus], cfg, progress=False)
+    (corpus / "support" / "more.md").write_text("The Greeter greets twice.\n")
+    ingest_paths(ix_dir, [corpus], cfg, progress=False)  # a second segment
+    emb = cfg.embedder_factory()
+    with Index.open(ix_dir, embedder=emb) as ix:
+        assert len(ix.segments) == 2
+        df = ix.doc_freqs("Confidential Information of the Greeter, zorblax")
+        assert df["confidential"] >= 1 and df["greeter"] >= 2 and df["zorblax"] == 0 and "the" not in df
+        assert ix.mentions("confidential information") and not ix.mentions("Information Confidential")
+        assert ix.mentions("Greeter greets") and not ix.mentions("Greeter zorblax")
+        words = ix.dictionary_words()
+        assert (
+            words and "information" in words and "zorblax" not in words and not any("#" in w for w in words)
+        )
+    cfg.max_deleted_fraction = 1.0  # keep the tombstones: what is checked is reading past them
+    remove_paths(ix_dir, [corpus / "legal" / "msa.txt"], cfg)
+    with Index.open(ix_dir, embedder=emb) as ix:
+        assert ix.doc_freqs("Confidential")["confidential"] == 0
+        assert not ix.mentions("Confidential Information")

@@ -119,6 +119,10 @@ class FakeIndex:
         """No word list by default (the names signal is off); a test sets `words` to turn it on."""
         return getattr(self, "words", None)
 
+    def mentions(self, phrase: str) -> bool:
+        pattern = re.compile(r"\b" + r"\W+".join(map(re.escape, _words(phrase))) + r"\b", re.IGNORECASE)
+        return any(pattern.search(c.text) for c in self.chunks.values())
+
     def get_chunks(self, ids) -> list[Chunk]:
         return [self.chunks[i] for i in ids if i in self.chunks]
 

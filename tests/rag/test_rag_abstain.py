@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from gdn2_rag import RAG, RAGConfig
-from gdn2_rag.abstain import abstention, unknown_names, word_forms
+from gdn2_rag.abstain import abstention, is_english, unknown_names, word_forms
 from gdn2_rag.types import Passage
 
 WORDS = frozenset(
@@ -35,14 +35,30 @@ WORDS = frozenset(
         "allow",
         "use",
         "and",
+        "nut",
+        "shell",
+        "stream",
+        "reader",
+        "dedicated",
+        "licensed",
+        "source",
+        "business",
+        "must",
+        "notice",
+        "give",
+        "under",
+        "much",
+        "buffer",
+        "a",
     ]
 )
 
 
 class TermIndex:
-    def __init__(self, indexed: dict[str, int], words=WORDS) -> None:
+    def __init__(self, indexed: dict[str, int], words=WORDS, phrases=()) -> None:
         self.df = Counter(indexed)
         self.words = words
+        self.phrases = set(phrases)
 
     def doc_freqs(self, text: str) -> dict[str, int]:
         terms = [t.strip("?.,'").lower() for t in text.split()]
@@ -51,13 +67,39 @@ class TermIndex:
     def dictionary_words(self):
         return self.words
 
+    def mentions(self, phrase: str) -> bool:
+        return phrase.lower() in self.phrases
+
 
 def test_word_forms_find_inflected_words():
     assert "govern" in word_forms("governs")
     assert "bundle" in word_forms("bundling")
     assert "stop" in word_forms("stopped")
     assert "quick" in word_forms("quickest")
+    assert "licensed" in word_forms("relicensed")
     assert word_forms("is") == {"is"}  # too short to strip
+
+
+def test_english_words_in_other_forms_and_compounds():
+    assert is_english("dedicating", WORDS)  # via "dedicated"
+    assert is_english("relicensed", WORDS)
+    assert is_english("nutshell", WORDS)
+    assert not is_english("nutshell", WORDS, compounds=False)
+    assert not is_english("restic", WORDS)
+
+
+def test_camel_case_compounds_are_names():
+    index = TermIndex({"stream": 5, "reader": 3})
+    assert unknown_names("What buffer does a streamreader keep?", index) == []  # a compound of two words
+    assert unknown_names("What buffer does a StreamReader keep?", index) == ["streamreader"]
+
+
+def test_a_capitalised_phrase_no_chunk_holds_is_a_name():
+    index = TermIndex({"business": 4, "source": 90, "license": 300, "notice": 20}, phrases={"source license"})
+    question = "How much notice must I give under the Business Source License?"
+    assert unknown_names(question, index) == ["Business Source License"]
+    index.phrases.add("business source license")
+    assert unknown_names(question, index) == []
 
 
 def test_a_name_no_chunk_holds_is_unknown_but_a_paraphrase_word_is_not():

@@ -2,17 +2,19 @@
 """Validate the hand-written natural-question evaluation sets.
 
 Checks bench/data/natural_dev.jsonl, bench/data/natural_final.jsonl and,
-when present, bench/data/natural_holdout.jsonl (stdlib only):
+when present, bench/data/natural_holdout.jsonl and
+bench/data/natural_blind2.jsonl (stdlib only):
 
   * every line is a JSON object with the fields id, question, answers,
     source, domain, evidence, style, of the right types and values;
   * ids are unique, questions are unique (within and across all the files);
   * per-domain counts: dev >= 50 answerable + >= 10 unanswerable per domain,
     final >= 20 answerable + >= 5 unanswerable per domain, holdout >= 20
-    answerable + >= 4 unanswerable per domain; dev draws on >= 10 and holdout
-    on >= 8 distinct source files per domain;
+    answerable + >= 4 unanswerable per domain, blind2 >= 20 answerable + >= 10
+    unanswerable per domain; dev draws on >= 10, holdout and blind2 on >= 8
+    distinct source files per domain;
   * ids look like <domain>-NNN / <domain>-uNNN (holdout: hold-<domain>-NNN /
-    hold-<domain>-uNNN);
+    hold-<domain>-uNNN; blind2: blind2-<domain>-NNN / blind2-<domain>-uNNN);
   * every answer string occurs verbatim (case-insensitive, whitespace
     normalised) in the source file's text.  Man pages (*.gz under a man
     directory) are compared against the rendered text
@@ -24,13 +26,14 @@ when present, bench/data/natural_holdout.jsonl (stdlib only):
   * no question shares more than 60% of its content words with its evidence
     line (keeps the wording natural rather than copied);
   * bench/data/natural_docs.txt (if present) lists exactly the sorted distinct
-    sources of dev and final; the holdout's sources must be a subset of it
-    (the holdout adds no new documents).
+    sources of dev and final; the holdout's and blind2's sources must be a
+    subset of it (they add no new documents).
 
-The holdout file (written blind, asked once) is optional: when it is absent
-the check is skipped with a note; when present it obeys the same rules.
+The holdout and blind2 files (each written blind, from the source documents
+only) are optional: when one is absent its check is skipped with a note; when
+present it obeys the same rules.
 
-Usage: python3 bench/rag/check_natural_set.py [DEV_JSONL FINAL_JSONL [HOLDOUT_JSONL]]
+Usage: python3 bench/rag/check_natural_set.py [DEV_JSONL FINAL_JSONL [HOLDOUT_JSONL [BLIND2_JSONL]]]
 Exit status 0 when everything passes, 1 otherwise.
 """
 
@@ -72,9 +75,11 @@ MIN_COUNTS = {  # file kind -> (answerable per domain, unanswerable per domain)
     "dev": (50, 10),
     "final": (20, 5),
     "holdout": (20, 4),
+    "blind2": (20, 10),
 }
-MIN_DOCS_PER_DOMAIN = {"dev": 10, "holdout": 8}  # file kind -> distinct sources per domain
-ID_PREFIX = {"dev": "", "final": "", "holdout": "hold-"}
+MIN_DOCS_PER_DOMAIN = {"dev": 10, "holdout": 8, "blind2": 8}  # file kind -> distinct sources per domain
+ID_PREFIX = {"dev": "", "final": "", "holdout": "hold-", "blind2": "blind2-"}
+OPTIONAL = ("holdout", "blind2")  # file kinds that may be absent; their sources must be in natural_docs.txt
 MAX_OVERLAP = 0.60
 STDLIB = sysconfig.get_paths()["stdlib"]
 
@@ -363,15 +368,16 @@ def main(argv):
     dev = argv[1] if len(argv) > 1 else os.path.join(DATA, "natural_dev.jsonl")
     final = argv[2] if len(argv) > 2 else os.path.join(DATA, "natural_final.jsonl")
     holdout = argv[3] if len(argv) > 3 else os.path.join(DATA, "natural_holdout.jsonl")
+    blind2 = argv[4] if len(argv) > 4 else os.path.join(DATA, "natural_blind2.jsonl")
     docs_file = os.path.join(os.path.dirname(dev), "natural_docs.txt")
     errors, offenders = [], []
     all_questions = {}
     all_ids = {}
     all_sources = set()
-    holdout_sources = set()
-    for kind, path in (("dev", dev), ("final", final), ("holdout", holdout)):
-        if kind == "holdout" and not os.path.exists(path):
-            print(f"note: {path} not found (holdout check skipped)")
+    subset_sources = {kind: set() for kind in OPTIONAL}  # optional kind -> its answerable sources
+    for kind, path in (("dev", dev), ("final", final), ("holdout", holdout), ("blind2", blind2)):
+        if kind in OPTIONAL and not os.path.exists(path):
+            print(f"note: {path} not found ({kind} check skipped)")
             continue
         if not os.path.exists(path):
             errors.append(f"missing file {path}")
@@ -398,7 +404,7 @@ def main(argv):
             styles[o["style"]] += 1
             if not unans:
                 docs[o["domain"]].add(o["source"])
-                (holdout_sources if kind == "holdout" else all_sources).add(o["source"])
+                (subset_sources[kind] if kind in OPTIONAL else all_sources).add(o["source"])
         need_ans, need_un = MIN_COUNTS[kind]
         for d in DOMAINS:
             if counts[(d, False)] < need_ans:
@@ -429,11 +435,13 @@ def main(argv):
             )
         else:
             print(f"natural_docs.txt: {len(listed)} distinct source files, matches both sets")
-        unlisted = sorted(holdout_sources - set(listed))
-        for src in unlisted:
-            errors.append(f"holdout: source {src} is not listed in {docs_file}")
-        if holdout_sources and not unlisted:
-            print(f"holdout: its {len(holdout_sources)} distinct sources are all listed in natural_docs.txt")
+        for kind in OPTIONAL:
+            unlisted = sorted(subset_sources[kind] - set(listed))
+            for src in unlisted:
+                errors.append(f"{kind}: source {src} is not listed in {docs_file}")
+            n_sources = len(subset_sources[kind])
+            if n_sources and not unlisted:
+                print(f"{kind}: its {n_sources} distinct sources are all listed in natural_docs.txt")
     else:
         print(f"note: {docs_file} not found (skipped)")
     for line in offenders:

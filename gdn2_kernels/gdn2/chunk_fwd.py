@@ -167,7 +167,8 @@ def chunk_gdn2_fwd(
             LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(c1 - c0, C // BC, H)](
                 q, k, g, b, L, P, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
                 H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=t.scores_precision,
-                EXACT_BK=min(32, K), num_warps=t.scores_warps, **_reg_cap(t.scores_maxnreg),
+                EXACT_BK=min(32, K), EXACT_LEVELS=t.scores_exact_levels_max_k >= K, num_warps=t.scores_warps,
+                **_reg_cap(t.scores_maxnreg),
             )  # fmt: skip
         LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(c1 - c0, H)](
             q, k, g, b, v, w, L, A, kb, ut, qg, ke, eg, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,

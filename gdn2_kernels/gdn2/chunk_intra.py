@@ -42,6 +42,7 @@ def gdn2_fwd_kernel_scores(
     q, k, g, b, L, P, rk, rq, chunk_bos, chunk_len, scale, c0,
     H: tl.constexpr, K: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
     L2NORM: tl.constexpr, SPAN: tl.constexpr, PREC: tl.constexpr, EXACT_BK: tl.constexpr,
+    EXACT_LEVELS: tl.constexpr,
 ):  # fmt: skip
     """Rows of L and P for one sub-chunk of 16 rows, anchored at its first row r: e^{gam_i - r} <= 1 for
     its rows, e^{r - gam_j} <= 1 for earlier rows and <= e^{span} inside it. A sub-chunk that decays by
@@ -87,7 +88,10 @@ def gdn2_fwd_kernel_scores(
     b_p = dot_prec(b_qe, tl.trans(b_y), PREC)
     # the rare strongly decaying sub-chunk overwrites them
     if b_span >= SPAN:
-        b_l, b_p = _exact_diag(q, k, g, b, b_rk, b_rq, rows, n, i_h, H, K, BC, EXACT_BK)
+        if EXACT_LEVELS:
+            b_l, b_p = _exact_diag_levels(q, k, g, b, b_rk, b_rq, rows, n, i_h, H, K, BC, EXACT_BK, PREC)
+        else:
+            b_l, b_p = _exact_diag(q, k, g, b, b_rk, b_rq, rows, n, i_h, H, K, BC, EXACT_BK)
     p_blk = (ch * C + rows)[:, None] * C + rows[None, :]
     b_a = unit_lower_inverse(tl.where(o_r[None, :] < o_r[:, None], b_l, 0.0), BC)
     tl.store(L + p_blk, b_a.to(L.dtype.element_ty))
@@ -133,6 +137,42 @@ def _exact_diag(
             m_col = (o_r == jj)[None, :]
             b_l += tl.where(m_col, tl.sum(b_x * f_e, 1)[:, None], 0.0)
             b_p += tl.where(m_col, tl.sum(b_qx * f_e, 1)[:, None], 0.0)
+    return b_l, b_p
+
+
+@triton.jit
+def _exact_diag_levels(
+    q, k, g, b, b_rk, b_rq, rows, n, i_h,
+    H: tl.constexpr, K: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """`_exact_diag` by products: every pair j < i of the block is split at a row r with j < r <= i, so
+    e^{gam_i - gam_j} = e^{gam_i - gam_r} e^{gam_r - gam_j}, both factors <= 1 (gamma only falls). Level s
+    (8, 4, 2, 1) takes the pairs whose rows sit in the upper and whose columns in the lower half of one
+    group of 2s rows, split at the group's middle row: one [16, BK] x [BK, 16] product per level and output
+    instead of 16 column steps, and 2 x 16 x K exponentials per level instead of 16 x 16 x K in all."""
+    o_r = tl.arange(0, BC)
+    b_l = tl.zeros([BC, BC], dtype=tl.float32)
+    b_p = tl.zeros([BC, BC], dtype=tl.float32)
+    for col0 in range(0, K, BK):
+        f_gam = tl.cumsum(load_tile(g, rows, n, H, K, i_h, col0, BK), 0)  # [BC, BK]
+        b_kn = load_tile(k, rows, n, H, K, i_h, col0, BK) * b_rk[:, None]
+        b_x = load_tile(b, rows, n, H, K, i_h, col0, BK) * b_kn
+        b_qx = load_tile(q, rows, n, H, K, i_h, col0, BK) * b_rq[:, None]
+        # the diagonal of P: e^0
+        b_p += tl.where(o_r[:, None] == o_r[None, :], tl.sum(b_qx * b_kn, 1)[:, None], 0.0)
+        for lv in tl.static_range(4):
+            s = 8 >> lv
+            grp = o_r // (2 * s)
+            upper = (o_r % (2 * s)) >= s
+            # gamma of each row's split row (its group's middle row), picked by an exact 0/1 product
+            pick = tl.where(o_r[None, :] == (grp * 2 * s + s)[:, None], 1.0, 0.0)
+            f_ref = tl.dot(pick, f_gam, input_precision="ieee")
+            e_row = tl.where(upper[:, None], tl.exp(tl.minimum(f_gam - f_ref, 0.0)), 0.0)
+            e_col = tl.where(upper[:, None], 0.0, tl.exp(tl.minimum(f_ref - f_gam, 0.0)))
+            b_y = b_kn * e_col
+            same = grp[:, None] == grp[None, :]
+            b_l += tl.where(same, dot_prec(b_x * e_row, tl.trans(b_y), PREC), 0.0)
+            b_p += tl.where(same, dot_prec(b_qx * e_row, tl.trans(b_y), PREC), 0.0)
     return b_l, b_p
 
 

@@ -89,16 +89,29 @@ def _c(**kw) -> tuple[tuple[str, object], ...]:
 
 def launches(t: Tuning) -> list[Launch]:
     """Every kernel launch the row `t` makes at K = V = 128 (forward with and without gradients, the
-    segmented schedule, the backward's recompute and kernels, decode)."""
+    segmented schedule, the backward's recompute and kernels, decode), and the scores kernel at the largest
+    K that takes the exact diagonal by levels."""
     wd = t.work_dtype
     shape = dict(H=H, K=K, C=C, BC=BC)
     wy_bk, wy_pad = wy_block(t, K, V)
     out = [
         Launch(
             "fwd scores", gdn2_fwd_kernel_scores,
-            _c(**shape, L2NORM=True, SPAN=SPAN, PREC=t.scores_precision, EXACT_BK=min(32, K)),
+            _c(**shape, L2NORM=True, SPAN=SPAN, PREC=t.scores_precision, EXACT_BK=min(32, K),
+               EXACT_LEVELS=t.scores_exact_levels_max_k >= K),
             t.scores_warps, maxnreg=t.scores_maxnreg, work_dtype=wd,
         ),
+    ]  # fmt: skip
+    if t.scores_exact_levels_max_k:
+        # heads up to scores_exact_levels_max_k take the exact diagonal by levels: compiled at that K
+        kl = min(t.scores_exact_levels_max_k, K)
+        out.append(Launch(
+            f"fwd scores (exact diagonal by levels, K = {kl})", gdn2_fwd_kernel_scores,
+            _c(H=H, K=kl, C=C, BC=BC, L2NORM=True, SPAN=SPAN, PREC=t.scores_precision, EXACT_BK=min(32, kl),
+               EXACT_LEVELS=True),
+            t.scores_warps, maxnreg=t.scores_maxnreg, work_dtype=wd,
+        ))  # fmt: skip
+    out += [
         Launch(
             "fwd wy", gdn2_fwd_kernel_wy,
             _c(**shape, V=V, BK=wy_bk, PAD=wy_pad, PREC=t.wy_precision, INVERT=True, STORE_A=False,
@@ -238,6 +251,10 @@ SPILL_BOUND: dict[str, int] = {
     # capped at 168 registers for 6 programs per SM instead of 4: faster on the H200 despite the spills
     # (NOTES.md, v15): sm_90 572 B with Triton 3.6, 180 B with 3.9; the sm_80 / sm_89 rows are uncapped
     "fwd scores": 640,
+    # the same cap with the exact diagonal by levels (heads up to 64): its products hold more tiles, 1036 B on
+    # sm_90 with Triton 3.6, 876 B with 3.9; still 8 % faster than the column loop on the H200 for the
+    # reader's shape under strong decay, 1.5 % slower under mild (bench/results/kernels.md, scores_exact_ab)
+    "fwd scores (exact diagonal by levels": 1100,
     # WY at 4 warps holds [64, 64] A and [64, K-block] tiles: 255 registers and 8-26 B spilled on sm_90 with
     # Triton 3.6 (90 B with 3.9), faster than 8 warps without spills (NOTES.md, v9)
     "fwd wy": 96,

@@ -45,6 +45,7 @@ class Tuning:
     scores_warps: int = 2
     scores_maxnreg: int | None = 168
     scores_precision: str = "bf16"
+    scores_exact_levels_max_k: int = 64  # heads up to this K take `_exact_diag_levels`, wider the loop
     # forward WY (A = (I + L)^{-1}, Kb, Ut, decayed operands)
     wy_warps: int = 4
     wy_block_k: int = 64  # at least chunk_fwd.WY_MIN_BLOCK (64): narrower blocks miscompile (NOTES.md)
@@ -116,6 +117,7 @@ _MMA = replace(
     bwd_wy_block_k=32,
     bwd_wy_stages=1,
     bwd_scores_warps=8,
+    scores_exact_levels_max_k=0,
 )
 _BLOCKS_MMA = dict(
     narrow=_BLOCKS["narrow"],

@@ -131,10 +131,15 @@ def test_decode_multi_token_step():
     assert_close("state", ht_ref, state, FWD_TOL)
 
 
-def test_strong_decay_takes_exact_path():
-    # g in [-20, -10]: a 16-token sub-chunk spans > 80 nats, so diagonal blocks use pairwise differences
-    xs = rand_inputs(1, 300, 2, 64, 64, dtype=torch.bfloat16, device="cuda", seed=21, g_range=(-20.0, -10.0))
-    _, h0, do, dht = _cuda_inputs(1, 300, 2, 64, 64, seed=22)
+@pytest.mark.parametrize(
+    "K,g_range", [(64, (-20.0, -10.0)), (64, (-9.0, -1.0)), (128, (-9.0, -1.0)), (16, (-9.0, -1.0))]
+)
+def test_strong_decay_takes_exact_path(K, g_range):
+    # g in [-20, -10]: a 16-token sub-chunk spans > 80 nats, so diagonal blocks use pairwise differences; in
+    # [-9, -1] only some sub-chunks do, and their off-diagonal terms are not negligible. K = 16 and 64 take
+    # the exact diagonal by levels of products, K = 128 by the column loop (Tuning.scores_exact_levels_max_k)
+    xs = rand_inputs(1, 300, 2, K, K, dtype=torch.bfloat16, device="cuda", seed=21, g_range=g_range)
+    _, h0, do, dht = _cuda_inputs(1, 300, 2, K, K, seed=22)
     o, ht, grads = _grads(gdn2, xs, h0, do, dht)
     o_ref, ht_ref, grads_ref = _grads(
         torch_chunk_gdn2, [x.double() for x in xs], h0.double(), do.double(), dht.double()

@@ -40,7 +40,17 @@ def test_forward_and_gradients(errors, name):
         assert err <= (1e-3 if key == "dg" else 1e-4), f"{name} {key}: {err:.2e}"
 
 
-@pytest.mark.parametrize("name", ["strong_decay", "strong_decay_wholek"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "strong_decay",
+        "strong_decay_wholek",
+        "strong_decay_loop",
+        "strong_decay_levels_k64",
+        "mixed_decay_levels",
+        "mixed_decay_loop",
+    ],  # fmt: skip
+)
 def test_strong_decay_exact_path(errors, name):
     errs = errors[name]
     for key, err in errs.items():

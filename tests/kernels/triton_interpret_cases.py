@@ -143,6 +143,13 @@ if __name__ == "__main__":
     out["T70_wholek"] = case(70, tuning=BASE)
     out["varlen_wholek"] = case(5 + 1 + 66, lens=[5, 1, 66], seed=2, tuning=BASE)
     out["strong_decay_wholek"] = case(40, g_range=(-20.0, -10.0), seed=3, tuning=BASE)
+    # the exact diagonal both ways (Tuning.scores_exact_levels_max_k; the rows take levels up to K = 64):
+    # strong decay everywhere at K = 64 (two K blocks of 32), decay strong enough in only some sub-chunks
+    loop = replace(BASE, scores_exact_levels_max_k=0)
+    out["strong_decay_loop"] = case(40, g_range=(-20.0, -10.0), seed=3, tuning=loop)
+    out["strong_decay_levels_k64"] = case(40, K=64, V=32, g_range=(-20.0, -10.0), seed=8, tuning=BASE)
+    out["mixed_decay_levels"] = case(70, g_range=(-9.0, -1.0), seed=9, tuning=BASE)
+    out["mixed_decay_loop"] = case(70, g_range=(-9.0, -1.0), seed=9, tuning=loop)
     # WY over two key blocks (K = V = 128, blocks of 64): each block's tiles loaded before its stores (the
     # GPU rows' setting), and stored as they load
     out["wy_loads_first"] = case(70, K=128, V=128, seed=5, tuning=replace(BASE, wy_loads_first=True))

@@ -187,8 +187,9 @@ AbstainOpt = Annotated[
     bool,
     typer.Option(
         "--abstain",
-        help="Answer 'the documents do not seem to answer this' when no retrieved passage is close to the "
-        "question (threshold calibrated per embedder; off by default, see the README).",
+        help="Answer 'the documents do not seem to answer this' when the question names something no "
+        "indexed document mentions, or no retrieved passage is close to it (threshold calibrated per "
+        "embedder; off by default, see the README).",
     ),
 ]
 DEFAULT_INDEX = ".rag"

@@ -207,11 +207,11 @@ def abstention(question: str, passages: Sequence[Passage], threshold: float, ind
     names = unknown_names(question, index)
     if names:
         quoted = ", ".join(f"'{n}'" for n in names)
-        return f"the indexed documents never mention {quoted}: they do not seem to answer this"
+        return f"the indexed documents never mention {quoted}"
     best = best_cosine(passages)
     if best is None or best >= threshold:
         return ""
     return (
         f"no retrieved passage is close to the question (best similarity {best:.2f}, under the "
-        f"abstention threshold {threshold:.2f}): the indexed documents do not seem to answer this"
+        f"abstention threshold {threshold:.2f})"
     )

@@ -22,6 +22,7 @@ import re
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
+from gdn2_rag.extractive import STOPWORDS
 from gdn2_rag.types import Passage
 
 ABSTAIN_TOP_PASSAGES = 10
@@ -37,70 +38,29 @@ _SUFFIXES = (
 )  # fmt: skip
 _PREFIXES = ("re", "un", "de", "pre", "non", "mis", "over", "under", "sub", "co")
 # words that do not start or continue a multi-word name ("Under the GPL", "Apache License for ...")
-STOPWORDS = frozenset(
+NAME_BREAKS = STOPWORDS | frozenset(
     [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "can",
         "could",
         "did",
-        "do",
-        "does",
-        "for",
-        "from",
         "had",
-        "has",
-        "have",
-        "how",
-        "i",
         "if",
-        "in",
         "into",
-        "is",
-        "it",
-        "its",
-        "may",
         "might",
         "must",
         "my",
-        "of",
-        "on",
-        "or",
         "our",
-        "should",
         "so",
         "than",
-        "that",
-        "the",
         "their",
         "then",
         "there",
         "these",
-        "this",
         "those",
-        "to",
         "under",
-        "was",
         "we",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
         "whom",
         "whose",
-        "why",
-        "will",
-        "with",
         "would",
-        "you",
-        "your",
     ]
 )
 _CODE_CHARS = re.compile(r"[0-9_]")
@@ -160,7 +120,7 @@ def _capitalised_phrases(question: str) -> list[str]:
     words = re.findall(r"[A-Za-z][A-Za-z0-9_.+]*", question)
     phrases, run = [], []
     for i, word in enumerate(words + [""]):
-        if i > 0 and word[:1].isupper() and word.lower() not in STOPWORDS:
+        if i > 0 and word[:1].isupper() and word.lower() not in NAME_BREAKS:
             run.append(word)
             continue
         if len(run) >= 2:

@@ -86,6 +86,11 @@ def wy_block(t: Tuning, K: int, V: int) -> tuple[int, bool]:
     return bk, K % bk != 0 or V % bk != 0
 
 
+def scores_exact_levels(t: Tuning, K: int) -> bool:
+    """Whether heads of K take the scores kernel's exact diagonal by levels of products (else the loop)."""
+    return t.scores_exact_levels_max_k >= K
+
+
 def _reg_cap(maxnreg: int | None) -> dict:
     """Launch options capping a program's registers (none: the interpreter takes no such option)."""
     return {} if maxnreg is None else {"maxnreg": maxnreg}
@@ -167,7 +172,7 @@ def chunk_gdn2_fwd(
             LAST_COMPILED["scores"] = gdn2_fwd_kernel_scores[(c1 - c0, C // BC, H)](
                 q, k, g, b, L, P, rk, rq, table.chunk_bos, table.chunk_len, scale, c0,
                 H=H, K=K, C=C, BC=BC, L2NORM=l2norm_qk, SPAN=SPAN, PREC=t.scores_precision,
-                EXACT_BK=min(32, K), EXACT_LEVELS=t.scores_exact_levels_max_k >= K, num_warps=t.scores_warps,
+                EXACT_BK=min(32, K), EXACT_LEVELS=scores_exact_levels(t, K), num_warps=t.scores_warps,
                 **_reg_cap(t.scores_maxnreg),
             )  # fmt: skip
         LAST_COMPILED["wy"] = gdn2_fwd_kernel_wy[(c1 - c0, H)](

@@ -33,7 +33,7 @@ from gdn2_kernels.gdn2.chunk_bwd import (
     gdn2_bwd_kernel_wy_keys,
     gdn2_bwd_kernel_wy_values,
 )
-from gdn2_kernels.gdn2.chunk_fwd import wy_block
+from gdn2_kernels.gdn2.chunk_fwd import scores_exact_levels, wy_block
 from gdn2_kernels.gdn2.chunk_intra import SPAN, gdn2_fwd_kernel_scores
 from gdn2_kernels.gdn2.chunk_state import gdn2_fwd_kernel_state_o
 from gdn2_kernels.gdn2.chunk_wy import gdn2_fwd_kernel_wy
@@ -94,23 +94,20 @@ def launches(t: Tuning) -> list[Launch]:
     wd = t.work_dtype
     shape = dict(H=H, K=K, C=C, BC=BC)
     wy_bk, wy_pad = wy_block(t, K, V)
-    out = [
-        Launch(
-            "fwd scores", gdn2_fwd_kernel_scores,
-            _c(**shape, L2NORM=True, SPAN=SPAN, PREC=t.scores_precision, EXACT_BK=min(32, K),
-               EXACT_LEVELS=t.scores_exact_levels_max_k >= K),
+
+    def scores(name: str, k: int) -> Launch:
+        return Launch(
+            name, gdn2_fwd_kernel_scores,
+            _c(H=H, K=k, C=C, BC=BC, L2NORM=True, SPAN=SPAN, PREC=t.scores_precision, EXACT_BK=min(32, k),
+               EXACT_LEVELS=scores_exact_levels(t, k)),
             t.scores_warps, maxnreg=t.scores_maxnreg, work_dtype=wd,
-        ),
-    ]  # fmt: skip
+        )  # fmt: skip
+
+    out = [scores("fwd scores", K)]
     if t.scores_exact_levels_max_k:
         # heads up to scores_exact_levels_max_k take the exact diagonal by levels: compiled at that K
         kl = min(t.scores_exact_levels_max_k, K)
-        out.append(Launch(
-            f"fwd scores (exact diagonal by levels, K = {kl})", gdn2_fwd_kernel_scores,
-            _c(H=H, K=kl, C=C, BC=BC, L2NORM=True, SPAN=SPAN, PREC=t.scores_precision, EXACT_BK=min(32, kl),
-               EXACT_LEVELS=True),
-            t.scores_warps, maxnreg=t.scores_maxnreg, work_dtype=wd,
-        ))  # fmt: skip
+        out.append(scores(f"fwd scores (exact diagonal by levels, K = {kl})", kl))
     out += [
         Launch(
             "fwd wy", gdn2_fwd_kernel_wy,

@@ -44,6 +44,8 @@ import torch  # noqa: E402
 
 from gdn2_model.data.corpus import Document, iter_documents, split_of  # noqa: E402
 from gdn2_model.data.qa_v3 import V3Sample, V3SampleMaker, excluded_documents, is_excluded  # noqa: E402
+from gdn2_model.data.written import WrittenQA  # noqa: E402
+from gdn2_model.data.written import load as load_written  # noqa: E402
 from gdn2_model.reader import best_spans  # noqa: E402
 from gdn2_model.reader_v3 import (  # noqa: E402
     ReaderV3Config,
@@ -244,11 +246,20 @@ class BatchStream(torch.utils.data.IterableDataset):
     """Endless batches of ~batch_tokens context tokens, lengths drawn log-uniform in [min_len, max_len]."""
 
     def __init__(
-        self, docs, tok, cfg, batch_tokens, min_len, max_len, seed, p_unanswerable=0.2, p_retrieved=0.0
-    ):
+        self, docs, tok, cfg, batch_tokens, min_len, max_len, seed, p_unanswerable=0.2, p_retrieved=0.0,
+        written=(), p_written=0.0,
+    ):  # fmt: skip
         self.docs, self.tok, self.cfg = docs, tok, cfg
         self.batch_tokens, self.min_len, self.max_len, self.seed = batch_tokens, min_len, max_len, seed
         self.p_unans, self.p_retrieved = p_unanswerable, p_retrieved
+        self.written, self.p_written = list(written), p_written if written else 0.0
+
+    def _one(self, maker: V3SampleMaker, rng: random.Random, T: int) -> V3Sample:
+        if rng.random() < self.p_written:
+            s = maker.sample_written(rng, T, self.written)
+            if s is not None:
+                return s
+        return maker.sample(rng, T)
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -258,10 +269,26 @@ class BatchStream(torch.utils.data.IterableDataset):
         while True:
             T = int(math.exp(rng.uniform(math.log(self.min_len), math.log(self.max_len))))
             B = max(1, self.batch_tokens // T)
-            samples = [maker.sample(rng, T) for _ in range(B)]
+            samples = [self._one(maker, rng, T) for _ in range(B)]
             batch, tgts, _ = make_batch(samples, self.tok, self.cfg)
             if tgts:
                 yield batch, tgts
+
+
+def split_written(
+    docs: list[Document], written: list[WrittenQA], eval_tokens: int, every: int = 8, seed: int = 0
+) -> tuple[list[WrittenQA], list[Document], list[V3Sample]]:
+    """Hold out the written questions of every `every`-th source document (by sorted path), and those
+    documents themselves: (training questions, training documents, held-out samples, one per question, at
+    `eval_tokens`, always answerable). The held-out samples measure written-style questions on unseen
+    documents during training; they are no user's questions."""
+    sources = sorted({w.source for w in written})
+    held = set(sources[::every])
+    train_docs = [d for d in docs if d.doc_id not in held]
+    maker = V3SampleMaker(docs, p_unanswerable=0.0)
+    rng = random.Random(seed)
+    evals = [s for w in written if w.source in held if (s := maker.sample_written(rng, eval_tokens, [w]))]
+    return [w for w in written if w.source not in held], train_docs, evals
 
 
 # ------------------------------------------------------------------------------------------- eval
@@ -392,9 +419,13 @@ def train(a: argparse.Namespace) -> dict:
             f.write(json.dumps(rec) + "\n")
         print(json.dumps(rec), flush=True)
 
+    written, written_evals = [], []
+    if a.written:
+        written, docs, written_evals = split_written(docs, load_written(a.written), a.eval_tokens)
+        log({"type": "written", "train_questions": len(written), "heldout_samples": len(written_evals)})
     stream = BatchStream(
         docs, tok, cfg, a.batch_tokens, a.min_len, a.max_len, seed=a.seed * 1000003 + step,
-        p_retrieved=a.p_retrieved,
+        p_retrieved=a.p_retrieved, written=written, p_written=a.p_written,
     )  # fmt: skip
     loader = torch.utils.data.DataLoader(
         stream,
@@ -450,6 +481,8 @@ def train(a: argparse.Namespace) -> dict:
     final = {"type": "eval", **evaluate(net, tok, dev_evals, dev)} if dev_evals else {}
     if final:
         log(final)
+    if written_evals:
+        log({"type": "eval_written", **evaluate(net, tok, written_evals, dev)})
     log({"type": "stop", "reason": stopped, "resume": stopped == "time"})
     return final
 
@@ -610,6 +643,12 @@ def main(argv: list[str] | None = None) -> int:
         "--p-retrieved", type=float, default=0.0,
         help="share of contexts laid out as keyword retrieval ranks them (hard distractors, gold at rank)",
     )  # fmt: skip
+    p.add_argument(
+        "--written", default=None,
+        help="written questions (gdn2_model/data/written_questions.jsonl); every 8th document held out",
+    )  # fmt: skip
+    p.add_argument("--p-written", type=float, default=0.3, help="share of samples from --written")
+    p.add_argument("--eval-tokens", type=int, default=1500, help="context of the held-out written samples")
     p.add_argument("--workers", type=int, default=min(8, max(0, (os.cpu_count() or 1) - 2)))
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--save-every", type=int, default=200)

@@ -21,16 +21,16 @@ import numpy as np
 K1 = 1.5
 B = 0.75
 _WORD = re.compile(r"[a-z0-9_]+")
-_STOP_WORDS = (
+_STOP_TEXT = (
     "a an and are as at be by for from has have how i if in is it its my of on or that the this to was what "
     "when where which who why will with do does can should you your me we"
 )
-_STOP = frozenset(_STOP_WORDS.split())
+STOP_WORDS = frozenset(_STOP_TEXT.split())
 
 
 def words(text: str) -> list[str]:
     """Lower-case word and number tokens without stop words."""
-    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+    return [w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS]
 
 
 class ChunkBM25:

@@ -32,6 +32,7 @@ from gdn2_model.data import qa as qa1
 from gdn2_model.data.chunk_bm25 import ChunkBM25
 from gdn2_model.data.corpus import Document
 from gdn2_model.data.sample import chunk_text
+from gdn2_model.data.written import WrittenQA
 from gdn2_model.prompt import ContextPiece
 
 CHARS_PER_TOKEN_V3 = 4.2  # MiniLM WordPiece on this corpus, used only to size contexts
@@ -638,6 +639,7 @@ class V3SampleMaker:
                 self.by_domain.setdefault(d.domain, []).append(i)
         self._flat = [(di, ci) for di, cs in enumerate(self._chunks) for ci in range(len(cs))]
         self._bm25: ChunkBM25 | None = None  # built at the first retrieved layout (a few seconds)
+        self._by_id = {d.doc_id: i for i, d in enumerate(self.docs)}
 
     def retrieved(self, question: str, k: int) -> list[tuple[int, int]]:
         """(doc, chunk) of the k chunks a keyword retriever ranks best for `question`, best first."""
@@ -682,6 +684,48 @@ class V3SampleMaker:
             if s is not None:
                 return s
         raise ValueError(f"could not generate a question in {tries} tries (domain {domain!r})")
+
+    def written_qa(self, wq: WrittenQA) -> tuple[int, int, QA] | None:
+        """(doc, chunk, QA with chunk-relative offsets) of a written question: the chunk that holds the
+        answer, with the part of the evidence inside it as a cue; None when the document is not among
+        these documents or the answer crosses a chunk boundary."""
+        di = self._by_id.get(wq.source)
+        if di is None:
+            return None
+        got = wq.locate(self.docs[di].text)
+        if got is None:
+            return None
+        a0, a1, e0, e1 = got
+        for ci, (cs, ce) in enumerate(self._chunks[di]):
+            if cs <= a0 and a1 <= ce:
+                cue = (max(e0, cs) - cs, min(e1, ce) - cs)
+                return di, ci, QA("written", wq.question, a0 - cs, a1 - cs, (cue,))
+        return None
+
+    def sample_written(
+        self, rng: random.Random, target_tokens: int, written: Sequence[WrittenQA], tries: int = 20
+    ) -> V3Sample | None:
+        """A sample of one written question (drawn from `written`), laid out as `sample` lays out generated
+        ones: random or retrieved distractors, the same share of unanswerable contexts."""
+        for _ in range(tries):
+            got = self.written_qa(written[rng.randrange(len(written))])
+            if got is None:
+                continue
+            di, ci, qa = got
+            dom = self.docs[di].domain
+            ev = self.piece(di, ci)
+            budget = target_tokens * CHARS_PER_TOKEN_V3 - len(ev.text)
+            layout = (
+                self._retrieved_layout(rng, qa.question, di, ci, budget)
+                if rng.random() < self.p_retrieved
+                else self._random_layout(rng, di, ci, dom, budget)
+            )
+            if layout is None:
+                continue
+            s = self._finish(rng, qa, di, ci, dom, ev, *layout)
+            if s is not None:
+                return s
+        return None
 
     def _random_layout(
         self, rng: random.Random, di: int, ci: int, dom: str, budget: float

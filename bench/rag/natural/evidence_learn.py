@@ -199,11 +199,11 @@ def fit_cmd(args) -> None:
         print(line)
     print(f"train (written) accuracy, shipped {accuracy(train, shipped_weights()):.3f}")
     for name, w in variants.items():
-        print(
-            f"{name}: train {accuracy(train, w):.3f}; " + ", ".join(f"{t} {x:+.3f}" for t, x in zip(TERMS, w))
-        )
+        terms = ", ".join(f"{t} {x:+.3f}" for t, x in zip(TERMS, w, strict=True))
+        print(f"{name}: train {accuracy(train, w):.3f}; {terms}")
     if args.out:
-        Path(args.out).write_text(json.dumps({k: dict(zip(TERMS, v.tolist())) for k, v in variants.items()}))
+        out = {k: dict(zip(TERMS, v.tolist(), strict=True)) for k, v in variants.items()}
+        Path(args.out).write_text(json.dumps(out))
 
 
 def main() -> None:

@@ -35,6 +35,11 @@ MIN_NAME_CHARS = 3
 _SUFFIXES = (
     ("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"), ("ly", ""),
     ("d", ""), ("est", ""), ("er", ""),
+    # derivations ("lazily", "handiest", "changeable", "memoization", "finalisation", "stringified",
+    # "falsy", "factorizer", "openness", "pointless")
+    ("ily", "y"), ("iest", "y"), ("ier", "y"), ("able", ""), ("able", "e"), ("ization", ""),
+    ("ization", "ize"), ("isation", ""), ("isation", "ise"), ("ified", ""), ("ified", "y"), ("y", "e"),
+    ("izer", ""), ("izer", "ize"), ("ness", ""), ("ment", ""), ("ful", ""), ("less", ""),
 )  # fmt: skip
 _PREFIXES = ("re", "un", "de", "pre", "non", "mis", "over", "under", "sub", "co")
 # words that do not start or continue a multi-word name ("Under the GPL", "Apache License for ...")
@@ -65,6 +70,7 @@ NAME_BREAKS = STOPWORDS | frozenset(
 )
 _CODE_CHARS = re.compile(r"[0-9_]")
 _VERSION = re.compile(r"v?\d+$")
+_DECADE = re.compile(r"\d*0s")  # "80s", "1990s": a time, not a name
 
 
 class TermIndex(Protocol):
@@ -142,6 +148,8 @@ def unknown_names(question: str, index: TermIndex) -> list[str]:
     ]  # fmt: skip
     candidates: dict[str, set[str]] = {}
     for term in absent:
+        if _DECADE.fullmatch(term):
+            continue
         if _CODE_CHARS.search(term):  # an identifier or a versioned name: known if its stem is indexed
             stem = _VERSION.sub("", term)
             candidates[term] = {stem} if stem != term and len(stem) >= 2 else set()

@@ -78,6 +78,12 @@ def test_word_forms_find_inflected_words():
     assert "quick" in word_forms("quickest")
     assert "licensed" in word_forms("relicensed")
     assert word_forms("is") == {"is"}  # too short to strip
+    # derivations: adverbs, superlatives, -able, -ization / -isation, -ified, -y adjectives, -izer
+    assert "lazy" in word_forms("lazily") and "handy" in word_forms("handiest")
+    assert "change" in word_forms("unchangeable") and "memo" in word_forms("memoization")
+    assert "final" in word_forms("finalisation") and "string" in word_forms("stringified")
+    assert "false" in word_forms("falsy") and "factor" in word_forms("factorizer")
+    assert "snap" not in word_forms("snappy")  # "-y" alone is not stripped: many names end in it
 
 
 def test_english_words_in_other_forms_and_compounds():
@@ -114,8 +120,9 @@ def test_identifiers_and_versioned_names():
     # a versioned name whose stem is indexed is known; an identifier no chunk holds is not
     assert unknown_names("Does gplv2 allow it?", index) == []
     assert unknown_names("What default does read_csv use, and boto3?", index) == ["read_csv", "boto3"]
-    # numbers and short terms are values and abbreviations, not names
+    # numbers, decades and short terms are values and abbreviations, not names
     assert unknown_names("Which port, 8080 or lr?", index) == []
+    assert unknown_names("Which port, 80s or 1990s?", index) == []
 
 
 def test_no_word_list_turns_the_signal_off():

@@ -7,12 +7,15 @@
     python bench/model/reader_v3_train.py export --state runs/v3/train/state.pt --out runs/v3/ckpt
     python bench/model/reader_v3_train.py eval --ckpt runs/v3/ckpt --data runs/v3/data.jsonl.xz
 
-On the GPU machine (the repo alone is ~45.7 MB of the 64 MiB a call may carry) the MiniLM copy travels in
-three back-to-back calls while the machine is warm (carried ignored files stay there between calls):
+On the GPU machine (the repo alone is ~48 MB of the 64 MiB a call may carry) the MiniLM copy and the data
+travel in four back-to-back calls while the machine is warm (carried ignored files stay there between calls;
+a warm machine is released after 30 s idle):
     carry runs/v3/minilm/{minilm-01-of-04.safetensors,config.json,minilm_split.json,tokenizer.json,
           tokenizer_config.json,vocab.txt,special_tokens_map.json}
-    carry runs/v3/minilm/minilm-02-of-04.safetensors
-    carry runs/v3/minilm/{minilm-03-of-04,minilm-04-of-04}.safetensors + runs/v3/data.jsonl.xz, then train
+    carry runs/v3/minilm/minilm-02-of-04.safetensors + .natural/ctx_dev_4000.jsonl.xz (the dev contexts)
+    carry runs/v3/minilm/{minilm-03-of-04,minilm-04-of-04}.safetensors
+    carry runs/v3/data.jsonl.xz, then train: bench/model/reader_v3_round.sh NAME 7.3 2400 [--written
+          gdn2_model/data/written_questions.jsonl --p-written 0.3]
 Measured on one H200 (2026-12-04): 2400 steps of ~27k context tokens in 5.3 min (~150k tokens/s).
 
 `train` resumes from `--state` when it exists, saves it every `--save-every` steps and when `--max-minutes`

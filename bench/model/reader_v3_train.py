@@ -58,6 +58,7 @@ from gdn2_model.reader_v3 import (  # noqa: E402
     build_net,
     build_v3_input,
     collate,
+    load_net,
     save_checkpoint,
     saved_state,
     v3_losses,
@@ -373,14 +374,18 @@ def train(a: argparse.Namespace) -> dict:
     _, docs, evals = _read_prepared(a.data)
     state_path = Path(a.state)
     state = torch.load(state_path, map_location="cpu", weights_only=False) if state_path.is_file() else None
-    cfg = (
-        ReaderV3Config.from_dict(state["cfg"])
-        if state
-        else ReaderV3Config(
-            gdn_layers=a.gdn_layers, frozen_layers=a.frozen_layers, window_tokens=a.window_tokens
+    if state is None and a.init:  # fine-tune an exported checkpoint (its config wins over the flags)
+        net, tok, _ = load_net(a.init, a.base)
+        cfg = net.cfg
+    else:
+        cfg = (
+            ReaderV3Config.from_dict(state["cfg"])
+            if state
+            else ReaderV3Config(
+                gdn_layers=a.gdn_layers, frozen_layers=a.frozen_layers, window_tokens=a.window_tokens
+            )
         )
-    )
-    net, tok = build_net(cfg, a.base)
+        net, tok = build_net(cfg, a.base)
     if state:
         missing, unexpected = net.load_state_dict(state["model"], strict=False)
         assert not unexpected, unexpected
@@ -426,6 +431,8 @@ def train(a: argparse.Namespace) -> dict:
     if a.written:
         written, docs, written_evals = split_written(docs, load_written(a.written), a.eval_tokens)
         log({"type": "written", "train_questions": len(written), "heldout_samples": len(written_evals)})
+        if a.init and step == 0 and written_evals:  # the starting point, for the fine-tune to beat
+            log({"type": "eval_written_init", **evaluate(net.to(dev), tok, written_evals, dev)})
     stream = BatchStream(
         docs, tok, cfg, a.batch_tokens, a.min_len, a.max_len, seed=a.seed * 1000003 + step,
         p_retrieved=a.p_retrieved, written=written, p_written=a.p_written,
@@ -632,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log", default="runs/v3/train/log.jsonl")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--steps", type=int, default=3000, help="schedule length (total over all resumed calls)")
+    p.add_argument("--init", default=None, help="start from this exported checkpoint (fine-tuning)")
     p.add_argument("--max-minutes", type=float, default=8.0)
     p.add_argument("--batch-tokens", type=int, default=24576)
     p.add_argument("--min-len", type=int, default=384)

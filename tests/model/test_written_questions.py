@@ -84,3 +84,21 @@ def test_shipped_file_follows_every_rule_that_needs_no_document():
     assert len(load()) == len(items) >= 600
     assert problems(items, None) == []
     assert {d["domain"] for d in items} == {"legal", "support", "code"}
+
+
+def test_training_holds_out_every_eighth_document_and_its_questions():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "reader_v3_train", Path(__file__).resolve().parents[2] / "bench" / "model" / "reader_v3_train.py"
+    )
+    rt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rt)
+    docs = [Document(f"/x/d{i}.1", "support", f"d{i}.1", TEXT.replace("foo", f"tool{i}")) for i in range(16)]
+    written = [WrittenQA(**good(id=f"q{i}", source=d.doc_id)) for i, d in enumerate(docs)]
+    train, train_docs, evals = rt.split_written(docs, written, eval_tokens=120, every=8)
+    held = {"/x/d0.1", "/x/d2.1"}  # sorted paths: d0.1, d1.1, d10.1, ..., d15.1, d2.1 (the 9th), ...
+    assert {w.source for w in train} == {d.doc_id for d in docs} - held
+    assert {d.doc_id for d in train_docs} == {d.doc_id for d in docs} - held
+    assert len(evals) == 2 and all(s.answer is not None and s.doc_id in held for s in evals)

@@ -3,18 +3,18 @@
 
 Checks bench/data/natural_dev.jsonl, bench/data/natural_final.jsonl and,
 when present, bench/data/natural_holdout.jsonl and
-bench/data/natural_blind2.jsonl and bench/data/natural_blind3.jsonl (stdlib only):
+bench/data/natural_blind{2,3,4}.jsonl (stdlib only):
 
   * every line is a JSON object with the fields id, question, answers,
     source, domain, evidence, style, of the right types and values;
   * ids are unique, questions are unique (within and across all the files);
   * per-domain counts: dev >= 50 answerable + >= 10 unanswerable per domain,
     final >= 20 answerable + >= 5 unanswerable per domain, holdout >= 20
-    answerable + >= 4 unanswerable per domain, blind2 and blind3 >= 20 answerable +
-    >= 10 unanswerable per domain; dev draws on >= 10, holdout, blind2 and blind3 on >= 8
+    answerable + >= 4 unanswerable per domain, blind2/3/4 >= 20 answerable +
+    >= 10 unanswerable per domain; dev draws on >= 10, holdout and blind2/3/4 on >= 8
     distinct source files per domain;
   * ids look like <domain>-NNN / <domain>-uNNN (holdout: hold-<domain>-NNN /
-    hold-<domain>-uNNN; blind2/3: blind2-<domain>-NNN / blind2-<domain>-uNNN, likewise blind3-);
+    hold-<domain>-uNNN; blind2/3: blind2-<domain>-NNN / blind2-<domain>-uNNN, likewise blind3-, blind4-);
   * every answer string occurs verbatim (case-insensitive, whitespace
     normalised) in the source file's text.  Man pages (*.gz under a man
     directory) are compared against the rendered text
@@ -26,14 +26,14 @@ bench/data/natural_blind2.jsonl and bench/data/natural_blind3.jsonl (stdlib only
   * no question shares more than 60% of its content words with its evidence
     line (keeps the wording natural rather than copied);
   * bench/data/natural_docs.txt (if present) lists exactly the sorted distinct
-    sources of dev and final; the holdout's, blind2's and blind3's sources must be a
+    sources of dev and final; the holdout's and blind sets' sources must be a
     subset of it (they add no new documents).
 
-The holdout, blind2 and blind3 files (each written blind, from the source documents
+The holdout and blind2/3/4 files (each written blind, from the source documents
 only) are optional: when one is absent its check is skipped with a note; when
 present it obeys the same rules.
 
-Usage: python3 bench/rag/check_natural_set.py [DEV FINAL [HOLDOUT [BLIND2 [BLIND3]]]]  (JSONL paths)
+Usage: python3 bench/rag/check_natural_set.py [DEV FINAL [HOLDOUT [BLIND2 [BLIND3 [BLIND4]]]]]  (JSONL paths)
 Exit status 0 when everything passes, 1 otherwise.
 """
 
@@ -77,12 +77,13 @@ MIN_COUNTS = {  # file kind -> (answerable per domain, unanswerable per domain)
     "holdout": (20, 4),
     "blind2": (20, 10),
     "blind3": (20, 10),
+    "blind4": (20, 10),
 }
 # file kind -> distinct sources per domain
-MIN_DOCS_PER_DOMAIN = {"dev": 10, "holdout": 8, "blind2": 8, "blind3": 8}
-ID_PREFIX = {"dev": "", "final": "", "holdout": "hold-", "blind2": "blind2-", "blind3": "blind3-"}
+MIN_DOCS_PER_DOMAIN = {"dev": 10, "holdout": 8, "blind2": 8, "blind3": 8, "blind4": 8}
+ID_PREFIX = {"dev": "", "final": "", "holdout": "hold-", **{f"blind{i}": f"blind{i}-" for i in (2, 3, 4)}}
 # file kinds that may be absent; their sources must be in natural_docs.txt
-OPTIONAL = ("holdout", "blind2", "blind3")
+OPTIONAL = ("holdout", "blind2", "blind3", "blind4")
 MAX_OVERLAP = 0.60
 STDLIB = sysconfig.get_paths()["stdlib"]
 
@@ -373,13 +374,17 @@ def main(argv):
     holdout = argv[3] if len(argv) > 3 else os.path.join(DATA, "natural_holdout.jsonl")
     blind2 = argv[4] if len(argv) > 4 else os.path.join(DATA, "natural_blind2.jsonl")
     blind3 = argv[5] if len(argv) > 5 else os.path.join(DATA, "natural_blind3.jsonl")
+    blind4 = argv[6] if len(argv) > 6 else os.path.join(DATA, "natural_blind4.jsonl")
     docs_file = os.path.join(os.path.dirname(dev), "natural_docs.txt")
     errors, offenders = [], []
     all_questions = {}
     all_ids = {}
     all_sources = set()
     subset_sources = {kind: set() for kind in OPTIONAL}  # optional kind -> its answerable sources
-    kinds = (("dev", dev), ("final", final), ("holdout", holdout), ("blind2", blind2), ("blind3", blind3))
+    kinds = (
+        ("dev", dev), ("final", final), ("holdout", holdout), ("blind2", blind2), ("blind3", blind3),
+        ("blind4", blind4),
+    )  # fmt: skip
     for kind, path in kinds:
         if kind in OPTIONAL and not os.path.exists(path):
             print(f"note: {path} not found ({kind} check skipped)")

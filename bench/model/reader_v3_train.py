@@ -4,6 +4,12 @@
     python bench/model/reader_v3_train.py prepare --out runs/v3/data.jsonl.xz  # corpus subset + held-out set
     python bench/model/reader_v3_train.py train --data runs/v3/data.jsonl.xz --base runs/v3/minilm \\
         --state runs/v3/train/state.pt --log runs/v3/train/log.jsonl --device cuda --max-minutes 8
+    # with the questions written like a user's (every 8th document held out, scored as eval_written)
+    python bench/model/reader_v3_train.py train ... \
+        --written gdn2_model/data/written_questions.jsonl --p-written 0.3
+    # fine-tune an exported checkpoint (as on the CPU on 2026-12-04: bench/results/reader.md)
+    python bench/model/reader_v3_train.py train ... --init runs/v3/ckpt --written ... --p-written 0.7 \
+        --steps 300
     python bench/model/reader_v3_train.py export --state runs/v3/train/state.pt --out runs/v3/ckpt
     python bench/model/reader_v3_train.py eval --ckpt runs/v3/ckpt --data runs/v3/data.jsonl.xz
 

@@ -101,8 +101,14 @@ def select_evidence(
         scores = lexical - RANK_PENALTY * ranks + TYPE_WEIGHT * typed
     best = int(np.argmax(scores))
     _, pi, s, e, _ = cands[best]
-    if e - s > MAX_EVIDENCE_CHARS:
-        text = context.pieces[pi].text
-        cut = text.rfind(" ", s, s + MAX_EVIDENCE_CHARS)
-        e = cut if cut > s else s + MAX_EVIDENCE_CHARS
+    e = shown_end(context.pieces[pi].text, s, e)
     return Evidence(pi, s, e, float(scores[best]), None if cosine is None else float(cosine.max()))
+
+
+def shown_end(text: str, start: int, end: int) -> int:
+    """Where a candidate text[start:end] ends as the answer shows it: cut at a space under
+    MAX_EVIDENCE_CHARS when longer."""
+    if end - start <= MAX_EVIDENCE_CHARS:
+        return end
+    cut = text.rfind(" ", start, start + MAX_EVIDENCE_CHARS)
+    return cut if cut > start else start + MAX_EVIDENCE_CHARS

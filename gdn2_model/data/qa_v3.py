@@ -670,17 +670,7 @@ class V3SampleMaker:
                 continue
             kinds = sorted({q.kind for _, _, q in cands})
             kind = rng.choices(kinds, weights=[KIND_WEIGHT.get(k, 1.0) for k in kinds])[0]
-            di, ci, qa = rng.choice([c for c in cands if c[2].kind == kind])
-            ev = self.piece(di, ci)
-            budget = target_tokens * CHARS_PER_TOKEN_V3 - len(ev.text)
-            if rng.random() < self.p_retrieved:
-                got = self._retrieved_layout(rng, qa.question, di, ci, budget)
-                if got is None:
-                    continue
-                pieces, pos = got
-            else:
-                pieces, pos = self._random_layout(rng, di, ci, dom, budget)
-            s = self._finish(rng, qa, di, ci, dom, ev, pieces, pos)
+            s = self._place(rng, *rng.choice([c for c in cands if c[2].kind == kind]), target_tokens)
             if s is not None:
                 return s
         raise ValueError(f"could not generate a question in {tries} tries (domain {domain!r})")
@@ -711,21 +701,23 @@ class V3SampleMaker:
             got = self.written_qa(written[rng.randrange(len(written))])
             if got is None:
                 continue
-            di, ci, qa = got
-            dom = self.docs[di].domain
-            ev = self.piece(di, ci)
-            budget = target_tokens * CHARS_PER_TOKEN_V3 - len(ev.text)
-            layout = (
-                self._retrieved_layout(rng, qa.question, di, ci, budget)
-                if rng.random() < self.p_retrieved
-                else self._random_layout(rng, di, ci, dom, budget)
-            )
-            if layout is None:
-                continue
-            s = self._finish(rng, qa, di, ci, dom, ev, *layout)
+            s = self._place(rng, *got, target_tokens)
             if s is not None:
                 return s
         return None
+
+    def _place(self, rng: random.Random, di: int, ci: int, qa: QA, target_tokens: int) -> V3Sample | None:
+        """The sample of question `qa` on chunk `ci` of document `di`: its chunk among distractors, retrieved
+        (p_retrieved) or random, filling ~target_tokens; None when no layout could be made."""
+        dom = self.docs[di].domain
+        ev = self.piece(di, ci)
+        budget = target_tokens * CHARS_PER_TOKEN_V3 - len(ev.text)
+        layout = (
+            self._retrieved_layout(rng, qa.question, di, ci, budget)
+            if rng.random() < self.p_retrieved
+            else self._random_layout(rng, di, ci, dom, budget)
+        )
+        return None if layout is None else self._finish(rng, qa, di, ci, dom, ev, *layout)
 
     def _random_layout(
         self, rng: random.Random, di: int, ci: int, dom: str, budget: float

@@ -26,6 +26,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fusion_study import judge  # noqa: E402
 
 # the candidate terms, in the order of a feature vector
 TERMS = (
@@ -59,7 +62,7 @@ def features(args) -> None:
     from gdn2_rag import RAG, RAGConfig
     from gdn2_rag import pipeline as pl
     from gdn2_rag.answer_type import expected_types, type_match
-    from gdn2_rag.evaluate import contains_answer, resolve_source
+    from gdn2_rag.evaluate import resolve_source
     from gdn2_rag.evidence import MAX_EVIDENCE_CHARS, _candidates
 
     seen = {}
@@ -86,9 +89,8 @@ def features(args) -> None:
         cos = (vecs[1:] @ vecs[0]).astype(float)
         kinds = expected_types(q["question"])
         src = resolve_source(q["source"]) if q.get("source") else ""
-        ranked_in = [
-            c for c in ranked if any(c == seg.chunk_id for p in context.pieces for seg in p.segments)
-        ]
+        present = {seg.chunk_id for p in context.pieces for seg in p.segments}
+        ranked_in = [c for c in ranked if c in present]  # what _candidates' ranks count
         best_by_rank: dict[int, float] = {}
         for (rank, *_), c in zip(cands, cos, strict=True):
             best_by_rank[rank] = max(best_by_rank.get(rank, -1.0), c)
@@ -97,16 +99,7 @@ def features(args) -> None:
             text = context.pieces[pi].text
             same_prev = i > 0 and cands[i - 1][0] == rank
             same_next = i + 1 < len(cands) and cands[i + 1][0] == rank
-            end = e
-            if e - s > MAX_EVIDENCE_CHARS:  # cut as select_evidence cuts, shown with its whole lines
-                cut = text.rfind(" ", s, s + MAX_EVIDENCE_CHARS)
-                end = cut if cut > s else s + MAX_EVIDENCE_CHARS
-            path = context.pieces[pi].path
-            right_file = bool(src) and (
-                path == src or path.endswith("/" + src.lstrip("/")) or src.endswith(path)
-            )
-            shown = text[s:end] + "\n" + pl._evidence(text, s, end)
-            ok = bool(q["answers"]) and right_file and contains_answer(shown, q["answers"])
+            end, ok = judge(q["answers"], src, context.pieces[pi], s, e)
             cand_rows.append(
                 {
                     "cos": float(c),

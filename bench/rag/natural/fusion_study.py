@@ -25,6 +25,20 @@ from fusion_fit import accuracy  # noqa: E402
 from reader_replay import _fingerprint, _questions, _rag, _Span  # noqa: E402
 
 
+def judge(answers: list[str], src: str, piece, start: int, end: int) -> tuple[int, bool]:
+    """A candidate piece.text[start:end] as `select_evidence` would show it: (its shown end, whether the
+    shown text with its whole lines holds an accepted answer and the piece is the question's file `src`)."""
+    from gdn2_rag import pipeline as pl
+    from gdn2_rag.evaluate import contains_answer
+    from gdn2_rag.evidence import shown_end
+
+    end = shown_end(piece.text, start, end)
+    path = piece.path
+    right_file = bool(src) and (path == src or path.endswith("/" + src.lstrip("/")) or src.endswith(path))
+    shown = piece.text[start:end] + "\n" + pl._evidence(piece.text, start, end)
+    return end, bool(answers) and right_file and contains_answer(shown, answers)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--index", required=True)
@@ -35,7 +49,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from gdn2_rag import pipeline as pl
-    from gdn2_rag.evaluate import contains_answer, resolve_source
+    from gdn2_rag.evaluate import resolve_source
     from gdn2_rag.evidence import MAX_EVIDENCE_CHARS, _candidates
 
     read = {}
@@ -83,16 +97,7 @@ def main() -> None:
                 ),
                 default=None,
             )
-            path = context.pieces[pi].path
-            right_file = bool(src) and (
-                path == src or path.endswith("/" + src.lstrip("/")) or src.endswith(path)
-            )
-            end = e
-            if e - s > MAX_EVIDENCE_CHARS:  # cut as select_evidence cuts, shown with its whole lines
-                cut = text.rfind(" ", s, s + MAX_EVIDENCE_CHARS)
-                end = cut if cut > s else s + MAX_EVIDENCE_CHARS
-            shown = text[s:end] + "\n" + pl._evidence(text, s, end)
-            ok = bool(q["answers"]) and right_file and contains_answer(shown, q["answers"])
+            end, ok = judge(q["answers"], src, context.pieces[pi], s, e)
             cand_rows.append(
                 {"rank": rank, "lex": lex, "cos": c, "line": lp, "span": sp, "ok": ok, "text": text[s:end]}
             )

@@ -253,6 +253,10 @@ class ReaderLayout:
             return [len(t) for t in self.cache.encode_many(texts)]
         return [len(e.ids) for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
+    def count_headers(self, headers: list[str]) -> list[int]:
+        """Tokens of piece headers (laid out whole)."""
+        return self.count_many(headers)
+
     def frame_tokens(self, question: str) -> int:
         """Tokens of everything but the pieces: markers and the question (twice when it is repeated)."""
         return self.frame_markers + self.question_copies * self.count(question)

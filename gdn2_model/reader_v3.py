@@ -447,8 +447,13 @@ def saved_state(net: ReaderV3Net) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items() if not k.startswith(pre)}
 
 
-def save_checkpoint(net: ReaderV3Net, out: str | Path, extra: dict | None = None) -> Path:
-    """Write config.json + model-0000N.safetensors shards (<= 15 MB each) of the non-frozen weights."""
+def save_checkpoint(
+    net: ReaderV3Net, out: str | Path, extra: dict | None = None, dtype: torch.dtype = torch.float32
+) -> Path:
+    """Write config.json + model-0000N.safetensors shards (<= 15 MB each) of the non-frozen weights.
+
+    dtype: how floating weights are stored (bfloat16 halves a shipped checkpoint; `load_net` reads them
+    into the float32 network, so only the stored values are rounded)."""
     from safetensors.torch import save_file
 
     out = Path(out)
@@ -459,11 +464,12 @@ def save_checkpoint(net: ReaderV3Net, out: str | Path, extra: dict | None = None
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
     for k, v in state.items():
+        v = v.to(dtype) if v.is_floating_point() else v
         nb = v.numel() * v.element_size()
         if size + nb > SHARD_BYTES and shards[-1]:
             shards.append({})
             size = 0
-        shards[-1][k] = v.float() if v.is_floating_point() else v
+        shards[-1][k] = v
         size += nb
     files = []
     for i, sh in enumerate(shards):
@@ -511,6 +517,47 @@ def load_net(path: str | Path, base_path: str | Path | None = None) -> tuple[Rea
 
 
 # ---------------------------------------------------------------------------------------------- runtime
+class V3Layout:
+    """What `build_v3_input` costs in context tokens, for context budgets (gdn2_rag.tokens.LayoutCost).
+
+    The GDN-2 layers read the context tokens only: every piece's header (its first `header_tokens`
+    WordPiece tokens) and text, no markers. The question is not part of that sequence (MiniLM reads it
+    beside every window), so the frame costs nothing. Exact: len(build_v3_input(...)) is the sum of
+    `piece_tokens` over the pieces it keeps.
+    """
+
+    name = "reader-v3-wordpiece"
+    repeat_question = False
+    piece_markers = 0
+
+    def __init__(self, tokenizer, header_tokens: int) -> None:
+        self.tokenizer = tokenizer
+        self.header_tokens = header_tokens
+
+    def count(self, text: str) -> int:
+        return self.count_many([text])[0]
+
+    def count_many(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        return [len(e.ids) for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def count_headers(self, headers: list[str]) -> list[int]:
+        return [min(n, self.header_tokens) for n in self.count_many(headers)]
+
+    def frame_tokens(self, question: str) -> int:
+        return 0
+
+    def piece_tokens(self, header: str, text: str) -> int:
+        return self.count_headers([header])[0] + self.count(text)
+
+
+REPEAT_QUESTION_V3 = (
+    "reader v3 reads the question beside every window of the context, so 'read twice' (repeat_question) "
+    "does not apply to it; it is a setting of the v2 reader"
+)
+
+
 @dataclass
 class ReadResult:
     inp: V3Input
@@ -549,6 +596,17 @@ class ReaderV3:
             "sha256": h.hexdigest()[:16],
         }
 
+    def layout(self, repeat_question: bool = False) -> V3Layout:
+        """Token costs of this reader's input (`V3Layout`); `repeat_question` is refused (v2 only)."""
+        if repeat_question:
+            raise ValueError(REPEAT_QUESTION_V3)
+        return V3Layout(self.tokenizer, self.cfg.header_tokens)
+
+    can_generate = False  # span extraction only: no LM head
+
+    def generate(self, *_: Any, **__: Any) -> str:
+        raise ValueError("reader v3 extracts spans; it has no LM head and cannot generate")
+
     @torch.no_grad()
     def read(
         self, question: str, pieces: Sequence[ContextPiece], max_tokens: int | None = None
@@ -583,9 +641,11 @@ class ReaderV3:
         k: int = 4,
         max_answer_tokens: int = 32,
         max_tokens: int | None = None,
-        **_: Any,
+        repeat_question: bool = False,
     ) -> list[ReaderSpan]:
         """The `k` best non-overlapping spans (char offsets into pieces[i].text), best first."""
+        if repeat_question:
+            raise ValueError(REPEAT_QUESTION_V3)
         if max_answer_tokens < 1:
             raise ValueError(f"max_answer_tokens={max_answer_tokens} must be >= 1")
         r = self.read(question, pieces, max_tokens)

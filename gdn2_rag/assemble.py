@@ -210,12 +210,15 @@ def _chunk_keys(chunks: list, layout: LayoutCost) -> list:
     return [(layout.name, getattr(c, "content_hash", None) or c.text) for c in chunks]
 
 
-def _cached_counts(keys: list, texts: list[str], layout: LayoutCost, cache: dict | None) -> list[int]:
-    """Token counts of `texts`, counted once per key when a cache is given."""
+def _cached_counts(
+    keys: list, texts: list[str], layout: LayoutCost, cache: dict | None, headers: bool = False
+) -> list[int]:
+    """Token counts of `texts` (piece headers when `headers`), counted once per key when a cache is given."""
+    count = layout.count_headers if headers else layout.count_many
     if cache is None:
-        return layout.count_many(texts)
+        return count(texts)
     missing = [i for i, k in enumerate(keys) if k not in cache]
-    for i, n in zip(missing, layout.count_many([texts[i] for i in missing]), strict=True):
+    for i, n in zip(missing, count([texts[i] for i in missing]), strict=True):
         cache[keys[i]] = n
     return [cache[k] for k in keys]
 
@@ -234,7 +237,7 @@ def _count_pieces(
     merged_counts = dict(
         zip(map(id, merged), _cached_counts(keys, [p.text for p in merged], layout, cache), strict=True)
     )
-    headers = layout.count_many([p.header for p in pieces])
+    headers = layout.count_headers([p.header for p in pieces])
     for piece, header_tokens in zip(pieces, headers, strict=True):
         text_tokens = merged_counts.get(id(piece))
         if text_tokens is None:
@@ -252,7 +255,7 @@ def _header_costs(chunks: list, layout: LayoutCost, cache: dict) -> list[int]:
         make_header(10, str(c.path), c.section or "", c.line_start, c.line_end, c.page) for c in chunks
     ]
     keys = [(layout.name, "header", h) for h in headers]
-    return [layout.piece_markers + n for n in _cached_counts(keys, headers, layout, cache)]
+    return [layout.piece_markers + n for n in _cached_counts(keys, headers, layout, cache, headers=True)]
 
 
 class _Taken:

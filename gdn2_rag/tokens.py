@@ -32,7 +32,8 @@ class LayoutCost(Protocol):
 
     frame_tokens(question): the question (twice when `repeat_question`) and the frame's markers;
     piece_markers: a piece's markers, on top of the tokens of its header and its text;
-    count / count_many: tokens of bare texts.
+    count / count_many: tokens of bare texts; count_headers: tokens of piece headers as laid out (a
+    layout may keep only a header's first tokens).
     """
 
     name: str
@@ -42,6 +43,8 @@ class LayoutCost(Protocol):
     def count(self, text: str) -> int: ...
 
     def count_many(self, texts: list[str]) -> list[int]: ...
+
+    def count_headers(self, headers: list[str]) -> list[int]: ...
 
     def frame_tokens(self, question: str) -> int: ...
 
@@ -109,6 +112,9 @@ class EstimateLayout:
 
     def count_many(self, texts: list[str]) -> list[int]:
         return self.counter.count_many(texts)
+
+    def count_headers(self, headers: list[str]) -> list[int]:
+        return self.count_many(headers)
 
     def frame_tokens(self, question: str) -> int:
         copies = 2 if self.repeat_question else 1

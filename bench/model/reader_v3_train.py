@@ -511,7 +511,10 @@ def export(a: argparse.Namespace) -> None:
     _, unexpected = net.load_state_dict(state["model"], strict=False)
     assert not unexpected, unexpected
     out = save_checkpoint(
-        net, a.out, extra={"train_step": state["step"], "train_args": state.get("args", {})}
+        net,
+        a.out,
+        extra={"train_step": state["step"], "train_args": state.get("args", {})},
+        dtype=getattr(torch, a.dtype),
     )
     sizes = {p.name: p.stat().st_size for p in sorted(Path(out).iterdir())}
     print(json.dumps({"out": str(out), "step": state["step"], "files": sizes, "bytes": sum(sizes.values())}))
@@ -676,6 +679,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--state", default="runs/v3/train/state.pt")
     p.add_argument("--out", default="runs/v3/ckpt")
     p.add_argument("--base", default=None)
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="stored weights")
     p = sub.add_parser("eval", help="held-out metrics of a checkpoint folder")
     p.add_argument("--ckpt", default="runs/v3/ckpt")
     p.add_argument("--data", default="runs/v3/data.jsonl.xz")

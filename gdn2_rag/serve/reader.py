@@ -7,7 +7,8 @@ inputs in packed varlen passes and picks each one's token spans on the GPU, wher
 (`Reader.token_spans_batch`); back in its own thread each ask turns its token spans into text. So the
 GPU sees one packed pass at a time and the CPU work of many asks runs side by side. Every answer equals
 the one the same context gets read alone (tests/rag/test_serve_read_batch.py).
-Outside a running server (batcher not started) it reads directly, as `ReaderRuntime` does.
+Outside a running server (batcher not started), or with a reader that has no packed multi-request read
+(reader v3), it reads directly, one ask at a time, as `ReaderRuntime` does.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ class BatchedReaderRuntime(ReaderRuntime):
         retrieval_prior: float = 0.0,
         repeat_question: bool = False,
     ) -> ReadSpan:
-        if not self.batching or not self.load():
+        if not self.batching or not self.load() or not hasattr(self._reader, "token_spans_batch"):
+            # reader v3 has no packed multi-request read: its reads run one at a time under the lock
             return super()._extract(
                 question, pieces, max_answer_tokens, ranks, retrieval_prior, repeat_question
             )

@@ -179,11 +179,11 @@ def test_verify_reads_legacy_encodings_as_ingest_does(tmp_path):
 
 @pytest.fixture(scope="module")
 def reader_tokenizer():
-    """The shipped reader's tokenizer (the budget's exact counter when the reader is loaded)."""
+    """The v2 reader's tokenizer (its layout is the budget's exact counter when a v2 reader is loaded)."""
+    from gdn2_model.reader import DEFAULT_CHECKPOINT
     from gdn2_model.tokenizer import load_tokenizer
-    from gdn2_rag.reading import default_checkpoint
 
-    return load_tokenizer(default_checkpoint())
+    return load_tokenizer(DEFAULT_CHECKPOINT)
 
 
 @pytest.mark.parametrize("repeat", [False, True])
@@ -203,6 +203,24 @@ def test_budget_is_the_length_of_the_readers_input(long_doc, reader_tokenizer, r
     )
     assert ri.pieces_used == len(ctx.pieces)
     assert len(ri) == ctx.tokens <= budget
+
+
+@pytest.mark.parametrize("budget", [400, 1_000, 10_000])
+def test_budget_is_the_length_of_reader_v3s_input(long_doc, budget):
+    """Reader v3 (the shipped one) counts what its GDN-2 layers read: headers and texts in WordPiece."""
+    from tokenizers import Tokenizer
+
+    from gdn2_model.reader_v3 import ReaderV3Config, V3Layout, base_model_path, build_v3_input
+    from gdn2_rag.reading import context_pieces
+
+    tok = Tokenizer.from_file(str(base_model_path() / "tokenizer.json"))
+    _, index = long_doc
+    chunks = list(index.chunks.values())[::-1]
+    layout = V3Layout(tok, ReaderV3Config().header_tokens)
+    ctx = assemble_context("Which clause says item 84?", chunks, _scores(chunks), budget, layout)
+    inp = build_v3_input(tok, ctx.question, context_pieces(ctx), ReaderV3Config(), max_tokens=budget)
+    assert inp.pieces_used == len(ctx.pieces) > 0
+    assert len(inp) == ctx.tokens <= budget
 
 
 def test_estimated_layout_has_the_readers_markers(reader_tokenizer):

@@ -71,7 +71,7 @@ def test_trusted_reader_under_its_threshold_falls_back_to_evidence(tmp_path, fak
 
 def _break_reader_import(monkeypatch):
     # what the `kernels` name collision did: the model package fails to import
-    monkeypatch.setitem(sys.modules, "gdn2_model.reader", None)
+    monkeypatch.setitem(sys.modules, "gdn2_model.readers", None)
 
 
 def test_default_reader_failing_to_load_is_reported(tmp_path, fake_index, tiny, monkeypatch):

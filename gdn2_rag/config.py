@@ -23,19 +23,20 @@ class RAGConfig:
             of a better-ranked one and is dropped (1.0 keeps everything but exact copies).
         context_tokens: reader-token budget for the assembled context; None: 100k, or 4k when the
             reader runs on CPU (a 100k-token read there takes about two minutes).
-        repeat_question: lay the question out again after the context ("read twice"): the reader reads
-            <|question|> question a second time before <|answer|> (gdn2_model.prompt.build_reader_input),
-            and the context budget counts it. Off by default because the shipped checkpoint was trained
-            without it (gdn2_model/training_data.py lays samples out without the repeat). The question
-            already comes first and the reader is causal, so the repeat cannot change what its span heads
-            see of the context (only the shifted end score of the last context token); a generating
-            checkpoint (LM head) reads it before it answers. Its effect on answers was not measured.
+        repeat_question: a v2-reader setting: lay the question out again after the context ("read
+            twice"), <|question|> question a second time before <|answer|>
+            (gdn2_model.prompt.build_reader_input), and the context budget counts it. The shipped reader
+            v3 reads the question beside every window of the context, so it refuses the setting (RagError).
+            For v2 the question already comes first and the reader is causal, so the repeat cannot change
+            what its span heads see of the context; a generating v2 checkpoint (LM head) reads it before it
+            answers. Its effect on answers was not measured.
         merge_gap_lines: chunks of one document whose line spans are this close are merged into one piece.
         retrieval_prior: weight of the retrieval rank when the reader's spans are chosen: the answer
             maximises log P_reader(span) - retrieval_prior * log(1 + rank of its passage). 0 lets the reader
             alone decide. The default 3 raised citation accuracy on paraphrased questions from 0.72-0.78 to
             0.86-0.89 at no cost on generated QA (bench/results/rag.md).
-        model_path: reader checkpoint folder; None means the shipped default (gdn2_model/checkpoints/default).
+        model_path: reader checkpoint folder, v3 or v2 (gdn2_model.readers tells them apart); None means
+            the shipped reader v3 (gdn2_model/checkpoints/v3).
         device: "cpu", "cuda" or None (cuda when available).
         require_reader: raise instead of falling back to a retrieval-only answer when no reader loads.
         use_reader: False answers retrieval-only on purpose (fast, no model), and says so.

@@ -64,6 +64,7 @@ class EvalRow:
     answer_citation: bool | None = None
     answerable: bool = True
     abstained: bool = False
+    score: float | None = None  # the answer's confidence (Answer.score), for calibrating a reader's threshold
 
 
 @dataclass
@@ -237,6 +238,7 @@ def evaluate(ask: Callable[[str], Any], items: Sequence[EvalItem], k: int = 10) 
                 answer_citation=both if answerable else None,
                 answerable=answerable,
                 abstained=bool(getattr(ans, "abstained", False)),
+                score=getattr(ans, "score", None),
             )
         )
     return report

@@ -16,7 +16,10 @@ def _p(path: str) -> Passage:
 
 def _answer(q: str, text: str, cite: str | None, abstained: bool = False, evidence: str = "") -> Answer:
     cites = [Citation(cite, 1, 2, "x", 0)] if cite else []
-    return Answer(q, text, "retrieval-only", cites, [_p("/d/a.txt")], evidence=evidence, abstained=abstained)
+    score = None if abstained else 0.25
+    return Answer(
+        q, text, "retrieval-only", cites, [_p("/d/a.txt")], evidence=evidence, score=score, abstained=abstained
+    )
 
 
 ANSWERS = {
@@ -42,7 +45,10 @@ ROWS = [
 def test_unanswerable_questions_score_abstention(tmp_path):
     f = tmp_path / "q.jsonl"
     f.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n")
-    s = evaluate(lambda q: ANSWERS[q], load_eval_set(f)).summary()["legal"]
+    report = evaluate(lambda q: ANSWERS[q], load_eval_set(f))
+    # every row keeps the answer's confidence, so a reader's threshold can be calibrated from the report
+    assert [r.score for r in report.rows] == [0.25, 0.25, None, None, 0.25]
+    s = report.summary()["legal"]
     assert s["n"] == 3 and s["unanswerable"] == 2
     assert abs(s["answer_citation"] - 1 / 3) < 1e-9 and abs(s["contains"] - 2 / 3) < 1e-9
     # abstained on a3 (answerable) and u1 (unanswerable): precision 1/2; recall 1 of 2 unanswerable

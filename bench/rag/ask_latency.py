@@ -89,9 +89,14 @@ def run_cpu(args) -> dict:
     rag.ask(args.question, context_tokens=args.context_tokens)
     stages: dict[str, list[float]] = {"retrieve": [], "assemble": [], "read": [], "total": []}
     answer = None
-    for _ in range(args.repeats):
+    # distinct questions when given (a reader may keep its last read; the same question again costs nothing)
+    questions = [args.question] * args.repeats
+    if args.questions:
+        rows = [json.loads(line) for line in Path(args.questions).read_text().splitlines() if line.strip()]
+        questions = [r["question"] for r in rows if r.get("answers")][: args.repeats]
+    for question in questions:
         t = time.perf_counter()
-        answer = rag.ask(args.question, context_tokens=args.context_tokens)
+        answer = rag.ask(question, context_tokens=args.context_tokens)
         wall = time.perf_counter() - t
         stages["retrieve"].append(answer.timings.retrieve_s)
         stages["assemble"].append(answer.timings.assemble_s)
@@ -308,6 +313,8 @@ def main() -> None:
         p.add_argument("--context-tokens", type=int, default=16_000 if name == "cpu" else 100_000)
         p.add_argument("--question", default=QUESTION)
         p.add_argument("--repeats", type=int, default=5)
+        if name == "cpu":
+            p.add_argument("--questions", default=None, help="JSONL of questions asked in turn (timed asks)")
         p.add_argument("--model", default=None, help="reader checkpoint folder (default: the shipped reader)")
         if name == "dump":
             p.add_argument("--out", required=True)

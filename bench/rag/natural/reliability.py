@@ -1,7 +1,9 @@
 """Reliability of answer confidences on a hand-written set, and the "reader when confident" hybrid.
 
-Inputs are `reader_replay.py score --json` reports (rows carry the answer's `score`) and the semantic
-evidence's candidate study (`fusion_study.py`: the chosen sentence's cosine and whether it is right).
+Inputs are `reader_replay.py score --json` or `rag eval --reader --out` reports (rows carry the answer's
+`score`) and, for the evidence, the semantic evidence's candidate study (`fusion_study.py`: the chosen
+sentence's cosine and whether it is right) or a `rag eval --no-reader --out` report at the same budget (then
+the hybrid is exactly the pipeline's calibrated threshold: the evidence of the same context below it).
 Writes a reliability diagram (PNG: accuracy per confidence decile, each reader and the evidence) and prints,
 per answer, the AUROC of its confidence for right vs wrong answers (0.5: confidence tells nothing), and
 for each reader the accuracy of "reader when its score >= t, else the evidence", t chosen on 4/5 of the
@@ -27,9 +29,13 @@ FOLDS = 5
 
 
 def evidence_rows(path: str) -> dict[str, tuple[float, bool]]:
-    """question -> (cosine of the chosen sentence, right), choosing as gdn2_rag.evidence does."""
+    """question -> (cosine of the chosen sentence, right), choosing as gdn2_rag.evidence does; or, from a
+    `rag eval --no-reader --out` report, (the answer's score, right) as the pipeline answered."""
+    data = json.loads(Path(path).read_text())
+    if isinstance(data, dict):
+        return reader_rows(path)
     out = {}
-    for r in json.loads(Path(path).read_text()):
+    for r in data:
         if not r["answerable"] or not r["cands"]:
             continue
         best = r["cands"][pick(r, 0.0, 0.0)]

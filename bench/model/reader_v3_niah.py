@@ -77,7 +77,10 @@ def main() -> None:
                 secs += time.perf_counter() - t0
                 ok = got == s.answers[0].text
                 right += ok
-                print(f"{task} L={L} #{i} tokens={n} depth={(i + 0.5) / a.n:.2f} ok={ok} got={got!r}", flush=True)
+                print(
+                    f"{task} L={L} #{i} tokens={n} depth={(i + 0.5) / a.n:.2f} ok={ok} got={got!r}",
+                    flush=True,
+                )
             rows.append({"task": task, "tokens": L, "n": a.n, "acc": right / a.n, "read_s": secs / a.n})
     print(f"\n{'task':<11}{'tokens':>8}{'n':>4}{'acc':>7}{'read s':>8}")
     for r in rows:

@@ -18,7 +18,14 @@ def _answer(q: str, text: str, cite: str | None, abstained: bool = False, eviden
     cites = [Citation(cite, 1, 2, "x", 0)] if cite else []
     score = None if abstained else 0.25
     return Answer(
-        q, text, "retrieval-only", cites, [_p("/d/a.txt")], evidence=evidence, score=score, abstained=abstained
+        q,
+        text,
+        "retrieval-only",
+        cites,
+        [_p("/d/a.txt")],
+        evidence=evidence,
+        score=score,
+        abstained=abstained,
     )
 
 

@@ -19,10 +19,11 @@ CHECKPOINT_LIMIT = 64 * 1000 * 1000
 def test_the_shipped_checkpoint_is_v3_small_and_holds_no_copy_of_minilm():
     from safetensors import safe_open
 
+    from gdn2_model.reader import DEFAULT_CHECKPOINT as V2_CHECKPOINT
     from gdn2_model.readers import checkpoint_format
 
     ckpt = default_checkpoint()
-    assert checkpoint_format(ckpt) == "v3"
+    assert checkpoint_format(ckpt) == "v3" and checkpoint_format(V2_CHECKPOINT) == "v2"
     meta = json.loads((ckpt / "config.json").read_text())
     shards = [ckpt / f for f in meta["files"]]
     assert all(f.stat().st_size <= SHARD_LIMIT for f in shards)

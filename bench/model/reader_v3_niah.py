@@ -3,8 +3,8 @@
 Samples come from `gdn2_model.data.niah.NeedleTaskMaker` (the same tasks `reader_eval.py` scores for v2),
 sized in reader v3's own WordPiece context tokens (`V3Layout`); haystack documents are the prepared v3
 training file's documents (the needles are synthetic, so the haystack only has to be real text). Needles
-are placed at depths spread evenly over the context, as RULER does. A sample is right when the reader's
-best span is the needle's value exactly.
+are placed at depths spread evenly over the context, as RULER does. `acc`: the reader's best span is the
+needle's value exactly; `contains`: the span holds it (RULER's string-match scoring).
 
     python bench/model/reader_v3_niah.py --ckpt gdn2_model/checkpoints/v3 --lengths 100000 --n 8 \
         --tasks s-niah-1,mk-niah-1 --device cpu --out bench/results/raw/reader_v3_niah_cpu.json
@@ -69,7 +69,7 @@ def main() -> None:
     rows = []
     for L in [int(x) for x in a.lengths.split(",")]:
         for task in a.tasks.split(","):
-            right, secs = 0, 0.0
+            right, holds, secs = 0, 0, 0.0
             for i in range(a.n):
                 s, n = sized_sample(maker, reader, f"{task}-{L}-{i}", task, L, depth=(i + 0.5) / a.n)
                 t0 = time.perf_counter()
@@ -77,14 +77,26 @@ def main() -> None:
                 secs += time.perf_counter() - t0
                 ok = got == s.answers[0].text
                 right += ok
+                holds += s.answers[0].text in got
                 print(
                     f"{task} L={L} #{i} tokens={n} depth={(i + 0.5) / a.n:.2f} ok={ok} got={got!r}",
                     flush=True,
                 )
-            rows.append({"task": task, "tokens": L, "n": a.n, "acc": right / a.n, "read_s": secs / a.n})
-    print(f"\n{'task':<11}{'tokens':>8}{'n':>4}{'acc':>7}{'read s':>8}")
+            rows.append(
+                {
+                    "task": task,
+                    "tokens": L,
+                    "n": a.n,
+                    "acc": right / a.n,
+                    "contains": holds / a.n,
+                    "read_s": secs / a.n,
+                }
+            )
+    print(f"\n{'task':<11}{'tokens':>8}{'n':>4}{'acc':>7}{'contains':>9}{'read s':>8}")
     for r in rows:
-        print(f"{r['task']:<11}{r['tokens']:>8}{r['n']:>4}{r['acc']:>7.2f}{r['read_s']:>8.1f}")
+        print(
+            f"{r['task']:<11}{r['tokens']:>8}{r['n']:>4}{r['acc']:>7.2f}{r['contains']:>9.2f}{r['read_s']:>8.1f}"
+        )
     if a.out:
         meta = {"ckpt": a.ckpt, "device": a.device, "identity": reader.identity}
         Path(a.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")

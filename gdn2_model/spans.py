@@ -8,7 +8,8 @@ non-overlapping spans are taken greedily, best end first:
    (max_len vectorised passes over the shifted start scores; no T x T matrix);
 2. ends sorted by that score, best first (a stable sort: equal scores keep token order);
 3. `greedy_spans`: walk the ends, keep a span unless it overlaps one kept, until k or a -inf score;
-4. `span_text`: token span -> character span of the piece, trimmed to whole words.
+4. `span_text`: token span -> character span of the piece, trimmed of whitespace and separators (`:;,`), widened
+   to whole words.
 
 `best_spans` does 1-4 on one context's CPU logits: the reference. `pick_spans_packed` does 1-3 for many
 contexts packed on one token axis, where the logits are (the GPU after a packed pass): step 1 over
@@ -120,14 +121,19 @@ def greedy_spans(
     return out
 
 
+SEPARATORS = ":;,"
+
+
 def span_text(ri: ReaderInput, pieces: Sequence[ContextPiece], span: TokenSpan) -> ReaderSpan:
-    """Step 4: the token span as characters of its piece, whitespace trimmed, widened to whole words."""
+    """Step 4: the token span as characters of its piece, whitespace and separators trimmed, widened to
+    whole words."""
     p, cs, ce = ri.char_span(span.start, span.end)
     text = pieces[p].text
-    # token offsets include the leading space of byte-level BPE tokens: trim whitespace off the span
-    while cs < ce and text[cs].isspace():
+    # token offsets include the leading space of byte-level BPE tokens: trim whitespace off the span, and the
+    # separators around an answer, which are never part of it ("is: 8721488" -> "8721488")
+    while cs < ce and (text[cs].isspace() or text[cs] in SEPARATORS):
         cs += 1
-    while ce > cs and text[ce - 1].isspace():
+    while ce > cs and (text[ce - 1].isspace() or text[ce - 1] in SEPARATORS):
         ce -= 1
     # a span that starts or ends inside a word ("convey|ed") is widened to whole words
     while 0 < cs < ce and text[cs - 1].isalnum() and text[cs].isalnum():

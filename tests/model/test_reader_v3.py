@@ -262,3 +262,27 @@ def test_minilm_copy_without_trained_layers_loads_and_checks(net_tok, tmp_path):
     (tmp_path / "base4" / "minilm_split.json").write_text(json.dumps(index))
     with pytest.raises(ValueError, match="does not match"):
         load_base(tmp_path / "base4")
+
+
+def test_span_text_drops_the_separators_around_an_answer():
+    """A span that took the colon before a value (or the comma after it) shows the value alone."""
+    import numpy as np
+
+    from gdn2_model.prompt import ContextPiece, ReaderInput
+    from gdn2_model.spans import TokenSpan, span_text
+
+    text = "The special number is: 8721488, noted."
+    offsets = [(0, 3), (3, 11), (11, 18), (18, 21), (21, 22), (22, 30), (30, 31), (31, 38)]
+    n = len(offsets)
+    ri = ReaderInput(
+        np.arange(n, dtype=np.int64),
+        np.zeros(n, np.int32),
+        np.array([s for s, _ in offsets], np.int32),
+        np.array([e for _, e in offsets], np.int32),
+        1,
+        0,
+    )
+    pieces = [ContextPiece(text=text)]
+    assert span_text(ri, pieces, TokenSpan(4, 6, 0.0)).text == "8721488"
+    # a separator inside the span stays ("2.0, 3.0" keeps its comma)
+    assert span_text(ri, pieces, TokenSpan(3, 5, 0.0)).text == "is: 8721488"

@@ -8,8 +8,8 @@ non-overlapping spans are taken greedily, best end first:
    (max_len vectorised passes over the shifted start scores; no T x T matrix);
 2. ends sorted by that score, best first (a stable sort: equal scores keep token order);
 3. `greedy_spans`: walk the ends, keep a span unless it overlaps one kept, until k or a -inf score;
-4. `span_text`: token span -> character span of the piece, trimmed of whitespace and separators (`:;,`), widened
-   to whole words.
+4. `span_text`: token span -> character span of the piece, trimmed of whitespace and separators (`:;,`),
+   widened to whole words.
 
 `best_spans` does 1-4 on one context's CPU logits: the reference. `pick_spans_packed` does 1-3 for many
 contexts packed on one token axis, where the logits are (the GPU after a packed pass): step 1 over

@@ -549,7 +549,8 @@ class V3Layout:
         return 0
 
     def piece_tokens(self, header: str, text: str) -> int:
-        return self.count_headers([header])[0] + self.count(text)
+        header_tokens, text_tokens = self.count_many([header, text])
+        return min(header_tokens, self.header_tokens) + text_tokens
 
 
 REPEAT_QUESTION_V3 = (

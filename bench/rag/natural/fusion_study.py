@@ -29,12 +29,11 @@ def judge(answers: list[str], src: str, piece, start: int, end: int) -> tuple[in
     """A candidate piece.text[start:end] as `select_evidence` would show it: (its shown end, whether the
     shown text with its whole lines holds an accepted answer and the piece is the question's file `src`)."""
     from gdn2_rag import pipeline as pl
-    from gdn2_rag.evaluate import contains_answer
+    from gdn2_rag.evaluate import _same_source, contains_answer
     from gdn2_rag.evidence import shown_end
 
     end = shown_end(piece.text, start, end)
-    path = piece.path
-    right_file = bool(src) and (path == src or path.endswith("/" + src.lstrip("/")) or src.endswith(path))
+    right_file = bool(src) and _same_source(piece.path, src)  # as `rag eval` judges a citation
     shown = piece.text[start:end] + "\n" + pl._evidence(piece.text, start, end)
     return end, bool(answers) and right_file and contains_answer(shown, answers)
 

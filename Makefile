@@ -11,7 +11,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # the CPU build of torch on these machines; installed first so nothing pulls a multi-GB CUDA build
 CPU_TORCH ?= torch==2.13.0
-PIP = -m pip install -q --disable-pip-version-check
+# --no-cache-dir: no second copy of every wheel in ~/.cache (a CI machine once ran out of disk installing)
+PIP = -m pip install -q --disable-pip-version-check --no-cache-dir
 # the installed versions, as lock lines (the CPU torch wheel's local tag dropped)
 FREEZE = -m pip freeze --exclude-editable --disable-pip-version-check | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'
 DEMO_INDEX ?= demo-index
@@ -39,14 +40,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# a fresh venv with the newest allowed versions (no lock); prints what moved against the lock
+# a fresh venv with the newest allowed versions (no lock); prints what moved against the lock, then removes
+# the venv (it is rebuilt every run)
 test-latest:
 	rm -rf $(LATEST_VENV)
 	$(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/python $(PIP) "$(CPU_TORCH)"
 	$(LATEST_VENV)/bin/python $(PIP) -e ".[dev]"
 	$(LATEST_VENV)/bin/python $(FREEZE) | diff $(LOCK) - | sed -n 's/^> /not the locked version: /p' || true
-	$(LATEST_VENV)/bin/python -m pytest -q -p no:cacheprovider
+	$(LATEST_VENV)/bin/python -m pytest -q -p no:cacheprovider; rc=$$?; rm -rf $(LATEST_VENV); exit $$rc
 
 # rewrite the lock from a fresh venv with the newest allowed versions (then run `make test`, commit both)
 lock:

@@ -28,8 +28,11 @@ def checkpoint_format(path: str | Path) -> str:
     return "v3" if fmt == V3_FORMAT else "v2"
 
 
-def load_reader(path: str | Path, device: str = "cpu") -> Reader | ReaderV3:
-    """The reader of a checkpoint folder on `device` (FileNotFoundError / ValueError when it cannot load)."""
+def load_reader(
+    path: str | Path, device: str = "cpu", base_path: str | Path | None = None
+) -> Reader | ReaderV3:
+    """The reader of a checkpoint folder on `device` (FileNotFoundError / ValueError when it cannot load).
+    `base_path`: a v3 reader's MiniLM folder where the package is not installed (the GPU machine)."""
     if checkpoint_format(path) == "v3":
-        return ReaderV3.load(path, device=device)
+        return ReaderV3.load(path, base_path=base_path, device=device)
     return Reader.load(path, device=device)

@@ -18,7 +18,7 @@ python3 $T train --data runs/v3/data.jsonl.xz --base runs/v3/minilm --state $W/s
 cp $W/log.jsonl "$OUT/train_log.jsonl"
 python3 -c "import json,sys; r=[json.loads(l) for l in open('$W/log.jsonl')]; sys.exit(0 if r[-1].get('reason')=='steps' else 3)" \
   || { echo "stopped on time: call again to resume"; exit 0; }
-python3 $T export --state $W/state.pt --out $W/ckpt --base runs/v3/minilm | tail -n 1
+python3 $T export --state $W/state.pt --out $W/ckpt --base runs/v3/minilm --dtype bfloat16 | tail -n 1
 cp $W/ckpt/* "$OUT/"
 for ctx in .natural/ctx_dev_*.jsonl.xz; do
   b=$(basename "$ctx" .jsonl.xz)

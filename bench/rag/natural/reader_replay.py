@@ -42,17 +42,17 @@ class _Span:
 
 
 class _StandIn:
-    """What ReaderRuntime needs of a loaded reader: a tokenizer, its layout, extract_spans, identity."""
+    """What ReaderRuntime needs of a loaded reader: the real checkpoint's tokenizer and layout (so the
+    budget packs exactly the pieces `rag ask` would), with `extract_spans` replaced by `on_read`."""
 
-    def __init__(self, tokenizer, on_read) -> None:
-        self.tokenizer = tokenizer
+    def __init__(self, reader, on_read) -> None:
+        self.tokenizer = reader.tokenizer
+        self._reader = reader
         self.on_read = on_read
         self.identity = {"name": "replay"}
 
     def layout(self, repeat_question: bool = False):
-        from gdn2_model.prompt import ReaderLayout
-
-        return ReaderLayout(self.tokenizer, repeat_question=repeat_question)
+        return self._reader.layout(repeat_question)
 
     def extract_spans(self, question, pieces, k=1, max_answer_tokens=32, **kw):
         return self.on_read(question, pieces)[:k]
@@ -62,14 +62,13 @@ class _StandIn:
 
 
 def _rag(index: str, on_read, checkpoint: str | None):
-    """A RAG whose reader is the stand-in, counting tokens with the checkpoint's own tokenizer."""
-    from gdn2_model.reader import DEFAULT_CHECKPOINT
-    from gdn2_model.tokenizer import load_tokenizer
+    """A RAG whose reader is the stand-in for `checkpoint` (default: the shipped reader)."""
+    from gdn2_model.readers import load_reader
     from gdn2_rag import RAG, RAGConfig
-    from gdn2_rag.reading import ReaderRuntime
+    from gdn2_rag.reading import ReaderRuntime, default_checkpoint
 
     runtime = ReaderRuntime(require=True)
-    runtime._reader = _StandIn(load_tokenizer(Path(checkpoint or DEFAULT_CHECKPOINT)), on_read)
+    runtime._reader = _StandIn(load_reader(checkpoint or default_checkpoint()), on_read)
     runtime._loaded = True
     rag = RAG(index, config=RAGConfig(require_reader=True, device="cpu"), reader=runtime)
     rag.info()  # opens it: a missing index fails here, not at the first question
@@ -122,16 +121,16 @@ def read(args) -> None:
 
     from gdn2_model.prompt import ContextPiece
     from gdn2_model.reader import Reader
-    from gdn2_rag.reading import FUSION_CANDIDATES
+    from gdn2_model.reader_v3 import ReaderV3
+    from gdn2_model.readers import checkpoint_format
+    from gdn2_rag.reading import FUSION_CANDIDATES, default_checkpoint
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = json.loads((Path(args.checkpoint) / "config.json").read_text()) if args.checkpoint else {}
-    if config.get("format") == "gdn2-reader-v3":
-        from gdn2_model.reader_v3 import ReaderV3
-
-        reader = ReaderV3.load(args.checkpoint, base_path=args.base, device=device)
+    checkpoint = args.checkpoint or default_checkpoint()
+    if checkpoint_format(checkpoint) == "v3":  # --base: a MiniLM folder where the package is not installed
+        reader = ReaderV3.load(checkpoint, base_path=args.base, device=device)
     else:
-        reader = Reader.load(args.checkpoint, device=device)
+        reader = Reader.load(checkpoint, device=device)
     out, times = [], []
     with lzma.open(args.contexts, "rt") as f:
         for n, line in enumerate(f):

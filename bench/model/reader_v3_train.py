@@ -257,14 +257,19 @@ class BatchStream(torch.utils.data.IterableDataset):
 
     def __init__(
         self, docs, tok, cfg, batch_tokens, min_len, max_len, seed, p_unanswerable=0.2, p_retrieved=0.0,
-        written=(), p_written=0.0,
+        written=(), p_written=0.0, p_keyed=0.0,
     ):  # fmt: skip
         self.docs, self.tok, self.cfg = docs, tok, cfg
         self.batch_tokens, self.min_len, self.max_len, self.seed = batch_tokens, min_len, max_len, seed
         self.p_unans, self.p_retrieved = p_unanswerable, p_retrieved
         self.written, self.p_written = list(written), p_written if written else 0.0
+        self.p_keyed = p_keyed
 
     def _one(self, maker: V3SampleMaker, rng: random.Random, T: int) -> V3Sample:
+        if rng.random() < self.p_keyed:
+            s = maker.sample_keyed(rng, T)
+            if s is not None:
+                return s
         if rng.random() < self.p_written:
             s = maker.sample_written(rng, T, self.written)
             if s is not None:
@@ -441,7 +446,7 @@ def train(a: argparse.Namespace) -> dict:
             log({"type": "eval_written_init", **evaluate(net.to(dev), tok, written_evals, dev)})
     stream = BatchStream(
         docs, tok, cfg, a.batch_tokens, a.min_len, a.max_len, seed=a.seed * 1000003 + step,
-        p_retrieved=a.p_retrieved, written=written, p_written=a.p_written,
+        p_retrieved=a.p_retrieved, written=written, p_written=a.p_written, p_keyed=a.p_keyed,
     )  # fmt: skip
     loader = torch.utils.data.DataLoader(
         stream,
@@ -668,6 +673,9 @@ def main(argv: list[str] | None = None) -> int:
         help="written questions (gdn2_model/data/written_questions.jsonl); every 8th document held out",
     )  # fmt: skip
     p.add_argument("--p-written", type=float, default=0.3, help="share of samples from --written")
+    p.add_argument(
+        "--p-keyed", type=float, default=0.0, help="share of key-value fact samples (data/keyed_facts.py)"
+    )
     p.add_argument("--eval-tokens", type=int, default=1500, help="context of the held-out written samples")
     p.add_argument("--workers", type=int, default=min(8, max(0, (os.cpu_count() or 1) - 2)))
     p.add_argument("--log-every", type=int, default=20)

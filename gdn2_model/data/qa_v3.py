@@ -31,6 +31,7 @@ from pathlib import Path
 from gdn2_model.data import qa as qa1
 from gdn2_model.data.chunk_bm25 import ChunkBM25
 from gdn2_model.data.corpus import Document
+from gdn2_model.data.keyed_facts import keyed_sample
 from gdn2_model.data.sample import chunk_text
 from gdn2_model.data.written import WrittenQA
 from gdn2_model.prompt import ContextPiece
@@ -705,6 +706,19 @@ class V3SampleMaker:
             if s is not None:
                 return s
         return None
+
+    def sample_keyed(self, rng: random.Random, target_tokens: int) -> V3Sample | None:
+        """Key-value facts of one form in random chunks of any domain, one key asked
+        (`gdn2_model.data.keyed_facts`); the same share of unanswerable questions."""
+        return keyed_sample(rng, self._any_chunks, target_tokens * CHARS_PER_TOKEN_V3, self.p_unanswerable)
+
+    def _any_chunks(self, rng: random.Random, chars: float) -> list[ContextPiece]:
+        pieces: list[ContextPiece] = []
+        while chars > 0:
+            p = self.piece(*self._flat[rng.randrange(len(self._flat))])
+            pieces.append(p)
+            chars -= len(p.text) + len(p.header)
+        return pieces
 
     def _place(self, rng: random.Random, di: int, ci: int, qa: QA, target_tokens: int) -> V3Sample | None:
         """The sample of question `qa` on chunk `ci` of document `di`: its chunk among distractors, retrieved

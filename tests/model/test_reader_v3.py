@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -205,6 +206,41 @@ def test_data_generation_and_targets(net_tok):
     assert paraphrase("What does the -a option of ls do?", random.Random(1))
     assert is_excluded("/usr/share/common-licenses/GPL-3", {"/usr/share/common-licenses/GPL-3"})
     assert not is_excluded("/usr/share/common-licenses/GPL-2", {"/usr/share/common-licenses/GPL-3"})
+
+
+def test_keyed_fact_samples_ask_one_key_among_several(net_tok):
+    """The MK-NIAH skill's training samples: facts of one form, the asked key's value is the answer, the
+    other keys' values are elsewhere in the context, an unanswerable key is in no fact; RULER's keys never."""
+    from gdn2_model.data.keyed_facts import TEMPLATES
+    from gdn2_model.data.niah import KEY_WORDS
+
+    _, tok = net_tok
+    words = " ".join(f"alpha{chr(97 + i)}word beta{chr(97 + i)}term" for i in range(26))
+    docs = [Document(f"/x/d{i}", "support", f"d{i}", (f"Sentence {i} holds {words}. " * 6)) for i in range(3)]
+    maker = V3SampleMaker(docs, chunk_chars=400, p_unanswerable=0.3)
+    answered = unanswered = 0
+    for i in range(60):
+        s = maker.sample_keyed(random.Random(i), 300)
+        s.check()
+        pattern = [(f, re.escape(a).replace(re.escape("{key}"), "([a-z]+)")) for f, a in TEMPLATES]
+        asked = [(f, m[1]) for f, a in pattern if (m := re.fullmatch(a, s.question))]
+        assert len(asked) == 1
+        fact, key = asked[0]
+        assert key not in KEY_WORDS
+        text = "\n".join(p.text for p in s.pieces)
+        before, after = fact.format(key=key, value="\0").split("\0")
+        if s.answer is None:
+            unanswered += 1
+            assert not re.search(re.escape(before) + r"\S+" + re.escape(after), text)  # no fact of that key
+            continue
+        answered += 1
+        p, a, b = s.answer
+        assert s.pieces[p].text[a:b] == s.answer_text
+        assert s.pieces[p].text[s.evidence[1][1] : s.evidence[1][2]] == before + s.answer_text + after
+        assert text.count(re.split(r"\{\w+\}", fact)[0]) >= 2  # the other keys' facts are there too
+        t = rt.make_targets(s, build_v3_input(tok, s.question, s.pieces, CFG))
+        assert t is not None and t["abstain"] == 0
+    assert answered > 30 and unanswered > 5
 
 
 def test_overfit_four_samples_drives_span_loss_down():

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -199,7 +198,7 @@ def build_v3_input(
         used += 1
         starts = _line_starts(p.text)
         off = np.asarray(et.offsets, dtype=np.int32).reshape(-1, 2)
-        tok_line = np.asarray([bisect_right(starts, int(s)) - 1 for s in off[:, 0]], dtype=np.int32)
+        tok_line = (np.searchsorted(np.asarray(starts), off[:, 0], side="right") - 1).astype(np.int32)
         line_base = len(lines)
         lines.extend((i, ln) for ln in range(len(starts)))
         # the header, then the piece's tokens grouped by line
@@ -213,15 +212,11 @@ def build_v3_input(
         cs.append(off[:, 0])
         ce.append(off[:, 1])
         lid.append(tok_line + line_base)
-        # windows: greedy over whole lines; the header counts toward the first window
+        # windows: greedy over whole lines (runs of tokens on one line); the header counts toward the first
         w_start, w_len = T, len(h_ids)
-        j = 0
         m = len(et.ids)
-        while j < m:
-            k = j
-            while k < m and tok_line[k] == tok_line[j]:
-                k += 1
-            line_len = k - j
+        cuts = np.flatnonzero(np.diff(tok_line)) + 1 if m else np.zeros(0, np.int64)
+        for line_len in np.diff(np.concatenate(([0], cuts, [m]))).tolist() if m else ():
             if w_len and w_len + line_len > W:
                 windows.append((w_start, w_start + w_len))
                 w_start, w_len = w_start + w_len, 0
@@ -231,7 +226,6 @@ def build_v3_input(
                 w_start, w_len = w_start + w_len + take, 0
                 line_len -= take
             w_len += line_len
-            j = k
         if w_len:
             windows.append((w_start, w_start + w_len))
         T += n
@@ -250,40 +244,49 @@ def build_v3_input(
 
 
 def collate(inputs: Sequence[V3Input], cls_id: int = 101, sep_id: int = 102) -> dict[str, torch.Tensor]:
-    """Pack samples: every window of every sample is one encoder row; their context tokens are packed in
-    sample order into one sequence with `cu_seqlens`; lines get batch-global ids."""
-    rows, types, gather = [], [], []
+    """Pack samples: every window of every sample is one encoder row ([CLS] question [SEP] window [SEP]);
+    their context tokens are packed in sample order into one sequence with `cu_seqlens` (`gather` maps
+    each to its place in the flattened rows); lines get batch-global ids. Array operations throughout: a
+    100k-token context has ~770 windows and 100k gather entries."""
     L = max((3 + len(x.q_ids) + e - s for x in inputs for s, e in x.windows), default=3)
-    line_off = 0
-    line_ids, line_sample, cu = [], [], [0]
+    n = sum(len(x.windows) for x in inputs)
+    ids = np.zeros((n, L), np.int64)
+    tt = np.zeros((n, L), np.int64)
+    mask = np.zeros((n, L), bool)
+    gather, line_ids, line_sample, cu = [], [], [], [0]
+    cols = np.arange(L)
+    row0, line_off = 0, 0
     for b, x in enumerate(inputs):
-        head = [cls_id, *x.q_ids, sep_id]
-        for s, e in x.windows:
-            r = len(rows)
-            rows.append(head + x.ctx_ids[s:e].tolist() + [sep_id])
-            types.append([0] * len(head) + [1] * (e - s + 1))
-            gather.extend(r * L + len(head) + t for t in range(e - s))
+        head = np.asarray([cls_id, *x.q_ids, sep_id], np.int64)
+        h = len(head)
+        win = np.asarray(x.windows, np.int64).reshape(-1, 2)
+        lens = win[:, 1] - win[:, 0]
+        rows = row0 + np.arange(len(win))
+        ids[rows, :h] = head
+        # every context token of every window: its row, its column, its index in the context
+        tok_row = np.repeat(rows, lens)
+        within = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+        ids[tok_row, h + within] = x.ctx_ids[np.repeat(win[:, 0], lens) + within]
+        ids[rows, h + lens] = sep_id
+        used = cols[None, :] <= (h + lens)[:, None]  # head, window, closing [SEP]
+        mask[rows] = used
+        tt[rows] = used & (cols[None, :] >= h)
+        gather.append(tok_row * L + h + within)
         li = x.line_id.astype(np.int64)
         line_ids.append(np.where(li >= 0, li + line_off, -1))
         line_sample.extend([b] * len(x.lines))
         line_off += len(x.lines)
         cu.append(cu[-1] + len(x))
-    n = len(rows)
-    ids = torch.zeros(n, L, dtype=torch.long)
-    tt = torch.zeros(n, L, dtype=torch.long)
-    mask = torch.zeros(n, L, dtype=torch.bool)
-    for r, (row, ty) in enumerate(zip(rows, types, strict=True)):
-        ids[r, : len(row)] = torch.tensor(row)
-        tt[r, : len(ty)] = torch.tensor(ty)
-        mask[r, : len(row)] = True
+        row0 += len(win)
+    cat = lambda xs, dt: torch.from_numpy(np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
     return {
-        "enc_ids": ids,
-        "enc_type": tt,
-        "enc_mask": mask,
-        "gather": torch.tensor(gather, dtype=torch.long),
+        "enc_ids": torch.from_numpy(ids),
+        "enc_type": torch.from_numpy(tt),
+        "enc_mask": torch.from_numpy(mask),
+        "gather": cat(gather, np.int64),
         "cu_seqlens": torch.tensor(cu, dtype=torch.int32),
         "answerable": torch.from_numpy(np.concatenate([x.piece_index >= 0 for x in inputs])),
-        "line_id": torch.from_numpy(np.concatenate(line_ids)) if inputs else torch.zeros(0, dtype=torch.long),
+        "line_id": cat(line_ids, np.int64),
         "line_sample": torch.tensor(line_sample, dtype=torch.long),
         "n_lines": torch.tensor(line_off),
     }

@@ -91,6 +91,31 @@ def test_windows_cover_context_in_order(net_tok):
     assert small.pieces_used < len(PIECES) and len(small) <= len(inp) - 1
 
 
+def test_collate_rows_are_question_then_window_and_gather_finds_every_context_token(net_tok):
+    _, tok = net_tok
+    inps = [
+        build_v3_input(tok, "What is the default port?", PIECES, CFG),
+        build_v3_input(tok, "Who may redistribute copies of the program?", PIECES[::-1], CFG),
+    ]
+    b = collate(inps)
+    ids, types, mask = b["enc_ids"], b["enc_type"], b["enc_mask"]
+    assert ids.shape[0] == sum(len(x.windows) for x in inps)
+    r = 0
+    for x in inps:
+        head = [101, *x.q_ids, 102]
+        for s, e in x.windows:  # [CLS] question [SEP] window [SEP], types 0 then 1, masked after
+            n = len(head) + (e - s) + 1
+            assert ids[r, :n].tolist() == head + x.ctx_ids[s:e].tolist() + [102]
+            assert types[r, :n].tolist() == [0] * len(head) + [1] * (e - s + 1)
+            assert mask[r].tolist() == [True] * n + [False] * (ids.shape[1] - n)
+            r += 1
+    packed = np.concatenate([x.ctx_ids for x in inps])
+    assert torch.equal(ids.flatten()[b["gather"]], torch.from_numpy(packed))
+    assert b["cu_seqlens"].tolist() == [0, len(inps[0]), len(inps[0]) + len(inps[1])]
+    assert int(b["n_lines"]) == len(inps[0].lines) + len(inps[1].lines)
+    assert int(b["line_id"].max()) == int(b["n_lines"]) - 1  # the second sample's lines come after
+
+
 def test_forward_shapes_and_probabilities(net_tok):
     net, tok = net_tok
     a = build_v3_input(tok, "What is the default port?", PIECES, CFG)

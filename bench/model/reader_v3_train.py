@@ -442,6 +442,7 @@ def train(a: argparse.Namespace) -> dict:
     if a.written:
         written, docs, written_evals = split_written(docs, load_written(a.written), a.eval_tokens)
         log({"type": "written", "train_questions": len(written), "heldout_samples": len(written_evals)})
+        written_evals = written_evals[: a.written_eval_n]  # 0 on a CPU: each pass takes minutes there
         if a.init and step == 0 and written_evals:  # the starting point, for the fine-tune to beat
             log({"type": "eval_written_init", **evaluate(net.to(dev), tok, written_evals, dev)})
     stream = BatchStream(
@@ -677,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
         "--p-keyed", type=float, default=0.0, help="share of key-value fact samples (data/keyed_facts.py)"
     )
     p.add_argument("--eval-tokens", type=int, default=1500, help="context of the held-out written samples")
+    p.add_argument("--written-eval-n", type=int, default=None, help="held-out written samples scored (all)")
     p.add_argument("--workers", type=int, default=min(8, max(0, (os.cpu_count() or 1) - 2)))
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--save-every", type=int, default=200)

@@ -5,7 +5,7 @@
 # scores it on the generated held-out samples, reads the natural dev contexts carried in .natural/
 # (ctx_dev_*.jsonl.xz; bench/rag/natural/reader_replay.py export makes them on the CPU), and copies the
 # checkpoint, the spans and the log to $OUT. Needs runs/v3/minilm (export-minilm) and runs/v3/data.jsonl.xz
-# carried (the MiniLM copy in three calls: see bench/model/reader_v3_train.py).
+# carried (how, in two calls: bench/model/reader_v3_train.py).
 set -o pipefail
 export PYTHONPATH=.:${PYTHONPATH:-} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 NAME=$1 MIN=$2 STEPS=$3

@@ -13,16 +13,18 @@
     python bench/model/reader_v3_train.py export --state runs/v3/train/state.pt --out runs/v3/ckpt
     python bench/model/reader_v3_train.py eval --ckpt runs/v3/ckpt --data runs/v3/data.jsonl.xz
 
-On the GPU machine (the repo alone is ~48 MB of the 64 MiB a call may carry) the MiniLM copy and the data
-travel in four back-to-back calls while the machine is warm (carried ignored files stay there between calls;
-a warm machine is released after 30 s idle):
-    carry runs/v3/minilm/{minilm-01-of-04.safetensors,config.json,minilm_split.json,tokenizer.json,
-          tokenizer_config.json,vocab.txt,special_tokens_map.json}
-    carry runs/v3/minilm/minilm-02-of-04.safetensors + .natural/ctx_dev_4000.jsonl.xz (the dev contexts)
-    carry runs/v3/minilm/{minilm-03-of-04,minilm-04-of-04}.safetensors
-    carry runs/v3/data.jsonl.xz, then train: bench/model/reader_v3_round.sh NAME 7.3 2400 [--written
-          gdn2_model/data/written_questions.jsonl --p-written 0.3]
-Measured on one H200 (2026-12-04): 2400 steps of ~27k context tokens in 5.3 min (~150k tokens/s).
+On the GPU machine a call carries at most 64 MiB in all (tracked files included), and the tracked tree is
+~71 MB with both shipped checkpoints: for GPU calls, move `gdn2_model/checkpoints/default` (reader v2,
+43.7 MB) out of the working tree and back afterwards (it is committed). Then, while the machine stays
+warm (it is released after 30 s idle; carried ignored files stay between calls):
+    from scratch (needs MiniLM's layers 4-5 too): call 1 carries runs/v3/minilm (45 MB) with v3's checkpoint
+          also moved out; call 2 carries runs/v3/data.jsonl.xz and .natural/ctx_dev_*.jsonl.xz and trains:
+          bench/model/reader_v3_round.sh NAME 7.4 2400 --written gdn2_model/data/written_questions.jsonl
+    fine-tune of an exported v3 (which holds layers 4-5): call 1 carries runs/v3/minilm_base4 (38 MB,
+          `export-minilm --omit-from-layer 4`) and the dev contexts, call 2 runs/v3/data.jsonl.xz with
+          `ln -sfn minilm_base4 runs/v3/minilm; bench/model/reader_v3_round.sh NAME MIN STEPS --init ...`
+Measured on one H200 (2026-12-05): 2400 steps of ~27k context tokens in 6.3 min (172k tokens/s) with 30 %
+written questions; fine-tunes run at 76-159k tokens/s (key-value samples are slower to make).
 
 `train` resumes from `--state` when it exists, saves it every `--save-every` steps and when `--max-minutes`
 is up, so it runs in short calls. Everything training needs is in the prepared file and the MiniLM folder

@@ -16,6 +16,7 @@ import random
 import re
 import string
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from gdn2_model.data.niah import KEY_WORDS
 from gdn2_model.prompt import ContextPiece
@@ -61,16 +62,26 @@ def _boundary(text: str, at: int, taken: list[tuple[int, int]]) -> int:
     return at
 
 
-def keyed_sample(
+@dataclass(frozen=True)
+class KeyedFacts:
+    """A context with the facts in it; `answer` = (piece, char start, char end) of the asked key's value and
+    `fact` the span of its whole sentence, both None when the asked key has no fact (abstain)."""
+
+    question: str
+    pieces: list[ContextPiece]
+    answer: tuple[int, int, int] | None
+    fact: tuple[int, int, int] | None
+    value: str
+
+
+def keyed_facts(
     rng: random.Random,
     haystack: Callable[[random.Random, float], list[ContextPiece]],
     target_chars: float,
     p_unanswerable: float,
-):
-    """One sample (a `qa_v3.V3Sample`), or None when the haystack has too few distinct words for keys.
+) -> KeyedFacts | None:
+    """One context of facts, or None when the haystack has too few distinct words for keys.
     `haystack(rng, chars)` draws real pieces of about `chars` characters."""
-    from gdn2_model.data.qa_v3 import V3Sample  # qa_v3 imports this module
-
     pieces = haystack(rng, target_chars)
     n = rng.randint(2, 6)
     keys = _keys(rng, pieces, n + 1) if pieces else None
@@ -90,12 +101,10 @@ def keyed_sample(
         placed.append((pi, at, len(sentence) - 1))
     pieces = [ContextPiece(t, p.header) for t, p in zip(texts, pieces, strict=True)]
     if rng.random() < p_unanswerable:  # a key no fact holds (the spare one)
-        q = ask.format(key=keys[n])
-        return V3Sample(q, pieces, None, [], "keyed", "keyed", "keyed", "", {"unanswerable": True})
+        return KeyedFacts(ask.format(key=keys[n]), pieces, None, None, "")
     target = rng.randrange(n)
     pi, start, length = placed[target]
     value = values[target]
     vstart = start + len(fact[: fact.index("{value}")].format(key=keys[target]))
     answer = (pi, vstart, vstart + len(value))
-    evidence = [answer, (pi, start, start + length)]
-    return V3Sample(ask.format(key=keys[target]), pieces, answer, evidence, "keyed", "keyed", "keyed", value)
+    return KeyedFacts(ask.format(key=keys[target]), pieces, answer, (pi, start, start + length), value)

@@ -31,7 +31,7 @@ from pathlib import Path
 from gdn2_model.data import qa as qa1
 from gdn2_model.data.chunk_bm25 import ChunkBM25
 from gdn2_model.data.corpus import Document
-from gdn2_model.data.keyed_facts import keyed_sample
+from gdn2_model.data.keyed_facts import keyed_facts
 from gdn2_model.data.sample import chunk_text
 from gdn2_model.data.written import WrittenQA
 from gdn2_model.prompt import ContextPiece
@@ -710,7 +710,13 @@ class V3SampleMaker:
     def sample_keyed(self, rng: random.Random, target_tokens: int) -> V3Sample | None:
         """Key-value facts of one form in random chunks of any domain, one key asked
         (`gdn2_model.data.keyed_facts`); the same share of unanswerable questions."""
-        return keyed_sample(rng, self._any_chunks, target_tokens * CHARS_PER_TOKEN_V3, self.p_unanswerable)
+        k = keyed_facts(rng, self._any_chunks, target_tokens * CHARS_PER_TOKEN_V3, self.p_unanswerable)
+        if k is None:
+            return None
+        kind = ("keyed", "keyed", "keyed")  # kind, domain, doc_id: no document of the corpus is the source
+        if k.answer is None:
+            return V3Sample(k.question, k.pieces, None, [], *kind, "", {"unanswerable": True})
+        return V3Sample(k.question, k.pieces, k.answer, [k.answer, k.fact], *kind, k.value)
 
     def _any_chunks(self, rng: random.Random, chars: float) -> list[ContextPiece]:
         pieces: list[ContextPiece] = []

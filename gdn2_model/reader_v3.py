@@ -215,8 +215,8 @@ def build_v3_input(
         # windows: greedy over whole lines (runs of tokens on one line); the header counts toward the first
         w_start, w_len = T, len(h_ids)
         m = len(et.ids)
-        cuts = np.flatnonzero(np.diff(tok_line)) + 1 if m else np.zeros(0, np.int64)
-        for line_len in np.diff(np.concatenate(([0], cuts, [m]))).tolist() if m else ():
+        cuts = np.flatnonzero(np.diff(tok_line)) + 1  # an empty piece: one line of 0 tokens, a no-op
+        for line_len in np.diff(np.concatenate(([0], cuts, [m]))).tolist():
             if w_len and w_len + line_len > W:
                 windows.append((w_start, w_start + w_len))
                 w_start, w_len = w_start + w_len, 0

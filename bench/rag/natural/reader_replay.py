@@ -120,17 +120,11 @@ def read(args) -> None:
     import torch
 
     from gdn2_model.prompt import ContextPiece
-    from gdn2_model.reader import Reader
-    from gdn2_model.reader_v3 import ReaderV3
-    from gdn2_model.readers import checkpoint_format
+    from gdn2_model.readers import load_reader
     from gdn2_rag.reading import FUSION_CANDIDATES, default_checkpoint
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    checkpoint = args.checkpoint or default_checkpoint()
-    if checkpoint_format(checkpoint) == "v3":  # --base: a MiniLM folder where the package is not installed
-        reader = ReaderV3.load(checkpoint, base_path=args.base, device=device)
-    else:
-        reader = Reader.load(checkpoint, device=device)
+    reader = load_reader(args.checkpoint or default_checkpoint(), device=device, base_path=args.base)
     out, times = [], []
     with lzma.open(args.contexts, "rt") as f:
         for n, line in enumerate(f):

@@ -33,7 +33,7 @@ def evidence_rows(path: str) -> dict[str, tuple[float, bool]]:
     `rag eval --no-reader --out` report, (the answer's score, right) as the pipeline answered."""
     data = json.loads(Path(path).read_text())
     if isinstance(data, dict):
-        return reader_rows(path)
+        return _report_rows(data)
     out = {}
     for r in data:
         if not r["answerable"] or not r["cands"]:
@@ -44,9 +44,15 @@ def evidence_rows(path: str) -> dict[str, tuple[float, bool]]:
 
 
 def reader_rows(path: str) -> dict[str, tuple[float, bool]]:
-    rows = json.loads(Path(path).read_text())["rows"]
+    return _report_rows(json.loads(Path(path).read_text()))
+
+
+def _report_rows(report: dict) -> dict[str, tuple[float, bool]]:
+    """question -> (the answer's score, right) of a `rag eval --out` or `reader_replay.py score` report."""
     return {
-        r["question"]: (float(r["score"] or 0.0), bool(r["answer_citation"])) for r in rows if r["answerable"]
+        r["question"]: (float(r["score"] or 0.0), bool(r["answer_citation"]))
+        for r in report["rows"]
+        if r["answerable"]
     }
 
 
